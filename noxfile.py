@@ -1,0 +1,85 @@
+"""Every check this repository runs; `uvx nox` runs the default set (what CI runs).
+
+Each session syncs its own environment from the one `uv.lock` with `uv sync --frozen`, so what is
+tested is exactly what is locked. `tests` installs a single package with only its declared
+dependencies (`uv sync --package P`): an undeclared import of a sibling fails there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PACKAGES = sorted(p.name for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").exists())
+SUPPORTED = ("3.11", "3.12", "3.13")
+
+
+def _available(version: str) -> bool:
+    return shutil.which(f"python{version}") is not None
+
+
+# Test on every supported CPython that is on the machine; a missing one is skipped, not failed.
+PYTHONS = [v for v in SUPPORTED if _available(v)] or [SUPPORTED[0]]
+
+nox.options.default_venv_backend = "uv"
+nox.options.error_on_missing_interpreters = False
+nox.options.sessions = ["lock", "lint", "typecheck", "tests", "examples"]
+
+
+def _sync(session: nox.Session, *args: str) -> None:
+    """Install into the session's virtualenv from uv.lock (never re-resolving)."""
+    env = {"UV_PROJECT_ENVIRONMENT": session.virtualenv.location}
+    python = session.python if isinstance(session.python, str) else PYTHONS[0]
+    session.run_install("uv", "sync", "--frozen", "--no-default-groups", f"--python={python}", *args, env=env)
+
+
+@nox.session(python=False)
+def lock(session: nox.Session) -> None:
+    """uv.lock matches every pyproject.toml."""
+    session.run("uv", "lock", "--check")
+
+
+@nox.session(python=PYTHONS[0])
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check over the whole tree."""
+    _sync(session, "--only-group", "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHONS[0])
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over every package's sources and tests, examples and benchmarks."""
+    _sync(session, "--all-packages", "--all-extras", "--group", "typecheck")
+    targets = [str(p) for p in sorted((ROOT / "packages").glob("*/src"))]
+    targets += [str(p) for p in sorted((ROOT / "packages").glob("*/tests"))]
+    targets += ["examples", "bench", "noxfile.py"]
+    session.run("mypy", *targets)
+
+
+@nox.session(python=PYTHONS)
+@nox.parametrize("package", PACKAGES)
+def tests(session: nox.Session, package: str) -> None:
+    """One package's tests, with only that package and its declared dependencies installed."""
+    _sync(session, "--package", package, "--all-extras", "--group", "test")
+    session.run("pytest", f"packages/{package}/tests", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0])
+def examples(session: nox.Session) -> None:
+    """Run every example program (examples/tests)."""
+    _sync(session, "--all-packages", "--all-extras", "--group", "test")
+    session.run("pytest", "examples/tests", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0])
+def bench(session: nox.Session) -> None:
+    """Benchmarks; figures and how to read them are in bench/README.md."""
+    _sync(session, "--all-packages", "--all-extras", "--group", "bench")
+    scripts = session.posargs or sorted(str(p) for p in (ROOT / "bench").glob("*.py") if not p.name.startswith("_"))
+    for script in scripts:
+        session.run("python", script, env={"PYTHONHASHSEED": "0", **os.environ})

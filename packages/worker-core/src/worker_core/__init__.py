@@ -1,0 +1,1 @@
+"""worker-core: prioritized, concurrent task running for asyncio."""

@@ -1,0 +1,126 @@
+"""Every error raised by worker packages, in one shallow tree, and the control-flow signals.
+
+Catch :class:`WorkerError` to catch anything the library raises. Plugins subclass the categories here
+(``RedisBackendError(BackendError)``) and wrap third-party exceptions at their boundary, so that
+``redis.exceptions.*`` or ``grpc.RpcError`` never escape a package.
+
+:class:`Retry` and :class:`Abort` are *signals* raised by task code, not errors: they derive from
+:class:`TaskSignal`, so ``except WorkerError`` never swallows them.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "Abort",
+    "BackendError",
+    "BackendUnavailableError",
+    "ConfigurationError",
+    "DurableOnlyError",
+    "DurableTaskExistsError",
+    "HandlerNotFoundError",
+    "HandlerPayloadTypeError",
+    "HandlerRegistrationError",
+    "InvalidTaskError",
+    "LeaseLostError",
+    "ManagerStoppedError",
+    "PayloadError",
+    "PluginError",
+    "QueueFullError",
+    "Retry",
+    "TaskExistsError",
+    "TaskNotFoundError",
+    "TaskSignal",
+    "WorkerError",
+)
+
+
+class WorkerError(Exception):
+    """Base class for every error raised by worker packages."""
+
+
+class ConfigurationError(WorkerError, ValueError):
+    """Bad settings: an invalid option value, an unknown backend scheme or codec name."""
+
+
+class PluginError(WorkerError):
+    """A plugin failed to load, or two plugins registered the same name."""
+
+
+class InvalidTaskError(WorkerError, ValueError):
+    """A task is malformed: non-callable ``execute``, wrong field types, bad id."""
+
+
+class TaskNotFoundError(WorkerError, LookupError):
+    """No task with this id is known to the manager."""
+
+
+class TaskExistsError(WorkerError):
+    """A task with this id is already registered."""
+
+
+class QueueFullError(WorkerError):
+    """The manager already holds ``max_tasks`` tasks that have not started; nothing was queued."""
+
+
+class ManagerStoppedError(WorkerError):
+    """The manager is stopping or stopped and accepts no new work."""
+
+
+class DurableOnlyError(WorkerError):
+    """A durable backend is configured: use ``register_durable_task`` instead of ``register_task``."""
+
+
+class HandlerNotFoundError(WorkerError, LookupError):
+    """No durable (or gRPC) handler is registered under this name."""
+
+
+class HandlerRegistrationError(WorkerError, ValueError):
+    """A handler could not be registered: empty name, duplicate name, or an incomplete spec."""
+
+
+class HandlerPayloadTypeError(WorkerError, TypeError):
+    """A typed handler received a payload of another type than the one it declared."""
+
+
+class PayloadError(WorkerError, ValueError):
+    """A payload could not be encoded or decoded by the codec; ``__cause__`` holds the codec's error."""
+
+
+class BackendError(WorkerError):
+    """Base for durable backend failures; backend plugins subclass this."""
+
+
+class BackendUnavailableError(BackendError):
+    """The backend could not be reached or the connection was lost (retryable)."""
+
+
+class DurableTaskExistsError(TaskExistsError, BackendError):
+    """The durable backend already holds a task with this id (go-worker's ErrDurableTaskAlreadyExists)."""
+
+
+class LeaseLostError(BackendError):
+    """The lease is gone or was handed to another consumer (stale fencing token); nothing was changed."""
+
+
+class TaskSignal(Exception):  # noqa: N818 - a signal, not an error, by design
+    """Control flow raised by task code; deliberately NOT a :class:`WorkerError`."""
+
+
+class Retry(TaskSignal):
+    """Ask for another attempt, after ``delay`` seconds (the task's backoff when ``None``).
+
+    A ``Retry`` counts against the task's retries; when none remain the task ends ``FAILED``.
+    """
+
+    def __init__(self, delay: float | None = None, reason: str = "") -> None:
+        super().__init__(reason or "retry requested")
+        if delay is not None and delay < 0:
+            raise ValueError("Retry delay must be >= 0")
+        self.delay = delay
+
+
+class Abort(TaskSignal):
+    """End the task now as ``FAILED``, without any further retry."""
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(reason or "task aborted")
