@@ -102,7 +102,7 @@ class LeaseLostError(BackendError):
     """The lease is gone or was handed to another consumer (stale fencing token); nothing was changed."""
 
 
-class TaskSignal(Exception):  # noqa: N818 - a signal, not an error, by design
+class TaskSignal(Exception):
     """Control flow raised by task code; deliberately NOT a :class:`WorkerError`."""
 
 

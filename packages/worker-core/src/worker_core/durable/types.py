@@ -1,6 +1,6 @@
 """Durable task records and the backend contract every durable backend implements.
 
-A backend stores :class:`DurableTask` records and hands them out as :class:`DurableTaskLease`\\ s.
+A backend stores :class:`DurableTask` records and hands them out as leases (:class:`DurableTaskLease`).
 Delivery is at least once: a lease that is not acked before it expires is handed out again.
 Every lease carries a fencing ``token``; ``ack``/``nack``/``fail``/``extend`` with a lease whose
 token is no longer current (the lease expired and the task went to another consumer) raise
@@ -126,6 +126,6 @@ class ReleasableBackend(Protocol):
 class WakeableBackend(Protocol):
     """Optional: block until work may be ready instead of polling."""
 
-    async def wait_for_work(self, timeout: float) -> None:
-        """Return when a task may have become ready, or after ``timeout`` seconds at the latest."""
+    async def wait_for_work(self, max_wait: float) -> None:
+        """Return when a task may have become ready, or after ``max_wait`` seconds at the latest."""
         ...

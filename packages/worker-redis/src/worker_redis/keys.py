@@ -1,0 +1,129 @@
+"""Every Redis key the durable backend touches: go-worker's layout (spec §5.3), plus our additive keys.
+
+``P`` is the prefix wrapped in a hash tag (``{go-worker}``), so every key of one deployment lives in
+one Redis Cluster slot and every Lua script may touch any of them.
+
+============================  ======  ==============================================================
+key                           type    content
+============================  ======  ==============================================================
+``P:ready:<queue>``           ZSET    task id -> ready-at epoch ms
+``P:processing:<queue>``      ZSET    task id -> lease-expiry epoch ms
+``P:task:<uuid>``             HASH    the task record (go-worker's fields, plus ``lease_token``)
+``P:dead``                    LIST    dead-lettered task ids, newest at the head (LPUSH)
+``P:queues``                  SET     known queue names
+``P:paused``                  STRING  ``"1"`` pauses every dequeue
+``P:paused_queues``           SET     paused queue names
+``P:wake``                    LIST    ours: wake-up tokens for idle workers (BLPOP), capped
+``prefix:global_rate``        HASH    cluster-wide token bucket (go-worker: raw prefix, no braces)
+``prefix:leader``             STRING  leader lock owner (go-worker: raw prefix, no braces)
+============================  ======  ==============================================================
+
+Task hash fields written by go-worker's enqueue: ``handler, payload, priority, queue, weight, retries,
+retry_delay_ms, attempts, ready_at_ms, updated_at_ms, metadata``; later ``lease_at_ms``,
+``last_error``, ``failed_at_ms``. Ours (additive): ``lease_token``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from worker_core.errors import ConfigurationError
+
+__all__ = ("DEFAULT_PREFIX", "DEFAULT_QUEUE", "Keys", "normalize_queue", "wrap_prefix")
+
+DEFAULT_PREFIX = "go-worker"
+DEFAULT_QUEUE = "default"
+
+
+def wrap_prefix(prefix: str) -> str:
+    """Wrap ``prefix`` in a hash tag as go-worker does; a prefix that already has ``{...}`` is kept."""
+    prefix = prefix.strip() or DEFAULT_PREFIX
+    if "{" in prefix or "}" in prefix:
+        if prefix.count("{") != 1 or prefix.count("}") != 1 or prefix.index("{") > prefix.index("}"):
+            raise ConfigurationError(f"redis prefix {prefix!r} has unbalanced braces")
+        if prefix.index("}") - prefix.index("{") == 1:
+            raise ConfigurationError(f"redis prefix {prefix!r} has an empty hash tag")
+        return prefix
+    return "{" + prefix + "}"
+
+
+def normalize_queue(name: str | None, default: str = DEFAULT_QUEUE) -> str:
+    """Trim ``name``; blank means ``default``."""
+    name = (name or "").strip()
+    return name or default
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names for one prefix; build once per backend, not per task."""
+
+    raw_prefix: str
+    prefix: str
+
+    @classmethod
+    def for_prefix(cls, prefix: str = DEFAULT_PREFIX) -> Keys:
+        """Keys of the deployment named ``prefix`` (``"go-worker"`` -> ``{go-worker}:...``)."""
+        raw = prefix.strip() or DEFAULT_PREFIX
+        return cls(raw_prefix=raw.replace("{", "").replace("}", ""), prefix=wrap_prefix(raw))
+
+    def ready(self, queue: str) -> str:
+        """ZSET of ready task ids of ``queue``."""
+        return f"{self.prefix}:ready:{queue}"
+
+    def processing(self, queue: str) -> str:
+        """ZSET of leased task ids of ``queue``."""
+        return f"{self.prefix}:processing:{queue}"
+
+    def task(self, task_id: str) -> str:
+        """HASH of one task."""
+        return f"{self.prefix}:task:{task_id}"
+
+    @property
+    def task_prefix(self) -> str:
+        """``P:task:``, for scripts that build task keys themselves."""
+        return f"{self.prefix}:task:"
+
+    @property
+    def ready_prefix(self) -> str:
+        """``P:ready:``."""
+        return f"{self.prefix}:ready:"
+
+    @property
+    def processing_prefix(self) -> str:
+        """``P:processing:``."""
+        return f"{self.prefix}:processing:"
+
+    @property
+    def dead(self) -> str:
+        """LIST of dead-lettered ids."""
+        return f"{self.prefix}:dead"
+
+    @property
+    def queues(self) -> str:
+        """SET of queue names."""
+        return f"{self.prefix}:queues"
+
+    @property
+    def paused(self) -> str:
+        """STRING global pause flag."""
+        return f"{self.prefix}:paused"
+
+    @property
+    def paused_queues(self) -> str:
+        """SET of paused queue names."""
+        return f"{self.prefix}:paused_queues"
+
+    @property
+    def wake(self) -> str:
+        """LIST of wake-up tokens (ours)."""
+        return f"{self.prefix}:wake"
+
+    @property
+    def global_rate(self) -> str:
+        """HASH token bucket; go-worker uses the raw prefix (no hash tag) here."""
+        return f"{self.raw_prefix}:global_rate"
+
+    @property
+    def leader(self) -> str:
+        """STRING leader lock; go-worker uses the raw prefix (no hash tag) here."""
+        return f"{self.raw_prefix}:leader"
