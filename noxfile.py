@@ -7,8 +7,10 @@ dependencies (`uv sync --package P`): an undeclared import of a sibling fails th
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import nox
@@ -18,12 +20,24 @@ PACKAGES = sorted(p.name for p in (ROOT / "packages").iterdir() if (p / "pyproje
 SUPPORTED = ("3.11", "3.12", "3.13")
 
 
-def _available(version: str) -> bool:
-    return shutil.which(f"python{version}") is not None
+def _working_interpreter(version: str) -> str | None:
+    """Path of a `pythonX.Y` that really runs (pyenv shims exist for versions that are not activated)."""
+    candidates = [shutil.which(f"python{version}")]
+    candidates += sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}*/bin/python{version}")))
+    candidates += [f"/usr/local/bin/python{version}", f"/usr/bin/python{version}"]
+    for exe in candidates:
+        if exe and os.access(exe, os.X_OK):
+            ok = subprocess.run([exe, "-c", "import sys"], capture_output=True, check=False).returncode == 0
+            if ok:
+                return exe
+    return None
 
 
 # Test on every supported CPython that is on the machine; a missing one is skipped, not failed.
-PYTHONS = [v for v in SUPPORTED if _available(v)] or [SUPPORTED[0]]
+_FOUND = {v: exe for v in SUPPORTED if (exe := _working_interpreter(v))}
+PYTHONS = list(_FOUND) or [SUPPORTED[0]]
+# Put the real interpreters ahead of any shim on PATH, so that uv (and nox) find them by version.
+os.environ["PATH"] = os.pathsep.join([*dict.fromkeys(os.path.dirname(e) for e in _FOUND.values()), os.environ["PATH"]])
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = False
