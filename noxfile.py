@@ -41,7 +41,7 @@ os.environ["PATH"] = os.pathsep.join([*dict.fromkeys(os.path.dirname(e) for e in
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = False
-nox.options.sessions = ["lock", "lint", "typecheck", "tests", "examples"]
+nox.options.sessions = ["lock", "lint", "typecheck", "tests", "examples", "codegen_check"]
 
 
 def _sync(session: nox.Session, *args: str) -> None:
@@ -97,3 +97,27 @@ def bench(session: nox.Session) -> None:
     scripts = session.posargs or sorted(str(p) for p in (ROOT / "bench").glob("*.py") if not p.name.startswith("_"))
     for script in scripts:
         session.run("python", script, env={"PYTHONHASHSEED": "0", **os.environ})
+
+
+def _codegen(session: nox.Session) -> None:
+    _sync(session, "--only-group", "codegen")
+    session.run("python", "scripts/gen_protos.py")
+
+
+@nox.session(python=PYTHONS[0])
+def codegen(session: nox.Session) -> None:
+    """Regenerate worker_grpc/_proto from proto/worker/v1 with the pinned grpcio-tools and mypy-protobuf."""
+    _codegen(session)
+
+
+@nox.session(python=PYTHONS[0])
+def codegen_check(session: nox.Session) -> None:
+    """The committed generated code is exactly what scripts/gen_protos.py produces (no drift)."""
+    _codegen(session)
+    generated = "packages/worker-grpc/src/worker_grpc/_proto"
+    session.run("git", "diff", "--exit-code", "--", generated, external=True)
+    untracked = session.run(
+        "git", "ls-files", "--others", "--exclude-standard", "--", generated, external=True, silent=True
+    )
+    if isinstance(untracked, str) and untracked.strip():
+        session.error(f"untracked generated files (run `nox -s codegen` and commit them):\n{untracked}")
