@@ -1,0 +1,428 @@
+"""The state-changing admin operations and the bounded readers ``RedisAdmin`` builds on.
+
+Every state change is one Lua script (``lua/admin_*.lua``) or a loop of bounded script calls; reads
+are bounded pages. Nothing uses ``KEYS`` and nothing reads a whole set or list in one reply.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+from worker_core.errors import ConfigurationError, TaskNotFoundError
+
+from worker_redis.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, Keys, normalize_queue
+
+from ._errors import redis_errors
+from ._records import MoveResult, Overview, PauseState, PurgeResult, QueueInfo, TaskRecord, TaskState
+from ._scripts import AdminScripts
+
+__all__ = ("DEAD_COUNT_LIMIT", "MAX_IDS", "SOURCES", "AdminOps", "clean_ids", "now_ms")
+
+#: Task ids one call accepts (go-worker's replay-by-id limit).
+MAX_IDS = 1000
+#: Sources of ``retry``, ``requeue`` and ``delete`` when no ids are given.
+SOURCES = ("dlq", "ready", "processing")
+# Ids per script call: keeps each script short, so Redis never blocks for long.
+_BATCH = 200
+# Queues one overview may list; a bigger queue set is refused rather than read whole.
+_MAX_QUEUES = 10_000
+# Dead ids read to count the DLQ per queue; beyond that the per-queue dead count is unknown.
+DEAD_COUNT_LIMIT = 10_000
+# Wake-up tokens kept in P:wake (an admin move may make work ready for idle workers).
+_WAKE_CAP = 64
+_PAGE = 500
+
+
+def now_ms() -> int:
+    """Epoch milliseconds on this machine (go-worker computes every timestamp on the client too)."""
+    return time.time_ns() // 1_000_000
+
+
+def clean_ids(ids: Iterable[str]) -> list[str]:
+    """Trim, split on commas, de-duplicate (order kept); more than :data:`MAX_IDS` is a ConfigurationError."""
+    out: dict[str, None] = {}
+    for value in ids:
+        for part in value.split(","):
+            if part.strip():
+                out[part.strip()] = None
+    if len(out) > MAX_IDS:
+        raise ConfigurationError(f"too many task ids: {len(out)} (at most {MAX_IDS})")
+    return list(out)
+
+
+def _s(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _chunks(items: Sequence[str], size: int = _BATCH) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class AdminOps:
+    """Admin operations over go-worker's Redis key layout (spec §5.3); see :class:`RedisAdmin`.
+
+    Args:
+        client: a ``redis.asyncio.Redis`` created with ``decode_responses=False`` (payloads are bytes).
+        prefix: the deployment's key prefix (``go-worker`` -> ``{go-worker}:...``).
+        default_queue: the queue of tasks whose hash names none.
+        where: how errors name the server (``redis at host:port``); never includes a password.
+
+    Every method raises :class:`~worker_core.errors.BackendUnavailableError` when Redis cannot be
+    reached, :class:`~worker_core.errors.ConfigurationError` for bad arguments or credentials, and
+    :class:`~worker_core.errors.BackendError` for any other Redis failure.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        default_queue: str = DEFAULT_QUEUE,
+        where: str = "redis",
+    ) -> None:
+        self.client = client
+        self.keys = Keys.for_prefix(prefix)
+        self.default_queue = normalize_queue(default_queue)
+        self.where = where
+        self.scripts = AdminScripts.register(client)
+        self._p = self.keys.prefix + ":"
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        default_queue: str = DEFAULT_QUEUE,
+        timeout: float = 5.0,
+        tls_insecure: bool = False,
+    ) -> Self:
+        """Connect lazily to ``redis://`` or ``rediss://`` ``url`` (user and password may be in it)."""
+        from redis.asyncio import Redis  # lazy: keeps `import worker_redis.admin` light
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ConfigurationError(f"redis URL must start with redis://, rediss:// or unix://, not {parts.scheme!r}")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ConfigurationError("redis URL has an invalid port") from None
+        where = f"redis at {parts.hostname or 'localhost'}:{port or 6379}"
+        options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        if parts.scheme == "rediss" and tls_insecure:
+            options.update(ssl_cert_reqs="none", ssl_check_hostname=False)
+        try:
+            client = Redis.from_url(url, **options)
+        except ValueError as exc:
+            raise ConfigurationError(f"invalid redis URL: {exc}") from None
+        return cls(client, prefix=prefix, default_queue=default_queue, where=where)
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        await self.client.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _seed(self) -> str:
+        return f"admin-{uuid.uuid4().hex}"
+
+    # -- pause -------------------------------------------------------------------------------------
+    async def ping(self) -> None:
+        """Check that Redis answers (and that the credentials are accepted)."""
+        with redis_errors(self.where):
+            await self.client.ping()
+
+    async def pause(self) -> None:
+        """Pause every dequeue of the deployment (``P:paused`` = ``"1"``)."""
+        with redis_errors(self.where):
+            await self.client.set(self.keys.paused, "1")
+
+    async def resume(self) -> None:
+        """Lift the global pause."""
+        with redis_errors(self.where):
+            await self.client.delete(self.keys.paused)
+
+    async def pause_queue(self, name: str, *, paused: bool = True) -> None:
+        """Pause (or resume) one queue; an unknown queue is a ConfigurationError and changes nothing."""
+        queue = normalize_queue(name, self.default_queue)
+        k = self.keys
+        with redis_errors(self.where):
+            ok = await self.scripts.pause_queue(
+                keys=[k.queues, k.paused_queues, k.wake], args=[queue, self.default_queue, int(paused), _WAKE_CAP]
+            )
+        if not ok:
+            raise ConfigurationError(f"unknown queue {queue!r}")
+
+    async def resume_queue(self, name: str) -> None:
+        """Resume one paused queue."""
+        await self.pause_queue(name, paused=False)
+
+    async def pause_state(self) -> PauseState:
+        """The global pause flag and the paused queues (sorted)."""
+        overview = await self.overview(count_dead=False)
+        return PauseState(paused=overview.paused, paused_queues=overview.paused_queues)
+
+    # -- counts ------------------------------------------------------------------------------------
+    async def overview(self, queues: Sequence[str] = (), *, count_dead: bool = True) -> Overview:
+        """Per-queue ready/processing/dead counts, the DLQ length and the pause flags.
+
+        ``queues`` limits the listing to these names; by default every known queue (``["default"]``
+        when none is known). Per-queue dead counts read at most ``DEAD_COUNT_LIMIT`` DLQ ids; beyond
+        that (or with ``count_dead=False``) they are ``None``.
+        """
+        k = self.keys
+        names = [normalize_queue(q, self.default_queue) for q in queues]
+        with redis_errors(self.where):
+            raw = await self.scripts.overview(
+                keys=[k.paused, k.paused_queues, k.queues, k.dead],
+                args=[self._p, self.default_queue, _MAX_QUEUES, *names],
+            )
+            paused, dead_len, paused_raw, flat = int(raw[0]), int(raw[1]), raw[2], raw[3]
+            dead_by_queue = await self._dead_by_queue(dead_len) if count_dead else None
+        infos = []
+        for i in range(0, len(flat), 4):
+            name = _s(flat[i])
+            dead = None if dead_by_queue is None else dead_by_queue.get(name, 0)
+            infos.append(QueueInfo(name, int(flat[i + 1]), int(flat[i + 2]), dead, bool(int(flat[i + 3]))))
+        infos.sort(key=lambda q: q.name)
+        return Overview(
+            queues=tuple(infos),
+            dead=dead_len,
+            paused=bool(paused),
+            paused_queues=tuple(sorted(_s(n) for n in paused_raw)),
+        )
+
+    async def _dead_by_queue(self, dead_len: int) -> dict[str, int] | None:
+        if dead_len > DEAD_COUNT_LIMIT:
+            return None
+        counts: dict[str, int] = {}
+        async for _id, _score, exists, values in self.page_entries("list", self.keys.dead, ("queue",)):
+            if exists:
+                name = _s(values[0]) if values[0] else self.default_queue
+                counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    async def queue_names(self) -> list[str]:
+        """Known queue names, sorted (``["default"]`` when none is known)."""
+        return [q.name for q in (await self.overview(count_dead=False)).queues]
+
+    async def dlq_size(self) -> int:
+        """Length of the DLQ."""
+        with redis_errors(self.where):
+            return int(await self.client.llen(self.keys.dead))
+
+    # -- paged reads -------------------------------------------------------------------------------
+    async def page_entries(
+        self, kind: str, key: str, fields: Sequence[str] = (), *, page: int = _PAGE
+    ) -> AsyncIterator[tuple[str, int, bool, list[Any]]]:
+        """Walk a ZSET (``kind="zset"``, by score) or the DLQ (``"list"``, newest first) in bounded pages.
+
+        Yields ``(id, score, hash exists, values)``: ``values`` are the HMGET of ``fields`` or, with no
+        fields, the HGETALL pairs. The walk stops at the size the source had when it began, so a
+        source that keeps growing cannot keep it running.
+        """
+        with redis_errors(self.where):
+            total = int(await (self.client.zcard(key) if kind == "zset" else self.client.llen(key)))
+            start = 0
+            while start < total:
+                stop = min(start + page, total) - 1
+                raw = await self.scripts.page(keys=[key], args=[kind, start, stop, self.keys.task_prefix, *fields])
+                if not raw:
+                    return
+                for i in range(0, len(raw), 4):
+                    score = int(float(raw[i + 1])) if raw[i + 1] else 0
+                    yield _s(raw[i]), score, bool(raw[i + 2]), list(raw[i + 3])
+                start = stop + 1
+
+    async def ids_from(self, source: str, *, from_queue: str = "", limit: int = 100) -> list[str]:
+        """The first ``limit`` ids (0 = all) of the DLQ (newest first) or of one queue's ready/processing set."""
+        if source not in SOURCES:
+            raise ConfigurationError("source must be dlq, ready, or processing")
+        if source != "dlq" and not from_queue.strip():
+            raise ConfigurationError("--from-queue is required for source ready/processing")
+        if limit < 0:
+            raise ConfigurationError("limit must be >= 0")
+        if source == "dlq":
+            kind, key = "list", self.keys.dead
+        else:
+            queue = normalize_queue(from_queue, self.default_queue)
+            kind = "zset"
+            key = self.keys.ready(queue) if source == "ready" else self.keys.processing(queue)
+        with redis_errors(self.where):
+            ids: list[str] = []
+            while True:
+                start = len(ids)
+                stop = start + _PAGE - 1 if not limit else min(start + _PAGE, limit) - 1
+                if stop < start:
+                    break
+                read = self.client.zrange if kind == "zset" else self.client.lrange
+                page = await read(key, start, stop)
+                ids.extend(_s(x) for x in page)
+                if len(page) < stop - start + 1:
+                    break
+            return ids
+
+    # -- moves -------------------------------------------------------------------------------------
+    async def requeue(
+        self, ids: Iterable[str], *, queue: str = "", delay: float = 0.0, reset_attempts: bool = False
+    ) -> MoveResult:
+        """Make tasks ready (from the DLQ, a ready or a processing set), ``delay`` seconds from now.
+
+        ``queue`` moves them to another queue (the hash's ``queue`` is rewritten). Each task gets a fresh
+        lease token, so a worker that still holds a lease on it cannot ack, nack or fail it. Ids
+        without a task hash are reported in ``missing`` and nothing is created for them.
+        """
+        if delay < 0:
+            raise ConfigurationError("delay must be >= 0")
+        todo = clean_ids(ids)
+        target = queue.strip()
+        k = self.keys
+        moved, missing = 0, list[str]()
+        with redis_errors(self.where):
+            for chunk in _chunks(todo):
+                now = now_ms()
+                ready_at = now + round(delay * 1000)
+                args: list[str | int] = [
+                    self._p,
+                    now,
+                    ready_at,
+                    target,
+                    self.default_queue,
+                    int(reset_attempts),
+                    self._seed(),
+                ]
+                raw = await self.scripts.requeue(keys=[k.dead, k.queues, k.wake], args=[*args, _WAKE_CAP, *chunk])
+                moved += int(raw[0])
+                missing.extend(_s(x) for x in raw[1])
+        return MoveResult(moved, tuple(missing))
+
+    async def replay_dlq(self, limit: int = 100, *, reset_attempts: bool = False) -> MoveResult:
+        """Replay up to ``limit`` dead tasks (0 = the whole DLQ as it is now), oldest first, to their queues."""
+        if limit < 0:
+            raise ConfigurationError("limit must be >= 0")
+        k = self.keys
+        replayed = 0
+        with redis_errors(self.where):
+            remaining = limit or int(await self.client.llen(k.dead))
+            while remaining > 0:
+                n = min(remaining, _BATCH)
+                args: list[str | int] = [
+                    self._p,
+                    now_ms(),
+                    n,
+                    self.default_queue,
+                    int(reset_attempts),
+                    self._seed(),
+                    _WAKE_CAP,
+                ]
+                raw = await self.scripts.replay_dlq(keys=[k.dead, k.queues, k.wake], args=args)
+                replayed += int(raw[0])
+                remaining -= n
+                if int(raw[1]) < n:
+                    break
+        return MoveResult(replayed)
+
+    async def replay_dlq_ids(self, ids: Iterable[str], *, reset_attempts: bool = False) -> MoveResult:
+        """Replay these dead tasks (go-worker's AdminReplayDLQByID); at least one id, at most 1000."""
+        todo = clean_ids(ids)
+        if not todo:
+            raise ConfigurationError("at least one task id is required")
+        return await self.requeue(todo, reset_attempts=reset_attempts)
+
+    async def delete(self, ids: Iterable[str], *, queue: str = "", delete_hash: bool = False) -> MoveResult:
+        """Remove tasks from their ready/processing set and the DLQ; with ``delete_hash`` drop their hashes.
+
+        A kept hash gets a fresh lease token (a worker holding the task cannot ack it). Unlike go-worker,
+        an id that exists nowhere is not counted and no stub hash is created.
+        """
+        todo = clean_ids(ids)
+        k = self.keys
+        deleted, missing = 0, list[str]()
+        with redis_errors(self.where):
+            for chunk in _chunks(todo):
+                args: list[str | int] = [
+                    self._p,
+                    now_ms(),
+                    queue.strip(),
+                    self.default_queue,
+                    int(delete_hash),
+                    self._seed(),
+                ]
+                raw = await self.scripts.delete(keys=[k.dead], args=[*args, *chunk])
+                deleted += int(raw[0])
+                missing.extend(_s(x) for x in raw[1])
+        return MoveResult(deleted, tuple(missing))
+
+    async def purge(
+        self,
+        *,
+        queues: Sequence[str] = (),
+        ready: bool = False,
+        processing: bool = False,
+        dlq: bool = False,
+        limit: int = 0,
+        delete_hash: bool = False,
+    ) -> PurgeResult:
+        """Remove up to ``limit`` (0 = all) entries per queue and set, oldest scores first, in bounded batches.
+
+        ``queues`` defaults to every known queue. The DLQ is purged from its head (newest first).
+        Task hashes are kept (as in go-worker) unless ``delete_hash``.
+        """
+        if not (ready or processing or dlq):
+            raise ConfigurationError("at least one of --ready, --processing, or --dlq is required")
+        if limit < 0:
+            raise ConfigurationError("limit must be >= 0")
+        names = list(queues) if queues else await self.queue_names()
+        names = [normalize_queue(q, self.default_queue) for q in names]
+        removed_ready: dict[str, int] = {}
+        removed_processing: dict[str, int] = {}
+        with redis_errors(self.where):
+            for name in names:
+                if ready:
+                    removed_ready[name] = await self._purge_key("zset", self.keys.ready(name), limit, delete_hash)
+                if processing:
+                    key = self.keys.processing(name)
+                    removed_processing[name] = await self._purge_key("zset", key, limit, delete_hash)
+            removed_dead = await self._purge_key("list", self.keys.dead, limit, delete_hash) if dlq else None
+        return PurgeResult(removed_ready, removed_processing, removed_dead)
+
+    async def _purge_key(self, kind: str, key: str, limit: int, delete_hash: bool) -> int:
+        total = int(await (self.client.zcard(key) if kind == "zset" else self.client.llen(key)))
+        remaining = min(limit, total) if limit else total
+        removed = 0
+        while remaining > 0:
+            n = min(remaining, _BATCH)
+            got = int(await self.scripts.purge(keys=[key], args=[kind, n, self.keys.task_prefix, int(delete_hash)]))
+            removed += got
+            remaining -= n
+            if got < n:
+                break
+        return removed
+
+    # -- one task ----------------------------------------------------------------------------------
+    async def get(self, task_id: str) -> TaskRecord:
+        """The task's hash and state; :class:`~worker_core.errors.TaskNotFoundError` when there is no hash."""
+        task_id = task_id.strip()
+        if not task_id:
+            raise ConfigurationError("--id is required")
+        with redis_errors(self.where):
+            raw = await self.scripts.get(
+                keys=[self.keys.task(task_id), self.keys.dead], args=[self._p, task_id, self.default_queue]
+            )
+        if not raw:
+            raise TaskNotFoundError(f"task {task_id} not found")
+        pairs = raw[2]
+        fields = {_s(pairs[i]): pairs[i + 1] for i in range(0, len(pairs), 2)}
+        score = int(float(raw[1])) if raw[1] else 0
+        return TaskRecord.from_fields(
+            task_id, TaskState(_s(raw[0])), fields, score=score, default_queue=self.default_queue
+        )
