@@ -1,2 +1,10 @@
-def main() -> None:  # pragma: no cover - replaced by the workerctl issue
-    """Entry point."""
+"""``python -m workerctl`` and the ``workerctl`` console script."""
+
+from __future__ import annotations
+
+from ._app import main
+
+__all__ = ("main",)
+
+if __name__ == "__main__":
+    main()

@@ -271,6 +271,19 @@ class AdminOps:
                     break
             return ids
 
+    async def missing_ids(self, ids: Iterable[str]) -> list[str]:
+        """Those of ``ids`` that have no task hash (checked in bounded pipelined batches)."""
+        todo = clean_ids(ids)
+        missing: list[str] = []
+        with redis_errors(self.where):
+            for chunk in _chunks(todo):
+                pipe = self.client.pipeline(transaction=False)
+                for task_id in chunk:
+                    pipe.exists(self.keys.task(task_id))
+                found = await pipe.execute()
+                missing.extend(t for t, n in zip(chunk, found, strict=True) if not n)
+        return missing
+
     # -- moves -------------------------------------------------------------------------------------
     async def requeue(
         self, ids: Iterable[str], *, queue: str = "", delay: float = 0.0, reset_attempts: bool = False

@@ -1,0 +1,189 @@
+"""Connection flags shared by every ``durable`` command, and running an admin call with clean errors."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import click
+from worker_core.errors import WorkerError
+from worker_redis.admin import RedisAdmin
+from worker_redis.keys import DEFAULT_PREFIX, DEFAULT_QUEUE
+
+from ._duration import DURATION
+
+__all__ = ("Connection", "connection_options", "fail", "run_admin")
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: go-worker's workerctl default address (its docker-compose Redis); the password default is empty.
+DEFAULT_ADDR = "localhost:6380"
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """Where and how to reach Redis. ``password`` is never printed: ``where`` names host and port only."""
+
+    host: str
+    port: int
+    db: int
+    username: str | None
+    password: str | None
+    tls: bool
+    tls_insecure: bool
+    timeout: float
+    prefix: str
+    default_queue: str
+
+    @property
+    def where(self) -> str:
+        """``redis at host:port`` (what error messages show)."""
+        return f"redis at {self.host}:{self.port}"
+
+    def client(self) -> Any:
+        """A ``redis.asyncio.Redis`` for these settings (connects lazily)."""
+        from redis.asyncio import Redis  # lazy: `workerctl --help` stays fast
+
+        options: dict[str, Any] = {}
+        if self.tls:
+            options.update(ssl=True, ssl_min_version=ssl.TLSVersion.TLSv1_2)
+            if self.tls_insecure:
+                options.update(ssl_cert_reqs="none", ssl_check_hostname=False)
+        return Redis(
+            host=self.host,
+            port=self.port,
+            db=self.db,
+            username=self.username,
+            password=self.password,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            **options,
+        )
+
+    def admin(self) -> RedisAdmin:
+        """A :class:`RedisAdmin` over a new client."""
+        return RedisAdmin(self.client(), prefix=self.prefix, default_queue=self.default_queue, where=self.where)
+
+
+def _split_addr(addr: str) -> tuple[str, int]:
+    host, sep, port = addr.strip().rpartition(":")
+    if not sep:
+        host, port = addr.strip(), "6379"
+    host = host.strip("[]") or "localhost"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{addr!r} is not host:port", param_hint="'--redis-addr'")
+    return host, int(port)
+
+
+def _from_url(url: str) -> tuple[str, int, int, str | None, str | None, bool]:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("redis", "rediss"):
+        raise click.BadParameter("must start with redis:// or rediss://", param_hint="'--redis-url'")
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        raise click.BadParameter("has an invalid port", param_hint="'--redis-url'") from None
+    path = parts.path.strip("/")
+    if path and not path.isdigit():
+        raise click.BadParameter("database must be a number (redis://host:port/0)", param_hint="'--redis-url'")
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return parts.hostname or "localhost", port, int(path or 0), username, password, parts.scheme == "rediss"
+
+
+def connection_options(fn: F) -> F:
+    """Add the connection flags to a command; it receives them as one ``conn: Connection`` argument."""
+
+    @click.option(
+        "--redis-url",
+        envvar="WORKER_REDIS_URL",
+        metavar="URL",
+        help="redis://[user:password@]host:port/db or rediss://... [env WORKER_REDIS_URL]",
+    )
+    @click.option(
+        "--redis-addr", metavar="HOST:PORT", help=f"Redis address when no URL is given [default: {DEFAULT_ADDR}]"
+    )
+    @click.option(
+        "--redis-password",
+        envvar="WORKER_REDIS_PASSWORD",
+        default="",
+        metavar="PASSWORD",
+        help="Redis password (default: none) [env WORKER_REDIS_PASSWORD]",
+    )
+    @click.option(
+        "--redis-prefix",
+        envvar="WORKER_REDIS_PREFIX",
+        default=DEFAULT_PREFIX,
+        show_default=True,
+        help="Key prefix, wrapped as {prefix} [env WORKER_REDIS_PREFIX]",
+    )
+    @click.option("--tls", is_flag=True, help="Connect with TLS (1.2 or newer)")
+    @click.option("--tls-insecure", is_flag=True, help="With TLS, skip certificate verification")
+    @click.option("--timeout", type=DURATION, default="5s", show_default=True, help="Per-command Redis timeout")
+    @click.option("--default-queue", default=DEFAULT_QUEUE, show_default=True, help="Queue of tasks that name none")
+    @functools.wraps(fn)
+    def wrapper(
+        *args: Any,
+        redis_url: str | None,
+        redis_addr: str | None,
+        redis_password: str,
+        redis_prefix: str,
+        tls: bool,
+        tls_insecure: bool,
+        timeout: float,
+        default_queue: str,
+        **kwargs: Any,
+    ) -> Any:
+        ctx = click.get_current_context()
+        url_from_cli = ctx.get_parameter_source("redis_url") == click.core.ParameterSource.COMMANDLINE
+        if redis_url and redis_addr and url_from_cli:
+            raise click.UsageError("use only one of --redis-url or --redis-addr")
+        if redis_url and not redis_addr:
+            host, port, db, username, password, url_tls = _from_url(redis_url)
+            tls = tls or url_tls
+            password = password or redis_password or None
+        else:
+            host, port = _split_addr(redis_addr or DEFAULT_ADDR)
+            db, username, password = 0, None, redis_password or None
+        conn = Connection(
+            host=host,
+            port=port,
+            db=db,
+            username=username,
+            password=password,
+            tls=tls,
+            tls_insecure=tls_insecure,
+            timeout=timeout if timeout > 0 else 5.0,
+            prefix=redis_prefix.strip() or DEFAULT_PREFIX,
+            default_queue=default_queue.strip() or DEFAULT_QUEUE,
+        )
+        return fn(*args, conn=conn, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def fail(message: str) -> click.ClickException:
+    """A runtime error: click prints ``Error: <message>`` on stderr (one line) and exits 1."""
+    return click.ClickException(" ".join(message.split()))
+
+
+def run_admin(conn: Connection, call: Callable[[RedisAdmin], Awaitable[T]]) -> T:
+    """Run ``call`` with a fresh admin in a new event loop; worker errors become one-line CLI errors."""
+
+    async def main() -> T:
+        admin = conn.admin()
+        try:
+            return await call(admin)
+        finally:
+            await admin.aclose()
+
+    try:
+        return asyncio.run(main())
+    except WorkerError as exc:
+        raise fail(str(exc)) from None

@@ -1,0 +1,1 @@
+"""``workerctl worker APP``: run a worker node."""
