@@ -1,1 +1,303 @@
-"""``workerctl worker APP``: run a worker node."""
+"""``workerctl worker APP``: run a worker node (durable consumer, optional gRPC server) until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import click
+from worker_core.errors import WorkerError
+
+from ._connection import fail
+from ._duration import DURATION
+from ._groups import CONTEXT, cli
+
+__all__ = ("WorkerOptions", "load_app", "worker")
+
+logger = logging.getLogger("workerctl.worker")
+
+_STOP_NOW_EXIT = 130  # the conventional "interrupted" code: a second signal cancelled running tasks
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """What the command line asks of the node (``None``: leave the app's own setting)."""
+
+    app: str
+    durable_url: str | None
+    prefix: str | None
+    concurrency: int | None
+    default_queue: str | None
+    queue_weights: dict[str, int] | None
+    grpc_listen: str | None
+    grpc_handlers: str | None
+    tls_cert: str | None
+    tls_key: str | None
+    tls_client_ca: str | None
+    shutdown_timeout: float
+
+
+def _import_attr(spec: str, what: str) -> Any:
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise click.BadParameter(f"{spec!r} is not module:attribute", param_hint=what)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: the app usually lives in the current directory
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or whatever the module raised while importing
+        raise fail(f"cannot import {module_name!r} for {spec}: {type(exc).__name__}: {exc}") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise fail(f"module {module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def _backend(opts: WorkerOptions) -> Any:
+    """The durable backend for ``--redis-url``: the URL itself, or a backend object when a prefix is set."""
+    if opts.durable_url is None or opts.prefix is None:
+        return opts.durable_url
+    from worker_redis import RedisDurableBackend  # type: ignore[attr-defined,unused-ignore]
+
+    return RedisDurableBackend.from_url(opts.durable_url, prefix=opts.prefix)
+
+
+async def load_app(opts: WorkerOptions) -> Any:
+    """Resolve APP to a TaskManager: the object itself, or what its factory returns (sync or async).
+
+    A factory receives, by keyword, those of ``durable_backend``, ``max_workers``, ``default_queue`` and
+    ``queue_weights`` that the command line set and its signature declares.
+    """
+    from worker_core import TaskManager
+
+    obj = _import_attr(opts.app, "'APP'")
+    given: dict[str, Any] = {}
+    if opts.durable_url is not None:
+        given["durable_backend"] = _backend(opts)
+    if opts.concurrency is not None:
+        given["max_workers"] = opts.concurrency
+    if opts.default_queue is not None:
+        given["default_queue"] = opts.default_queue
+    if opts.queue_weights is not None:
+        given["queue_weights"] = opts.queue_weights
+    if isinstance(obj, TaskManager):
+        unusable = sorted(set(given) - {"max_workers"})
+        if unusable:
+            raise fail(f"{opts.app} is a TaskManager instance; {', '.join(unusable)} need a factory function")
+        if opts.concurrency is not None:
+            obj.set_max_workers(opts.concurrency)
+        return obj
+    if not callable(obj):
+        raise fail(f"{opts.app} is neither a TaskManager nor a factory returning one")
+    try:
+        params: dict[str, inspect.Parameter] = dict(inspect.signature(obj).parameters)
+    except (TypeError, ValueError):
+        params = {}
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    rejected = [k for k in given if not takes_all and k not in params]
+    if rejected:
+        raise fail(f"the factory {opts.app} does not accept {', '.join(rejected)}")
+    manager = obj(**given)
+    if inspect.isawaitable(manager):
+        manager = await manager
+    if not isinstance(manager, TaskManager):
+        raise fail(f"{opts.app} returned {type(manager).__name__}, not a TaskManager")
+    return manager
+
+
+def _grpc_handlers(opts: WorkerOptions, manager: Any) -> Any:
+    if opts.grpc_handlers:
+        return _import_attr(opts.grpc_handlers, "'--grpc-handlers'")
+    module = importlib.import_module(opts.app.partition(":")[0])
+    for source in (module, manager):
+        handlers = getattr(source, "grpc_handlers", None) or getattr(source, "durable_handlers", None)
+        if handlers is not None:
+            return handlers() if callable(handlers) and not hasattr(handlers, "items") else handlers
+    raise fail("--grpc-listen needs handlers: --grpc-handlers module:attr, or `grpc_handlers` in the app module")
+
+
+async def _start_grpc(opts: WorkerOptions, manager: Any) -> tuple[Any, str]:
+    try:
+        from worker_grpc import ServerTLS, serve, server_port
+    except ImportError:
+        raise fail("--grpc-listen needs worker-grpc: pip install 'workerctl[grpc]'") from None
+    tls = None
+    if opts.tls_cert or opts.tls_key:
+        if not (opts.tls_cert and opts.tls_key):
+            raise click.UsageError("--tls-cert and --tls-key go together")
+        try:
+            tls = ServerTLS.from_files(opts.tls_cert, opts.tls_key, opts.tls_client_ca)
+        except OSError as exc:
+            raise fail(f"cannot read TLS files: {exc}") from None
+    assert opts.grpc_listen is not None
+    server = await serve(manager, _grpc_handlers(opts, manager), opts.grpc_listen, tls=tls)
+    host = opts.grpc_listen.rpartition(":")[0]
+    mode = "mTLS" if opts.tls_client_ca else ("TLS" if tls else "plaintext")
+    return server, f"{host}:{server_port(server)} ({mode})"
+
+
+def _describe_durable(opts: WorkerOptions) -> str:
+    if not opts.durable_url:
+        return "from the app"
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(opts.durable_url)
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        port = 6379
+    return f"{parts.scheme}://{parts.hostname or 'localhost'}:{port} prefix={opts.prefix or 'go-worker'}"
+
+
+async def run_node(opts: WorkerOptions) -> int:
+    """Start the app, serve until SIGTERM/SIGINT, stop gracefully; a second signal stops at once."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    stop_now = asyncio.Event()
+
+    def on_signal() -> None:
+        (stop_now if stop.is_set() else stop).set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    manager = await load_app(opts)
+    await manager.start()
+    server = None
+    grpc_text = "off"
+    try:
+        if opts.grpc_listen:
+            server, grpc_text = await _start_grpc(opts, manager)
+        weights = ",".join(f"{q}={w}" for q, w in (opts.queue_weights or {}).items()) or "all"
+        logger.info(
+            "worker started: app=%s pid=%d concurrency=%d durable=%s queues=%s grpc=%s",
+            opts.app,
+            os.getpid(),
+            manager.max_workers,
+            _describe_durable(opts),
+            weights,
+            grpc_text,
+        )
+        await stop.wait()
+        logger.info("stopping gracefully (send the signal again to stop now)")
+        if server is not None:
+            await server.stop(1.0)
+        graceful = asyncio.create_task(manager.stop_graceful(opts.shutdown_timeout or None))
+        forced = asyncio.create_task(stop_now.wait())
+        await asyncio.wait({graceful, forced}, return_when=asyncio.FIRST_COMPLETED)
+        if graceful.done():
+            forced.cancel()
+            try:
+                graceful.result()
+            except TimeoutError:
+                logger.warning("shutdown timeout passed: running tasks were cancelled")
+                return 1
+            logger.info("worker stopped")
+            return 0
+        logger.warning("stopping now: running tasks are cancelled (their leases expire and they run again)")
+        await manager.stop_now()
+        graceful.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WorkerError):
+            await graceful
+        return _STOP_NOW_EXIT
+    finally:
+        if server is not None:
+            await server.stop(0)
+        await manager.stop_now()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def _weights(values: tuple[str, ...]) -> dict[str, int] | None:
+    if not values:
+        return None
+    out: dict[str, int] = {}
+    for value in values:
+        name, sep, weight = value.partition("=")
+        if not name.strip():
+            raise click.BadParameter(f"{value!r}: queue name is empty", param_hint="'--queue'")
+        if sep and (not weight.strip().isdigit() or int(weight) < 1):
+            raise click.BadParameter(f"{value!r}: weight must be an integer >= 1", param_hint="'--queue'")
+        out[name.strip()] = int(weight) if sep else 1
+    return out
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("app")
+@click.option(
+    "--redis-url",
+    "--durable-url",
+    "durable_url",
+    envvar="WORKER_REDIS_URL",
+    help="Durable backend URL (redis://, rediss://) [env WORKER_REDIS_URL]",
+)
+@click.option("--redis-prefix", envvar="WORKER_REDIS_PREFIX", default=None, help="Key prefix [env WORKER_REDIS_PREFIX]")
+@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None, help="Tasks run at once.")
+@click.option("--queue", "queues", multiple=True, help="Queue weight NAME[=WEIGHT] (repeatable).")
+@click.option("--default-queue", default=None, help="Queue of tasks that name none.")
+@click.option("--grpc-listen", default=None, metavar="HOST:PORT", help="Also serve go-worker's gRPC API here.")
+@click.option("--grpc-handlers", default=None, metavar="MODULE:ATTR", help="gRPC handlers (default: the app's).")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), default=None, help="gRPC server certificate (PEM).")
+@click.option("--tls-key", type=click.Path(dir_okay=False), default=None, help="gRPC server private key (PEM).")
+@click.option("--tls-client-ca", type=click.Path(dir_okay=False), default=None, help="Require client certs (mTLS).")
+@click.option("--shutdown-timeout", type=DURATION, default="0", help="Graceful stop limit (0 = wait for tasks).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
+def worker(
+    app: str,
+    durable_url: str | None,
+    redis_prefix: str | None,
+    concurrency: int | None,
+    queues: tuple[str, ...],
+    default_queue: str | None,
+    grpc_listen: str | None,
+    grpc_handlers: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_client_ca: str | None,
+    shutdown_timeout: float,
+    log_level: str,
+) -> None:
+    """Run a worker node for APP (module:attribute naming a TaskManager, or a factory returning one).
+
+    A factory receives, by keyword, the settings given here that it declares: durable_backend,
+    max_workers, default_queue, queue_weights. SIGTERM or SIGINT stops the node gracefully (running
+    tasks finish); a second signal stops it at once.
+
+    \b
+    Example:
+      workerctl worker myapp.tasks:create_manager --redis-url redis://localhost:6379/0 \\
+          -c 16 --queue emails=3 --queue default --grpc-listen 0.0.0.0:50052
+    """
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if durable_url is not None and not durable_url.startswith(("redis://", "rediss://")):
+        raise click.BadParameter("must start with redis:// or rediss://", param_hint="'--redis-url'")
+    opts = WorkerOptions(
+        app=app,
+        durable_url=durable_url,
+        prefix=redis_prefix,
+        concurrency=concurrency,
+        default_queue=default_queue,
+        queue_weights=_weights(queues),
+        grpc_listen=grpc_listen,
+        grpc_handlers=grpc_handlers,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_client_ca=tls_client_ca,
+        shutdown_timeout=shutdown_timeout,
+    )
+    try:
+        code = asyncio.run(run_node(opts))
+    except WorkerError as exc:
+        raise fail(str(exc)) from None
+    sys.exit(code)
