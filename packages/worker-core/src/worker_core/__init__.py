@@ -1,1 +1,97 @@
 """worker-core: prioritized, concurrent task running for asyncio."""
+
+from __future__ import annotations
+
+from .backoff import durable_retry_delay as durable_retry_delay
+from .backoff import retry_jitter as retry_jitter
+from .errors import Abort as Abort
+from .errors import BackendError as BackendError
+from .errors import BackendUnavailableError as BackendUnavailableError
+from .errors import ConfigurationError as ConfigurationError
+from .errors import DurableOnlyError as DurableOnlyError
+from .errors import DurableTaskExistsError as DurableTaskExistsError
+from .errors import HandlerNotFoundError as HandlerNotFoundError
+from .errors import InvalidTaskError as InvalidTaskError
+from .errors import LeaseLostError as LeaseLostError
+from .errors import ManagerStoppedError as ManagerStoppedError
+from .errors import PayloadError as PayloadError
+from .errors import PluginError as PluginError
+from .errors import QueueFullError as QueueFullError
+from .errors import Retry as Retry
+from .errors import TaskAlreadyStartedError as TaskAlreadyStartedError
+from .errors import TaskCancelledError as TaskCancelledError
+from .errors import TaskExistsError as TaskExistsError
+from .errors import TaskNotFoundError as TaskNotFoundError
+from .errors import TaskSignal as TaskSignal
+from .errors import TaskTimeoutError as TaskTimeoutError
+from .errors import WorkerError as WorkerError
+from .hooks import TaskHooks as TaskHooks
+from .hookspecs import hookimpl as hookimpl
+from .manager import TaskManager as TaskManager
+from .metrics import MetricsSnapshot as MetricsSnapshot
+from .plugins import Plugins as Plugins
+from .protocols import Instrumentation as Instrumentation
+from .protocols import TaskSpan as TaskSpan
+from .protocols import TaskTracer as TaskTracer
+from .registry import Registry as Registry
+from .results import DropPolicy as DropPolicy
+from .results import ResultSubscription as ResultSubscription
+from .retention import RetentionPolicy as RetentionPolicy
+from .service import LoggerMiddleware as LoggerMiddleware
+from .service import Middleware as Middleware
+from .service import Service as Service
+from .service import register_middleware as register_middleware
+from .status import TERMINAL_STATUSES as TERMINAL_STATUSES
+from .status import TaskStatus as TaskStatus
+from .task import Result as Result
+from .task import Task as Task
+from .task import TaskContext as TaskContext
+from .task import TaskFunction as TaskFunction
+
+__all__ = (
+    "TERMINAL_STATUSES",
+    "Abort",
+    "BackendError",
+    "BackendUnavailableError",
+    "ConfigurationError",
+    "DropPolicy",
+    "DurableOnlyError",
+    "DurableTaskExistsError",
+    "HandlerNotFoundError",
+    "Instrumentation",
+    "InvalidTaskError",
+    "LeaseLostError",
+    "LoggerMiddleware",
+    "ManagerStoppedError",
+    "MetricsSnapshot",
+    "Middleware",
+    "PayloadError",
+    "PluginError",
+    "Plugins",
+    "QueueFullError",
+    "Registry",
+    "Result",
+    "ResultSubscription",
+    "RetentionPolicy",
+    "Retry",
+    "Service",
+    "Task",
+    "TaskAlreadyStartedError",
+    "TaskCancelledError",
+    "TaskContext",
+    "TaskExistsError",
+    "TaskFunction",
+    "TaskHooks",
+    "TaskManager",
+    "TaskNotFoundError",
+    "TaskSignal",
+    "TaskSpan",
+    "TaskStatus",
+    "TaskTimeoutError",
+    "TaskTracer",
+    "WorkerError",
+    "durable_retry_delay",
+    "hookimpl",
+    "register_middleware",
+    "retry_jitter",
+)

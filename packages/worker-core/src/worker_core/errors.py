@@ -27,9 +27,12 @@ __all__ = (
     "PluginError",
     "QueueFullError",
     "Retry",
+    "TaskAlreadyStartedError",
+    "TaskCancelledError",
     "TaskExistsError",
     "TaskNotFoundError",
     "TaskSignal",
+    "TaskTimeoutError",
     "WorkerError",
 )
 
@@ -56,6 +59,18 @@ class TaskNotFoundError(WorkerError, LookupError):
 
 class TaskExistsError(WorkerError):
     """A task with this id is already registered."""
+
+
+class TaskAlreadyStartedError(WorkerError):
+    """The task is running or finished, so it cannot be started again (``execute_task``)."""
+
+
+class TaskCancelledError(WorkerError):
+    """The task was cancelled (``cancel_task``, ``cancel_all``, ``stop_now``); the error a cancelled task ends with."""
+
+
+class TaskTimeoutError(WorkerError, TimeoutError):
+    """An attempt ran past its timeout; the error a ``DEADLINE_EXCEEDED`` task ends with."""
 
 
 class QueueFullError(WorkerError):

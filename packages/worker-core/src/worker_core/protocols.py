@@ -6,7 +6,8 @@ from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from .task import Task, TaskContext, TaskStatus
+    from .status import TaskStatus
+    from .task import Task, TaskContext
 
 __all__ = ("Instrumentation", "TaskSpan", "TaskTracer")
 

@@ -1,0 +1,544 @@
+"""The engine under :class:`~worker_core.TaskManager`: workers, attempts, retries and finishing.
+
+Everything here runs on one event loop, so plain counters need no locks. A worker coroutine takes a
+task from the ready queues only when it is free (there is no dispatch buffer), after the rate limiter
+gave it a token. An ``async`` task is awaited directly in the worker when no tracer is set (no extra
+asyncio task per attempt); a plain function runs in the manager's bounded thread pool.
+
+The durable loop plugs into the same pool through :meth:`Engine._submit` (see ``_durable.py``): a task
+with an ``_on_outcome`` callback gets the outcome of each attempt instead of the in-memory retry path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from ._ratelimit import TokenBucket
+from ._scheduler import DelayedHeap, ReadyScheduler
+from .backoff import next_backoff, retry_jitter
+from .errors import Abort, QueueFullError, Retry, TaskCancelledError, TaskTimeoutError
+from .hooks import TaskHooks, call_hook
+from .status import TERMINAL_STATUSES, TaskStatus
+from .task import Result, Task, TaskContext
+
+if TYPE_CHECKING:
+    from .protocols import TaskTracer
+    from .results import ResultSubscription
+
+__all__ = ("Engine", "Outcome")
+
+logger = logging.getLogger("worker_core.manager")
+
+_QUEUED = TaskStatus.QUEUED
+_RUNNING = TaskStatus.RUNNING
+_RETRYING = TaskStatus.RETRYING
+_COMPLETED = TaskStatus.COMPLETED
+_FAILED = TaskStatus.FAILED
+_CANCELLED = TaskStatus.CANCELLED
+_DEADLINE = TaskStatus.DEADLINE_EXCEEDED
+_INF = float("inf")
+_CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
+_YIELD_EVERY = 32  # a worker whose tasks never suspend still lets the loop breathe this often
+
+#: What one attempt ended with: (status it points to, result, error). ``COMPLETED`` means success,
+#: ``CANCELLED`` a cancellation, ``DEADLINE_EXCEEDED`` a timeout and ``FAILED`` an exception.
+Outcome = tuple[TaskStatus, Any, BaseException | None]
+
+
+class Engine:
+    """State and the run/finish machinery shared by the public manager and the durable loop."""
+
+    def __init__(
+        self,
+        *,
+        max_workers: int,
+        max_tasks: int,
+        tasks_per_second: float | None,
+        timeout_s: float | None,
+        retry_delay_s: float,
+        max_retries: int,
+        default_queue: str,
+        queue_weights: dict[str, int],
+    ) -> None:
+        self._max_workers = max_workers
+        self._max_tasks = max_tasks
+        self._tps = tasks_per_second
+        self._timeout_s = timeout_s
+        self._retry_delay_s = retry_delay_s
+        self._max_retries = max_retries
+        self._default_queue = default_queue
+        self._queue_weights = queue_weights
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines: list[tuple[float, int, TaskContext]] = []
+        self._deadline_seq = itertools.count()
+        self._deadline_at = _INF
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._tasks: dict[int, Task] = {}
+        self._ready = ReadyScheduler(queue_weights)
+        self._delayed = DelayedHeap()
+        self._delayed_timer: asyncio.TimerHandle | None = None
+        self._limiter: TokenBucket | None = None
+        self._idle: deque[asyncio.Future[None]] = deque()
+        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._busy: set[asyncio.Task[None]] = set()
+        self._pools: list[ThreadPoolExecutor] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_size = 0
+        self._background: set[asyncio.Task[Any]] = set()
+        self._accepting = True
+        self._closing = False
+        self._started = False
+        self._stopped = False
+        self._active = 0  # registered in-memory tasks not yet terminal
+        self._wait_futures: list[asyncio.Future[None]] = []
+        self._subscriptions: list[ResultSubscription] = []
+        self._drop_oldest = False
+        self._hooks: TaskHooks | None = None
+        self._tracer: TaskTracer | None = None
+        self._terminal: deque[Task] = deque()  # finished tasks in finish order, for retention
+        self._retention: tuple[float | None, int | None, float] | None = None
+        self._retention_checked = 0.0
+        self._retention_task: asyncio.Task[None] | None = None
+        self._instrumentations: list[object] = []
+        self._i_scheduled: tuple[Callable[[Task], Any], ...] = ()
+        self._i_start: tuple[Callable[[Task], Any], ...] = ()
+        self._i_finish: tuple[Callable[[Task, TaskStatus, float | None], Any], ...] = ()
+        self._i_retry: tuple[Callable[[Task, float, int], Any], ...] = ()
+        self._i_dropped: tuple[Callable[[int], Any], ...] = ()
+        # Counters (MetricsSnapshot).
+        self._n_scheduled = 0
+        self._n_running = 0
+        self._n_completed = 0
+        self._n_failed = 0
+        self._n_cancelled = 0
+        self._n_retried = 0
+        self._n_dropped = 0
+        self._lat_count = 0
+        self._lat_total = 0.0
+        self._lat_max = 0.0
+
+    # ----------------------------------------------------------------------------------------- workers
+
+    def _spawn_workers(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        for index in range(self._max_workers):
+            worker = self._workers.get(index)
+            if worker is None or worker.done():
+                self._workers[index] = loop.create_task(self._worker(index), name=f"worker-core-worker-{index}")
+
+    def _wake_one(self) -> None:
+        idle = self._idle
+        while idle:
+            waiter = idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _wake_all(self) -> None:
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _worker(self, index: int) -> None:
+        loop = asyncio.get_running_loop()
+        ready = self._ready
+        me = asyncio.current_task()
+        assert me is not None
+        ran = 0
+        try:
+            while not self._closing and index < self._max_workers:
+                if not ready.size:
+                    waiter = loop.create_future()
+                    self._idle.append(waiter)
+                    await waiter
+                    continue
+                limiter = self._limiter
+                if limiter is not None:
+                    wait_s = limiter.try_take(loop.time())
+                    if wait_s:
+                        await asyncio.sleep(wait_s)
+                        continue
+                task = ready.pop()
+                if task is None:  # pragma: no cover - size was checked just above
+                    continue
+                self._busy.add(me)
+                try:
+                    await self._run(task, None, me)
+                finally:
+                    self._busy.discard(me)
+                ran += 1
+                if ran >= _YIELD_EVERY:
+                    ran = 0
+                    await asyncio.sleep(0)
+        finally:
+            if self._workers.get(index) is me:
+                del self._workers[index]
+
+    def _thread_pool(self) -> ThreadPoolExecutor:
+        pool = self._pool
+        if pool is None or self._pool_size < self._max_workers:
+            pool = self._pool = ThreadPoolExecutor(
+                max_workers=max(1, self._max_workers), thread_name_prefix="worker-core-task"
+            )
+            self._pool_size = max(1, self._max_workers)
+            self._pools.append(pool)
+        return pool
+
+    # ---------------------------------------------------------------------------------------- attempts
+
+    async def _run(self, task: Task, timeout_s: float | None, me: asyncio.Task[Any]) -> Outcome:
+        """Run one attempt of ``task`` in the current asyncio task and settle its outcome."""
+        outcome = await self._attempt(task, timeout_s, me)
+        on_outcome = task._on_outcome
+        if on_outcome is not None:
+            await on_outcome(task, outcome)
+        elif outcome[0] is _COMPLETED:
+            pending = self._finish(task, _COMPLETED, outcome[1], None)
+            if pending is not None:
+                await pending
+        else:
+            await self._settle_attempt(task, outcome)
+        return outcome
+
+    async def _attempt(self, task: Task, timeout_s: float | None, me: asyncio.Task[Any]) -> Outcome:
+        loop = asyncio.get_running_loop()
+        task._status = _RUNNING
+        task._attempt += 1
+        start = task._started_mono = loop.time()
+        if timeout_s is None:
+            timeout_s = task._timeout_s
+        deadline = start + timeout_s if timeout_s is not None else None
+        is_async = task._is_async
+        ctx = task._ctx = TaskContext(task, task._attempt, deadline, None if is_async else threading.Event())
+        task._cancel_reason = None
+        self._n_running += 1
+        try:
+            if self._i_start:
+                _emit(self._i_start, task)
+            hooks = self._hooks
+            if hooks is not None and hooks.on_start is not None:
+                await call_hook("on_start", hooks.on_start, task)
+            if _reason(task) is not None:  # cancelled while the on_start hook ran
+                return self._interrupted(task, None)
+            if deadline is not None:
+                self._watch_deadline(deadline, ctx)
+            tracer = self._tracer
+            try:
+                if not is_async:
+                    return await self._run_in_thread(task, ctx, tracer)
+                if tracer is None:
+                    task._runner = me
+                    try:
+                        result = await task.execute(ctx)
+                    finally:
+                        task._runner = None
+                        if _reason(task) is not None and me.cancelling():
+                            me.uncancel()  # our own cancel of this worker: consumed here
+                else:
+                    inner = loop.create_task(self._traced(task, ctx, tracer), context=contextvars.copy_context())
+                    task._runner = inner
+                    try:
+                        result = await inner
+                    except asyncio.CancelledError:
+                        if _reason(task) is None:  # the worker itself is being cancelled
+                            inner.cancel()
+                        raise
+                    finally:
+                        task._runner = None
+            except asyncio.CancelledError as exc:
+                if _reason(task) is None:
+                    raise
+                return self._interrupted(task, exc)
+            except Exception as exc:
+                if _reason(task) is not None:
+                    return self._interrupted(task, exc)
+                return _FAILED, None, exc
+            return _COMPLETED, result, None
+        finally:
+            ctx._active = False
+            task._cancel_reason = None
+            self._n_running -= 1
+
+    def _interrupted(self, task: Task, exc: BaseException | None) -> Outcome:
+        if task._cancel_reason is _DEADLINE:
+            timeout = task._timeout_s
+            error: BaseException = (
+                exc
+                if isinstance(exc, Exception) and not task._is_async
+                else TaskTimeoutError(f"task {task.id} exceeded its timeout of {timeout}s")
+            )
+            return _DEADLINE, None, error
+        return _CANCELLED, None, TaskCancelledError(f"task {task.id} was cancelled")
+
+    async def _traced(self, task: Task, ctx: TaskContext, tracer: TaskTracer) -> Any:
+        span = _safe_start(tracer, task, ctx)
+        error: BaseException | None = None
+        try:
+            return await task.execute(ctx)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if span is not None:
+                _safe_end(span, error)
+
+    async def _run_in_thread(self, task: Task, ctx: TaskContext, tracer: TaskTracer | None) -> Outcome:
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        span = context.run(_safe_start, tracer, task, ctx) if tracer is not None else None
+        future = loop.run_in_executor(self._thread_pool(), context.run, task.execute, ctx)
+        try:
+            # A thread cannot be interrupted: on cancel or timeout the event is set, and the worker
+            # waits for the function to return (as go-worker waits for Execute).
+            result = await future
+        except asyncio.CancelledError:
+            ctx._cancel()
+            raise
+        except Exception as exc:
+            if span is not None:
+                context.run(_safe_end, span, exc)
+            if _reason(task) is not None:
+                return self._interrupted(task, exc)
+            return _FAILED, None, exc
+        if span is not None:
+            context.run(_safe_end, span, None)
+        return _COMPLETED, result, None
+
+    def _watch_deadline(self, deadline: float, ctx: TaskContext) -> None:
+        """Interrupt the attempt of ``ctx`` at ``deadline`` (loop clock).
+
+        One heap and one timer for all attempts instead of a timer per attempt: entries of attempts that
+        ended are dropped when they reach the top, or in a compaction when they pile up.
+        """
+        heap = self._deadlines
+        heapq.heappush(heap, (deadline, next(self._deadline_seq), ctx))
+        if deadline < self._deadline_at:
+            self._arm_deadline_timer(deadline)
+        elif len(heap) > 2 * self._n_running + 256:
+            heap[:] = [entry for entry in heap if entry[2]._active]
+            heapq.heapify(heap)
+
+    def _arm_deadline_timer(self, when: float) -> None:
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        self._deadline_at = when
+        self._deadline_timer = asyncio.get_running_loop().call_at(when, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._deadline_timer = None
+        self._deadline_at = _INF
+        heap = self._deadlines
+        now = asyncio.get_running_loop().time() + _CLOCK_RESOLUTION
+        while heap and (heap[0][0] <= now or not heap[0][2]._active):
+            ctx = heapq.heappop(heap)[2]
+            if ctx._active and ctx.task._cancel_reason is None:
+                self._interrupt(ctx.task, _DEADLINE)
+        if heap:
+            self._arm_deadline_timer(heap[0][0])
+
+    def _interrupt(self, task: Task, reason: TaskStatus) -> None:
+        task._cancel_reason = reason
+        ctx = task._ctx
+        if ctx is not None:
+            ctx._cancel()
+        runner = task._runner
+        if runner is not None:
+            runner.cancel()
+
+    # ------------------------------------------------------------------------------ outcome handling
+
+    async def _settle_attempt(self, task: Task, outcome: Outcome) -> None:
+        """In-memory path: finish the task, or schedule its retry."""
+        status, result, error = outcome
+        if status is _COMPLETED or status is _CANCELLED or isinstance(error, Abort):
+            pending = self._finish(task, status, result, error)
+        elif task._retries_left > 0 and not self._stopped:
+            await self._schedule_retry(task, error)
+            return
+        else:
+            pending = self._finish(task, status, result, error)
+        if pending is not None:
+            await pending
+
+    async def _schedule_retry(self, task: Task, error: BaseException | None) -> None:
+        retries = task.retries if task.retries is not None else self._max_retries
+        attempt = max(1, retries - task._retries_left + 1)
+        task._retries_left -= 1
+        base = task._backoff
+        task._backoff = next_backoff(base)
+        delay = error.delay if isinstance(error, Retry) and error.delay is not None else None
+        if delay is None:
+            delay = retry_jitter(base, task.id, attempt)
+        task._status = _RETRYING
+        task._error = error
+        self._n_retried += 1
+        if self._i_retry:
+            _emit(self._i_retry, task, delay, attempt)
+        task._retry_handle = asyncio.get_running_loop().call_later(delay, self._requeue, task)
+        hooks = self._hooks
+        if hooks is not None and hooks.on_retry is not None:
+            await call_hook("on_retry", hooks.on_retry, task, delay, attempt)
+
+    def _requeue(self, task: Task) -> None:
+        """Backoff is over: the task competes for a worker again (it counts against ``max_tasks``)."""
+        task._retry_handle = None
+        if task._status is not _RETRYING:
+            return
+        if self._ready.size + self._delayed.size >= self._max_tasks:
+            error = QueueFullError(f"queue is full (max {self._max_tasks}); retry of task {task.id} dropped")
+            self._finish_soon(task, _FAILED, None, error)
+            return
+        task._status = _QUEUED
+        self._ready.push(task)
+        self._wake_one()
+
+    def _finish_soon(self, task: Task, status: TaskStatus, result: Any, error: BaseException | None) -> None:
+        pending = self._finish(task, status, result, error)
+        if pending is not None:
+            self._spawn(pending)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        background = asyncio.get_running_loop().create_task(coro)
+        self._background.add(background)
+        background.add_done_callback(self._background.discard)
+
+    def _finish(
+        self, task: Task, status: TaskStatus, result: Any, error: BaseException | None
+    ) -> Coroutine[Any, Any, None] | None:
+        """Make ``task`` terminal exactly once: counters, result, then (maybe async) hooks and settle.
+
+        Returns a coroutine to await when an ``on_finish`` hook is set, else ``None`` (all done).
+        """
+        if task._status in TERMINAL_STATUSES:
+            return None
+        task._status = status
+        task._result = result
+        task._error = error
+        now = task._completed_mono = time.monotonic()
+        if status is _COMPLETED:
+            self._n_completed += 1
+        elif status is _CANCELLED:
+            self._n_cancelled += 1
+        else:
+            self._n_failed += 1
+        latency: float | None = None
+        if task._started_mono:
+            latency = now - task._started_mono
+            self._lat_count += 1
+            self._lat_total += latency
+            if latency > self._lat_max:
+                self._lat_max = latency
+        if self._subscriptions:
+            self._publish(Result(task, status, result, error))
+        if self._i_finish:
+            _emit(self._i_finish, task, status, latency)
+        hooks = self._hooks
+        if hooks is not None and hooks.on_finish is not None:
+            return self._finish_hook(hooks.on_finish, task, status, result, error)
+        self._settle(task)
+        return None
+
+    async def _finish_hook(
+        self, hook: Callable[..., Any], task: Task, status: TaskStatus, result: Any, error: BaseException | None
+    ) -> None:
+        try:
+            await call_hook("on_finish", hook, task, status, result, error)
+        finally:
+            self._settle(task)
+
+    def _settle(self, task: Task) -> None:
+        """The task is fully done: wake ``wait()`` callers and apply retention."""
+        waiters = task._waiters
+        if waiters is not None:
+            task._waiters = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        self._terminal.append(task)
+        if task._on_outcome is not None:  # durable tasks are not counted by wait()
+            return
+        self._active -= 1
+        if not self._active and self._wait_futures:
+            futures, self._wait_futures = self._wait_futures, []
+            for future in futures:
+                if not future.done():
+                    future.set_result(None)
+        if self._retention is not None:
+            self._prune(task._completed_mono)
+
+    def _publish(self, result: Result) -> None:
+        drop_oldest = self._drop_oldest
+        dropped = 0
+        for subscription in self._subscriptions:
+            dropped += subscription._offer(result, drop_oldest)
+        if dropped:
+            self._n_dropped += dropped
+            if self._i_dropped:
+                _emit(self._i_dropped, dropped)
+
+    # ------------------------------------------------------------------------------------- retention
+
+    def _prune(self, now: float, *, sweep: bool = False) -> None:
+        """Evict finished tasks by TTL (at most once per interval) and by count (every call)."""
+        if self._retention is None:
+            return
+        ttl, max_entries, interval = self._retention
+        terminal = self._terminal
+        tasks = self._tasks
+        if ttl is not None and (sweep or now - self._retention_checked >= interval):
+            self._retention_checked = now
+            while terminal and now - terminal[0]._completed_mono >= ttl:
+                self._evict(terminal.popleft())
+        if max_entries is not None:
+            while len(tasks) > max_entries and terminal:
+                self._evict(terminal.popleft())
+
+    def _evict(self, task: Task) -> None:
+        if self._tasks.get(task._key) is task:
+            del self._tasks[task._key]
+
+    async def _retention_loop(self) -> None:
+        while self._retention is not None:
+            await asyncio.sleep(self._retention[2])
+            self._prune(time.monotonic(), sweep=True)
+
+
+def _safe_start(tracer: TaskTracer, task: Task, ctx: TaskContext) -> Any:
+    try:
+        return tracer.start(task, ctx)
+    except Exception:
+        logger.warning("tracer start raised; attempt of task %s runs untraced", task.id, exc_info=True)
+        return None
+
+
+def _safe_end(span: Any, error: BaseException | None) -> None:
+    try:
+        span.end(error)
+    except Exception:
+        logger.warning("tracer span end raised; ignored", exc_info=True)
+
+
+def _emit(callbacks: tuple[Callable[..., Any], ...], *args: Any) -> None:
+    """Call instrumentation callbacks; one that raises is logged and does not stop the others."""
+    for callback in callbacks:
+        try:
+            callback(*args)
+        except Exception:
+            logger.exception("instrumentation callback %r raised; ignored", callback)
+
+
+def _reason(task: Task) -> TaskStatus | None:
+    """Why the running attempt is being interrupted (read through a call: other code sets it meanwhile)."""
+    return task._cancel_reason

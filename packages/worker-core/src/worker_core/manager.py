@@ -1,0 +1,652 @@
+"""The public :class:`TaskManager`: prioritized, rate-limited, retried tasks on asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+from ._engine import Engine, _emit
+from ._ratelimit import TokenBucket
+from ._scheduler import PRIORITY_MAX, PRIORITY_MIN
+from .errors import (
+    ConfigurationError,
+    InvalidTaskError,
+    ManagerStoppedError,
+    QueueFullError,
+    TaskAlreadyStartedError,
+    TaskCancelledError,
+    TaskExistsError,
+    TaskNotFoundError,
+)
+from .hooks import TaskHooks, call_hook
+from .metrics import MetricsSnapshot
+from .protocols import TaskTracer
+from .results import DropPolicy, ResultSubscription
+from .retention import RetentionPolicy
+from .status import TERMINAL_STATUSES, TaskStatus
+from .task import Task, to_seconds
+
+__all__ = ("TaskManager",)
+
+logger = logging.getLogger(__name__)
+
+_QUEUED = TaskStatus.QUEUED
+_RETRYING = TaskStatus.RETRYING
+_RUNNING = TaskStatus.RUNNING
+_CANCELLED = TaskStatus.CANCELLED
+_INSTRUMENTATION_EVENTS = ("on_scheduled", "on_start", "on_finish", "on_retry", "on_result_dropped")
+
+
+def _config_seconds(value: float | timedelta | None, name: str, *, allow_zero: bool = False) -> float | None:
+    try:
+        return to_seconds(value, name, allow_zero=allow_zero)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def _config_int(value: object, name: str, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigurationError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _is_str(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _is_plain_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _utc_timestamp(when: datetime) -> float:
+    """Epoch seconds of ``when``; a naive datetime is UTC."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+class TaskManager(Engine):
+    """Runs tasks concurrently on asyncio: priorities, weighted queues, rate limit, retries, timeouts.
+
+    Args:
+        max_workers: Tasks running at once; ``None`` means the CPU count.
+        max_tasks: Most tasks waiting to start (queued, delayed); more raise :class:`QueueFullError`.
+        tasks_per_second: Start rate (token bucket, burst ``min(max_workers, max_tasks)``, every attempt
+            takes a token); ``None`` or ``<= 0`` disables rate limiting.
+        timeout: Default seconds per attempt; ``None`` means no default timeout.
+        retry_delay: Default base backoff in seconds.
+        max_retries: Default retries and the cap on a task's own ``retries``.
+        default_queue: Queue of tasks registered with ``queue=""``.
+        queue_weights: Share of starts per queue (weighted round robin); missing queues weigh 1.
+
+    Raises:
+        ConfigurationError: a value of the wrong type or out of range.
+
+    The constructor does no I/O and needs no running loop. ``async with TaskManager(...) as tm:``
+    starts it and stops it gracefully (``stop_now`` when the block raises). The manager is not
+    thread-safe: call it from the event loop it was started on.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        max_tasks: int = 10,
+        tasks_per_second: float | None = 5.0,
+        timeout: float | timedelta | None = 300.0,
+        retry_delay: float | timedelta = 1.0,
+        max_retries: int = 3,
+        *,
+        default_queue: str = "default",
+        queue_weights: Mapping[str, int] | None = None,
+    ) -> None:
+        workers = (os.cpu_count() or 1) if max_workers is None else _config_int(max_workers, "max_workers", 1)
+        tasks = _config_int(max_tasks, "max_tasks", 1)
+        tps_value: object = tasks_per_second
+        if tps_value is not None and (not isinstance(tps_value, int | float) or isinstance(tps_value, bool)):
+            raise ConfigurationError(f"tasks_per_second must be a number or None, got {tasks_per_second!r}")
+        tps = float(tasks_per_second) if tasks_per_second is not None and tasks_per_second > 0 else None
+        timeout_s = _config_seconds(timeout, "timeout")
+        retry_delay_s = _config_seconds(retry_delay, "retry_delay")
+        if retry_delay_s is None:
+            raise ConfigurationError("retry_delay must be > 0")
+        retries = _config_int(max_retries, "max_retries", 0)
+        if not _is_str(default_queue) or not default_queue.strip():
+            raise ConfigurationError("default_queue must be a non-empty str")
+        weights: dict[str, int] = {}
+        for name, weight in (queue_weights or {}).items():
+            if not _is_str(name) or not _is_plain_int(weight):
+                raise ConfigurationError(f"queue_weights must map str to int, got {name!r}: {weight!r}")
+            if name.strip():
+                weights[name.strip()] = weight if weight > 0 else 1
+        super().__init__(
+            max_workers=workers,
+            max_tasks=tasks,
+            tasks_per_second=tps,
+            timeout_s=timeout_s,
+            retry_delay_s=retry_delay_s,
+            max_retries=retries,
+            default_queue=default_queue.strip(),
+            queue_weights=weights,
+        )
+
+    @classmethod
+    def with_defaults(cls) -> Self:
+        """A manager with go-worker's defaults: CPU-count workers, 10 tasks, 5/s, 5 min, 1 s, 3 retries."""
+        return cls()
+
+    # ------------------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Start the workers on the running loop; idempotent.
+
+        Raises:
+            ManagerStoppedError: the manager was stopped (a manager does not restart).
+        """
+        if self._stopped:
+            raise ManagerStoppedError("the task manager is stopped")
+        if self._started:
+            return
+        loop = self._loop = asyncio.get_running_loop()
+        self._started = True
+        if self._tps is not None:
+            self._limiter = TokenBucket(self._tps, min(self._max_workers, self._max_tasks), loop.time())
+        self._spawn_workers()
+        self._arm_delayed()
+        if self._retention is not None and self._retention[0] is not None:
+            self._start_retention_loop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            await self.stop_graceful()
+        else:
+            await self.stop_now()
+
+    async def wait(self, timeout: float | timedelta | None = None) -> None:  # noqa: ASYNC109 - pinned API
+        """Wait until every registered task is terminal (its result published, its hooks done).
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        timeout_s = _config_seconds(timeout, "timeout", allow_zero=True)
+        if not self._active:
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._wait_futures.append(future)
+        async with asyncio.timeout(timeout_s):
+            await future
+
+    async def stop_graceful(self, timeout: float | timedelta | None = None) -> None:  # noqa: ASYNC109 - pinned API
+        """Stop intake, let queued and running tasks finish, then stop.
+
+        Raises:
+            TimeoutError: ``timeout`` passed first; what was left has been cancelled and the manager
+                is stopped all the same.
+        """
+        self._accepting = False
+        try:
+            await self.wait(timeout)
+        except TimeoutError:
+            await self.stop_now()
+            raise
+        await self.stop_now()
+
+    async def stop_now(self) -> None:
+        """Cancel everything, and return once every worker (and worker thread) has exited; idempotent."""
+        self._accepting = False
+        if self._stopped:
+            return
+        self._stopped = self._closing = True
+        if self._delayed_timer is not None:
+            self._delayed_timer.cancel()
+            self._delayed_timer = None
+        for task in self._ready.drain() + self._delayed.drain():
+            await self._cancel_waiting(task)
+        for task in [t for t in self._tasks.values() if t._status is _RETRYING]:
+            await self._cancel_waiting(task)
+        for task in [t for t in self._tasks.values() if t._status is _RUNNING]:
+            if task._cancel_reason is None:
+                self._interrupt(task, _CANCELLED)
+        workers = list(self._workers.values())
+        for worker in workers:
+            if worker not in self._busy:
+                worker.cancel()
+        self._wake_all()
+        await asyncio.gather(*workers, return_exceptions=True)
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            await asyncio.gather(self._retention_task, return_exceptions=True)
+            self._retention_task = None
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+        self._deadlines.clear()
+        for pool in self._pools:
+            pool.shutdown(wait=True)
+        self._pools.clear()
+        self._pool = None
+        for subscription in self._subscriptions:
+            subscription._finish()
+        self._subscriptions.clear()
+
+    async def _cancel_waiting(self, task: Task) -> None:
+        handle = task._retry_handle
+        if handle is not None:
+            handle.cancel()
+            task._retry_handle = None
+        pending = self._finish(task, _CANCELLED, None, TaskCancelledError(f"task {task.id} was cancelled"))
+        if pending is not None:
+            await pending
+
+    def set_max_workers(self, n: int) -> None:
+        """Change how many tasks may run at once; ``0`` pauses starting new ones.
+
+        Shrinking lets the highest-numbered workers finish their current task, then exit.
+
+        Raises:
+            ConfigurationError: ``n`` is negative or not an int.
+        """
+        self._max_workers = _config_int(n, "max_workers", 0)
+        if self._started and not self._stopped:
+            self._spawn_workers()
+            self._wake_all()
+
+    # ---------------------------------------------------------------------------------- registration
+
+    def _check_accepting(self) -> None:
+        if not self._accepting:
+            raise ManagerStoppedError("the task manager is not accepting new tasks")
+
+    async def register_task(self, task: Task) -> uuid.UUID:
+        """Queue ``task``; return its id.
+
+        Raises:
+            InvalidTaskError: ``task`` is not a :class:`Task` or one of its fields is invalid.
+            TaskExistsError: a task with this id is registered (or this object already was).
+            QueueFullError: ``max_tasks`` tasks are already waiting to start.
+            ManagerStoppedError: the manager is stopping or stopped.
+        """
+        if not isinstance(task, Task):
+            raise InvalidTaskError(f"expected a Task, got {type(task).__name__}")
+        self._check_accepting()
+        if task._status is not None:
+            raise TaskExistsError(f"task {task.id} was already registered")
+        task_id = task.id
+        if not isinstance(task_id, uuid.UUID):
+            raise InvalidTaskError(f"task id must be a uuid.UUID, got {type(task_id).__name__}")
+        key = task._key = task_id.int
+        if key in self._tasks:
+            raise TaskExistsError(f"task {task_id} already exists")
+        if self._ready.size + self._delayed.size >= self._max_tasks:
+            raise QueueFullError(f"queue is full (max {self._max_tasks})")
+        self._prepare(task)
+        due = 0.0
+        if task.run_at is not None:
+            delay = _utc_timestamp(task.run_at) - time.time()
+            if delay > 0:
+                due = asyncio.get_running_loop().time() + delay
+        task._status = _QUEUED  # before the task becomes visible to a worker
+        self._tasks[key] = task
+        self._active += 1
+        self._n_scheduled += 1
+        tracer = self._tracer
+        if tracer is not None:
+            self._inject(tracer, task)
+        if due:
+            self._delayed.push(task, due)
+            self._arm_delayed()
+        else:
+            self._ready.push(task)
+            if self._idle:
+                self._wake_one()
+        if self._i_scheduled:
+            _emit(self._i_scheduled, task)
+        hooks = self._hooks
+        if hooks is not None and hooks.on_queued is not None:
+            await call_hook("on_queued", hooks.on_queued, task)
+        return task_id
+
+    def _prepare(self, task: Task) -> None:
+        """Validate a task's mutable fields and apply the manager's defaults."""
+        priority: object = task.priority
+        weight: object = task.weight
+        queue: object = task.queue
+        if type(priority) is not int or type(weight) is not int or not isinstance(queue, str):
+            task._status = TaskStatus.INVALID
+            raise InvalidTaskError("priority and weight must be int and queue a str")
+        execute: object = task.execute
+        run_at: object = task.run_at
+        if not callable(execute):
+            task._status = TaskStatus.INVALID
+            raise InvalidTaskError("execute must be callable")
+        if run_at is not None and not isinstance(run_at, datetime):
+            task._status = TaskStatus.INVALID
+            raise InvalidTaskError("run_at must be a datetime")
+        if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+            task._status = TaskStatus.INVALID
+            raise InvalidTaskError(f"priority must fit in a signed 64-bit int, got {priority}")
+        queue = queue.strip()
+        task.queue = queue or self._default_queue
+        if task.weight <= 0:
+            task.weight = 1
+        retries = task.retries
+        task._retries_left = self._max_retries if retries is None else min(retries, self._max_retries)
+        task._backoff = task.retry_delay if task.retry_delay is not None else self._retry_delay_s
+        task._timeout_s = task.timeout if task.timeout is not None else self._timeout_s
+        task._manager = self
+
+    def _inject(self, tracer: TaskTracer, task: Task) -> None:
+        metadata = task.metadata if task.metadata is not None else {}
+        try:
+            tracer.inject(metadata)
+        except Exception:
+            logger.warning("tracer inject raised for task %s; ignored", task.id, exc_info=True)
+        task.metadata = metadata
+
+    async def register_tasks(self, *tasks: Task) -> list[uuid.UUID]:
+        """Register each task in turn; return the ids of those accepted.
+
+        Raises:
+            ExceptionGroup: one or more tasks were rejected (the others are registered).
+        """
+        ids: list[uuid.UUID] = []
+        errors: list[Exception] = []
+        for task in tasks:
+            try:
+                ids.append(await self.register_task(task))
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise ExceptionGroup(f"{len(errors)} of {len(tasks)} tasks were not registered", errors)
+        return ids
+
+    async def register_task_at(self, task: Task, run_at: datetime) -> uuid.UUID:
+        """Register ``task`` to start no earlier than ``run_at`` (naive means UTC)."""
+        if not isinstance(run_at, datetime):
+            raise InvalidTaskError(f"run_at must be a datetime, got {type(run_at).__name__}")
+        if not isinstance(task, Task):
+            raise InvalidTaskError(f"expected a Task, got {type(task).__name__}")
+        task.run_at = run_at
+        return await self.register_task(task)
+
+    async def register_task_after(self, task: Task, delay: float | timedelta) -> uuid.UUID:
+        """Register ``task`` to start ``delay`` seconds from now (``<= 0``: as ``register_task``)."""
+        if isinstance(delay, timedelta):
+            delay = delay.total_seconds()
+        if not _is_plain_int(delay) and not isinstance(delay, float):
+            raise InvalidTaskError(f"delay must be seconds or a timedelta, got {type(delay).__name__}")
+        if not isinstance(task, Task):
+            raise InvalidTaskError(f"expected a Task, got {type(task).__name__}")
+        if delay > 0:
+            task.run_at = datetime.now(UTC) + timedelta(seconds=delay)
+        return await self.register_task(task)
+
+    def _arm_delayed(self) -> None:
+        """(Re)arm the one timer that moves due delayed tasks to the ready queues."""
+        if not self._started or self._stopped:
+            return
+        due = self._delayed.next_due()
+        timer = self._delayed_timer
+        if due is None:
+            if timer is not None:
+                timer.cancel()
+                self._delayed_timer = None
+            return
+        if timer is not None:
+            if timer.when() <= due:
+                return
+            timer.cancel()
+        assert self._loop is not None
+        self._delayed_timer = self._loop.call_at(due, self._on_delayed_due)
+
+    def _on_delayed_due(self) -> None:
+        self._delayed_timer = None
+        assert self._loop is not None
+        for task in self._delayed.pop_due(self._loop.time()):
+            self._ready.push(task)
+            self._wake_one()
+        self._arm_delayed()
+
+    # ------------------------------------------------------------------------- control and lookup
+
+    def _lookup(self, task_id: uuid.UUID) -> Task:
+        if not isinstance(task_id, uuid.UUID):
+            raise TaskNotFoundError(f"task id must be a uuid.UUID, got {type(task_id).__name__}")
+        task = self._tasks.get(task_id.int)
+        if task is None:
+            raise TaskNotFoundError(f"task with ID {task_id} not found")
+        return task
+
+    async def cancel_task(self, task_id: uuid.UUID) -> None:
+        """Cancel a queued, delayed, backing-off or running task; a finished task is left as it is.
+
+        A running ``async`` task is interrupted at once; a running plain function sees
+        ``ctx.cancelled`` set and ends when it returns.
+
+        Raises:
+            TaskNotFoundError: no task has this id.
+        """
+        task = self._lookup(task_id)
+        status = task._status
+        if status in TERMINAL_STATUSES:
+            return
+        if status is _RUNNING:
+            if task._cancel_reason is None:
+                self._interrupt(task, _CANCELLED)
+            return
+        self._ready.remove(task) or self._delayed.remove(task)
+        await self._cancel_waiting(task)
+
+    async def cancel_all(self) -> None:
+        """Cancel every task that is not finished."""
+        for task in list(self._tasks.values()):
+            if task._status not in TERMINAL_STATUSES:
+                await self.cancel_task(task.id)
+
+    def get_task(self, task_id: uuid.UUID) -> Task:
+        """The registered task with this id.
+
+        Raises:
+            TaskNotFoundError: no task has this id (or it was evicted by the retention policy).
+        """
+        return self._lookup(task_id)
+
+    def get_tasks(self) -> list[Task]:
+        """Every task in the registry, in registration order."""
+        return list(self._tasks.values())
+
+    async def execute_task(self, task_id: uuid.UUID, timeout: float | timedelta | None = None) -> Any:  # noqa: ASYNC109 - pinned API
+        """Run a waiting task now, in the caller, and return its result (or raise its error).
+
+        The task leaves its queue (or its backoff), takes a rate-limiter token, and runs with
+        ``timeout`` (else its own). Its outcome also goes the normal way: result published, retry
+        scheduled when it fails and retries remain.
+
+        Raises:
+            TaskNotFoundError: no task has this id.
+            TaskAlreadyStartedError: the task is running or finished.
+            TaskCancelledError: the task was cancelled before or while it ran.
+            TaskTimeoutError: the attempt ran past its timeout.
+        """
+        timeout_s = _config_seconds(timeout, "timeout")
+        task = self._lookup(task_id)
+        if task._status not in (_QUEUED, _RETRYING):
+            raise TaskAlreadyStartedError(f"task {task.id} already started")
+        if not self._started or self._stopped:
+            raise ManagerStoppedError("the task manager is not running")
+        if task._retry_handle is not None:
+            task._retry_handle.cancel()
+            task._retry_handle = None
+        self._ready.remove(task) or self._delayed.remove(task)
+        task._status = _QUEUED
+        loop = asyncio.get_running_loop()
+        limiter = self._limiter
+        try:
+            while limiter is not None and (wait_s := limiter.try_take(loop.time())):  # noqa: ASYNC110 - exact wait
+                await asyncio.sleep(wait_s)
+        except asyncio.CancelledError:
+            if task._status is _QUEUED:
+                self._ready.push(task)
+                self._wake_one()
+            raise
+        if task._status is not _QUEUED:
+            raise task._error or TaskCancelledError(f"task {task.id} was cancelled")
+        me = asyncio.current_task()
+        assert me is not None
+        _, result, error = await self._run(task, timeout_s, me)
+        if error is not None:
+            raise error
+        return result
+
+    # ---------------------------------------------------------------------------- results, settings
+
+    def subscribe_results(self, buffer: int = 10) -> ResultSubscription:
+        """Receive every result published from now on; see :class:`ResultSubscription`.
+
+        Raises:
+            ConfigurationError: ``buffer`` is not an int >= 1.
+        """
+        size = _config_int(buffer, "buffer", 1)
+        subscription = ResultSubscription(size, self._unsubscribe)
+        if self._stopped:
+            subscription._finish()
+        else:
+            self._subscriptions.append(subscription)
+        return subscription
+
+    def _unsubscribe(self, subscription: ResultSubscription) -> None:
+        if subscription in self._subscriptions:
+            self._subscriptions.remove(subscription)
+
+    def get_results(self) -> ResultSubscription:
+        """Compatibility shim for go-worker's ``GetResults``: ``subscribe_results(10)``."""
+        return self.subscribe_results(10)
+
+    def set_results_drop_policy(self, policy: DropPolicy) -> None:
+        """What a full subscriber buffer drops: the new result (default) or the oldest buffered one.
+
+        Raises:
+            ConfigurationError: ``policy`` is not a :class:`DropPolicy`.
+        """
+        if not isinstance(policy, DropPolicy):
+            raise ConfigurationError(f"policy must be a DropPolicy, got {policy!r}")
+        self._drop_oldest = policy is DropPolicy.DROP_OLDEST
+
+    def set_retention_policy(self, policy: RetentionPolicy | None) -> None:
+        """Evict finished tasks by TTL and count (``None``: keep everything); prunes at once.
+
+        Raises:
+            ConfigurationError: a value is out of range.
+        """
+        if policy is not None and not isinstance(policy, RetentionPolicy):
+            raise ConfigurationError(f"policy must be a RetentionPolicy, got {policy!r}")
+        normalized = policy.normalized() if policy is not None else None
+        if normalized is not None and normalized[0] is None and normalized[1] is None:
+            normalized = None
+        self._retention = normalized
+        self._retention_checked = 0.0
+        if normalized is None:
+            if self._retention_task is not None:
+                self._retention_task.cancel()
+                self._retention_task = None
+            return
+        if normalized[0] is not None and self._started and not self._stopped:
+            self._start_retention_loop()
+        self._prune(time.monotonic())
+
+    def _start_retention_loop(self) -> None:
+        if self._retention_task is None or self._retention_task.done():
+            assert self._loop is not None
+            self._retention_task = self._loop.create_task(self._retention_loop(), name="worker-core-retention")
+
+    def set_hooks(self, hooks: TaskHooks | None) -> None:
+        """Use ``hooks`` from now on (``None`` removes them).
+
+        Raises:
+            ConfigurationError: ``hooks`` is not a :class:`TaskHooks`.
+        """
+        if hooks is not None and not isinstance(hooks, TaskHooks):
+            raise ConfigurationError(f"hooks must be a TaskHooks, got {hooks!r}")
+        self._hooks = hooks
+
+    def set_tracer(self, tracer: TaskTracer | None) -> None:
+        """Trace every attempt with ``tracer`` (``None`` turns tracing off).
+
+        Raises:
+            ConfigurationError: ``tracer`` lacks ``start`` or ``inject``.
+        """
+        if tracer is not None and not isinstance(tracer, TaskTracer):
+            raise ConfigurationError("tracer must implement TaskTracer (start(task, ctx) and inject(metadata))")
+        self._tracer = tracer
+
+    def add_instrumentation(self, instrumentation: object) -> None:
+        """Receive task events (see :class:`~worker_core.protocols.Instrumentation`); worker-otel uses it."""
+        if instrumentation not in self._instrumentations:
+            self._instrumentations.append(instrumentation)
+        self._rebuild_instrumentation()
+
+    def remove_instrumentation(self, instrumentation: object) -> None:
+        """Stop sending events to ``instrumentation``; unknown objects are ignored."""
+        if instrumentation in self._instrumentations:
+            self._instrumentations.remove(instrumentation)
+        self._rebuild_instrumentation()
+
+    def _rebuild_instrumentation(self) -> None:
+        def bound(event: str) -> tuple[Any, ...]:
+            return tuple(f for i in self._instrumentations if callable(f := getattr(i, event, None)))
+
+        self._i_scheduled = bound("on_scheduled")
+        self._i_start = bound("on_start")
+        self._i_finish = bound("on_finish")
+        self._i_retry = bound("on_retry")
+        self._i_dropped = bound("on_result_dropped")
+
+    def metrics(self) -> MetricsSnapshot:
+        """A snapshot of the counters."""
+        return MetricsSnapshot(
+            scheduled=self._n_scheduled,
+            running=self._n_running,
+            completed=self._n_completed,
+            failed=self._n_failed,
+            cancelled=self._n_cancelled,
+            retried=self._n_retried,
+            results_dropped=self._n_dropped,
+            queue_depth=self._ready.size + self._delayed.size,
+            latency_count=self._lat_count,
+            latency_total=self._lat_total,
+            latency_max=self._lat_max,
+        )
+
+    def queue_depths(self) -> dict[str, int]:
+        """Ready tasks per queue (delayed tasks not included)."""
+        return self._ready.depths()
+
+    @property
+    def max_workers(self) -> int:
+        """How many tasks may run at once."""
+        return self._max_workers
+
+    @property
+    def running(self) -> bool:
+        """True between ``start()`` and the end of ``stop_now()``."""
+        return self._started and not self._stopped
+
+    def __repr__(self) -> str:
+        return (
+            f"TaskManager(max_workers={self._max_workers}, max_tasks={self._max_tasks}, "
+            f"tasks={len(self._tasks)}, running={self.running})"
+        )

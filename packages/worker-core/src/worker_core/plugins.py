@@ -1,0 +1,137 @@
+"""Plugin discovery: one pluggy manager per :class:`~worker_core.TaskManager`, behind a typed facade.
+
+Built-in plugins come from :data:`DEFAULT_PLUGINS`; installed ones from the ``worker.plugins``
+entry-point group. ``WORKER_PLUGINS_AUTOLOAD=0`` skips the entry points, and
+``WORKER_DISABLED_PLUGINS=a,b`` blocks the named ones. Nothing outside this module touches ``pm.hook``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Iterable
+from typing import Any, final
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError
+from .registry import Registry
+
+__all__ = ("DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "Plugins")
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "worker.plugins"
+#: Built-in plugin modules, registered first; a module that is not there (optional part) is skipped.
+DEFAULT_PLUGINS: tuple[str, ...] = ("worker_core.durable._plugin",)
+
+
+def _env_autoload() -> bool:
+    return os.environ.get("WORKER_PLUGINS_AUTOLOAD", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _env_disabled() -> list[str]:
+    raw = os.environ.get("WORKER_DISABLED_PLUGINS", "")
+    return [name.strip() for name in raw.split(",") if name.strip()]
+
+
+@final
+class Plugins:
+    """The plugins of one manager and the registries they fill.
+
+    Args:
+        autoload: Load ``worker.plugins`` entry points; ``None`` reads ``WORKER_PLUGINS_AUTOLOAD``.
+        disabled: Plugin names to block; ``None`` reads ``WORKER_DISABLED_PLUGINS``.
+        builtins: Built-in plugin modules to register (defaults to :data:`DEFAULT_PLUGINS`).
+
+    Raises:
+        PluginError: a plugin failed to import or implements a hook that does not exist.
+    """
+
+    def __init__(
+        self,
+        *,
+        autoload: bool | None = None,
+        disabled: Iterable[str] | None = None,
+        builtins: Iterable[str] = DEFAULT_PLUGINS,
+    ) -> None:
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self._pm.add_hookspecs(hookspecs)
+        blocked = list(_env_disabled() if disabled is None else disabled)
+        for name in blocked:
+            self._pm.set_blocked(name)
+        for module_name in builtins:
+            short = module_name.rsplit(".", 1)[-1].lstrip("_")
+            if module_name in blocked or short in blocked:
+                continue
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name == module_name:
+                    continue  # optional built-in that is not part of this install
+                raise PluginError(f"built-in plugin {module_name} failed to import: {exc}") from exc
+            self._pm.register(module, name=module_name)
+        if _env_autoload() if autoload is None else autoload:
+            try:
+                self._pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+            except Exception as exc:
+                raise PluginError(f"loading {ENTRY_POINT_GROUP} entry points failed: {exc}") from exc
+        try:
+            self._pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(str(exc)) from exc
+        self._registries: dict[str, Registry[Any]] = {}
+
+    def register(self, plugin: object, name: str | None = None) -> None:
+        """Register a plugin object (a module or an instance with ``@hookimpl`` methods).
+
+        Registries already built are rebuilt on next use.
+
+        Raises:
+            PluginError: the plugin is invalid or its name is taken.
+        """
+        try:
+            self._pm.register(plugin, name=name)
+            self._pm.check_pending()
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            raise PluginError(str(exc)) from exc
+        self._registries.clear()
+
+    def names(self) -> list[str]:
+        """Names of the registered plugins, sorted."""
+        return sorted(name for name, plugin in self._pm.list_name_plugin() if plugin is not None)
+
+    def _registry(self, kind: str, hook_name: str) -> Registry[Any]:
+        registry = self._registries.get(kind)
+        if registry is None:
+            registry = Registry[Any](kind)
+            getattr(self._pm.hook, hook_name)(registry=registry)
+            self._registries[kind] = registry
+        return registry
+
+    def backends(self) -> Registry[Any]:
+        """Durable backend factories by URL scheme."""
+        return self._registry("backend", "worker_register_backends")
+
+    def codecs(self) -> Registry[Any]:
+        """Durable codec factories by name."""
+        return self._registry("codec", "worker_register_codecs")
+
+    def middleware(self) -> Registry[Any]:
+        """Middleware factories by name."""
+        return self._registry("middleware", "worker_register_middleware")
+
+    def tracers(self) -> Registry[Any]:
+        """Tracer factories by name."""
+        return self._registry("tracer", "worker_register_tracers")
+
+    def authenticators(self) -> Registry[Any]:
+        """Authenticator factories by name (used by worker-grpc)."""
+        return self._registry("authenticator", "worker_register_authenticators")
+
+    @property
+    def manager(self) -> pluggy.PluginManager:
+        """The underlying pluggy manager (for hosts that add their own hookspecs, like workerctl)."""
+        return self._pm

@@ -1,0 +1,362 @@
+"""The task a user registers, the context one attempt receives, and the result a task ends with."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, final
+
+from .errors import InvalidTaskError
+from .status import TaskStatus
+
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ("Result", "Task", "TaskContext", "TaskFunction", "to_seconds")
+
+#: What ``Task.execute`` may be: ``async def f(ctx)`` or a plain ``def f(ctx)`` (run in a thread).
+TaskFunction = Callable[["TaskContext"], Any] | Callable[["TaskContext"], Awaitable[Any]]
+
+
+def to_seconds(value: object, name: str, *, allow_zero: bool = False) -> float | None:
+    """Normalise a duration given as float seconds or a ``timedelta``; ``None`` stays ``None``.
+
+    Raises:
+        TypeError: ``value`` is neither a number nor a ``timedelta``.
+        ValueError: ``value`` is negative (or zero when ``allow_zero`` is false).
+    """
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise TypeError(f"{name} must be seconds (float) or a timedelta, not {type(value).__name__}")
+    if seconds < 0 or (seconds == 0 and not allow_zero) or seconds != seconds:
+        raise ValueError(f"{name} must be {'>=' if allow_zero else '>'} 0, got {value!r}")
+    return seconds
+
+
+_async_cache: dict[object, bool] = {}
+
+
+def _is_async_callable(fn: object) -> bool:
+    """Whether ``fn(ctx)`` returns a coroutine; cached per function (tasks usually share a few)."""
+    try:
+        return _async_cache[fn]
+    except (KeyError, TypeError):
+        pass
+    result = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+    try:
+        if len(_async_cache) >= 512:
+            _async_cache.clear()
+        _async_cache[fn] = result
+    except TypeError:  # unhashable callable
+        pass
+    return result
+
+
+@final
+class TaskContext:
+    """What one attempt of a task receives: its id, the attempt number, its deadline and a cancel event.
+
+    ``deadline`` is on the :func:`time.monotonic` clock (``None`` when the attempt has no timeout);
+    :meth:`remaining` gives the seconds left. ``cancelled`` is a :class:`threading.Event` set when the
+    attempt is cancelled or its deadline passes: a plain (threaded) function polls it to stop early.
+    """
+
+    __slots__ = ("_active", "_cancelled", "attempt", "deadline", "task", "task_id")
+
+    def __init__(self, task: Task, attempt: int, deadline: float | None, cancelled: threading.Event | None = None):
+        self.task = task
+        self.task_id: uuid.UUID = task.id
+        self.attempt = attempt
+        self.deadline = deadline
+        self._cancelled = cancelled
+        self._active = True
+
+    @property
+    def cancelled(self) -> threading.Event:
+        """Set when this attempt is cancelled or times out (created on first use for ``async`` tasks)."""
+        event = self._cancelled
+        if event is None:
+            event = self._cancelled = threading.Event()
+        return event
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The task's metadata (trace context, gRPC metadata); empty when it has none."""
+        metadata = self.task.metadata
+        if metadata is None:
+            metadata = self.task.metadata = {}
+        return metadata
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (never negative), or ``None`` without a deadline."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
+
+    def _cancel(self) -> None:
+        self.cancelled.set()
+
+    def __repr__(self) -> str:
+        return f"TaskContext(task_id={self.task_id}, attempt={self.attempt})"
+
+
+# Timestamps are kept on the monotonic clock (cheap, and what latencies need) and shown as UTC datetimes.
+_EPOCH_OFFSET = time.time() - time.monotonic()
+_RANDOM_POOL_IDS = 256
+_random_pool = b""
+_random_offset = 0
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+_new_object = object.__new__
+_set_attr = object.__setattr__
+_SAFE_UNKNOWN = uuid.SafeUUID.unknown
+
+
+def _new_task_id() -> uuid.UUID:
+    """A random UUID4, as ``uuid.uuid4()`` but drawing ``os.urandom`` 256 ids at a time (hot path)."""
+    global _random_pool, _random_offset
+    offset = _random_offset
+    if offset >= len(_random_pool):
+        _random_pool = os.urandom(16 * _RANDOM_POOL_IDS)
+        offset = 0
+    _random_offset = offset + 16
+    value = (int.from_bytes(_random_pool[offset : offset + 16]) & _UUID4_CLEAR) | _UUID4_SET
+    new_id: uuid.UUID = _new_object(uuid.UUID)
+    _set_attr(new_id, "int", value)
+    _set_attr(new_id, "is_safe", _SAFE_UNKNOWN)
+    return new_id
+
+
+class Task:
+    """A unit of work: ``execute(ctx)`` plus how and when to run it.
+
+    Args:
+        execute: ``async def f(ctx)`` or a plain ``def f(ctx)`` (run in the manager's thread pool);
+            its return value is the result, an exception the failure.
+        id: The task id; a random UUID4 when omitted.
+        name: A label for logs and results.
+        description: Free text.
+        priority: Lower values run first.
+        queue: The queue name; ``""`` means the manager's default queue.
+        weight: Tie-break inside a priority, higher first (``<= 0`` means 1).
+        run_at: Earliest start (naive means UTC); ``None`` or a past time means now.
+        retries: Retries after the first attempt; ``None`` means the manager's ``max_retries``, an
+            explicit value is capped by it.
+        retry_delay: Base backoff in seconds (doubling per retry, capped at 60 s, jittered);
+            ``None`` means the manager's.
+        timeout: Seconds per attempt; ``None`` means the manager's.
+        metadata: String pairs carried with the task (trace context, gRPC metadata).
+
+    Raises:
+        InvalidTaskError: ``execute`` is not callable or a field has the wrong type or range.
+
+    After registration the task exposes ``status``, ``result``, ``error``, ``started_at`` and
+    ``completed_at``; they are updated by the manager only.
+    """
+
+    __slots__ = (
+        "_attempt",
+        "_backoff",
+        "_cancel_reason",
+        "_completed_mono",
+        "_ctx",
+        "_entry",
+        "_error",
+        "_is_async",
+        "_key",
+        "_manager",
+        "_on_outcome",
+        "_result",
+        "_retries_left",
+        "_retry_handle",
+        "_runner",
+        "_started_mono",
+        "_status",
+        "_timeout_s",
+        "_waiters",
+        "description",
+        "execute",
+        "id",
+        "metadata",
+        "name",
+        "priority",
+        "queue",
+        "retries",
+        "retry_delay",
+        "run_at",
+        "timeout",
+        "weight",
+    )
+
+    def __init__(
+        self,
+        execute: TaskFunction,
+        *,
+        id: uuid.UUID | None = None,
+        name: str = "",
+        description: str = "",
+        priority: int = 0,
+        queue: str = "",
+        weight: int = 1,
+        run_at: datetime | None = None,
+        retries: int | None = None,
+        retry_delay: float | timedelta | None = None,
+        timeout: float | timedelta | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        if not callable(execute):
+            raise InvalidTaskError(f"execute must be callable, got {type(execute).__name__}")
+        if id is None:
+            id = _new_task_id()
+        elif not isinstance(id, uuid.UUID):
+            raise InvalidTaskError(f"id must be a uuid.UUID, got {type(id).__name__}")
+        if _check_fields(name, description, queue, priority, weight):
+            _raise_field_error(name, description, queue, priority, weight)
+        if run_at is not None and not isinstance(run_at, datetime):
+            raise InvalidTaskError(f"run_at must be a datetime, got {type(run_at).__name__}")
+        if retries is not None and (not _is_int(retries) or retries < 0):
+            raise InvalidTaskError(f"retries must be an int >= 0 or None, got {retries!r}")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidTaskError("metadata must be a dict of str to str")
+        if retry_delay is None and timeout is None:
+            self.retry_delay = self.timeout = None
+        else:
+            try:
+                self.retry_delay = to_seconds(retry_delay, "retry_delay")
+                self.timeout = to_seconds(timeout, "timeout")
+            except (TypeError, ValueError) as exc:
+                raise InvalidTaskError(str(exc)) from None
+        self.execute = execute
+        self.id: uuid.UUID = id
+        self.name = name
+        self.description = description
+        self.priority = priority
+        self.queue = queue
+        self.weight = weight
+        self.run_at = run_at
+        self.retries = retries
+        self.metadata = metadata
+        self._is_async = _is_async_callable(execute)
+        self._status: TaskStatus | None = None
+        self._result: Any = None
+        self._error: BaseException | None = None
+        self._started_mono = 0.0
+        self._completed_mono = 0.0
+        self._manager: object = None
+        self._on_outcome: Callable[[Task, Any], Awaitable[None]] | None = None
+        self._entry: object = None
+        self._retry_handle: asyncio.TimerHandle | None = None
+        self._runner: asyncio.Task[Any] | None = None
+        self._ctx: TaskContext | None = None
+        self._cancel_reason: TaskStatus | None = None
+        self._waiters: list[asyncio.Future[None]] | None = None
+        self._attempt = 0
+        self._retries_left = 0
+        self._backoff = 0.0
+        self._timeout_s: float | None = None
+        self._key = id.int
+
+    @property
+    def status(self) -> TaskStatus | None:
+        """The current status; ``None`` until the task is registered."""
+        return self._status
+
+    @property
+    def result(self) -> Any:
+        """The value ``execute`` returned (``None`` until the task completes)."""
+        return self._result
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception the task ended with, or ``None``."""
+        return self._error
+
+    @property
+    def started_at(self) -> datetime | None:
+        """When the latest attempt started (UTC), or ``None``."""
+        return datetime.fromtimestamp(self._started_mono + _EPOCH_OFFSET, UTC) if self._started_mono else None
+
+    @property
+    def completed_at(self) -> datetime | None:
+        """When the task reached its terminal status (UTC), or ``None``."""
+        mono = self._completed_mono
+        return datetime.fromtimestamp(mono + _EPOCH_OFFSET, UTC) if mono else None
+
+    @property
+    def attempts(self) -> int:
+        """How many attempts have started."""
+        return self._attempt
+
+    def __repr__(self) -> str:
+        status = self._status.value if self._status is not None else "unregistered"
+        return f"Task(id={self.id}, name={self.name!r}, priority={self.priority}, status={status})"
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_fields(name: object, description: object, queue: object, priority: object, weight: object) -> bool:
+    """True when one of the fields has the wrong type (exact-type checks: this is on the hot path)."""
+    return (
+        type(name) is not str
+        or type(description) is not str
+        or type(queue) is not str
+        or type(priority) is not int
+        or type(weight) is not int
+    )
+
+
+def _raise_field_error(name: object, description: object, queue: object, priority: object, weight: object) -> None:
+    if not all(isinstance(value, str) for value in (name, description, queue)):
+        raise InvalidTaskError("name, description and queue must be str")
+    if not _is_int(priority) or not _is_int(weight):
+        raise InvalidTaskError("priority and weight must be int")
+
+
+@final
+class Result:
+    """The outcome of one task, published once when it reaches a terminal status.
+
+    Attributes:
+        task: The task.
+        status: Its terminal status.
+        result: What ``execute`` returned (``None`` unless ``COMPLETED``).
+        error: The exception it ended with, or ``None``.
+    """
+
+    __slots__ = ("error", "result", "status", "task")
+
+    def __init__(self, task: Task, status: TaskStatus, result: Any = None, error: BaseException | None = None):
+        self.task = task
+        self.status = status
+        self.result = result
+        self.error = error
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Result):
+            return NotImplemented
+        return (self.task, self.status, self.result, self.error) == (
+            other.task,
+            other.status,
+            other.result,
+            other.error,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Result(task={self.task!r}, status={self.status.value}, result={self.result!r}, error={self.error!r})"
+
+    def __str__(self) -> str:
+        return f"Task: {self.task.id}, Status: {self.status.value}, Result: {self.result!r}, Error: {self.error!r}"
