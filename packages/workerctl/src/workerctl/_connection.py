@@ -49,6 +49,8 @@ class Connection:
     def client(self) -> Any:
         """A ``redis.asyncio.Redis`` for these settings (connects lazily)."""
         from redis.asyncio import Redis  # lazy: `workerctl --help` stays fast
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
 
         options: dict[str, Any] = {}
         if self.tls:
@@ -63,6 +65,7 @@ class Connection:
             password=self.password,
             socket_timeout=self.timeout,
             socket_connect_timeout=self.timeout,
+            retry=Retry(NoBackoff(), 0),  # one attempt: an operator wants the error now, not after backoff
             **options,
         )
 

@@ -267,6 +267,7 @@ class TaskRecord:
         record = self.to_dump(include_metadata=True)
         record.update(
             {
+                "metadata": dict(self.metadata),
                 "retry_delay_ms": self.retry_delay_ms,
                 "ready_at_ms": self.ready_at_ms,
                 "updated_at_ms": self.updated_at_ms,
