@@ -47,6 +47,10 @@ def make_handlers(gate: Gate) -> HandlerRegistry:
         await gate.opened.wait()
         return "released"
 
+    @registry.handler("big")
+    async def big(ctx: TaskContext, payload: StringValue | None) -> str:
+        return "x" * 200_000  # a few of these fill a client's HTTP/2 flow-control window
+
     @registry.handler("fail")
     async def fail(ctx: TaskContext, payload: StringValue | None) -> None:
         raise RuntimeError("boom")

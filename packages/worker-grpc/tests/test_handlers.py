@@ -70,7 +70,7 @@ def test_duplicate_and_bad_registrations_are_refused() -> None:
     with pytest.raises(HandlerRegistrationError, match="name is required"):
         registry.add(" ", StringValue, lambda ctx, p: p)
     with pytest.raises(HandlerRegistrationError, match="protobuf message class"):
-        registry.add("b", dict, lambda ctx, p: p)  # type: ignore[arg-type]
+        registry.add("b", dict, lambda ctx, p: p)  # type: ignore[type-var]
 
     with pytest.raises(HandlerRegistrationError, match="annotate the payload"):
 
@@ -92,4 +92,4 @@ def test_resolve_checks_specs_once() -> None:
     resolved = resolve_handlers({"s": HandlerSpec(StringValue, lambda ctx, p: p)})
     assert resolved["s"].full_name == "google.protobuf.StringValue"
     with pytest.raises(HandlerRegistrationError, match="must return a protobuf message"):
-        resolve_handlers({"bad": HandlerSpec(dict, lambda ctx, p: p)})  # type: ignore[arg-type,type-var]
+        resolve_handlers({"bad": HandlerSpec(dict, lambda ctx, p: p)})

@@ -233,7 +233,8 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
             task = self._manager.get_task(task_id)
         except TaskNotFoundError:
             return None  # unknown here (yet): maybe a durable task another node runs; wait for it
-        if not task.status.is_terminal:
+        status = task.status
+        if status is None or not status.is_terminal:
             return None
         return pb.StreamResultsResponse(
             id=str(task_id), output=_convert.output_text(task.result), error=_convert.error_text(task.error)
@@ -261,7 +262,7 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
         return pb.GetTaskResponse(
             id=str(task_id),
             name=task.name,
-            status=task.status.go_name,
+            status=task.status.go_name if task.status is not None else "Unknown",
             output=_convert.output_text(task.result),
             error=_convert.error_text(task.error),
         )
