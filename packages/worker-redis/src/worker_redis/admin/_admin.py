@@ -10,7 +10,8 @@ from worker_core.errors import ConfigurationError, TaskNotFoundError
 from worker_redis.keys import normalize_queue
 
 from ._errors import redis_errors
-from ._ops import AdminOps, _s, now_ms
+from ._moves import AdminMoves
+from ._ops import _s, now_ms
 from ._records import DLQEntry, DLQEntryDetail, DLQPage, SnapshotEntry, TaskRecord, TaskState
 
 __all__ = ("DLQ_SCAN_LIMIT", "RedisAdmin")
@@ -36,7 +37,7 @@ _RECORD_FIELDS = (
 )
 
 
-class RedisAdmin(AdminOps):
+class RedisAdmin(AdminMoves):
     """Admin operations over go-worker's Redis key layout (spec §5.3), for workerctl and admin APIs.
 
     Args:
