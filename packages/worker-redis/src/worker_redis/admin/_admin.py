@@ -11,14 +11,13 @@ from worker_redis.keys import normalize_queue
 
 from ._errors import redis_errors
 from ._moves import AdminMoves
-from ._ops import _s, now_ms
+from ._ops import _WAKE_CAP, _s, now_ms
 from ._records import DLQEntry, DLQEntryDetail, DLQPage, SnapshotEntry, TaskRecord, TaskState
 
 __all__ = ("DLQ_SCAN_LIMIT", "RedisAdmin")
 
 #: DLQ entries one filtered listing reads at most (go-worker refuses filters above 2,000 entries).
 DLQ_SCAN_LIMIT = 10_000
-_WAKE_CAP = 64
 # Fields a dump or a DLQ listing needs: everything but the payload, which can be large.
 _RECORD_FIELDS = (
     "handler",
