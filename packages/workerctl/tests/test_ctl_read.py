@@ -113,7 +113,9 @@ def test_dlq_list_and_show(ctl: Ctl) -> None:
     assert b in text
     shown = ctl.json("durable", "dlq", "show", "--id", a, "--json")
     assert (shown["queue"], shown["payload_size"], shown["last_error"]) == ("mail", 7, "boom")
-    assert f"id: {a}" in ctl.ok("durable", "dlq", "show", "--id", a)
+    text = ctl.ok("durable", "dlq", "show", "--id", a)
+    assert f"id:           {a}" in text
+    assert "last_error:   boom" in text
 
 
 def test_stats_watch_redraws_until_ctrl_c(ctl: Ctl) -> None:

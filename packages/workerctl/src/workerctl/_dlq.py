@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import click
-from worker_redis.admin import MoveResult, RedisAdmin
+from worker_redis.admin import MoveResult, RedisAdmin, rfc3339
 
 from ._connection import Connection, connection_options, fail, run_admin
 from ._groups import CONTEXT, dlq
@@ -88,8 +90,20 @@ def dlq_show(task_id: str, as_json: bool, conn: Connection) -> None:
     if as_json:
         emit_json(data)
         return
-    for key, value in data.items():
-        click.echo(f"{key}: {value}")
+    e = detail.entry
+    lines = [
+        ("id", e.id),
+        ("queue", e.queue),
+        ("handler", e.handler),
+        ("attempts", str(e.attempts)),
+        ("failed_at", f"{rfc3339(detail.failed_at_ms)} ({_age(e.age_ms)} ago)" if detail.failed_at_ms else "-"),
+        ("updated_at", rfc3339(detail.updated_at_ms) if detail.updated_at_ms else "-"),
+        ("payload_size", f"{detail.payload_size} bytes"),
+        ("metadata", json.dumps(dict(detail.metadata), sort_keys=True)),
+        ("last_error", e.last_error or "-"),
+    ]
+    for key, value in lines:
+        click.echo(f"{key + ':':<14}{value}")
 
 
 @dlq.command("replay", context_settings=CONTEXT)

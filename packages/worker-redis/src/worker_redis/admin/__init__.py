@@ -21,6 +21,8 @@ from ._records import QueueInfo as QueueInfo
 from ._records import SnapshotEntry as SnapshotEntry
 from ._records import TaskRecord as TaskRecord
 from ._records import TaskState as TaskState
+from ._records import parse_metadata as parse_metadata
+from ._records import rfc3339 as rfc3339
 
 __all__ = (
     "DEAD_COUNT_LIMIT",
@@ -40,4 +42,6 @@ __all__ = (
     "TaskRecord",
     "TaskState",
     "clean_ids",
+    "parse_metadata",
+    "rfc3339",
 )
