@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from core_helpers import manager
+from worker_core import (
+    ConfigurationError,
+    InvalidTaskError,
+    ManagerStoppedError,
+    Task,
+    TaskContext,
+    TaskExistsError,
+    TaskManager,
+    TaskNotFoundError,
+    TaskStatus,
+)
+
+
+async def noop(ctx: TaskContext) -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_workers": -1},
+        {"max_workers": 0},
+        {"max_workers": 2.5},
+        {"max_tasks": 0},
+        {"max_tasks": -5},
+        {"tasks_per_second": "fast"},
+        {"timeout": -1},
+        {"timeout": 0},
+        {"timeout": "1s"},
+        {"retry_delay": 0},
+        {"retry_delay": timedelta(seconds=-1)},
+        {"max_retries": -1},
+        {"default_queue": ""},
+        {"queue_weights": {"a": "heavy"}},
+    ],
+)
+def test_bad_constructor_arguments_raise_configuration_error(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        TaskManager(**kwargs)
+
+
+def test_durations_accept_timedelta_and_rate_limit_can_be_off() -> None:
+    tm = TaskManager(timeout=timedelta(seconds=2), retry_delay=timedelta(milliseconds=5), tasks_per_second=0)
+    assert tm.max_workers >= 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"priority": "high"},
+        {"priority": 1.5},
+        {"weight": None},
+        {"queue": 3},
+        {"name": None},
+        {"id": "not-a-uuid"},
+        {"run_at": "tomorrow"},
+        {"retries": -1},
+        {"retry_delay": -1},
+        {"timeout": "forever"},
+        {"metadata": [("a", "b")]},
+    ],
+)
+def test_bad_task_fields_raise_invalid_task_error(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(InvalidTaskError):
+        Task(noop, **kwargs)
+
+
+def test_non_callable_execute_is_rejected() -> None:
+    not_callable: Any = 42
+    with pytest.raises(InvalidTaskError, match="callable"):
+        Task(not_callable)
+
+
+async def test_bad_registrations_leave_the_manager_working() -> None:
+    async with manager() as tm:
+        not_a_task: Any = noop
+        with pytest.raises(InvalidTaskError):
+            await tm.register_task(not_a_task)
+        mutated = Task(noop)
+        bad_priority: Any = "urgent"
+        mutated.priority = bad_priority
+        with pytest.raises(InvalidTaskError):
+            await tm.register_task(mutated)
+        assert mutated.status is TaskStatus.INVALID
+        huge = Task(noop, priority=2**70)
+        with pytest.raises(InvalidTaskError):
+            await tm.register_task(huge)
+        good = Task(noop)
+        await tm.register_task(good)
+        with pytest.raises(TaskExistsError):
+            await tm.register_task(good)
+        with pytest.raises(TaskExistsError):
+            await tm.register_task(Task(noop, id=good.id))
+        bad_when: Any = "soon"
+        with pytest.raises(InvalidTaskError):
+            await tm.register_task_at(Task(noop), bad_when)
+        with pytest.raises(InvalidTaskError):
+            await tm.register_task_after(Task(noop), bad_when)
+        with pytest.raises(TaskNotFoundError):
+            tm.get_task(uuid.uuid4())
+        not_an_id: Any = "abc"
+        with pytest.raises(TaskNotFoundError):
+            tm.get_task(not_an_id)
+        with pytest.raises(ConfigurationError):
+            tm.set_max_workers(-1)
+        await tm.wait(10)
+        assert good.status is TaskStatus.COMPLETED
+        assert tm.metrics().scheduled == 1
+        assert len(tm.get_tasks()) == 1
+
+
+async def test_registering_after_stop_raises_manager_stopped() -> None:
+    tm = manager()
+    await tm.start()
+    await tm.stop_now()
+    with pytest.raises(ManagerStoppedError):
+        await tm.register_task(Task(noop))
+    assert tm.get_tasks() == []
