@@ -17,6 +17,14 @@ from worker_grpc import HandlerRegistry, WorkerClient, WorkerServiceServicer
 from worker_grpc.messages import add_WorkerServiceServicer_to_server
 from worker_grpc.payloads import CreateUserPayload, CreateUserResponse, SendEmailPayload
 
+# Loopback calls must not go through an HTTP proxy configured in the environment.
+NO_PROXY = (("grpc.enable_http_proxy", 0),)
+
+
+def channel(address: str) -> grpc.aio.Channel:
+    """A plain grpc.aio channel to a test server."""
+    return grpc.aio.insecure_channel(address, options=NO_PROXY)
+
 
 @dataclass
 class Gate:
@@ -99,7 +107,7 @@ class Served:
         return f"127.0.0.1:{self.port}"
 
     def client(self, **kwargs: Any) -> WorkerClient:
-        client = WorkerClient.connect(self.address, **kwargs)
+        client = WorkerClient.connect(self.address, options=NO_PROXY, **kwargs)
         self.clients.append(client)
         return client
 

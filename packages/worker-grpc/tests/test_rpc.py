@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import Gate, Served, ServeFactory, eventually
+from conftest import NO_PROXY, Gate, Served, ServeFactory, channel, eventually
 from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.wrappers_pb2 import StringValue
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -69,7 +69,7 @@ async def test_status_names_are_go_workers(client: WorkerClient, manager: TaskMa
 
 async def test_tasks_outlive_the_rpc_and_the_channel(served: Served, manager: TaskManager, gate: Gate) -> None:
     # go-worker binds the task to the RPC's context, which grpc cancels when the RPC ends (spec §6.3).
-    client = WorkerClient.connect(served.address)
+    client = WorkerClient.connect(served.address, options=NO_PROXY)
     running = await client.register_task(TaskRequest("wait"))
     await gate.started.wait()
     queued = [await client.register_task(TaskRequest("wait")) for _ in range(5)]
@@ -183,8 +183,8 @@ async def test_idempotency_inside_one_request(client: WorkerClient, manager: Tas
 async def test_a_go_style_protobuf_client_works(served: Served, manager: TaskManager) -> None:
     payload = AnyMessage()
     payload.Pack(CreateUserPayload(username="newuser", email="newuser@example.com"))
-    async with grpc.aio.insecure_channel(served.address) as channel:
-        stub = pb.WorkerServiceStub(channel)
+    async with channel(served.address) as chan:
+        stub = pb.WorkerServiceStub(chan)
         response = await stub.RegisterTasks(
             pb.RegisterTasksRequest(
                 tasks=[pb.Task(name="create_user", payload=payload, metadata={"source": "api_example"})]
@@ -203,13 +203,13 @@ async def test_a_go_style_protobuf_client_works(served: Served, manager: TaskMan
 
 
 async def test_health_and_reflection(served: Served) -> None:
-    async with grpc.aio.insecure_channel(served.address) as aio_channel:
-        channel: Any = aio_channel  # the health and reflection stubs are typed for sync channels only
-        health: Any = health_pb2_grpc.HealthStub(channel)
+    async with channel(served.address) as aio_channel:
+        chan: Any = aio_channel  # the health and reflection stubs are typed for sync channels only
+        health: Any = health_pb2_grpc.HealthStub(chan)
         for service in ("", "worker.v1.WorkerService"):
             reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
-        stub: Any = reflection_pb2_grpc.ServerReflectionStub(channel)
+        stub: Any = reflection_pb2_grpc.ServerReflectionStub(chan)
         call = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
         names = set()
         async for reply in call:

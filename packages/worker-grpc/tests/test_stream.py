@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import grpc
 import pytest
-from conftest import Gate, Served, eventually
+from conftest import Gate, Served, channel, eventually
 from google.protobuf.wrappers_pb2 import StringValue
 from worker_core import TaskManager, TaskStatus
 from worker_grpc import TaskRequest, TaskResult, WorkerClient
@@ -77,8 +76,8 @@ async def test_each_result_is_sent_once_even_when_listed_twice(client: WorkerCli
 async def test_a_client_that_goes_away_is_noticed_without_a_new_result(servicer_server: Served) -> None:
     servicer = servicer_server.servicer
     assert servicer is not None
-    async with grpc.aio.insecure_channel(servicer_server.address) as channel:
-        call = pb.WorkerServiceStub(channel).StreamResults(pb.StreamResultsRequest())
+    async with channel(servicer_server.address) as chan:
+        call = pb.WorkerServiceStub(chan).StreamResults(pb.StreamResultsRequest())
         await eventually(lambda: servicer.active_streams == 1)
         call.cancel()
         # No task runs, so no result could wake the stream up: the disconnect itself must end it.
@@ -104,8 +103,8 @@ async def test_a_slow_client_never_blocks_the_manager(servicer_server: Served, m
     servicer = servicer_server.servicer  # its stream buffer holds 2 results
     assert servicer is not None
     client = servicer_server.client()
-    async with grpc.aio.insecure_channel(servicer_server.address) as channel:
-        call = pb.WorkerServiceStub(channel).StreamResults(pb.StreamResultsRequest())
+    async with channel(servicer_server.address) as chan:
+        call = pb.WorkerServiceStub(chan).StreamResults(pb.StreamResultsRequest())
         await eventually(lambda: servicer.active_streams == 1)  # subscribed; the client reads nothing now
         ids = []
         for _ in range(6):
