@@ -328,3 +328,21 @@ async def test_unreachable_redis_and_wrong_password_are_typed_errors() -> None:
         await check.aclose()
     with pytest.raises(ConfigurationError):
         RedisAdmin.from_url("http://x")
+
+
+async def test_batches_span_several_script_calls_and_orphans_are_handled(admin: RedisAdmin) -> None:
+    ids = [await put(admin, state="dead") for _ in range(450)]
+    assert await admin.ids_from("dlq", limit=0) == ids[::-1]
+    result = await admin.requeue(ids[:250])
+    assert result.count == 250
+    assert await admin.client.llen(admin.keys.dead) == 200
+    result = await admin.replay_dlq(limit=0)
+    assert result.count == 200
+    assert await admin.client.zcard(admin.keys.ready("default")) == 450
+    c: Any = admin.client
+    await c.zadd(admin.keys.ready("default"), {"orphan": 1})  # an id whose hash is gone
+    assert "orphan" not in [r.id async for r in admin.dump(limit=0)]
+    result = await admin.delete(["orphan"])
+    assert (result.count, result.missing) == (1, ())
+    assert await c.zscore(admin.keys.ready("default"), "orphan") is None
+    assert not await c.exists(admin.keys.task("orphan"))
