@@ -52,7 +52,9 @@ class _AttemptSpan:
             span.add_event("task.retry_requested", {"reason": str(error)})
         else:
             span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            message = str(error)
+            kind = type(error).__name__
+            span.set_status(Status(StatusCode.ERROR, f"{kind}: {message}" if message else kind))
         span.end()
         otel_context.detach(self._token)
 
