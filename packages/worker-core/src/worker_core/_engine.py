@@ -28,7 +28,7 @@ from ._scheduler import DelayedHeap, ReadyScheduler
 from .backoff import next_backoff, retry_jitter
 from .errors import Abort, QueueFullError, Retry, TaskCancelledError, TaskTimeoutError
 from .hooks import TaskHooks, call_hook
-from .status import TERMINAL_STATUSES, TaskStatus
+from .status import TaskStatus
 from .task import Result, Task, TaskContext
 
 if TYPE_CHECKING:
@@ -175,7 +175,13 @@ class Engine:
                     continue
                 self._busy.add(me)
                 try:
-                    await self._run(task, None, me)
+                    outcome = await self._attempt(task, None, me)
+                    if outcome[0] is _COMPLETED and task._on_outcome is None:  # the hot path, inlined
+                        pending = self._finish(task, _COMPLETED, outcome[1], None)
+                        if pending is not None:
+                            await pending
+                    else:
+                        await self._settle_outcome(task, outcome)
                 finally:
                     self._busy.discard(me)
                 ran += 1
@@ -201,16 +207,15 @@ class Engine:
     async def _run(self, task: Task, timeout_s: float | None, me: asyncio.Task[Any]) -> Outcome:
         """Run one attempt of ``task`` in the current asyncio task and settle its outcome."""
         outcome = await self._attempt(task, timeout_s, me)
+        await self._settle_outcome(task, outcome)
+        return outcome
+
+    async def _settle_outcome(self, task: Task, outcome: Outcome) -> None:
         on_outcome = task._on_outcome
         if on_outcome is not None:
             await on_outcome(task, outcome)
-        elif outcome[0] is _COMPLETED:
-            pending = self._finish(task, _COMPLETED, outcome[1], None)
-            if pending is not None:
-                await pending
         else:
             await self._settle_attempt(task, outcome)
-        return outcome
 
     async def _attempt(self, task: Task, timeout_s: float | None, me: asyncio.Task[Any]) -> Outcome:
         loop = asyncio.get_running_loop()
@@ -421,7 +426,9 @@ class Engine:
 
         Returns a coroutine to await when an ``on_finish`` hook is set, else ``None`` (all done).
         """
-        if task._status in TERMINAL_STATUSES:
+        current = task._status
+        # Identity tests, not a set lookup: Enum.__hash__ is Python code and this is the hot path.
+        if current is not _RUNNING and current is not _QUEUED and current is not _RETRYING:
             return None
         task._status = status
         task._result = result
