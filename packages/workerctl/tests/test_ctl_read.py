@@ -137,3 +137,23 @@ def test_stats_watch_redraws_until_ctrl_c(ctl: Ctl) -> None:
     assert latest["total_ready"] == 2
     assert proc.returncode == 0
     assert "Traceback" not in err
+
+
+def test_dump_into_a_closed_pipe_exits_quietly(ctl: Ctl) -> None:
+    pipe = ctl.r.pipeline(transaction=False)
+    for i in range(2000):  # more than a pipe buffer of JSON lines
+        pipe.hset(ctl.keys.task(f"t{i:04d}"), mapping={"handler": "h", "queue": "default", "payload": "x"})
+        pipe.zadd(ctl.keys.ready("default"), {f"t{i:04d}": i})
+    pipe.sadd(ctl.keys.queues, "default")
+    pipe.execute()
+    env = {**os.environ, "WORKER_REDIS_URL": ctl.url, "WORKER_REDIS_PREFIX": ctl.prefix}
+    cmd = [sys.executable, "-m", "workerctl", "durable", "dump", "--limit", "0"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.wait(timeout=30)
+    assert json.loads(first)["id"] == "t0000"
+    assert err == b""

@@ -20,6 +20,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run workerctl: usage errors exit 2, runtime errors print one ``Error:`` line and exit 1."""
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="workerctl")
+    except BrokenPipeError:
+        # `workerctl durable dump | head`: the reader left. Point stdout at devnull so the interpreter's
+        # final flush does not fail again, and exit quietly (the Python docs' recipe for SIGPIPE).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
     except Exception as exc:  # a bug, not bad input: still one line, unless asked for the traceback
         if os.environ.get("WORKERCTL_DEBUG") == "1":
             raise
