@@ -273,6 +273,7 @@ class Engine:
             return _COMPLETED, result, None
         finally:
             ctx._active = False
+            task._ctx = None  # the context dies with the attempt (fewer long-lived objects for the GC)
             task._cancel_reason = None
             self._n_running -= 1
 

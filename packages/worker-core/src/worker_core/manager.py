@@ -285,12 +285,9 @@ class TaskManager(Engine):
         self._check_accepting()
         if task._status is not None:
             raise TaskExistsError(f"task {task.id} was already registered")
-        task_id = task.id
-        if not isinstance(task_id, uuid.UUID):
-            raise InvalidTaskError(f"task id must be a uuid.UUID, got {type(task_id).__name__}")
-        key = task._key = task_id.int
+        key = task._key
         if key in self._tasks:
-            raise TaskExistsError(f"task {task_id} already exists")
+            raise TaskExistsError(f"task {task.id} already exists")
         if self._ready.size + self._delayed.size >= self._max_tasks:
             raise QueueFullError(f"queue is full (max {self._max_tasks})")
         self._prepare(task)
@@ -318,7 +315,7 @@ class TaskManager(Engine):
         hooks = self._hooks
         if hooks is not None and hooks.on_queued is not None:
             await call_hook("on_queued", hooks.on_queued, task)
-        return task_id
+        return task.id
 
     def _prepare(self, task: Task) -> None:
         """Validate a task's mutable fields and apply the manager's defaults."""

@@ -71,11 +71,10 @@ class TaskContext:
     attempt is cancelled or its deadline passes: a plain (threaded) function polls it to stop early.
     """
 
-    __slots__ = ("_active", "_cancelled", "attempt", "deadline", "task", "task_id")
+    __slots__ = ("_active", "_cancelled", "attempt", "deadline", "task")
 
     def __init__(self, task: Task, attempt: int, deadline: float | None, cancelled: threading.Event | None = None):
         self.task = task
-        self.task_id: uuid.UUID = task.id
         self.attempt = attempt
         self.deadline = deadline
         self._cancelled = cancelled
@@ -88,6 +87,11 @@ class TaskContext:
         if event is None:
             event = self._cancelled = threading.Event()
         return event
+
+    @property
+    def task_id(self) -> uuid.UUID:
+        """The id of the task this attempt belongs to."""
+        return self.task.id
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -122,15 +126,19 @@ _set_attr = object.__setattr__
 _SAFE_UNKNOWN = uuid.SafeUUID.unknown
 
 
-def _new_task_id() -> uuid.UUID:
-    """A random UUID4, as ``uuid.uuid4()`` but drawing ``os.urandom`` 256 ids at a time (hot path)."""
+def _new_task_key() -> int:
+    """A random UUID4 as its 128-bit int, drawing ``os.urandom`` 256 ids at a time (hot path)."""
     global _random_pool, _random_offset
     offset = _random_offset
     if offset >= len(_random_pool):
         _random_pool = os.urandom(16 * _RANDOM_POOL_IDS)
         offset = 0
     _random_offset = offset + 16
-    value = (int.from_bytes(_random_pool[offset : offset + 16]) & _UUID4_CLEAR) | _UUID4_SET
+    return (int.from_bytes(_random_pool[offset : offset + 16]) & _UUID4_CLEAR) | _UUID4_SET
+
+
+def _uuid_from_int(value: int) -> uuid.UUID:
+    """``uuid.UUID(int=value)`` without its argument checks (the value is known to be valid)."""
     new_id: uuid.UUID = _new_object(uuid.UUID)
     _set_attr(new_id, "int", value)
     _set_attr(new_id, "is_safe", _SAFE_UNKNOWN)
@@ -186,7 +194,6 @@ class Task:
         "_waiters",
         "description",
         "execute",
-        "id",
         "metadata",
         "name",
         "priority",
@@ -217,8 +224,10 @@ class Task:
         if not callable(execute):
             raise InvalidTaskError(f"execute must be callable, got {type(execute).__name__}")
         if id is None:
-            id = _new_task_id()
-        elif not isinstance(id, uuid.UUID):
+            self._key = _new_task_key()
+        elif isinstance(id, uuid.UUID):
+            self._key = id.int
+        else:
             raise InvalidTaskError(f"id must be a uuid.UUID, got {type(id).__name__}")
         if _check_fields(name, description, queue, priority, weight):
             _raise_field_error(name, description, queue, priority, weight)
@@ -237,7 +246,6 @@ class Task:
             except (TypeError, ValueError) as exc:
                 raise InvalidTaskError(str(exc)) from None
         self.execute = execute
-        self.id: uuid.UUID = id
         self.name = name
         self.description = description
         self.priority = priority
@@ -264,7 +272,20 @@ class Task:
         self._retries_left = 0
         self._backoff = 0.0
         self._timeout_s: float | None = None
-        self._key = id.int
+
+    @property
+    def id(self) -> uuid.UUID:
+        """The task id (a UUID4 unless one was given)."""
+        # Kept as an int and turned into a UUID on access: one object less per task for the GC to walk.
+        return _uuid_from_int(self._key)
+
+    @id.setter
+    def id(self, value: uuid.UUID) -> None:
+        if self._status is not None:
+            raise InvalidTaskError("the id of a registered task cannot change")
+        if not isinstance(value, uuid.UUID):
+            raise InvalidTaskError(f"id must be a uuid.UUID, got {type(value).__name__}")
+        self._key = value.int
 
     @property
     def status(self) -> TaskStatus | None:
