@@ -9,7 +9,7 @@ context, opens the ``worker.task`` span and makes it current for the task code.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Final, final
 
 from opentelemetry import context as otel_context
@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = ("OTelTracer",)
 
-_EMPTY: Final[Mapping[str, str]] = {}
+_OK: Final = Status(StatusCode.OK)
+# The parent of a task registered outside any span: an empty Context (never the worker's own context).
+_NO_PARENT: Final = otel_context.Context()
 
 
 @final
@@ -46,7 +48,9 @@ class _AttemptSpan:
     def end(self, error: BaseException | None) -> None:
         span = self._span
         if error is None:
-            span.set_status(Status(StatusCode.OK))
+            span.set_status(_OK)
+        elif not span.is_recording():
+            pass  # not sampled: describing the error would be thrown away
         elif isinstance(error, Retry):
             # A Retry is control flow, not a failure: the span stays UNSET and says why it ended.
             span.add_event("task.retry_requested", {"reason": str(error)})
@@ -79,7 +83,7 @@ class OTelTracer:
             its producer and processed later.
     """
 
-    __slots__ = ("_kind", "_propagator", "_tracer")
+    __slots__ = ("_fields", "_fields_of", "_kind", "_propagator", "_tracer")
 
     def __init__(
         self,
@@ -94,6 +98,9 @@ class OTelTracer:
         self._tracer = trace.get_tracer(tracer_name, version, tracer_provider)
         self._propagator = propagator
         self._kind = span_kind
+        # The metadata keys the propagator reads, cached per propagator (the global one may be replaced).
+        self._fields_of: TextMapPropagator | None = None
+        self._fields: frozenset[str] = frozenset()
 
     def inject(self, metadata: MutableMapping[str, str]) -> None:
         """Write the caller's current trace context into ``metadata`` (nothing when no span is active)."""
@@ -101,22 +108,27 @@ class OTelTracer:
 
     def start(self, task: Task, ctx: TaskContext) -> _AttemptSpan:
         """Open the attempt's span, child of the enqueuing code's span, and make it current."""
-        metadata = task.metadata or _EMPTY
-        # An explicit empty Context, not the current one: the worker's own context is no parent of the task.
-        parent = (self._propagator or get_global_textmap()).extract(metadata, otel_context.Context())
+        parent = _NO_PARENT
+        metadata = task.metadata
+        if metadata:
+            propagator = self._propagator or get_global_textmap()
+            if propagator is not self._fields_of:
+                self._fields = frozenset(propagator.fields)
+                self._fields_of = propagator
+            if not self._fields.isdisjoint(metadata):
+                parent = propagator.extract(metadata, _NO_PARENT)
         span = self._tracer.start_span(
-            semconv.SPAN_NAME_TASK,
-            parent,
-            self._kind,
-            {
-                semconv.SPAN_ATTR_TASK_ID: str(task.id),
-                semconv.SPAN_ATTR_TASK_NAME: task.name,
-                semconv.SPAN_ATTR_TASK_PRIORITY: task.priority,
-                semconv.SPAN_ATTR_TASK_QUEUE: task.queue,
-                semconv.SPAN_ATTR_TASK_ATTEMPT: ctx.attempt,
-            },
-            record_exception=False,
-            set_status_on_exception=False,
+            semconv.SPAN_NAME_TASK, parent, self._kind, record_exception=False, set_status_on_exception=False
         )
+        if span.is_recording():  # attributes only for sampled spans (the task id costs a UUID to str)
+            span.set_attributes(
+                {
+                    semconv.SPAN_ATTR_TASK_ID: str(task.id),
+                    semconv.SPAN_ATTR_TASK_NAME: task.name,
+                    semconv.SPAN_ATTR_TASK_PRIORITY: task.priority,
+                    semconv.SPAN_ATTR_TASK_QUEUE: task.queue,
+                    semconv.SPAN_ATTR_TASK_ATTEMPT: ctx.attempt,
+                }
+            )
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         return _AttemptSpan(span, token)

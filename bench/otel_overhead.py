@@ -1,0 +1,153 @@
+"""What worker-otel costs a TaskManager: throughput with metrics and tracing on, as a ratio to off.
+
+Run: ``uv run python bench/otel_overhead.py`` (``BENCH_SCALE=0.1`` shrinks it). ``bench/core.py`` calls
+:func:`measure_otel_overhead` and prints :func:`format_otel_overhead`. The main workload is
+bench/core.py's worst case for overhead: async no-op tasks through 8 workers, rate limit off, one
+subscriber draining results; a small real task (100 us of CPU) gives the scale. Configurations run
+interleaved, several rounds, and the median throughput of each is kept (the machine is shared).
+Setting a provider up is not timed (once per manager); every per-task and exporting cost is:
+
+- ``off``: no provider, no tracer (the baseline).
+- ``metrics removed``: a meter provider set then removed with ``None``: must equal ``off``.
+- ``metrics on``: the real SDK ``MeterProvider`` with an ``InMemoryMetricReader``, collected at the end.
+- ``tracing on``: ``OTelTracer`` on the real SDK ``TracerProvider``, every span sampled, a
+  ``SimpleSpanProcessor`` handing each span to an exporter that drops it (SDK cost, no I/O).
+- ``tracing 1%``: the same with a ``TraceIdRatioBased(0.01)`` sampler, the usual production setting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+from worker_core import Task, TaskContext, TaskManager
+from worker_otel import OTelTracer, set_meter_provider
+
+SCALE = float(os.environ.get("BENCH_SCALE", "1"))
+WORKERS = 8
+#: Configuration name -> the per-task overhead target as a fraction (None: no target).
+TARGETS: dict[str, float | None] = {
+    "off": None,
+    "metrics removed": 0.0,
+    "metrics on": 0.05,
+    "tracing on": 0.30,
+    "tracing 1%": None,
+}
+
+
+class _DropSpans(SpanExporter):
+    """Accepts every span and keeps none: measures the SDK, not an exporter's I/O."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+async def _noop(ctx: TaskContext) -> None:
+    return None
+
+
+async def _cpu_100us(ctx: TaskContext) -> None:
+    """A small real task: about 100 microseconds of Python work."""
+    deadline = time.perf_counter() + 100e-6
+    while time.perf_counter() < deadline:
+        pass
+
+
+#: Workload name -> task function.
+WORKLOADS: dict[str, Callable[[TaskContext], Awaitable[None]]] = {"async no-op": _noop, "async 100 us CPU": _cpu_100us}
+
+
+def _setup(name: str, tm: TaskManager) -> Callable[[], None]:
+    """Instrument ``tm`` as configuration ``name``; return what finishes the export (timed too)."""
+    if name == "off":
+        return lambda: None
+    if name.startswith("metrics"):
+        reader = InMemoryMetricReader()
+        meter_provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+        set_meter_provider(tm, meter_provider)
+        if name == "metrics removed":
+            set_meter_provider(tm, None)
+
+        def collect_and_close() -> None:
+            reader.get_metrics_data()
+            meter_provider.shutdown()
+
+        return collect_and_close
+    sampler = TraceIdRatioBased(0.01) if name == "tracing 1%" else None
+    tracer_provider = TracerProvider(sampler=sampler, shutdown_on_exit=False)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(_DropSpans()))
+    tm.set_tracer(OTelTracer(tracer_provider))
+    return tracer_provider.shutdown
+
+
+async def _throughput(name: str, n: int, fn: Callable[[TaskContext], Awaitable[None]]) -> float:
+    """``n`` tasks through an instrumented manager, results drained (as bench/core.py does).
+
+    Setting the provider up is outside the timed window (once per manager); collecting or flushing is inside.
+    """
+    async with TaskManager(max_workers=WORKERS, max_tasks=n, tasks_per_second=None) as tm:
+        subscription = tm.subscribe_results(buffer=n)
+        received = 0
+
+        async def drain() -> None:
+            nonlocal received
+            async for _ in subscription:
+                received += 1
+                if received == n:
+                    return
+
+        finish = _setup(name, tm)
+        started = time.perf_counter()
+        consumer = asyncio.create_task(drain())
+        for _ in range(n):
+            await tm.register_task(Task(fn))
+        await consumer
+        finish()
+        elapsed = time.perf_counter() - started
+        subscription.close()
+    return n / elapsed
+
+
+async def measure_otel_overhead(n: int = 20_000, rounds: int = 5, workload: str = "async no-op") -> dict[str, float]:
+    """Median tasks/s per configuration of :data:`TARGETS`, configurations interleaved over ``rounds``."""
+    fn = WORKLOADS[workload]
+    samples: dict[str, list[float]] = {name: [] for name in TARGETS}
+    await _throughput("off", max(1, n // 10), fn)  # warm up imports and caches
+    for _ in range(rounds):
+        for name in TARGETS:
+            samples[name].append(await _throughput(name, n, fn))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def format_otel_overhead(result: dict[str, float]) -> list[str]:
+    """One line per configuration: tasks/s, ratio to off, overhead and its target."""
+    off = result["off"]
+    lines = []
+    for name, rate in result.items():
+        ratio = rate / off
+        target = TARGETS.get(name)
+        goal = f" (target <= {target:.0%})" if target is not None else ""
+        lines.append(f"  {name:<16} {rate:>10,.0f} tasks/s  ratio {ratio:.2f}  overhead {1 / ratio - 1:+.0%}{goal}")
+    return lines
+
+
+async def main() -> None:
+    print(f"worker-otel overhead, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, median of 5 interleaved runs")
+    for workload, size in (("async no-op", 20_000), ("async 100 us CPU", 4_000)):
+        n = max(100, int(size * SCALE))
+        print(f"{workload} x{n}:")
+        for line in format_otel_overhead(await measure_otel_overhead(n, workload=workload)):
+            print(line)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
