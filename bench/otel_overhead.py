@@ -10,6 +10,7 @@ Setting a provider up is not timed (once per manager); every per-task and export
 - ``off``: no provider, no tracer (the baseline).
 - ``metrics removed``: a meter provider set then removed with ``None``: must equal ``off``.
 - ``metrics on``: the real SDK ``MeterProvider`` with an ``InMemoryMetricReader``, collected at the end.
+- ``metrics no hist.``: the same with ``latency_histogram=False`` (eight instruments, no per-task SDK call).
 - ``tracing on``: ``OTelTracer`` on the real SDK ``TracerProvider``, every span sampled, a
   ``SimpleSpanProcessor`` handing each span to an exporter that drops it (SDK cost, no I/O).
 - ``tracing 1%``: the same with a ``TraceIdRatioBased(0.01)`` sampler, the usual production setting.
@@ -39,6 +40,7 @@ TARGETS: dict[str, float | None] = {
     "off": None,
     "metrics removed": 0.0,
     "metrics on": 0.05,
+    "metrics no hist.": None,
     "tracing on": 0.30,
     "tracing 1%": None,
 }
@@ -73,7 +75,7 @@ def _setup(name: str, tm: TaskManager) -> Callable[[], None]:
     if name.startswith("metrics"):
         reader = InMemoryMetricReader()
         meter_provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
-        set_meter_provider(tm, meter_provider)
+        set_meter_provider(tm, meter_provider, latency_histogram=name != "metrics no hist.")
         if name == "metrics removed":
             set_meter_provider(tm, None)
 

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from opentelemetry.metrics import CallbackT, Meter, NoOpMeter, NoOpMeterProvider, ObservableCounter
+from opentelemetry.metrics import CallbackT, Meter, ObservableGauge
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 from otel_helpers import attrs, collect, manager, until
@@ -235,28 +235,51 @@ async def test_replacing_the_provider_moves_every_instrument(meter_provider: Met
     assert new_got["task_latency_seconds"][attrs(queue="q2")][0] == 1
 
 
-class _BrokenMeter(NoOpMeter):
-    def create_observable_counter(
-        self, name: str, callbacks: Sequence[CallbackT] | None = None, unit: str = "", description: str = ""
-    ) -> ObservableCounter:
-        if name == "tasks_failed_total":
-            raise RuntimeError("exporter does not like this name")
-        return super().create_observable_counter(name, callbacks, unit, description)
+class _FailingProvider(MeterProvider):
+    """A real SDK provider whose meter refuses to create ``queue_depth`` (after creating the others)."""
 
-
-class _BrokenProvider(NoOpMeterProvider):
     def get_meter(self, name: str, version: str | None = None, schema_url: str | None = None, *a: Any) -> Meter:
-        return _BrokenMeter(name)
+        meter = super().get_meter(name, version, schema_url, *a)
+        create = meter.create_observable_gauge
+
+        def refuse(
+            name: str, callbacks: Sequence[CallbackT] | None = None, unit: str = "", description: str = ""
+        ) -> ObservableGauge:
+            if name == "queue_depth":
+                raise RuntimeError("exporter does not like this name")
+            return create(name, callbacks, unit, description)
+
+        meter.create_observable_gauge = refuse  # type: ignore[method-assign]
+        return meter
 
 
 async def test_instrument_creation_error_is_typed_and_keeps_the_old_provider(
     meter_provider: MeterProvider, metric_reader: InMemoryMetricReader
 ) -> None:
+    failing_reader = InMemoryMetricReader()
+    failing = _FailingProvider(metric_readers=[failing_reader], shutdown_on_exit=False)
+    try:
+        async with manager() as tm:
+            set_meter_provider(tm, meter_provider)
+            with pytest.raises(ConfigurationError, match="create queue_depth") as info:
+                set_meter_provider(tm, failing)
+            assert isinstance(info.value.__cause__, RuntimeError)
+            await tm.register_task(Task(ok))
+            await tm.wait(10)
+            assert collect(metric_reader)["tasks_completed_total"] == {attrs(queue="default"): 1}
+            # The instruments created before the failure (tasks_running among them) stay silent.
+            assert collect(failing_reader) == {}
+    finally:
+        failing.shutdown()
+
+
+async def test_without_the_latency_histogram_the_other_eight_remain(
+    meter_provider: MeterProvider, metric_reader: InMemoryMetricReader
+) -> None:
     async with manager() as tm:
-        set_meter_provider(tm, meter_provider)
-        with pytest.raises(ConfigurationError, match="create tasks_failed_total") as info:
-            set_meter_provider(tm, _BrokenProvider())
-        assert isinstance(info.value.__cause__, RuntimeError)
+        set_meter_provider(tm, meter_provider, latency_histogram=False)
         await tm.register_task(Task(ok))
         await tm.wait(10)
-        assert collect(metric_reader)["tasks_completed_total"] == {attrs(queue="default"): 1}
+        got = collect(metric_reader)
+    assert set(got) == NINE - {"task_latency_seconds"}
+    assert got["tasks_completed_total"] == {attrs(queue="default"): 1}

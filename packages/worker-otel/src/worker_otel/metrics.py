@@ -33,17 +33,8 @@ if TYPE_CHECKING:
 
 __all__ = ("set_meter_provider",)
 
-_COMPLETED: Final = 1
-_FAILED: Final = 2
-_CANCELLED: Final = 3
-# Terminal statuses -> which counter moves; other statuses never reach on_finish.
-_OUTCOME: Final[dict[TaskStatus, int]] = {
-    TaskStatus.COMPLETED: _COMPLETED,
-    TaskStatus.FAILED: _FAILED,
-    TaskStatus.DEADLINE_EXCEEDED: _FAILED,
-    TaskStatus.INVALID: _FAILED,
-    TaskStatus.CANCELLED: _CANCELLED,
-}
+_COMPLETED: Final = TaskStatus.COMPLETED
+_CANCELLED: Final = TaskStatus.CANCELLED
 
 
 @final
@@ -61,12 +52,6 @@ class _Series:
         self.retried = 0
 
 
-def _series_key(task: Task) -> tuple[str, str | None]:
-    """(queue, handler name for a durable task, else None)."""
-    # A durable task's name is its handler name; the manager marks durable tasks by their outcome callback.
-    return (task.queue, task.name if task._on_outcome is not None else None)
-
-
 @final
 class _TaskMetricsInstrumentation:
     """What the manager calls (``add_instrumentation``): cheap counter updates on the event loop.
@@ -74,29 +59,46 @@ class _TaskMetricsInstrumentation:
     ``on_start`` is deliberately absent, so the manager skips that call altogether.
     """
 
-    __slots__ = ("_histogram", "_lock", "_series", "results_dropped")
+    __slots__ = ("_by_handler", "_by_queue", "_histogram", "_lock", "_series", "results_dropped")
 
-    def __init__(self, histogram: Histogram) -> None:
+    def __init__(self, histogram: Histogram | None) -> None:
         self._histogram = histogram
-        self._series: dict[tuple[str, str | None], _Series] = {}
-        # Guards inserts against the collector thread copying the dict; updates of an int need no lock.
+        self._by_queue: dict[str, _Series] = {}
+        self._by_handler: dict[tuple[str, str], _Series] = {}
+        self._series: list[_Series] = []
+        # Guards inserts against the collector thread copying the list; updates of an int need no lock.
         self._lock = threading.Lock()
         self.results_dropped = 0
 
     def _series_for(self, task: Task) -> _Series:
-        key = _series_key(task)
-        series = self._series.get(key)
-        if series is None:
-            attributes = {semconv.ATTR_QUEUE: key[0]}
-            if key[1] is not None:
-                attributes[semconv.ATTR_HANDLER] = key[1]
-            with self._lock:
-                series = self._series.setdefault(key, _Series(attributes))
-        return series
+        if task._on_outcome is None:  # in-memory task: the common, fast case
+            series = self._by_queue.get(task.queue)
+            if series is not None:
+                return series
+        return self._new_series(task)
+
+    def _new_series(self, task: Task) -> _Series:
+        """The series of a queue seen for the first time, or of any durable task (by queue and handler)."""
+        queue = task.queue
+        with self._lock:
+            if task._on_outcome is None:
+                series = self._by_queue.get(queue)
+                if series is None:
+                    series = self._by_queue[queue] = _Series({semconv.ATTR_QUEUE: queue})
+                    self._series.append(series)
+                return series
+            # A durable task's name is its handler name.
+            key = (queue, task.name)
+            series = self._by_handler.get(key)
+            if series is None:
+                series = _Series({semconv.ATTR_QUEUE: queue, semconv.ATTR_HANDLER: task.name})
+                self._by_handler[key] = series
+                self._series.append(series)
+            return series
 
     def all_series(self) -> tuple[_Series, ...]:
         with self._lock:
-            return tuple(self._series.values())
+            return tuple(self._series)
 
     def on_scheduled(self, task: Task) -> None:
         self._series_for(task).scheduled += 1
@@ -106,14 +108,13 @@ class _TaskMetricsInstrumentation:
 
     def on_finish(self, task: Task, status: TaskStatus, latency_s: float | None) -> None:
         series = self._series_for(task)
-        outcome = _OUTCOME.get(status)
-        if outcome == _COMPLETED:
+        if status is _COMPLETED:
             series.completed += 1
-        elif outcome == _FAILED:
-            series.failed += 1
-        elif outcome == _CANCELLED:
+        elif status is _CANCELLED:
             series.cancelled += 1
-        if latency_s is not None:
+        else:  # FAILED, DEADLINE_EXCEEDED, INVALID: the terminal statuses the manager counts as failed
+            series.failed += 1
+        if latency_s is not None and self._histogram is not None:
             self._histogram.record(latency_s, series.attributes)
 
     def on_result_dropped(self, count: int) -> None:
@@ -127,16 +128,29 @@ _Callback = Callable[[CallbackOptions], Iterable[Observation]]
 class _MeterBinding:
     """The instruments one provider holds for one manager; ``close`` silences them for good."""
 
-    def __init__(self, manager: TaskManager, meter: Meter) -> None:
+    def __init__(self, manager: TaskManager, meter: Meter, *, latency_histogram: bool) -> None:
         self._manager: TaskManager | None = manager
         self._active = True
+        self.instrumentation = _TaskMetricsInstrumentation(None)
+        try:
+            self._create_instruments(meter, latency_histogram)
+        except BaseException:
+            self.close()  # callbacks already registered with the provider must not report anything
+            raise
+
+    def _create_instruments(self, meter: Meter, latency_histogram: bool) -> None:
         desc = semconv.DESCRIPTIONS
         name = semconv.METRIC_TASK_LATENCY
-        with _creating(name):
-            histogram = meter.create_histogram(
-                name, unit="s", description=desc[name], explicit_bucket_boundaries_advisory=semconv.LATENCY_BUCKETS_S
-            )
-        self.instrumentation = _TaskMetricsInstrumentation(histogram)
+        if latency_histogram:
+            with _creating(name):
+                self.instrumentation = _TaskMetricsInstrumentation(
+                    meter.create_histogram(
+                        name,
+                        unit="s",
+                        description=desc[name],
+                        explicit_bucket_boundaries_advisory=semconv.LATENCY_BUCKETS_S,
+                    )
+                )
         counters = {
             semconv.METRIC_TASKS_SCHEDULED: self._per_series("scheduled"),
             semconv.METRIC_TASKS_COMPLETED: self._per_series("completed"),
@@ -206,6 +220,7 @@ def set_meter_provider(
     *,
     meter_name: str = semconv.DEFAULT_INSTRUMENTATION_NAME,
     meter_version: str | None = None,
+    latency_histogram: bool = True,
 ) -> None:
     """Export ``manager``'s metrics through ``provider``, replacing any provider set before; ``None`` disables.
 
@@ -218,6 +233,9 @@ def set_meter_provider(
         provider: The meter provider, or ``None`` to stop exporting.
         meter_name: Instrumentation scope name; an empty string means the default (as in go-worker).
         meter_version: Instrumentation scope version; this package's version when ``None``.
+        latency_histogram: Record ``task_latency_seconds``. The SDK's ``Histogram.record`` is the one
+            per-task cost that is not small (see the package README for figures); ``False`` leaves
+            the histogram out and keeps the eight other instruments.
 
     Raises:
         ConfigurationError: The provider failed to create an instrument; the previous provider, if
@@ -226,11 +244,12 @@ def set_meter_provider(
     with _BINDINGS_LOCK:
         binding: _MeterBinding | None = None
         if provider is not None:
-            meter = provider.get_meter(
-                meter_name or semconv.DEFAULT_INSTRUMENTATION_NAME,
-                VERSION if meter_version is None else meter_version,
-            )
-            binding = _MeterBinding(manager, meter)
+            with _creating("meter"):
+                meter = provider.get_meter(
+                    meter_name or semconv.DEFAULT_INSTRUMENTATION_NAME,
+                    VERSION if meter_version is None else meter_version,
+                )
+            binding = _MeterBinding(manager, meter, latency_histogram=latency_histogram)
         old = _BINDINGS.pop(manager, None)
         if old is not None:
             manager.remove_instrumentation(old.instrumentation)
