@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -283,3 +285,16 @@ async def test_without_the_latency_histogram_the_other_eight_remain(
         got = collect(metric_reader)
     assert set(got) == NINE - {"task_latency_seconds"}
     assert got["tasks_completed_total"] == {attrs(queue="default"): 1}
+
+
+def test_a_provider_does_not_keep_the_manager_alive(
+    meter_provider: MeterProvider, metric_reader: InMemoryMetricReader
+) -> None:
+    tm = manager()
+    set_meter_provider(tm, meter_provider)
+    assert "tasks_running" in collect(metric_reader)
+    gone = weakref.ref(tm)
+    del tm
+    gc.collect()
+    assert gone() is None
+    assert "tasks_running" not in collect(metric_reader)  # the callbacks still run, with no manager to read

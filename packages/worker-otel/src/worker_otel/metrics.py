@@ -129,7 +129,8 @@ class _MeterBinding:
     """The instruments one provider holds for one manager; ``close`` silences them for good."""
 
     def __init__(self, manager: TaskManager, meter: Meter, *, latency_histogram: bool) -> None:
-        self._manager: TaskManager | None = manager
+        # Weak: the provider keeps these callbacks (and so this binding) for as long as it lives.
+        self._manager: weakref.ref[TaskManager] | None = weakref.ref(manager)
         self._active = True
         self.instrumentation = _TaskMetricsInstrumentation(None)
         try:
@@ -193,7 +194,7 @@ class _MeterBinding:
         get = attrgetter(field)
 
         def observe(options: CallbackOptions) -> Iterable[Observation]:
-            manager = self._manager
+            manager = self._manager() if self._manager is not None else None
             if manager is None or not self._active:
                 return ()
             return (Observation(get(manager.metrics())),)
