@@ -119,11 +119,10 @@ def _grpc_handlers(opts: WorkerOptions, manager: Any) -> Any:
     if opts.grpc_handlers:
         return _import_attr(opts.grpc_handlers, "'--grpc-handlers'")
     module = importlib.import_module(opts.app.partition(":")[0])
-    for source in (module, manager):
-        handlers = getattr(source, "grpc_handlers", None) or getattr(source, "durable_handlers", None)
-        if handlers is not None:
-            return handlers() if callable(handlers) and not hasattr(handlers, "items") else handlers
-    raise fail("--grpc-listen needs handlers: --grpc-handlers module:attr, or `grpc_handlers` in the app module")
+    handlers = getattr(module, "grpc_handlers", None)
+    if handlers is None:
+        raise fail("--grpc-listen needs handlers: --grpc-handlers module:attr, or `grpc_handlers` in the app module")
+    return handlers
 
 
 async def _start_grpc(opts: WorkerOptions, manager: Any) -> tuple[Any, str]:

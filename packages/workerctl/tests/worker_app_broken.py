@@ -1,0 +1,3 @@
+"""A worker app that fails while importing (for the `workerctl worker` error test)."""
+
+raise ZeroDivisionError("broken on import")
