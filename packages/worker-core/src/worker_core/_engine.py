@@ -21,12 +21,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ._ratelimit import TokenBucket
-from ._scheduler import DelayedHeap, ReadyScheduler
+from ._scheduler import PRIORITY_MAX, PRIORITY_MIN, DelayedHeap, ReadyScheduler
 from .backoff import next_backoff, retry_jitter
-from .errors import Abort, QueueFullError, Retry, TaskCancelledError, TaskTimeoutError
+from .errors import Abort, InvalidTaskError, QueueFullError, Retry, TaskCancelledError, TaskTimeoutError
 from .hooks import TaskHooks, call_hook
 from .status import TaskStatus
 from .task import Result, Task, TaskContext
@@ -79,6 +80,7 @@ class Engine:
         self._default_queue = default_queue
         self._queue_weights = queue_weights
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._capacity_hook: Callable[[], None] | None = None
         self._deadlines: list[tuple[float, int, TaskContext]] = []
         self._deadline_seq = itertools.count()
         self._deadline_at = _INF
@@ -126,6 +128,35 @@ class Engine:
         self._lat_count = 0
         self._lat_total = 0.0
         self._lat_max = 0.0
+
+    def _prepare(self, task: Task) -> None:
+        """Validate a task's mutable fields and apply the manager's defaults."""
+        priority: object = task.priority
+        weight: object = task.weight
+        queue: object = task.queue
+        if type(priority) is not int or type(weight) is not int or not isinstance(queue, str):
+            task._status = TaskStatus.INVALID
+            raise InvalidTaskError("priority and weight must be int and queue a str")
+        execute: object = task.execute
+        run_at: object = task.run_at
+        if not callable(execute):
+            task._status = TaskStatus.INVALID
+            raise InvalidTaskError("execute must be callable")
+        if run_at is not None and not isinstance(run_at, datetime):
+            task._status = TaskStatus.INVALID
+            raise InvalidTaskError("run_at must be a datetime")
+        if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+            task._status = TaskStatus.INVALID
+            raise InvalidTaskError(f"priority must fit in a signed 64-bit int, got {priority}")
+        queue = queue.strip()
+        task.queue = queue or self._default_queue
+        if task.weight <= 0:
+            task.weight = 1
+        retries = task.retries
+        task._retries_left = self._max_retries if retries is None else min(retries, self._max_retries)
+        task._backoff = task.retry_delay if task.retry_delay is not None else self._retry_delay_s
+        task._timeout_s = task.timeout if task.timeout is not None else self._timeout_s
+        task._manager = self
 
     # ----------------------------------------------------------------------------------------- workers
 
@@ -184,6 +215,8 @@ class Engine:
                         await self._settle_outcome(task, outcome)
                 finally:
                     self._busy.discard(me)
+                    if task._lease is not None and self._capacity_hook is not None:
+                        self._capacity_hook()  # the durable loop may lease another task
                 ran += 1
                 if ran >= _YIELD_EVERY:
                     ran = 0

@@ -21,6 +21,11 @@ class TokenBucket:
             self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
             self._last = now
 
+    def tokens(self, now: float) -> float:
+        """Tokens available at ``now`` (fractional)."""
+        self._refill(now)
+        return self._tokens
+
     def try_take(self, now: float) -> float:
         """Take one token and return 0.0, or take nothing and return the seconds until one is there."""
         self._refill(now)

@@ -12,11 +12,13 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
+from ._durable_api import DurableApi, DurableSettings
 from ._engine import Engine, _emit
 from ._ratelimit import TokenBucket
-from ._scheduler import PRIORITY_MAX, PRIORITY_MIN
+from .durable.types import DurableBackend, QueueConfigurableBackend
 from .errors import (
     ConfigurationError,
+    DurableOnlyError,
     InvalidTaskError,
     ManagerStoppedError,
     QueueFullError,
@@ -27,6 +29,7 @@ from .errors import (
 )
 from .hooks import TaskHooks, call_hook
 from .metrics import MetricsSnapshot
+from .plugins import Plugins
 from .protocols import TaskTracer
 from .results import DropPolicy, ResultSubscription
 from .retention import RetentionPolicy
@@ -72,7 +75,7 @@ def _utc_timestamp(when: datetime) -> float:
     return when.timestamp()
 
 
-class TaskManager(Engine):
+class TaskManager(DurableApi, Engine):
     """Runs tasks concurrently on asyncio: priorities, weighted queues, rate limit, retries, timeouts.
 
     Args:
@@ -85,6 +88,20 @@ class TaskManager(Engine):
         max_retries: Default retries and the cap on a task's own ``retries``.
         default_queue: Queue of tasks registered with ``queue=""``.
         queue_weights: Share of starts per queue (weighted round robin); missing queues weigh 1.
+        durable_backend: A :class:`~worker_core.durable.types.DurableBackend`, or a URL resolved through
+            the backend plugins (``"memory://"``). With a backend, tasks come from it (``register_task``
+            raises :class:`DurableOnlyError`; use ``register_durable_task``).
+        durable_handlers: Handler name -> spec with ``make()`` and ``fn(ctx, payload)`` (a mapping or a
+            typed handler registry).
+        durable_codec: A codec object or a registered codec name; by default the protobuf codec for
+            handlers whose ``make()`` returns a protobuf message, msgspec JSON for the others.
+        durable_lease: Seconds a leased task is reserved for this node.
+        durable_poll_interval: Seconds between polls of an empty backend (a backend that can wake the
+            loop is waited on instead).
+        durable_batch_size: Most leases per dequeue; by default as many as there are free workers.
+        durable_lease_renewal_interval: Extend held leases this often (``None``: never; at least every
+            ``durable_lease / 2`` when set higher).
+        plugins: The plugins to resolve backend URLs and codec names with (loaded on first use if omitted).
 
     Raises:
         ConfigurationError: a value of the wrong type or out of range.
@@ -105,6 +122,14 @@ class TaskManager(Engine):
         *,
         default_queue: str = "default",
         queue_weights: Mapping[str, int] | None = None,
+        durable_backend: DurableBackend | str | None = None,
+        durable_handlers: Any = None,
+        durable_codec: Any = None,
+        durable_lease: float | timedelta = 30.0,
+        durable_poll_interval: float | timedelta = 0.2,
+        durable_batch_size: int | None = None,
+        durable_lease_renewal_interval: float | timedelta | None = None,
+        plugins: Plugins | None = None,
     ) -> None:
         workers = (os.cpu_count() or 1) if max_workers is None else _config_int(max_workers, "max_workers", 1)
         tasks = _config_int(max_tasks, "max_tasks", 1)
@@ -135,6 +160,20 @@ class TaskManager(Engine):
             default_queue=default_queue.strip(),
             queue_weights=weights,
         )
+        settings = None
+        if durable_backend is not None:
+            settings = DurableSettings(
+                durable_backend,
+                durable_handlers,
+                durable_codec,
+                durable_lease,
+                durable_poll_interval,
+                durable_batch_size,
+                durable_lease_renewal_interval,
+            )
+        if plugins is not None and not isinstance(plugins, Plugins):
+            raise ConfigurationError("plugins must be a worker_core.Plugins")
+        self._init_durable(settings, plugins)
 
     @classmethod
     def with_defaults(cls) -> Self:
@@ -157,8 +196,16 @@ class TaskManager(Engine):
         self._started = True
         if self._tps is not None:
             self._limiter = TokenBucket(self._tps, min(self._max_workers, self._max_tasks), loop.time())
+        if self._durable_settings is not None:
+            backend = self.durable_backend()
+            if isinstance(backend, QueueConfigurableBackend):
+                backend.configure_queues(self._default_queue, dict(self._queue_weights))
+            runner = self._durable = self._make_runner(self)
+            self._capacity_hook = runner.notify_capacity
         self._spawn_workers()
         self._arm_delayed()
+        if self._durable is not None:
+            self._durable.start()
         if self._retention is not None and self._retention[0] is not None:
             self._start_retention_loop()
 
@@ -196,8 +243,15 @@ class TaskManager(Engine):
                 is stopped all the same.
         """
         self._accepting = False
+        timeout_s = _config_seconds(timeout, "timeout", allow_zero=True)
         try:
-            await self.wait(timeout)
+            async with asyncio.timeout(timeout_s):
+                if self._durable is not None:
+                    # Lease nothing more, hand back what has not started, let the running ones finish.
+                    await self._durable.stop_leasing()
+                    self._durable.take_unstarted()
+                    await self._durable.running_done()
+                await self.wait()
         except TimeoutError:
             await self.stop_now()
             raise
@@ -209,6 +263,11 @@ class TaskManager(Engine):
         if self._stopped:
             return
         self._stopped = self._closing = True
+        durable = self._durable
+        if durable is not None:
+            durable._releasing = True  # interrupted durable tasks are handed back, not dead-lettered
+            await durable.stop_leasing()
+            durable.take_unstarted()
         if self._delayed_timer is not None:
             self._delayed_timer.cancel()
             self._delayed_timer = None
@@ -239,6 +298,8 @@ class TaskManager(Engine):
             pool.shutdown(wait=True)
         self._pools.clear()
         self._pool = None
+        if durable is not None:
+            await durable.close()
         for subscription in self._subscriptions:
             subscription._finish()
         self._subscriptions.clear()
@@ -279,9 +340,12 @@ class TaskManager(Engine):
             TaskExistsError: a task with this id is registered (or this object already was).
             QueueFullError: ``max_tasks`` tasks are already waiting to start.
             ManagerStoppedError: the manager is stopping or stopped.
+            DurableOnlyError: a durable backend is configured.
         """
         if not isinstance(task, Task):
             raise InvalidTaskError(f"expected a Task, got {type(task).__name__}")
+        if self._durable_settings is not None:
+            raise DurableOnlyError("durable backend enabled; use register_durable_task")
         self._check_accepting()
         if task._status is not None:
             raise TaskExistsError(f"task {task.id} was already registered")
@@ -316,35 +380,6 @@ class TaskManager(Engine):
         if hooks is not None and hooks.on_queued is not None:
             await call_hook("on_queued", hooks.on_queued, task)
         return task.id
-
-    def _prepare(self, task: Task) -> None:
-        """Validate a task's mutable fields and apply the manager's defaults."""
-        priority: object = task.priority
-        weight: object = task.weight
-        queue: object = task.queue
-        if type(priority) is not int or type(weight) is not int or not isinstance(queue, str):
-            task._status = TaskStatus.INVALID
-            raise InvalidTaskError("priority and weight must be int and queue a str")
-        execute: object = task.execute
-        run_at: object = task.run_at
-        if not callable(execute):
-            task._status = TaskStatus.INVALID
-            raise InvalidTaskError("execute must be callable")
-        if run_at is not None and not isinstance(run_at, datetime):
-            task._status = TaskStatus.INVALID
-            raise InvalidTaskError("run_at must be a datetime")
-        if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
-            task._status = TaskStatus.INVALID
-            raise InvalidTaskError(f"priority must fit in a signed 64-bit int, got {priority}")
-        queue = queue.strip()
-        task.queue = queue or self._default_queue
-        if task.weight <= 0:
-            task.weight = 1
-        retries = task.retries
-        task._retries_left = self._max_retries if retries is None else min(retries, self._max_retries)
-        task._backoff = task.retry_delay if task.retry_delay is not None else self._retry_delay_s
-        task._timeout_s = task.timeout if task.timeout is not None else self._timeout_s
-        task._manager = self
 
     def _inject(self, tracer: TaskTracer, task: Task) -> None:
         metadata = task.metadata if task.metadata is not None else {}
@@ -444,6 +479,9 @@ class TaskManager(Engine):
         if status is _RUNNING:
             if task._cancel_reason is None:
                 self._interrupt(task, _CANCELLED)
+            return
+        if task._lease is not None and self._durable is not None:
+            await self._durable.cancel_waiting(task)
             return
         self._ready.remove(task) or self._delayed.remove(task)
         await self._cancel_waiting(task)

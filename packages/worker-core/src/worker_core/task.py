@@ -17,6 +17,8 @@ from .status import TaskStatus
 if TYPE_CHECKING:
     import asyncio
 
+    from .durable.types import DurableTaskLease
+
 __all__ = ("Result", "Task", "TaskContext", "TaskFunction", "to_seconds")
 
 #: What ``Task.execute`` may be: ``async def f(ctx)`` or a plain ``def f(ctx)`` (run in a thread).
@@ -182,6 +184,7 @@ class Task:
         "_error",
         "_is_async",
         "_key",
+        "_lease",
         "_manager",
         "_on_outcome",
         "_result",
@@ -262,6 +265,7 @@ class Task:
         self._completed_mono = 0.0
         self._manager: object = None
         self._on_outcome: Callable[[Task, Any], Awaitable[None]] | None = None
+        self._lease: DurableTaskLease | None = None
         self._entry: object = None
         self._retry_handle: asyncio.TimerHandle | None = None
         self._runner: asyncio.Task[Any] | None = None
