@@ -71,7 +71,9 @@ class OTelTracer:
     ``task.queue`` and ``task.attempt``; an attempt that raised records the exception and ends with
     status ``ERROR``, a successful one with ``OK``, one that raised ``Retry`` stays ``UNSET`` with a
     ``task.retry_requested`` event. The span's parent is the trace context stored in the task's
-    metadata at registration; a task registered outside any span starts a new trace.
+    metadata at registration; a task registered outside any span starts a new trace. Attributes are
+    set once the span is known to be sampled, so samplers do not see them (they cost a UUID-to-str
+    conversion that an unsampled attempt should not pay).
 
     Args:
         tracer_provider: Where spans go; the global provider when ``None``.
