@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from ._state import emit
 from .backoff import durable_retry_delay
 from .durable.types import DurableBackend, DurableTaskLease, ReleasableBackend, WakeableBackend
 from .errors import Abort, LeaseLostError, PayloadError, Retry, TaskCancelledError
@@ -245,9 +246,7 @@ class DurableRunner:
         task._error = error
         engine._n_retried += 1
         if engine._i_retry:
-            from ._engine import _emit
-
-            _emit(engine._i_retry, task, delay, attempt)
+            emit(engine._i_retry, task, delay, attempt)
         hooks = engine._hooks
         if hooks is not None and hooks.on_retry is not None:
             await call_hook("on_retry", hooks.on_retry, task, delay, attempt)

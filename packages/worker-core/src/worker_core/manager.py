@@ -12,9 +12,11 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
+from ._config import config_int, config_seconds, is_plain_int, is_str, utc_timestamp
 from ._durable_api import DurableApi, DurableSettings
-from ._engine import Engine, _emit
 from ._ratelimit import TokenBucket
+from ._settings import SettingsApi
+from ._state import emit
 from .durable.types import DurableBackend, QueueConfigurableBackend
 from .errors import (
     ConfigurationError,
@@ -27,14 +29,11 @@ from .errors import (
     TaskExistsError,
     TaskNotFoundError,
 )
-from .hooks import TaskHooks, call_hook
-from .metrics import MetricsSnapshot
+from .hooks import call_hook
 from .plugins import Plugins
 from .protocols import TaskTracer
-from .results import DropPolicy, ResultSubscription
-from .retention import RetentionPolicy
 from .status import TERMINAL_STATUSES, TaskStatus
-from .task import Task, to_seconds
+from .task import Task
 
 __all__ = ("TaskManager",)
 
@@ -47,35 +46,7 @@ _CANCELLED = TaskStatus.CANCELLED
 _INSTRUMENTATION_EVENTS = ("on_scheduled", "on_start", "on_finish", "on_retry", "on_result_dropped")
 
 
-def _config_seconds(value: float | timedelta | None, name: str, *, allow_zero: bool = False) -> float | None:
-    try:
-        return to_seconds(value, name, allow_zero=allow_zero)
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(str(exc)) from None
-
-
-def _config_int(value: object, name: str, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigurationError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
-def _is_str(value: object) -> bool:
-    return isinstance(value, str)
-
-
-def _is_plain_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _utc_timestamp(when: datetime) -> float:
-    """Epoch seconds of ``when``; a naive datetime is UTC."""
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
-
-
-class TaskManager(DurableApi, Engine):
+class TaskManager(DurableApi, SettingsApi):
     """Runs tasks concurrently on asyncio: priorities, weighted queues, rate limit, retries, timeouts.
 
     Args:
@@ -131,22 +102,22 @@ class TaskManager(DurableApi, Engine):
         durable_lease_renewal_interval: float | timedelta | None = None,
         plugins: Plugins | None = None,
     ) -> None:
-        workers = (os.cpu_count() or 1) if max_workers is None else _config_int(max_workers, "max_workers", 1)
-        tasks = _config_int(max_tasks, "max_tasks", 1)
+        workers = (os.cpu_count() or 1) if max_workers is None else config_int(max_workers, "max_workers", 1)
+        tasks = config_int(max_tasks, "max_tasks", 1)
         tps_value: object = tasks_per_second
         if tps_value is not None and (not isinstance(tps_value, int | float) or isinstance(tps_value, bool)):
             raise ConfigurationError(f"tasks_per_second must be a number or None, got {tasks_per_second!r}")
         tps = float(tasks_per_second) if tasks_per_second is not None and tasks_per_second > 0 else None
-        timeout_s = _config_seconds(timeout, "timeout")
-        retry_delay_s = _config_seconds(retry_delay, "retry_delay")
+        timeout_s = config_seconds(timeout, "timeout")
+        retry_delay_s = config_seconds(retry_delay, "retry_delay")
         if retry_delay_s is None:
             raise ConfigurationError("retry_delay must be > 0")
-        retries = _config_int(max_retries, "max_retries", 0)
-        if not _is_str(default_queue) or not default_queue.strip():
+        retries = config_int(max_retries, "max_retries", 0)
+        if not is_str(default_queue) or not default_queue.strip():
             raise ConfigurationError("default_queue must be a non-empty str")
         weights: dict[str, int] = {}
         for name, weight in (queue_weights or {}).items():
-            if not _is_str(name) or not _is_plain_int(weight):
+            if not is_str(name) or not is_plain_int(weight):
                 raise ConfigurationError(f"queue_weights must map str to int, got {name!r}: {weight!r}")
             if name.strip():
                 weights[name.strip()] = weight if weight > 0 else 1
@@ -227,7 +198,7 @@ class TaskManager(DurableApi, Engine):
         Raises:
             TimeoutError: ``timeout`` seconds passed first.
         """
-        timeout_s = _config_seconds(timeout, "timeout", allow_zero=True)
+        timeout_s = config_seconds(timeout, "timeout", allow_zero=True)
         if not self._active:
             return
         future = asyncio.get_running_loop().create_future()
@@ -243,7 +214,7 @@ class TaskManager(DurableApi, Engine):
                 is stopped all the same.
         """
         self._accepting = False
-        timeout_s = _config_seconds(timeout, "timeout", allow_zero=True)
+        timeout_s = config_seconds(timeout, "timeout", allow_zero=True)
         try:
             async with asyncio.timeout(timeout_s):
                 if self._durable is not None:
@@ -321,7 +292,7 @@ class TaskManager(DurableApi, Engine):
         Raises:
             ConfigurationError: ``n`` is negative or not an int.
         """
-        self._max_workers = _config_int(n, "max_workers", 0)
+        self._max_workers = config_int(n, "max_workers", 0)
         if self._started and not self._stopped:
             self._spawn_workers()
             self._wake_all()
@@ -357,7 +328,7 @@ class TaskManager(DurableApi, Engine):
         self._prepare(task)
         due = 0.0
         if task.run_at is not None:
-            delay = _utc_timestamp(task.run_at) - time.time()
+            delay = utc_timestamp(task.run_at) - time.time()
             if delay > 0:
                 due = asyncio.get_running_loop().time() + delay
         task._status = _QUEUED  # before the task becomes visible to a worker
@@ -375,7 +346,7 @@ class TaskManager(DurableApi, Engine):
             if self._idle:
                 self._wake_one()
         if self._i_scheduled:
-            _emit(self._i_scheduled, task)
+            emit(self._i_scheduled, task)
         hooks = self._hooks
         if hooks is not None and hooks.on_queued is not None:
             await call_hook("on_queued", hooks.on_queued, task)
@@ -419,7 +390,7 @@ class TaskManager(DurableApi, Engine):
         """Register ``task`` to start ``delay`` seconds from now (``<= 0``: as ``register_task``)."""
         if isinstance(delay, timedelta):
             delay = delay.total_seconds()
-        if not _is_plain_int(delay) and not isinstance(delay, float):
+        if not is_plain_int(delay) and not isinstance(delay, float):
             raise InvalidTaskError(f"delay must be seconds or a timedelta, got {type(delay).__name__}")
         if not isinstance(task, Task):
             raise InvalidTaskError(f"expected a Task, got {type(task).__name__}")
@@ -517,7 +488,7 @@ class TaskManager(DurableApi, Engine):
             TaskCancelledError: the task was cancelled before or while it ran.
             TaskTimeoutError: the attempt ran past its timeout.
         """
-        timeout_s = _config_seconds(timeout, "timeout")
+        timeout_s = config_seconds(timeout, "timeout")
         task = self._lookup(task_id)
         if task._status not in (_QUEUED, _RETRYING):
             raise TaskAlreadyStartedError(f"task {task.id} already started")
@@ -546,129 +517,6 @@ class TaskManager(DurableApi, Engine):
         if error is not None:
             raise error
         return result
-
-    # ---------------------------------------------------------------------------- results, settings
-
-    def subscribe_results(self, buffer: int = 10) -> ResultSubscription:
-        """Receive every result published from now on; see :class:`ResultSubscription`.
-
-        Raises:
-            ConfigurationError: ``buffer`` is not an int >= 1.
-        """
-        size = _config_int(buffer, "buffer", 1)
-        subscription = ResultSubscription(size, self._unsubscribe)
-        if self._stopped:
-            subscription._finish()
-        else:
-            self._subscriptions.append(subscription)
-        return subscription
-
-    def _unsubscribe(self, subscription: ResultSubscription) -> None:
-        if subscription in self._subscriptions:
-            self._subscriptions.remove(subscription)
-
-    def get_results(self) -> ResultSubscription:
-        """Compatibility shim for go-worker's ``GetResults``: ``subscribe_results(10)``."""
-        return self.subscribe_results(10)
-
-    def set_results_drop_policy(self, policy: DropPolicy) -> None:
-        """What a full subscriber buffer drops: the new result (default) or the oldest buffered one.
-
-        Raises:
-            ConfigurationError: ``policy`` is not a :class:`DropPolicy`.
-        """
-        if not isinstance(policy, DropPolicy):
-            raise ConfigurationError(f"policy must be a DropPolicy, got {policy!r}")
-        self._drop_oldest = policy is DropPolicy.DROP_OLDEST
-
-    def set_retention_policy(self, policy: RetentionPolicy | None) -> None:
-        """Evict finished tasks by TTL and count (``None``: keep everything); prunes at once.
-
-        Raises:
-            ConfigurationError: a value is out of range.
-        """
-        if policy is not None and not isinstance(policy, RetentionPolicy):
-            raise ConfigurationError(f"policy must be a RetentionPolicy, got {policy!r}")
-        normalized = policy.normalized() if policy is not None else None
-        if normalized is not None and normalized[0] is None and normalized[1] is None:
-            normalized = None
-        self._retention = normalized
-        self._retention_checked = 0.0
-        if normalized is None:
-            if self._retention_task is not None:
-                self._retention_task.cancel()
-                self._retention_task = None
-            return
-        if normalized[0] is not None and self._started and not self._stopped:
-            self._start_retention_loop()
-        self._prune(time.monotonic())
-
-    def _start_retention_loop(self) -> None:
-        if self._retention_task is None or self._retention_task.done():
-            assert self._loop is not None
-            self._retention_task = self._loop.create_task(self._retention_loop(), name="worker-core-retention")
-
-    def set_hooks(self, hooks: TaskHooks | None) -> None:
-        """Use ``hooks`` from now on (``None`` removes them).
-
-        Raises:
-            ConfigurationError: ``hooks`` is not a :class:`TaskHooks`.
-        """
-        if hooks is not None and not isinstance(hooks, TaskHooks):
-            raise ConfigurationError(f"hooks must be a TaskHooks, got {hooks!r}")
-        self._hooks = hooks
-
-    def set_tracer(self, tracer: TaskTracer | None) -> None:
-        """Trace every attempt with ``tracer`` (``None`` turns tracing off).
-
-        Raises:
-            ConfigurationError: ``tracer`` lacks ``start`` or ``inject``.
-        """
-        if tracer is not None and not isinstance(tracer, TaskTracer):
-            raise ConfigurationError("tracer must implement TaskTracer (start(task, ctx) and inject(metadata))")
-        self._tracer = tracer
-
-    def add_instrumentation(self, instrumentation: object) -> None:
-        """Receive task events (see :class:`~worker_core.protocols.Instrumentation`); worker-otel uses it."""
-        if instrumentation not in self._instrumentations:
-            self._instrumentations.append(instrumentation)
-        self._rebuild_instrumentation()
-
-    def remove_instrumentation(self, instrumentation: object) -> None:
-        """Stop sending events to ``instrumentation``; unknown objects are ignored."""
-        if instrumentation in self._instrumentations:
-            self._instrumentations.remove(instrumentation)
-        self._rebuild_instrumentation()
-
-    def _rebuild_instrumentation(self) -> None:
-        def bound(event: str) -> tuple[Any, ...]:
-            return tuple(f for i in self._instrumentations if callable(f := getattr(i, event, None)))
-
-        self._i_scheduled = bound("on_scheduled")
-        self._i_start = bound("on_start")
-        self._i_finish = bound("on_finish")
-        self._i_retry = bound("on_retry")
-        self._i_dropped = bound("on_result_dropped")
-
-    def metrics(self) -> MetricsSnapshot:
-        """A snapshot of the counters."""
-        return MetricsSnapshot(
-            scheduled=self._n_scheduled,
-            running=self._n_running,
-            completed=self._n_completed,
-            failed=self._n_failed,
-            cancelled=self._n_cancelled,
-            retried=self._n_retried,
-            results_dropped=self._n_dropped,
-            queue_depth=self._ready.size + self._delayed.size,
-            latency_count=self._lat_count,
-            latency_total=self._lat_total,
-            latency_max=self._lat_max,
-        )
-
-    def queue_depths(self) -> dict[str, int]:
-        """Ready tasks per queue (delayed tasks not included)."""
-        return self._ready.depths()
 
     @property
     def max_workers(self) -> int:

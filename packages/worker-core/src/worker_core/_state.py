@@ -1,0 +1,199 @@
+"""The state every manager holds, and its timer-driven housekeeping (deadlines, retention, result fan-out).
+
+:class:`EngineState` is the base of :class:`~worker_core._engine.Engine`: plain attributes on one event
+loop, no locks. Deadlines of running attempts share one heap and one timer; retention evicts finished
+tasks in finish order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from ._ratelimit import TokenBucket
+from ._scheduler import DelayedHeap, ReadyScheduler
+from .hooks import TaskHooks
+from .status import TaskStatus
+from .task import Result, Task, TaskContext
+
+if TYPE_CHECKING:
+    from .protocols import TaskTracer
+    from .results import ResultSubscription
+
+__all__ = ("EngineState", "emit")
+
+_INF = float("inf")
+_CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
+_DEADLINE = TaskStatus.DEADLINE_EXCEEDED
+
+logger = logging.getLogger("worker_core.manager")
+
+
+class EngineState:
+    """Configuration, registries, queues, counters; deadline and retention bookkeeping."""
+
+    def __init__(
+        self,
+        *,
+        max_workers: int,
+        max_tasks: int,
+        tasks_per_second: float | None,
+        timeout_s: float | None,
+        retry_delay_s: float,
+        max_retries: int,
+        default_queue: str,
+        queue_weights: dict[str, int],
+    ) -> None:
+        self._max_workers = max_workers
+        self._max_tasks = max_tasks
+        self._tps = tasks_per_second
+        self._timeout_s = timeout_s
+        self._retry_delay_s = retry_delay_s
+        self._max_retries = max_retries
+        self._default_queue = default_queue
+        self._queue_weights = queue_weights
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._capacity_hook: Callable[[], None] | None = None
+        self._deadlines: list[tuple[float, int, TaskContext]] = []
+        self._deadline_seq = itertools.count()
+        self._deadline_at = _INF
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._tasks: dict[int, Task] = {}
+        self._ready = ReadyScheduler(queue_weights)
+        self._delayed = DelayedHeap()
+        self._delayed_timer: asyncio.TimerHandle | None = None
+        self._limiter: TokenBucket | None = None
+        self._idle: deque[asyncio.Future[None]] = deque()
+        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._busy: set[asyncio.Task[None]] = set()
+        self._pools: list[ThreadPoolExecutor] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_size = 0
+        self._background: set[asyncio.Task[Any]] = set()
+        self._accepting = True
+        self._closing = False
+        self._started = False
+        self._stopped = False
+        self._active = 0  # registered in-memory tasks not yet terminal
+        self._wait_futures: list[asyncio.Future[None]] = []
+        self._subscriptions: list[ResultSubscription] = []
+        self._drop_oldest = False
+        self._hooks: TaskHooks | None = None
+        self._tracer: TaskTracer | None = None
+        self._terminal: deque[Task] = deque()  # finished tasks in finish order, for retention
+        self._retention: tuple[float | None, int | None, float] | None = None
+        self._retention_checked = 0.0
+        self._retention_task: asyncio.Task[None] | None = None
+        self._instrumentations: list[object] = []
+        self._i_scheduled: tuple[Callable[[Task], Any], ...] = ()
+        self._i_start: tuple[Callable[[Task], Any], ...] = ()
+        self._i_finish: tuple[Callable[[Task, TaskStatus, float | None], Any], ...] = ()
+        self._i_retry: tuple[Callable[[Task, float, int], Any], ...] = ()
+        self._i_dropped: tuple[Callable[[int], Any], ...] = ()
+        # Counters (MetricsSnapshot).
+        self._n_scheduled = 0
+        self._n_running = 0
+        self._n_completed = 0
+        self._n_failed = 0
+        self._n_cancelled = 0
+        self._n_retried = 0
+        self._n_dropped = 0
+        self._lat_count = 0
+        self._lat_total = 0.0
+        self._lat_max = 0.0
+
+    def _interrupt(self, task: Task, reason: TaskStatus) -> None:
+        """Stop the running attempt of ``task`` for ``reason`` (CANCELLED or DEADLINE_EXCEEDED)."""
+        task._cancel_reason = reason
+        ctx = task._ctx
+        if ctx is not None:
+            ctx._cancel()
+        runner = task._runner
+        if runner is not None:
+            runner.cancel()
+
+    # ------------------------------------------------------------------------------------- deadlines
+
+    def _watch_deadline(self, deadline: float, ctx: TaskContext) -> None:
+        """Interrupt the attempt of ``ctx`` at ``deadline`` (loop clock).
+
+        One heap and one timer for all attempts instead of a timer per attempt: entries of attempts that
+        ended are dropped when they reach the top, or in a compaction when they pile up.
+        """
+        heap = self._deadlines
+        heapq.heappush(heap, (deadline, next(self._deadline_seq), ctx))
+        if deadline < self._deadline_at:
+            self._arm_deadline_timer(deadline)
+        elif len(heap) > 2 * self._n_running + 256:
+            heap[:] = [entry for entry in heap if entry[2]._active]
+            heapq.heapify(heap)
+
+    def _arm_deadline_timer(self, when: float) -> None:
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        self._deadline_at = when
+        self._deadline_timer = asyncio.get_running_loop().call_at(when, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._deadline_timer = None
+        self._deadline_at = _INF
+        heap = self._deadlines
+        now = asyncio.get_running_loop().time() + _CLOCK_RESOLUTION
+        while heap and (heap[0][0] <= now or not heap[0][2]._active):
+            ctx = heapq.heappop(heap)[2]
+            if ctx._active and ctx.task._cancel_reason is None:
+                self._interrupt(ctx.task, _DEADLINE)
+        if heap:
+            self._arm_deadline_timer(heap[0][0])
+
+    # ------------------------------------------------------------------------------- results, retention
+
+    def _publish(self, result: Result) -> None:
+        drop_oldest = self._drop_oldest
+        dropped = 0
+        for subscription in self._subscriptions:
+            dropped += subscription._offer(result, drop_oldest)
+        if dropped:
+            self._n_dropped += dropped
+            if self._i_dropped:
+                emit(self._i_dropped, dropped)
+
+    def _prune(self, now: float, *, sweep: bool = False) -> None:
+        """Evict finished tasks by TTL (at most once per interval) and by count (every call)."""
+        if self._retention is None:
+            return
+        ttl, max_entries, interval = self._retention
+        terminal = self._terminal
+        tasks = self._tasks
+        if ttl is not None and (sweep or now - self._retention_checked >= interval):
+            self._retention_checked = now
+            while terminal and now - terminal[0]._completed_mono >= ttl:
+                self._evict(terminal.popleft())
+        if max_entries is not None:
+            while len(tasks) > max_entries and terminal:
+                self._evict(terminal.popleft())
+
+    def _evict(self, task: Task) -> None:
+        if self._tasks.get(task._key) is task:
+            del self._tasks[task._key]
+
+    async def _retention_loop(self) -> None:
+        while self._retention is not None:
+            await asyncio.sleep(self._retention[2])
+            self._prune(time.monotonic(), sweep=True)
+
+
+def emit(callbacks: tuple[Callable[..., Any], ...], *args: Any) -> None:
+    """Call instrumentation callbacks; one that raises is logged and does not stop the others."""
+    for callback in callbacks:
+        try:
+            callback(*args)
+        except Exception:
+            logger.exception("instrumentation callback %r raised; ignored", callback)
