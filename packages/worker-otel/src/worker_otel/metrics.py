@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Final, final
 
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvider, Observation
 from worker_core import TaskStatus
+from worker_core.durable.types import DurableTask
 from worker_core.errors import ConfigurationError
 
 from . import semconv
@@ -75,24 +76,23 @@ class _TaskMetricsInstrumentation:
             series = self._by_queue.get(task.queue)
             if series is not None:
                 return series
-        return self._new_series(task)
+            return self._new_series(task.queue, None)
+        # A durable task's name is its handler name.
+        return self._by_handler.get((task.queue, task.name)) or self._new_series(task.queue, task.name)
 
-    def _new_series(self, task: Task) -> _Series:
-        """The series of a queue seen for the first time, or of any durable task (by queue and handler)."""
-        queue = task.queue
+    def _new_series(self, queue: str, handler: str | None) -> _Series:
+        """The series of a queue (or durable queue and handler) seen for the first time."""
         with self._lock:
-            if task._on_outcome is None:
+            if handler is None:
                 series = self._by_queue.get(queue)
                 if series is None:
                     series = self._by_queue[queue] = _Series({semconv.ATTR_QUEUE: queue})
                     self._series.append(series)
                 return series
-            # A durable task's name is its handler name.
-            key = (queue, task.name)
-            series = self._by_handler.get(key)
+            series = self._by_handler.get((queue, handler))
             if series is None:
-                series = _Series({semconv.ATTR_QUEUE: queue, semconv.ATTR_HANDLER: task.name})
-                self._by_handler[key] = series
+                series = _Series({semconv.ATTR_QUEUE: queue, semconv.ATTR_HANDLER: handler})
+                self._by_handler[queue, handler] = series
                 self._series.append(series)
             return series
 
@@ -100,8 +100,12 @@ class _TaskMetricsInstrumentation:
         with self._lock:
             return tuple(self._series)
 
-    def on_scheduled(self, task: Task) -> None:
-        self._series_for(task).scheduled += 1
+    def on_scheduled(self, task: Task | DurableTask) -> None:
+        if isinstance(task, DurableTask):  # a durable registration: the record that went to the backend
+            key = (task.queue, task.handler)
+            (self._by_handler.get(key) or self._new_series(*key)).scheduled += 1
+        else:
+            self._series_for(task).scheduled += 1
 
     def on_retry(self, task: Task, delay_s: float, attempt: int) -> None:
         self._series_for(task).retried += 1
