@@ -1,0 +1,52 @@
+"""Durable tasks: the records and backend contract, handler specs and typed registries, and codecs.
+
+A backend stores :class:`DurableTask` records and hands them out as leases (:class:`DurableTaskLease`).
+Delivery is at least once: a lease that is not acked before it expires is handed out again.
+Every lease carries a fencing ``token``; ``ack``/``nack``/``fail``/``extend`` with a lease whose
+token is no longer current (the lease expired and the task went to another consumer) raise
+:class:`~worker_core.errors.LeaseLostError` and change nothing.
+"""
+
+from __future__ import annotations
+
+from .codecs import DurableCodec as DurableCodec
+from .codecs import MsgspecJsonCodec as MsgspecJsonCodec
+from .codecs import MsgspecMsgpackCodec as MsgspecMsgpackCodec
+from .codecs import PayloadSpec as PayloadSpec
+from .codecs import ProtobufCodec as ProtobufCodec
+from .codecs import builtin_codecs as builtin_codecs
+from .codecs import default_codec_for as default_codec_for
+from .codecs import resolve_codec as resolve_codec
+from .handlers import DurableHandlerSpec as DurableHandlerSpec
+from .handlers import SpecFactory as SpecFactory
+from .handlers import TypedDurableRegistry as TypedDurableRegistry
+from .handlers import TypedHandlerRegistry as TypedHandlerRegistry
+from .handlers import spec_payload_type as spec_payload_type
+from .types import DurableBackend as DurableBackend
+from .types import DurableTask as DurableTask
+from .types import DurableTaskLease as DurableTaskLease
+from .types import QueueConfigurableBackend as QueueConfigurableBackend
+from .types import ReleasableBackend as ReleasableBackend
+from .types import WakeableBackend as WakeableBackend
+
+__all__ = (
+    "DurableBackend",
+    "DurableCodec",
+    "DurableHandlerSpec",
+    "DurableTask",
+    "DurableTaskLease",
+    "MsgspecJsonCodec",
+    "MsgspecMsgpackCodec",
+    "PayloadSpec",
+    "ProtobufCodec",
+    "QueueConfigurableBackend",
+    "ReleasableBackend",
+    "SpecFactory",
+    "TypedDurableRegistry",
+    "TypedHandlerRegistry",
+    "WakeableBackend",
+    "builtin_codecs",
+    "default_codec_for",
+    "resolve_codec",
+    "spec_payload_type",
+)

@@ -1,0 +1,35 @@
+"""Test support: an in-memory durable backend, a manual clock, and the durable backend conformance suite.
+
+``DurableBackendConformance`` needs pytest; it is imported on first access so that the in-memory backend
+(what ``durable_backend="memory://"`` uses) works without pytest installed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .clock import Clock as Clock
+from .clock import FakeClock as FakeClock
+from .memory import DeadLetter as DeadLetter
+from .memory import InMemoryDurableBackend as InMemoryDurableBackend
+from .memory import MemoryTaskState as MemoryTaskState
+
+if TYPE_CHECKING:
+    from .conformance import DurableBackendConformance as DurableBackendConformance
+
+__all__ = (
+    "Clock",
+    "DeadLetter",
+    "DurableBackendConformance",
+    "FakeClock",
+    "InMemoryDurableBackend",
+    "MemoryTaskState",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DurableBackendConformance":
+        from .conformance import DurableBackendConformance
+
+        return DurableBackendConformance
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,463 @@
+"""An in-memory durable backend with the full contract: leases, expiry, delays, priorities, weights, DLQ, fencing.
+
+It is what ``TaskManager(durable_backend="memory://")`` uses, and the reference the conformance suite is
+checked against. State lives in one process and dies with it; use it for tests, examples and single-node
+jobs that may be lost on restart. Every method runs without awaiting in the middle, so within one event
+loop each operation is atomic: many consumers never hold the same task at once.
+
+Ordering: a dequeue visits the queues in weighted round robin (``queue_weights``; the starting queue
+rotates on every call) and takes up to ``weight`` tasks from each in turn until ``limit`` is reached.
+Within a queue the due task with the lowest ``priority`` goes first, then the highest ``weight``, then
+the earliest ready time, then enqueue order.
+
+Fencing: each delivery gets a new ``token``; ``ack``/``nack``/``fail``/``extend``/``release`` need the
+current one, and the task must still be leased. An expired lease stays valid until the task is handed
+out again or requeued by a later ``dequeue`` (expiry is applied lazily, as in go-worker's Redis backend).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import secrets
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Literal, final
+
+from worker_core.durable.types import DurableTask, DurableTaskLease
+from worker_core.errors import ConfigurationError, DurableTaskExistsError, InvalidTaskError, LeaseLostError
+
+from .clock import Clock, FakeClock
+
+__all__ = ("DeadLetter", "InMemoryDurableBackend", "MemoryTaskState")
+
+State = Literal["ready", "leased", "dead"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A dead-lettered task with the reason it failed, the deliveries it had and when it failed (epoch s)."""
+
+    task: DurableTask
+    error: str
+    attempts: int
+    failed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryTaskState:
+    """A snapshot of one stored task (from :meth:`InMemoryDurableBackend.get`)."""
+
+    task: DurableTask
+    state: State
+    attempts: int
+    ready_at: float
+    lease_expires_at: float | None
+    last_error: str | None
+
+
+@dataclass(slots=True)
+class _Record:
+    task: DurableTask
+    seq: int
+    ready_at: float
+    state: State = "ready"
+    attempts: int = 0
+    token: str = ""
+    expires_at: float = 0.0
+    version: int = 0
+    last_error: str = ""
+    failed_at: float = 0.0
+
+
+class _SystemClock:
+    def time(self) -> float:
+        return time.time()
+
+
+class _Queue:
+    """Two heaps per queue: not yet due (by ready time) and due (by priority, weight, ready time, order)."""
+
+    __slots__ = ("delayed", "due")
+
+    def __init__(self) -> None:
+        self.delayed: list[tuple[float, int, int, str]] = []
+        self.due: list[tuple[int, int, float, int, int, str]] = []
+
+
+@final
+class InMemoryDurableBackend:
+    """The durable contract in process memory (see the module docstring for ordering and fencing).
+
+    Implements ``DurableBackend``, ``QueueConfigurableBackend``, ``ReleasableBackend`` and
+    ``WakeableBackend``. Use it from one event loop.
+
+    Args:
+        clock: Source of epoch seconds (a :class:`~worker_core.testing.FakeClock` in tests); the system clock
+            when ``None``. A ``FakeClock``'s ``advance`` also wakes :meth:`wait_for_work`.
+        default_queue: Queue of tasks enqueued with ``queue=""``.
+        queue_weights: Dequeue share per queue (missing queues weigh 1).
+
+    Raises:
+        ConfigurationError: an empty default queue or a weight below 1.
+    """
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        *,
+        default_queue: str = "default",
+        queue_weights: Mapping[str, int] | None = None,
+    ) -> None:
+        self._clock: Clock = clock if clock is not None else _SystemClock()
+        self._default_queue = "default"
+        self._weights: dict[str, int] = {}
+        self.configure_queues(default_queue, queue_weights or {})
+        self._records: dict[str, _Record] = {}
+        self._queues: dict[str, _Queue] = {}
+        self._leases: list[tuple[float, int, str]] = []
+        self._dead: dict[str, None] = {}  # insertion-ordered set: oldest failure first
+        self._seq = itertools.count()
+        self._versions = itertools.count(1)
+        self._tokens = itertools.count(1)
+        self._nonce = secrets.token_hex(4)
+        self._rr = 0
+        self._paused = False
+        self._paused_queues: set[str] = set()
+        self._wake: asyncio.Event | None = None
+        self._wake_loop: asyncio.AbstractEventLoop | None = None
+        if isinstance(clock, FakeClock):
+            clock.subscribe(self._notify)
+
+    # -- configuration -------------------------------------------------------------------------------
+
+    def configure_queues(self, default_queue: str, weights: Mapping[str, int]) -> None:
+        """Use ``default_queue`` for tasks without a queue and ``weights`` for the dequeue share.
+
+        Raises:
+            ConfigurationError: an empty default queue or a weight below 1.
+        """
+        name = default_queue.strip()
+        if not name:
+            raise ConfigurationError("default queue must not be empty")
+        for queue, weight in weights.items():
+            if not _positive_int(weight):
+                raise ConfigurationError(f"queue weight for {queue!r} must be an int >= 1, got {weight!r}")
+        self._default_queue = name
+        self._weights = {queue.strip(): weight for queue, weight in weights.items()}
+
+    def pause(self, queue: str | None = None) -> None:
+        """Stop handing out tasks (of one queue, or of all when ``queue`` is ``None``)."""
+        if queue is None:
+            self._paused = True
+        else:
+            self._paused_queues.add(queue.strip() or self._default_queue)
+
+    def resume(self, queue: str | None = None) -> None:
+        """Undo :meth:`pause` (for one queue, or the global pause when ``queue`` is ``None``)."""
+        if queue is None:
+            self._paused = False
+        else:
+            self._paused_queues.discard(queue.strip() or self._default_queue)
+        self._notify()
+
+    # -- the DurableBackend contract -----------------------------------------------------------------
+
+    async def enqueue(self, task: DurableTask) -> None:
+        """Store ``task``; it is ready at ``run_at`` (or now).
+
+        Raises:
+            InvalidTaskError: no id, no handler, or a payload that is not bytes.
+            DurableTaskExistsError: a task with this id is stored (ready, leased or dead-lettered).
+        """
+        if task.id is None:
+            raise InvalidTaskError("durable task id is required")
+        if not _non_blank(task.handler):
+            raise InvalidTaskError("durable task handler is required")
+        payload = task.payload
+        if not isinstance(payload, bytes | bytearray | memoryview):
+            raise InvalidTaskError("durable task payload must be bytes (encode the message with a codec first)")
+        key = str(task.id)
+        if key in self._records:
+            raise DurableTaskExistsError(f"durable task {key} already exists")
+        now = self._clock.time()
+        stored = DurableTask(
+            task.handler,
+            None,
+            bytes(payload),
+            id=task.id,
+            priority=int(task.priority),
+            queue=task.queue.strip() or self._default_queue,
+            weight=max(int(task.weight), 1),
+            run_at=task.run_at,
+            retries=max(int(task.retries or 0), 0),
+            retry_delay=float(task.retry_delay or 0.0),
+            metadata=dict(task.metadata) if task.metadata else None,
+        )
+        ready_at = max(now, _epoch(task.run_at)) if task.run_at is not None else now
+        record = _Record(stored, next(self._seq), ready_at)
+        self._records[key] = record
+        self._queues.setdefault(stored.queue, _Queue())
+        self._make_ready(record, ready_at)
+        self._notify()
+
+    async def dequeue(self, limit: int, lease: float) -> list[DurableTaskLease]:
+        """Lease up to ``limit`` due tasks for ``lease`` seconds (weighted round robin across queues).
+
+        Raises:
+            ConfigurationError: ``lease`` is not positive.
+        """
+        if lease <= 0:
+            raise ConfigurationError(f"lease must be > 0 seconds, got {lease!r}")
+        limit = max(int(limit), 1)
+        now = self._clock.time()
+        self._requeue_expired(now)
+        if self._paused:
+            return []
+        names = sorted((set(self._queues) | {self._default_queue}) - self._paused_queues)
+        if not names:
+            return []
+        start = self._rr % len(names)
+        self._rr += 1
+        order = names[start:] + names[:start]
+        leases: list[DurableTaskLease] = []
+        while len(leases) < limit:
+            progressed = False
+            for name in order:
+                queue = self._queues.get(name)
+                if queue is None:
+                    continue
+                self._promote(queue, now)
+                for _ in range(self._weights.get(name, 1)):
+                    if len(leases) >= limit:
+                        break
+                    record = self._pop_due(queue)
+                    if record is None:
+                        break
+                    leases.append(self._lease(record, now, lease))
+                    progressed = True
+            if not progressed:
+                break
+        return leases
+
+    async def ack(self, lease: DurableTaskLease) -> None:
+        """Remove the task. Raises :class:`LeaseLostError` if the lease is not current."""
+        self._held(lease)
+        del self._records[lease.lease_id]
+
+    async def nack(self, lease: DurableTaskLease, delay: float) -> None:
+        """Make the task ready again after ``delay`` seconds (negative means now).
+
+        Raises:
+            LeaseLostError: the lease is not current.
+        """
+        record = self._held(lease)
+        self._make_ready(record, self._clock.time() + max(float(delay), 0.0))
+        self._notify()
+
+    async def fail(self, lease: DurableTaskLease, error: str) -> None:
+        """Move the task to the dead-letter queue with ``error`` as its reason.
+
+        Raises:
+            LeaseLostError: the lease is not current.
+        """
+        record = self._held(lease)
+        record.state = "dead"
+        record.token = ""
+        record.version = next(self._versions)
+        record.last_error = str(error)
+        record.failed_at = self._clock.time()
+        self._dead[lease.lease_id] = None
+
+    async def extend(self, lease: DurableTaskLease, duration: float) -> None:
+        """Push the lease's expiry to now + ``duration`` seconds.
+
+        Raises:
+            LeaseLostError: the lease is not current.
+            ConfigurationError: ``duration`` is not positive.
+        """
+        if duration <= 0:
+            raise ConfigurationError(f"lease duration must be > 0 seconds, got {duration!r}")
+        record = self._held(lease)
+        record.expires_at = self._clock.time() + duration
+        record.version = next(self._versions)
+        heapq.heappush(self._leases, (record.expires_at, record.version, lease.lease_id))
+        lease.expires_at = record.expires_at
+
+    # -- optional protocols --------------------------------------------------------------------------
+
+    async def release(self, leases: Sequence[DurableTaskLease]) -> None:
+        """Make leased tasks ready now without counting the delivery; leases no longer current are skipped."""
+        now = self._clock.time()
+        for lease in leases:
+            record = self._records.get(lease.lease_id)
+            if record is None or record.state != "leased" or record.token != lease.token:
+                continue
+            record.attempts -= 1
+            self._make_ready(record, now)
+        self._notify()
+
+    async def wait_for_work(self, max_wait: float) -> None:
+        """Return when a task may be ready (enqueue, nack, release, clock advance) or after ``max_wait`` s."""
+        now = self._clock.time()
+        next_time = self._next_event_time()
+        if next_time is not None and next_time <= now:
+            return
+        timeout = max(float(max_wait), 0.0)
+        if next_time is not None:
+            timeout = min(timeout, next_time - now)
+        loop = asyncio.get_running_loop()
+        if self._wake is None or self._wake_loop is not loop:
+            self._wake, self._wake_loop = asyncio.Event(), loop
+        self._wake.clear()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+
+    # -- inspection ----------------------------------------------------------------------------------
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """The dead-lettered tasks, oldest failure first, each with its last error."""
+        out: list[DeadLetter] = []
+        for key in self._dead:
+            record = self._records.get(key)
+            if record is not None and record.state == "dead":
+                out.append(DeadLetter(_copy(record.task), record.last_error, record.attempts, record.failed_at))
+        return out
+
+    def get(self, task_id: uuid.UUID | str) -> MemoryTaskState | None:
+        """A snapshot of the stored task, or ``None`` (never stored, or acked)."""
+        record = self._records.get(str(task_id))
+        if record is None:
+            return None
+        return MemoryTaskState(
+            task=_copy(record.task),
+            state=record.state,
+            attempts=record.attempts,
+            ready_at=record.ready_at,
+            lease_expires_at=record.expires_at if record.state == "leased" else None,
+            last_error=record.last_error or None,
+        )
+
+    def ready_count(self, queue: str | None = None) -> int:
+        """Tasks waiting to be leased (due or delayed), in one queue or all."""
+        return self._count("ready", queue)
+
+    def leased_count(self, queue: str | None = None) -> int:
+        """Tasks currently leased (including expired leases not yet requeued)."""
+        return self._count("leased", queue)
+
+    def queues(self) -> list[str]:
+        """Names of the queues that ever held a task, sorted."""
+        return sorted(self._queues)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _count(self, state: State, queue: str | None) -> int:
+        return sum(1 for r in self._records.values() if r.state == state and (queue is None or r.task.queue == queue))
+
+    def _held(self, lease: DurableTaskLease) -> _Record:
+        record = self._records.get(lease.lease_id)
+        if record is None or record.state != "leased" or record.token != lease.token:
+            raise LeaseLostError(f"lease on durable task {lease.lease_id} is no longer held")
+        return record
+
+    def _make_ready(self, record: _Record, ready_at: float) -> None:
+        record.state = "ready"
+        record.token = ""
+        record.ready_at = ready_at
+        record.version = next(self._versions)
+        key = str(record.task.id)
+        heapq.heappush(self._queues[record.task.queue].delayed, (ready_at, record.seq, record.version, key))
+
+    def _promote(self, queue: _Queue, now: float) -> None:
+        delayed = queue.delayed
+        while delayed and delayed[0][0] <= now:
+            ready_at, seq, version, key = heapq.heappop(delayed)
+            record = self._records.get(key)
+            if record is not None and record.version == version:
+                task = record.task
+                heapq.heappush(queue.due, (task.priority, -task.weight, ready_at, seq, version, key))
+
+    def _pop_due(self, queue: _Queue) -> _Record | None:
+        due = queue.due
+        while due:
+            *_, version, key = heapq.heappop(due)
+            record = self._records.get(key)
+            if record is not None and record.version == version:
+                return record
+        return None
+
+    def _lease(self, record: _Record, now: float, lease_s: float) -> DurableTaskLease:
+        record.state = "leased"
+        record.attempts += 1
+        record.token = f"{self._nonce}-{next(self._tokens)}"
+        record.expires_at = now + lease_s
+        record.version = next(self._versions)
+        key = str(record.task.id)
+        heapq.heappush(self._leases, (record.expires_at, record.version, key))
+        task = record.task
+        return DurableTaskLease(
+            task=_copy(task),
+            lease_id=key,
+            attempts=record.attempts,
+            max_retries=task.retries or 0,
+            token=record.token,
+            expires_at=record.expires_at,
+        )
+
+    def _requeue_expired(self, now: float) -> None:
+        leases = self._leases
+        while leases and leases[0][0] <= now:
+            _, version, key = heapq.heappop(leases)
+            record = self._records.get(key)
+            if record is not None and record.version == version and record.state == "leased":
+                self._make_ready(record, now)
+
+    def _next_event_time(self) -> float | None:
+        """The earliest time something may become ready (lazily deleted entries may make it early: harmless)."""
+        times: list[float] = []
+        if self._leases:
+            times.append(self._leases[0][0])
+        if not self._paused:
+            for name, queue in self._queues.items():
+                if name in self._paused_queues:
+                    continue
+                if queue.due:
+                    times.append(float("-inf"))
+                    break
+                if queue.delayed:
+                    times.append(queue.delayed[0][0])
+        return min(times) if times else None
+
+    def _notify(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _non_blank(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _epoch(moment: datetime) -> float:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _copy(task: DurableTask) -> DurableTask:
+    """A copy a consumer may mutate without touching the stored record."""
+    return replace(task, metadata=dict(task.metadata) if task.metadata is not None else None)
