@@ -169,3 +169,20 @@ async def test_an_explicit_propagator_and_scope(
     assert len(spans) == 2
     scopes = {(s.instrumentation_scope.name, s.instrumentation_scope.version) for s in spans if s.instrumentation_scope}
     assert scopes == {("scope", "1.2")}
+
+
+async def test_a_traceparent_from_a_remote_producer_is_kept_without_a_current_span(
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
+) -> None:
+    remote = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    async with manager() as tm:
+        tm.set_tracer(OTelTracer(tracer_provider))
+        task = Task(fails_once, retries=1, metadata={"traceparent": remote})
+        await tm.register_task(task)
+        await tm.wait(10)
+    assert (task.metadata or {})["traceparent"] == remote
+    for span in attempts(span_exporter):
+        assert span.context is not None
+        assert span.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+        assert span.parent is not None
+        assert span.parent.span_id == 0xB7AD6B7169203331
