@@ -1,0 +1,450 @@
+"""go-worker's durable tests (spec §10) and the durable loop's guarantees, through a real TaskManager
+against the in-memory backend. ``RecordingBackend`` forwards every call to it and records the call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import pytest
+from core_helpers import until
+from worker_core import (
+    BackendUnavailableError,
+    ConfigurationError,
+    DurableOnlyError,
+    DurableTaskExistsError,
+    HandlerNotFoundError,
+    InvalidTaskError,
+    ManagerStoppedError,
+    PayloadError,
+    Task,
+    TaskContext,
+    TaskManager,
+    TaskStatus,
+)
+from worker_core.durable import DurableHandlerSpec, DurableTask, DurableTaskLease, MsgspecJsonCodec
+from worker_core.testing import InMemoryDurableBackend
+
+
+class Email(msgspec.Struct):
+    to: str
+
+
+class RecordingBackend:
+    """The in-memory backend, with every call recorded (and optional unavailability on dequeue)."""
+
+    def __init__(self, dequeue_failures: int = 0) -> None:
+        self.inner = InMemoryDurableBackend()
+        self.calls: list[tuple[Any, ...]] = []
+        self.enqueued: list[DurableTask] = []
+        self.dequeue_failures = dequeue_failures
+
+    def count(self, op: str) -> int:
+        return sum(1 for call in self.calls if call[0] == op)
+
+    def args(self, op: str) -> list[tuple[Any, ...]]:
+        return [call[1:] for call in self.calls if call[0] == op]
+
+    async def enqueue(self, task: DurableTask) -> None:
+        self.calls.append(("enqueue", task.id))
+        await self.inner.enqueue(task)
+        self.enqueued.append(task)
+
+    async def dequeue(self, limit: int, lease: float) -> list[DurableTaskLease]:
+        if self.dequeue_failures > 0:
+            self.dequeue_failures -= 1
+            self.calls.append(("dequeue_error",))
+            raise BackendUnavailableError("store unreachable")
+        leases = await self.inner.dequeue(limit, lease)
+        if leases:
+            self.calls.append(("dequeue", limit, len(leases)))
+        return leases
+
+    async def ack(self, lease: DurableTaskLease) -> None:
+        self.calls.append(("ack", lease.lease_id))
+        await self.inner.ack(lease)
+
+    async def nack(self, lease: DurableTaskLease, delay: float) -> None:
+        self.calls.append(("nack", lease.lease_id, delay))
+        await self.inner.nack(lease, delay)
+
+    async def fail(self, lease: DurableTaskLease, error: str) -> None:
+        self.calls.append(("fail", lease.lease_id, error))
+        await self.inner.fail(lease, error)
+
+    async def extend(self, lease: DurableTaskLease, duration: float) -> None:
+        self.calls.append(("extend", lease.lease_id))
+        await self.inner.extend(lease, duration)
+
+    async def release(self, leases: Sequence[DurableTaskLease]) -> None:
+        self.calls.append(("release", len(leases)))
+        await self.inner.release(leases)
+
+    async def wait_for_work(self, max_wait: float) -> None:
+        await self.inner.wait_for_work(max_wait)
+
+
+class CountingCodec:
+    """msgspec JSON, counting encode and decode calls (go-worker's tests count Marshal/Unmarshal)."""
+
+    name = "json"
+
+    def __init__(self) -> None:
+        self.inner = MsgspecJsonCodec()
+        self.encoded = 0
+        self.decoded = 0
+
+    def encode(self, obj: Any) -> bytes:
+        self.encoded += 1
+        return self.inner.encode(obj)
+
+    def decode(self, data: bytes, spec: Any) -> Any:
+        self.decoded += 1
+        return self.inner.decode(data, spec)
+
+
+def email_spec(fn: Any) -> DurableHandlerSpec[Any]:
+    return DurableHandlerSpec(None, fn, payload_type=Email)
+
+
+def durable_manager(backend: Any, fn: Any, **overrides: Any) -> TaskManager:
+    options: dict[str, Any] = {
+        "max_workers": 2,
+        "tasks_per_second": None,
+        "timeout": 30.0,
+        "retry_delay": 30.0,
+        "max_retries": 3,
+        "durable_backend": backend,
+        "durable_handlers": {"email": email_spec(fn)},
+        "durable_poll_interval": 0.01,
+    }
+    options.update(overrides)
+    return TaskManager(**options)
+
+
+async def send(ctx: TaskContext, payload: Email) -> str:
+    return f"sent to {payload.to}"
+
+
+async def in_memory(ctx: TaskContext) -> None:
+    return None
+
+
+async def test_register_with_message_encodes_once() -> None:
+    backend, codec = RecordingBackend(), CountingCodec()
+    async with durable_manager(backend, send, durable_codec=codec) as tm:
+        tm.set_max_workers(0)
+        task_id = await tm.register_durable_task(DurableTask("email", Email("a@example.com")))
+        assert codec.encoded == 1
+        assert codec.decoded == 0
+        assert backend.enqueued[0].id == task_id
+        assert backend.enqueued[0].payload == codec.inner.encode(Email("a@example.com"))
+
+
+async def test_register_with_payload_only_decodes_once_and_sets_message() -> None:
+    backend, codec = RecordingBackend(), CountingCodec()
+    async with durable_manager(backend, send, durable_codec=codec) as tm:
+        tm.set_max_workers(0)
+        await tm.register_durable_task(DurableTask("email", payload=b'{"to":"b@example.com"}'))
+        assert codec.decoded == 1
+        assert codec.encoded == 0
+        assert backend.enqueued[0].message == Email("b@example.com")
+
+
+async def test_success_publishes_a_result_and_acks_once() -> None:
+    backend = RecordingBackend()
+    async with durable_manager(backend, send) as tm:
+        with tm.subscribe_results(5) as results:
+            task_id = await tm.register_durable_task(DurableTask("email", Email("a@example.com")))
+            result = await anext(results)
+        assert result.task.id == task_id
+        assert result.status is TaskStatus.COMPLETED
+        assert result.result == "sent to a@example.com"
+        assert result.error is None
+        assert tm.get_task(task_id).status is TaskStatus.COMPLETED
+    assert backend.count("ack") == 1
+    assert backend.count("nack") == backend.count("fail") == 0
+    assert len(backend.inner) == 0
+
+
+async def test_lease_is_extended_while_the_handler_runs() -> None:
+    backend = RecordingBackend()
+    release = asyncio.Event()
+
+    async def block(ctx: TaskContext, payload: Email) -> str:
+        await release.wait()
+        return "done"
+
+    tm = durable_manager(backend, block, durable_lease=0.05, durable_lease_renewal_interval=0.01)
+    async with tm:
+        with tm.subscribe_results(5) as results:
+            await tm.register_durable_task(DurableTask("email", Email("x")))
+            await until(lambda: backend.count("extend") >= 1, limit=5)
+            release.set()
+            result = await anext(results)
+    assert result.status is TaskStatus.COMPLETED
+    assert backend.count("ack") == 1
+
+
+async def test_error_without_retries_fails_to_the_dead_letter_queue() -> None:
+    backend = RecordingBackend()
+
+    async def broken(ctx: TaskContext, payload: Email) -> None:
+        raise ValueError("mailbox full")
+
+    async with durable_manager(backend, broken) as tm:
+        with tm.subscribe_results(5) as results:
+            await tm.register_durable_task(DurableTask("email", Email("x"), retries=0))
+            result = await anext(results)
+        metrics = tm.metrics()
+    assert result.status is TaskStatus.FAILED
+    assert isinstance(result.error, ValueError)
+    assert backend.count("fail") == 1
+    assert backend.count("ack") == 0
+    [dead] = backend.inner.dead_letters()
+    assert "mailbox full" in dead.error
+    assert metrics.failed == 1
+
+
+async def test_error_with_retries_left_nacks_with_a_positive_delay() -> None:
+    backend = RecordingBackend()
+
+    async def broken(ctx: TaskContext, payload: Email) -> None:
+        raise ValueError("try later")
+
+    async with durable_manager(backend, broken) as tm:
+        task_id = await tm.register_durable_task(DurableTask("email", Email("x"), retries=2))
+        await until(lambda: backend.count("nack") == 1)
+        assert tm.metrics().retried == 1
+    [(lease_id, delay)] = backend.args("nack")
+    assert lease_id == str(task_id)
+    assert delay > 0
+    assert backend.count("fail") == 0
+    state = backend.inner.get(task_id)
+    assert state is not None
+    assert state.state == "ready"
+
+
+async def test_deadline_with_retries_nacks_and_without_fails() -> None:
+    for retries, op in ((1, "nack"), (0, "fail")):
+        backend = RecordingBackend()
+
+        async def wait_forever(ctx: TaskContext, payload: Email) -> None:
+            await asyncio.Event().wait()
+
+        async with durable_manager(backend, wait_forever, timeout=0.01) as tm:
+            await tm.register_durable_task(DurableTask("email", Email("x"), retries=retries))
+            await until(lambda backend=backend, op=op: backend.count(op) == 1)  # type: ignore[misc]
+        assert backend.count("nack" if op == "fail" else "fail") == 0
+        if op == "fail":
+            [dead] = backend.inner.dead_letters()
+            assert "TaskTimeoutError" in dead.error
+
+
+async def test_bad_payload_or_unknown_handler_is_dead_lettered_at_once_and_the_rest_runs() -> None:
+    backend = RecordingBackend()
+    async with durable_manager(backend, send) as tm:
+        with tm.subscribe_results(5) as results:
+            # Bypass the manager's checks: another producer (or another version) wrote these.
+            await backend.inner.enqueue(DurableTask("email", payload=b"{not json", id=uuid.uuid4(), retries=3))
+            await backend.inner.enqueue(DurableTask("sms", payload=b"{}", id=uuid.uuid4(), retries=3))
+            good = await tm.register_durable_task(DurableTask("email", Email("ok")))
+            result = await anext(results)
+            await until(lambda: len(backend.inner.dead_letters()) == 2)
+    assert result.task.id == good
+    reasons = sorted(d.error for d in backend.inner.dead_letters())
+    assert "undecodable payload" in reasons[1]
+    assert 'handler "sms"' in reasons[0]
+    assert backend.count("nack") == 0
+
+
+async def test_registration_errors_are_typed_and_enqueue_nothing() -> None:
+    backend = RecordingBackend()
+    async with durable_manager(backend, send) as tm:
+        tm.set_max_workers(0)
+        with pytest.raises(DurableOnlyError):
+            await tm.register_task(Task(in_memory))
+        with pytest.raises(HandlerNotFoundError):
+            await tm.register_durable_task(DurableTask("sms", Email("x")))
+        with pytest.raises(PayloadError):
+            await tm.register_durable_task(DurableTask("email"))
+        with pytest.raises(PayloadError):
+            await tm.register_durable_task(DurableTask("email", payload=b"\xff\x00"))
+        with pytest.raises(PayloadError):
+            await tm.register_durable_task(DurableTask("email", payload=b'{"to": 5}'))
+        with pytest.raises(InvalidTaskError):
+            await tm.register_durable_task(DurableTask("email", Email("x"), retries=-1))
+        not_a_task: Any = Task(in_memory)
+        with pytest.raises(InvalidTaskError):
+            await tm.register_durable_task(not_a_task)
+        first = await tm.register_durable_task(DurableTask("email", Email("x")))
+        with pytest.raises(DurableTaskExistsError):
+            await tm.register_durable_task(DurableTask("email", Email("y"), id=first))
+        with pytest.raises(ExceptionGroup) as group:
+            await tm.register_durable_tasks(DurableTask("email", Email("z")), DurableTask("nope", Email("z")))
+        assert [type(e) for e in group.value.exceptions] == [HandlerNotFoundError]
+    assert backend.count("enqueue") == 3  # first, the duplicate attempt, and "z"
+    with pytest.raises(ManagerStoppedError):
+        await tm.register_durable_task(DurableTask("email", Email("late")))
+
+
+def test_bad_durable_options_raise_configuration_error() -> None:
+    for bad in (
+        {"durable_lease": -1},
+        {"durable_poll_interval": 0},
+        {"durable_batch_size": 0},
+        {"durable_lease_renewal_interval": -5},
+        {"durable_backend": "no-scheme"},
+        {"durable_backend": 42},
+        {"durable_handlers": None},
+    ):
+        with pytest.raises(ConfigurationError):
+            durable_manager(InMemoryDurableBackend(), send, **bad)
+
+
+async def test_register_durable_task_without_a_backend_is_a_configuration_error() -> None:
+    async with TaskManager(max_workers=1) as tm:
+        with pytest.raises(ConfigurationError, match="not configured"):
+            await tm.register_durable_task(DurableTask("email", Email("x")))
+
+
+async def test_backend_by_url_and_unknown_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKER_PLUGINS_AUTOLOAD", "0")
+    async with durable_manager("memory://", send) as tm:
+        with tm.subscribe_results(5) as results:
+            await tm.register_durable_task(DurableTask("email", Email("url")))
+            result = await anext(results)
+    assert result.result == "sent to url"
+    with pytest.raises(ConfigurationError, match=r"installed: .*memory"):
+        await durable_manager("nosuch://host", send).start()
+
+
+async def test_rate_limiter_and_queue_weights_apply_to_durable_tasks() -> None:
+    backend = RecordingBackend()
+    order: list[str] = []
+
+    async def record(ctx: TaskContext, payload: Email) -> None:
+        order.append(payload.to)
+
+    tm = durable_manager(backend, record, max_workers=1, tasks_per_second=50, queue_weights={"a": 3, "b": 1})
+    tm.set_max_workers(0)
+    async with tm:
+        for queue in ("a", "b"):
+            for _ in range(4):
+                await tm.register_durable_task(DurableTask("email", Email(queue), queue=queue))
+        started = asyncio.get_running_loop().time()
+        tm.set_max_workers(1)
+        await until(lambda: len(order) == 8)
+        elapsed = asyncio.get_running_loop().time() - started
+    assert order[:4].count("a") == 3  # weights 3:1 reach the backend's round robin
+    assert elapsed >= 7 / 50 - 0.01  # burst 1, then 50 per second: 7 refills at least
+
+
+async def test_cancel_running_durable_task_dead_letters_it_as_cancelled() -> None:
+    backend = RecordingBackend()
+    started = asyncio.Event()
+
+    async def hang(ctx: TaskContext, payload: Email) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    async with durable_manager(backend, hang) as tm:
+        task_id = await tm.register_durable_task(DurableTask("email", Email("x"), retries=3))
+        await started.wait()
+        assert tm.get_task(task_id).status is TaskStatus.RUNNING
+        await tm.cancel_task(task_id)
+        await until(lambda: backend.count("fail") == 1)
+        assert tm.get_task(task_id).status is TaskStatus.CANCELLED
+    [dead] = backend.inner.dead_letters()
+    assert "cancelled" in dead.error
+    assert backend.count("nack") == 0
+
+
+async def test_stop_now_hands_running_tasks_back_instead_of_dead_lettering() -> None:
+    backend = RecordingBackend()
+    started = asyncio.Event()
+
+    async def hang(ctx: TaskContext, payload: Email) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    tm = durable_manager(backend, hang)
+    await tm.start()
+    task_id = await tm.register_durable_task(DurableTask("email", Email("x")))
+    await started.wait()
+    await tm.stop_now()
+    assert backend.count("release") == 1
+    assert backend.count("fail") == 0
+    state = backend.inner.get(task_id)
+    assert state is not None
+    assert state.state == "ready"
+    assert state.attempts == 0  # a released delivery does not count
+
+
+async def test_stop_graceful_lets_running_durable_tasks_finish() -> None:
+    backend = RecordingBackend()
+    started = asyncio.Event()
+    finish = asyncio.Event()
+
+    async def slow(ctx: TaskContext, payload: Email) -> str:
+        started.set()
+        await finish.wait()
+        return "finished"
+
+    tm = durable_manager(backend, slow, max_workers=1)
+    await tm.start()
+    task_id = await tm.register_durable_task(DurableTask("email", Email("x")))
+    await started.wait()
+    stopping = asyncio.create_task(tm.stop_graceful(10))
+    await asyncio.sleep(0)
+    assert not stopping.done()
+    finish.set()
+    await stopping
+    assert tm.get_task(task_id).result == "finished"
+    assert backend.count("ack") == 1
+
+
+async def test_backend_errors_are_retried_and_the_loop_survives(caplog: pytest.LogCaptureFixture) -> None:
+    backend = RecordingBackend(dequeue_failures=2)
+    with caplog.at_level(logging.WARNING, logger="worker_core.durable"):
+        async with durable_manager(backend, send) as tm:
+            with tm.subscribe_results(5) as results:
+                await tm.register_durable_task(DurableTask("email", Email("later")))
+                result = await anext(results)
+    assert result.status is TaskStatus.COMPLETED
+    assert backend.count("dequeue_error") == 2
+    assert sum("dequeue failed" in r.getMessage() for r in caplog.records) == 2
+
+
+async def test_wakeable_backend_is_waited_on_instead_of_polled() -> None:
+    backend = RecordingBackend()
+    # A poll interval longer than the test timeout: only wait_for_work can start the task in time.
+    async with durable_manager(backend, send, durable_poll_interval=600.0) as tm:
+        await asyncio.sleep(0.01)  # the loop is idle, waiting
+        with tm.subscribe_results(5) as results:
+            await tm.register_durable_task(DurableTask("email", Email("wake")))
+            result = await anext(results)
+    assert result.result == "sent to wake"
+
+
+async def test_sync_handlers_and_ctx_attempt_counts_deliveries() -> None:
+    backend = RecordingBackend()
+    attempts: list[int] = []
+
+    def flaky(ctx: TaskContext, payload: Email) -> str:
+        attempts.append(ctx.attempt)
+        if ctx.attempt == 1:
+            raise RuntimeError("first delivery fails")
+        return "second delivery"
+
+    async with durable_manager(backend, flaky, retry_delay=0.01) as tm:
+        with tm.subscribe_results(5) as results:
+            await tm.register_durable_task(DurableTask("email", Email("x"), retries=1))
+            result = await anext(results)
+    assert result.result == "second delivery"
+    assert attempts == [1, 2]
+    assert backend.count("nack") == 1
