@@ -37,10 +37,15 @@ class HandlerSpec(Generic[PayloadT]):
 
 
 class HandlerSpecLike(Protocol):
-    """Anything with ``make`` and ``fn`` (a :class:`HandlerSpec`, worker-core's ``DurableHandlerSpec``)."""
+    """Anything with ``make`` and ``fn``: a :class:`HandlerSpec`, or worker-core's ``DurableHandlerSpec``.
+
+    A spec whose ``make`` is ``None`` but whose ``payload_type`` is a protobuf message class decodes into
+    that class, so one ``worker_core.durable.TypedDurableRegistry`` can serve both the manager's
+    ``durable_handlers`` and :func:`~worker_grpc.serve`.
+    """
 
     @property
-    def make(self) -> Callable[[], Message]:
+    def make(self) -> Callable[[], Any] | None:
         """Returns an empty payload message."""
         ...
 
@@ -179,6 +184,9 @@ def resolve_handlers(handlers: Handlers) -> dict[str, _Resolved]:
     resolved: dict[str, _Resolved] = {}
     for name, spec in specs.items():
         make, fn = getattr(spec, "make", None), getattr(spec, "fn", None)
+        declared = getattr(spec, "payload_type", None)
+        if make is None and _is_message_class(declared):
+            make = declared  # worker-core's DurableHandlerSpec may give only the type
         if not callable(make) or not callable(fn):
             raise HandlerRegistrationError(f"handler {name!r}: make and fn must be callable")
         sample = make()
