@@ -63,3 +63,15 @@ def test_grpc_server_refuses_a_wrong_token(server: str) -> None:
     assert "AuthError: UNAUTHENTICATED: invalid bearer token" in done.stderr
     done = run("grpc_client.py", "--address", server, "--token", "s3cret")  # and keeps serving
     assert done.returncode == 0, done.stderr
+
+
+def test_grpc_durable_example() -> None:
+    done = run("grpc_durable.py")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "idempotent: True",
+        'ops: message_id: "msg-ops@example.com"',
+        'flaky: message_id: "msg-flaky@example.com"',
+        "flaky attempts: 2",
+        "refused: ALREADY_EXISTS",
+    ]
