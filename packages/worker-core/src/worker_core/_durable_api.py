@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ._durable import DurableRunner
+from ._state import emit
 from .durable.types import DurableBackend, DurableTask
 from .errors import (
     ConfigurationError,
@@ -272,6 +273,10 @@ class DurableApi:
         await self.durable_backend().enqueue(record)
         task.id = record.id
         assert record.id is not None
+        engine: Any = self
+        engine._n_scheduled += 1
+        if engine._i_scheduled:
+            emit(engine._i_scheduled, record)  # the record as stored (queue and retries normalised)
         return record.id
 
     async def register_durable_tasks(self, *tasks: DurableTask) -> list[uuid.UUID]:

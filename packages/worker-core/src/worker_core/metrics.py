@@ -14,7 +14,7 @@ class MetricsSnapshot:
     """Counters since the manager was created; latency fields are float seconds.
 
     Attributes:
-        scheduled: Tasks accepted by ``register_task`` (not retries, not durable tasks).
+        scheduled: Tasks accepted by ``register_task`` or ``register_durable_task`` (not retries).
         running: Attempts executing now.
         completed: Tasks that ended ``COMPLETED``.
         failed: Tasks that ended ``FAILED`` or ``DEADLINE_EXCEEDED`` (each counted once).

@@ -43,9 +43,11 @@ class TaskTracer(Protocol):
 class Instrumentation(Protocol):
     """Receives task events as they happen; worker-otel implements it. Every method is optional.
 
-    Methods: ``on_scheduled(task)``, ``on_start(task)``, ``on_finish(task, status, latency_s)``
-    (``latency_s`` is ``None`` for a task that never started), ``on_retry(task, delay_s, attempt)``,
-    ``on_result_dropped(count)``. They run on the event loop, must be cheap and must not raise.
+    Methods: ``on_scheduled(task)`` (a :class:`~worker_core.Task`, or the
+    :class:`~worker_core.durable.DurableTask` record that ``register_durable_task`` stored),
+    ``on_start(task)``, ``on_finish(task, status, latency_s)`` (``latency_s`` is ``None`` for a task
+    that never started), ``on_retry(task, delay_s, attempt)``, ``on_result_dropped(count)``. They run
+    on the event loop, must be cheap and must not raise.
     """
 
     def on_finish(self, task: Task, status: TaskStatus, latency_s: float | None) -> None:
