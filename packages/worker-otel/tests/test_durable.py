@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -102,9 +101,6 @@ async def test_durable_tasks_are_counted_with_their_handler(
     assert (latency[flaky_series][0], latency[broken_series][0]) == (1, 1)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="worker-core does not call on_scheduled for register_durable_task (reported to the lead)"
-)
 async def test_durable_registrations_are_counted_as_scheduled(
     meter_provider: MeterProvider, metric_reader: InMemoryMetricReader
 ) -> None:
