@@ -141,8 +141,9 @@ async def test_queue_full_mid_request_reports_the_accepted_tasks(
     client = (await serve(manager=small_manager)).client()
     blocker = await client.register_task(TaskRequest("wait"))
     await gate.started.wait()  # the only worker is busy; 3 more tasks fit in the queue
+    requests = [TaskRequest("string", StringValue(value=str(i)), idempotency_key=f"k{i}") for i in range(5)]
     with pytest.raises(RemoteQueueFullError) as caught:
-        await client.register_tasks([TaskRequest("string", StringValue(value=str(i))) for i in range(5)])
+        await client.register_tasks(requests)
     error = caught.value
     assert error.code is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert error.failed_index == 3
@@ -153,6 +154,13 @@ async def test_queue_full_mid_request_reports_the_accepted_tasks(
         lambda: all(small_manager.get_task(t).status is TaskStatus.COMPLETED for t in error.accepted_ids)
     )  # accepted means accepted: they all run
     assert [small_manager.get_task(t).result for t in error.accepted_ids] == ["0", "1", "2"]
+    # Retrying the whole request: the accepted tasks keep their ids (idempotency keys), and the refused ones
+    # are registered now (a transient error is not cached).
+    retried = await client.register_tasks(requests)
+    assert retried[:3] == list(error.accepted_ids)
+    assert len(set(retried)) == 5
+    await eventually(lambda: all(small_manager.get_task(t).status is TaskStatus.COMPLETED for t in retried))
+    assert [small_manager.get_task(t).result for t in retried] == ["0", "1", "2", "3", "4"]
     await assert_still_serving(client, small_manager)
 
 

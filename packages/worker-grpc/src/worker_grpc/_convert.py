@@ -16,9 +16,9 @@ from google.protobuf import text_format
 from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import DecodeError, Message
-from worker_core.durable.types import DurableTask
+from worker_core import Task, TaskContext
+from worker_core.durable import DurableTask
 from worker_core.errors import HandlerNotFoundError, InvalidTaskError, PayloadError
-from worker_core.task import Task, TaskContext
 
 from ._proto.worker.v1 import worker_pb2 as pb
 from .handlers import _Resolved
