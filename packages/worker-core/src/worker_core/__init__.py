@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from .backoff import durable_retry_delay as durable_retry_delay
 from .backoff import retry_jitter as retry_jitter
+from .durable.codecs import DurableCodec as DurableCodec
+from .durable.handlers import DurableHandlerSpec as DurableHandlerSpec
+from .durable.handlers import TypedDurableRegistry as TypedDurableRegistry
+from .durable.handlers import TypedHandlerRegistry as TypedHandlerRegistry
+from .durable.types import DurableBackend as DurableBackend
+from .durable.types import DurableTask as DurableTask
+from .durable.types import DurableTaskLease as DurableTaskLease
 from .errors import Abort as Abort
 from .errors import BackendError as BackendError
 from .errors import BackendUnavailableError as BackendUnavailableError
@@ -11,6 +18,8 @@ from .errors import ConfigurationError as ConfigurationError
 from .errors import DurableOnlyError as DurableOnlyError
 from .errors import DurableTaskExistsError as DurableTaskExistsError
 from .errors import HandlerNotFoundError as HandlerNotFoundError
+from .errors import HandlerPayloadTypeError as HandlerPayloadTypeError
+from .errors import HandlerRegistrationError as HandlerRegistrationError
 from .errors import InvalidTaskError as InvalidTaskError
 from .errors import LeaseLostError as LeaseLostError
 from .errors import ManagerStoppedError as ManagerStoppedError
@@ -55,9 +64,16 @@ __all__ = (
     "BackendUnavailableError",
     "ConfigurationError",
     "DropPolicy",
+    "DurableBackend",
+    "DurableCodec",
+    "DurableHandlerSpec",
     "DurableOnlyError",
+    "DurableTask",
     "DurableTaskExistsError",
+    "DurableTaskLease",
     "HandlerNotFoundError",
+    "HandlerPayloadTypeError",
+    "HandlerRegistrationError",
     "Instrumentation",
     "InvalidTaskError",
     "LeaseLostError",
@@ -89,6 +105,8 @@ __all__ = (
     "TaskStatus",
     "TaskTimeoutError",
     "TaskTracer",
+    "TypedDurableRegistry",
+    "TypedHandlerRegistry",
     "WorkerError",
     "durable_retry_delay",
     "hookimpl",
