@@ -46,7 +46,9 @@ def tiny_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 def others() -> list[str]:
     """Entry points of the workspace's other packages: blocked, so that only the test distribution loads."""
-    return [ep.name for ep in importlib.metadata.entry_points(group="worker.plugins") if ep.name != "tiny"]
+    return [
+        ep.name for ep in importlib.metadata.entry_points(group="worker.plugins") if ep.name not in ("tiny", "broken")
+    ]
 
 
 def test_entry_point_plugin_is_loaded_and_fills_the_registries(
@@ -110,3 +112,21 @@ def test_registry_rejects_duplicates_and_empty_names() -> None:
 
 def test_plugin_module_source_is_valid() -> None:
     compile(textwrap.dedent(PLUGIN_SOURCE), "tinyplugin", "exec")
+
+
+def test_a_plugin_that_fails_to_import_is_skipped_and_named_in_lookup_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    dist_info = tmp_path / "brokenplugin-0.1.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenplugin\nVersion: 0.1\n")
+    (dist_info / "entry_points.txt").write_text("[worker.plugins]\nbroken = no_such_module_for_worker_tests\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    monkeypatch.setenv("WORKER_DISABLED_PLUGINS", ",".join(n for n in others() if n != "broken"))
+    plugins = Plugins()
+    assert "broken" in plugins.broken
+    assert "ModuleNotFoundError" in plugins.broken["broken"]
+    assert any("failed to load" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ConfigurationError, match=r"failed to load: broken"):
+        plugins.backends().get("nope")

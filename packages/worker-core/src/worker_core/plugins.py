@@ -8,6 +8,7 @@ entry-point group. ``WORKER_PLUGINS_AUTOLOAD=0`` skips the entry points, and
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import logging
 import os
 from collections.abc import Iterable
@@ -73,16 +74,40 @@ class Plugins:
                     continue  # optional built-in that is not part of this install
                 raise PluginError(f"built-in plugin {module_name} failed to import: {exc}") from exc
             self._pm.register(module, name=module_name)
+        #: Entry-point plugins that failed to import, by name, with the error (they are skipped).
+        self.broken: dict[str, str] = {}
         if _env_autoload() if autoload is None else autoload:
-            try:
-                self._pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-            except Exception as exc:
-                raise PluginError(f"loading {ENTRY_POINT_GROUP} entry points failed: {exc}") from exc
+            self._load_entry_points()
         try:
             self._pm.check_pending()
         except pluggy.PluginValidationError as exc:
             raise PluginError(str(exc)) from exc
         self._registries: dict[str, Registry[Any]] = {}
+
+    def _load_entry_points(self) -> None:
+        """Pluggy's ``load_setuptools_entrypoints``, one plugin at a time: a broken one is logged and skipped.
+
+        A plugin that cannot be imported must not take down managers that never use it; its name and error
+        are kept in :attr:`broken` and appear in the error of a registry lookup that finds nothing.
+        """
+        seen: set[str] = set()
+        for dist in importlib.metadata.distributions():
+            for ep in dist.entry_points:
+                if ep.group != ENTRY_POINT_GROUP or ep.name in seen:
+                    continue
+                seen.add(ep.name)
+                if self._pm.get_plugin(ep.name) is not None or self._pm.is_blocked(ep.name):
+                    continue
+                try:
+                    plugin = ep.load()
+                except Exception as exc:
+                    self.broken[ep.name] = f"{type(exc).__name__}: {exc}"
+                    logger.exception("worker plugin %r (%s) failed to load; skipped", ep.name, ep.value)
+                    continue
+                try:
+                    self._pm.register(plugin, name=ep.name)
+                except ValueError as exc:
+                    raise PluginError(f"plugin {ep.name!r}: {exc}") from exc
 
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register a plugin object (a module or an instance with ``@hookimpl`` methods).
@@ -107,6 +132,10 @@ class Plugins:
         registry = self._registries.get(kind)
         if registry is None:
             registry = Registry[Any](kind)
+            if self.broken:
+                registry.hint = "plugins that failed to load: " + "; ".join(
+                    f"{name} ({error})" for name, error in sorted(self.broken.items())
+                )
             getattr(self._pm.hook, hook_name)(registry=registry)
             self._registries[kind] = registry
         return registry

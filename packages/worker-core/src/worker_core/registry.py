@@ -20,6 +20,8 @@ class Registry(Generic[T]):
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
+        #: Appended to the error of a lookup that finds nothing (e.g. which plugins failed to load).
+        self.hint = ""
         self._items: dict[str, Callable[..., T]] = {}
         self._owners: dict[str, str] = {}
 
@@ -41,7 +43,8 @@ class Registry(Generic[T]):
             return self._items[key]
         except KeyError:
             known = ", ".join(sorted(self._items)) or "none"
-            raise ConfigurationError(f"unknown {self.kind} {name!r}; installed: {known}") from None
+            hint = f" ({self.hint})" if self.hint else ""
+            raise ConfigurationError(f"unknown {self.kind} {name!r}; installed: {known}{hint}") from None
 
     def names(self) -> list[str]:
         """Registered names, sorted."""
