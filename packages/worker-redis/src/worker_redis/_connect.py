@@ -1,0 +1,116 @@
+"""Parse a ``redis://`` / ``rediss://`` URL into a redis-py client plus the backend's own options.
+
+The backend's options may ride in the URL's query (so ``TaskManager(durable_backend="redis://...")`` can
+set them): ``prefix``, ``default_queue``, ``batch_size``, ``cluster`` (``1``/``0``; absent: detected),
+``rate_limit`` (``<rate>/<burst>``) and ``leader_lock`` (seconds). Every other query argument goes to
+redis-py. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from worker_core.errors import ConfigurationError
+
+__all__ = ("UrlOptions", "default_client_options", "make_client", "parse_url")
+
+_OURS = frozenset({"prefix", "default_queue", "batch_size", "cluster", "rate_limit", "leader_lock"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True, slots=True)
+class UrlOptions:
+    """What :func:`parse_url` found: the URL for redis-py and the backend options from its query."""
+
+    url: str
+    where: str
+    cluster: bool | None
+    backend: dict[str, Any]
+
+
+def parse_url(url: object) -> UrlOptions:
+    """Split ``url`` into redis-py's URL and our options; a bad URL is a :class:`ConfigurationError`."""
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigurationError("redis URL must be a non-empty string")
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid redis URL: {exc}") from None
+    if parts.scheme not in ("redis", "rediss"):
+        raise ConfigurationError(f"redis URL must start with redis:// or rediss://, not {parts.scheme or 'nothing'!r}")
+    path = parts.path.strip("/")
+    if path and not path.isdigit():
+        raise ConfigurationError(f"redis URL database must be a number, not {path!r}")
+    where = f"redis at {parts.hostname or 'localhost'}:{port or 6379}"
+    ours: dict[str, Any] = {}
+    cluster: bool | None = None
+    rest: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key not in _OURS:
+            rest.append((key, value))
+        elif key == "cluster":
+            low = value.strip().lower()
+            if low not in _TRUE | _FALSE:
+                raise ConfigurationError(f"redis URL: cluster must be 1 or 0, not {value!r}")
+            cluster = low in _TRUE
+        elif key in ("prefix", "default_queue"):
+            ours[key] = value
+        elif key == "batch_size":
+            ours[key] = _number(key, value, int)
+        elif key == "leader_lock":
+            ours[key] = _number(key, value, float)
+        else:  # rate_limit=<rate>/<burst>
+            rate, sep, burst = value.partition("/")
+            if not sep:
+                raise ConfigurationError(f"redis URL: rate_limit must be <rate>/<burst>, not {value!r}")
+            ours[key] = (_number(key, rate, float), _number(key, burst, int))
+    clean = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
+    return UrlOptions(url=clean, where=where, cluster=cluster, backend=ours)
+
+
+def _number(key: str, value: str, kind: type[int] | type[float]) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise ConfigurationError(f"redis URL: {key} must be a number, not {value!r}") from None
+
+
+def default_client_options() -> dict[str, Any]:
+    """Timeouts and reconnect policy of clients built from a URL.
+
+    A lost connection is retried by redis-py with a short exponential backoff (about 0.6 s in all);
+    past that the call raises :class:`~worker_core.errors.BackendUnavailableError`, and the TaskManager's
+    durable loop retries with its own, longer backoff. ``decode_responses`` stays off: payloads are bytes.
+    """
+    return {
+        "socket_timeout": 10.0,
+        "socket_connect_timeout": 5.0,
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+        "retry": Retry(ExponentialBackoff(cap=0.32, base=0.02), 5),
+    }
+
+
+def make_client(url: str, *, cluster: bool, options: dict[str, Any] | None = None) -> Any:
+    """A ``redis.asyncio`` client (``RedisCluster`` when ``cluster``) for ``url``; no connection is made."""
+    kwargs = {**default_client_options(), **(options or {})}
+    try:
+        if cluster:
+            from redis.asyncio.cluster import RedisCluster
+
+            kwargs.pop("health_check_interval", None)
+            return RedisCluster.from_url(url, **kwargs)
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(url, **kwargs)
+        # Build (not connect) one connection now: unknown query arguments fail here, not at first use.
+        client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+        return client
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"invalid redis URL options: {exc}") from None

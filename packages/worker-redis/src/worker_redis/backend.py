@@ -1,0 +1,451 @@
+"""``RedisDurableBackend``: go-worker's Redis durable backend (spec §5.3), batched, fenced and wakeable."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import secrets
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
+
+from redis import exceptions as rex
+from worker_core.durable.types import DurableTask, DurableTaskLease
+from worker_core.errors import ConfigurationError, DurableTaskExistsError, LeaseLostError, WorkerError
+
+from ._connect import make_client, parse_url
+from ._errors import redis_errors, translate
+from ._leader import LeaderLock
+from ._records import TASK_WIDTH, enqueue_args, now_ms, parse_leases
+from .keys import DEFAULT_PREFIX, DEFAULT_QUEUE, Keys, normalize_queue
+from .scripts import BackendScripts
+
+__all__ = ("WAKE_CAP", "RedisDurableBackend")
+
+logger = logging.getLogger(__name__)
+
+#: Wake-up tokens kept in ``P:wake`` at most (the admin scripts use the same cap).
+WAKE_CAP = 64
+_ENQUEUE_CHUNK = 500  # tasks per enqueue script call: keeps each call short, so Redis never stalls
+_ACK_CHUNK = 500  # leases per ack script call
+_MAX_BLOCK_S = 5.0  # longest single BLPOP, well under the client's socket timeout
+_DEFAULT_LEASE_S = 30.0
+_REDIS_ERRORS = (rex.RedisError, OSError, TimeoutError)
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+class RedisDurableBackend:
+    """Durable tasks in Redis with go-worker's key layout, so go-worker and this package share queues.
+
+    Args:
+        client: a ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster`` with
+            ``decode_responses=False`` (payloads are bytes). :meth:`from_url` builds one.
+        prefix: the deployment's key prefix; wrapped in a hash tag (``{go-worker}``) so that every key
+            of a script lives in one Cluster slot. A stray brace is a :class:`ConfigurationError`.
+        default_queue: the queue of tasks that name none (the TaskManager overrides it at start).
+        queue_weights: share of dequeues per queue (smooth weighted round robin, effective on every
+            dequeue call, not only inside one batch as in go-worker); a missing queue weighs 1.
+        batch_size: go-worker's scan window: due (and expired) entries one queue inspects per call.
+        global_rate_limit: ``(rate per second, burst)``: a cluster-wide token bucket shared by every node
+            (go-worker's key ``<prefix>:global_rate``); tokens are spent only on tasks actually leased.
+        leader_lock: seconds; when set, only the node holding the lock ``<prefix>:leader`` dequeues. The
+            lock is renewed by a background task every third of this, independently of dequeue calls.
+        where: how errors name the server (``redis at host:port``); never includes a password.
+
+    Every state change is one Lua script (``worker_redis/lua``). A lease carries a fencing token:
+    ``ack``/``nack``/``fail``/``extend``/``release`` of a lease that expired and was handed out again
+    raise :class:`~worker_core.errors.LeaseLostError` and change nothing.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        default_queue: str = DEFAULT_QUEUE,
+        queue_weights: Mapping[str, int] | None = None,
+        batch_size: int = 50,
+        global_rate_limit: tuple[float, int] | None = None,
+        leader_lock: float | None = None,
+        where: str = "redis",
+    ) -> None:
+        if client is None:
+            raise ConfigurationError("redis client is required")
+        if not isinstance(prefix, str):
+            raise ConfigurationError("redis prefix must be a string")
+        self.keys = Keys.for_prefix(prefix)
+        if not _positive_int(batch_size):
+            raise ConfigurationError(f"batch_size must be a positive int, not {batch_size!r}")
+        self._batch = batch_size
+        self._rate: tuple[float, int] | None = None
+        if global_rate_limit is not None:
+            rate, burst = global_rate_limit
+            if not (rate > 0 and math.isfinite(rate)) or int(burst) <= 0:
+                raise ConfigurationError(f"global_rate_limit needs rate > 0 and burst >= 1, not {global_rate_limit!r}")
+            self._rate = (float(rate), int(burst))
+            self._rate_ttl_ms = max(int(2 * self._rate[1] / self._rate[0] * 1000), 1000)
+        if leader_lock is not None and not (leader_lock > 0 and math.isfinite(leader_lock)):
+            raise ConfigurationError(f"leader_lock must be a positive number of seconds, not {leader_lock!r}")
+        self.where = where
+        self.owner = str(uuid.uuid4())
+        self._default_queue = DEFAULT_QUEUE
+        self._weights: dict[str, int] = {}
+        self.configure_queues(default_queue, queue_weights or {})
+        self._p = self.keys.prefix + ":"
+        self._leader = LeaderLock(self._leader_call, leader_lock) if leader_lock else None
+        self._next_ms = -1
+        self._acks: list[tuple[DurableTaskLease, asyncio.Future[None]]] = []
+        self._ack_task: asyncio.Task[None] | None = None
+        self._owns_client = False
+        self._auto_cluster = False
+        self._url = ""
+        self._client_options: dict[str, Any] = {}
+        self._connected = False
+        self._connect_lock: asyncio.Lock | None = None
+        self._bind(client)
+
+    def _bind(self, client: Any) -> None:
+        self.client = client
+        self._s = BackendScripts.bind(client)
+        k = self.keys
+        self._enqueue_keys = (k.queues, k.wake)
+        self._dequeue_keys = (k.queues, k.paused, k.paused_queues)
+        self._ack_keys = (k.queues,)
+        self._wake_keys = (k.wake,)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """A backend for ``redis://`` or ``rediss://`` ``url``; connects lazily (see :meth:`connect`).
+
+        User, password and TLS come from the URL (``rediss://user:pass@host:6380/0``). The query may set
+        ``prefix``, ``default_queue``, ``batch_size``, ``rate_limit=<rate>/<burst>``, ``leader_lock``
+        (seconds) and ``cluster=1|0`` (absent: a Cluster node is detected at connect); other query
+        arguments go to redis-py. Keyword ``options`` win over the query; ``client_options`` (a dict)
+        goes to redis-py's ``from_url``.
+
+        Raises:
+            ConfigurationError: bad URL, bad option or prefix. No connection is made here.
+        """
+        parsed = parse_url(url)
+        client_options = dict(options.pop("client_options", None) or {})
+        cluster = options.pop("cluster", parsed.cluster)
+        kwargs = {**parsed.backend, **options}
+        if "rate_limit" in kwargs:
+            kwargs["global_rate_limit"] = kwargs.pop("rate_limit")
+        client = make_client(parsed.url, cluster=bool(cluster), options=client_options)
+        try:
+            backend = cls(client, where=parsed.where, **kwargs)
+        except TypeError as exc:
+            raise ConfigurationError(f"RedisDurableBackend: {exc}") from None
+        backend._owns_client = True
+        backend._auto_cluster = cluster is None
+        backend._url = parsed.url
+        backend._client_options = client_options
+        return backend
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    async def connect(self) -> None:
+        """Check the server once: it answers, the credentials work, it is Redis (a Cluster node is followed).
+
+        Every operation calls this first, so calling it is optional; call it at start to fail early.
+
+        Raises:
+            ConfigurationError: wrong password or ACL, or the server does not speak Redis.
+            BackendUnavailableError: the server cannot be reached.
+        """
+        if self._connected:
+            return
+        if self._connect_lock is None:
+            self._connect_lock = asyncio.Lock()
+        async with self._connect_lock:
+            if self.is_connected:  # another caller connected while this one waited for the lock
+                return
+            with redis_errors(self.where):
+                await self.client.ping()
+                if self._auto_cluster and int((await self.client.info("cluster")).get("cluster_enabled", 0)):
+                    # A Cluster node given as a plain URL: talk to the whole cluster instead.
+                    old = self.client
+                    self._bind(make_client(self._url, cluster=True, options=self._client_options))
+                    await old.aclose()
+                    await self.client.ping()
+            self._connected = True
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether :meth:`connect` succeeded (and :meth:`aclose` was not called since)."""
+        return self._connected
+
+    async def aclose(self) -> None:
+        """Flush pending acks, give up the leader lock, close the client when this backend built it."""
+        if self._ack_task is not None:
+            with contextlib.suppress(Exception):
+                await self._ack_task
+        if self._leader is not None:
+            await self._leader.close()
+        if self._owns_client:
+            with contextlib.suppress(*_REDIS_ERRORS):
+                await self.client.aclose()
+        self._connected = False
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def configure_queues(self, default_queue: str, weights: Mapping[str, int]) -> None:
+        """Use ``default_queue`` for tasks without a queue and ``weights`` to share dequeues among queues."""
+        clean: dict[str, int] = {}
+        for name, weight in weights.items():
+            if not _positive_int(weight):
+                raise ConfigurationError(f"queue weight of {name!r} must be a positive int, not {weight!r}")
+            clean[normalize_queue(name, default_queue)] = weight
+        self._default_queue = normalize_queue(default_queue)
+        self._weights = clean
+        self._wrr: dict[str, int] = dict.fromkeys(clean, 0)
+
+    # -- enqueue -----------------------------------------------------------------------------------
+    async def enqueue(self, task: DurableTask) -> None:
+        """Store ``task``, ready at ``run_at`` or now; wakes an idle worker.
+
+        Raises:
+            DurableTaskExistsError: a task with this id exists (ready, leased or dead-lettered).
+            InvalidTaskError: no id, no handler or no encoded payload.
+        """
+        if not self._connected:
+            await self.connect()
+        now = now_ms()
+        args: list[Any] = [self._p, now, WAKE_CAP]
+        enqueue_args(task, self._default_queue, now, args)
+        try:
+            result = await self._s.enqueue(self._enqueue_keys, args)
+        except _REDIS_ERRORS as exc:
+            raise translate(exc, self.where) from exc
+        if not result[0]:
+            raise DurableTaskExistsError(f"durable task {task.id} already exists")
+
+    async def enqueue_many(self, tasks: Sequence[DurableTask]) -> None:
+        """Store many tasks with one script call per 500 (one round trip each).
+
+        Every task is validated before anything is written. Duplicates are skipped and reported at the end.
+
+        Raises:
+            DurableTaskExistsError: some ids already existed (named in the message); the others were stored.
+            InvalidTaskError: a task has no id, handler or encoded payload (nothing was stored).
+        """
+        if not tasks:
+            return
+        if not self._connected:
+            await self.connect()
+        now = now_ms()
+        flat: list[Any] = []
+        for task in tasks:
+            enqueue_args(task, self._default_queue, now, flat)
+        duplicates: list[str] = []
+        step = _ENQUEUE_CHUNK * TASK_WIDTH
+        for start in range(0, len(flat), step):
+            chunk = flat[start : start + step]
+            try:
+                result = await self._s.enqueue(self._enqueue_keys, [self._p, now, WAKE_CAP, *chunk])
+            except _REDIS_ERRORS as exc:
+                raise translate(exc, self.where) from exc
+            duplicates += [chunk[i * TASK_WIDTH] for i, ok in enumerate(result) if not ok]
+        if duplicates:
+            shown = ", ".join(duplicates[:10]) + (" ..." if len(duplicates) > 10 else "")
+            raise DurableTaskExistsError(f"{len(duplicates)} durable task(s) already exist: {shown}")
+
+    # -- dequeue -----------------------------------------------------------------------------------
+    async def dequeue(self, limit: int, lease: float) -> list[DurableTaskLease]:
+        """Lease up to ``limit`` due tasks for ``lease`` seconds, in one script call.
+
+        Honours the global pause and paused queues, queue weights, priority then weight; requeues expired
+        leases of every queue first and drops orphaned ids. Empty when the leader lock is held elsewhere
+        or the global rate limit has no token.
+        """
+        if not self._connected:
+            await self.connect()
+        limit = max(1, int(limit))
+        lease_ms = max(1, int((lease if lease > 0 else _DEFAULT_LEASE_S) * 1000))
+        if self._leader is not None and not await self._leader.held():
+            return []
+        granted = limit
+        if self._rate is not None:
+            granted = await self._rate_call(limit)
+            if granted <= 0:
+                return []
+        now = now_ms()
+        args: list[Any] = [self._p, now, lease_ms, granted, self._batch, self._default_queue, secrets.token_hex(6)]
+        weights = self._weights
+        for name, current in self._wrr.items():
+            args += (name, weights.get(name, 1), current)
+        try:
+            flat, next_ms, wrr = await self._s.dequeue(self._dequeue_keys, args)
+        except _REDIS_ERRORS as exc:
+            if self._rate is not None:
+                with contextlib.suppress(WorkerError):
+                    await self._rate_call(-granted)
+            raise translate(exc, self.where) from exc
+        self._next_ms = int(next_ms)
+        if wrr:
+            self._wrr = {wrr[i].decode(): int(wrr[i + 1]) for i in range(0, len(wrr), 2)}
+        leases, bad = parse_leases(flat, lease_ms, now)
+        for poison in bad:
+            with contextlib.suppress(WorkerError):
+                await self.fail(poison, f"task id {poison.lease_id!r} is not a UUID")
+        if self._rate is not None and len(leases) < granted:
+            with contextlib.suppress(WorkerError):
+                await self._rate_call(len(leases) - granted)
+        return leases
+
+    async def wait_for_work(self, max_wait: float) -> None:
+        """Block until work may be ready, or ``max_wait`` seconds at most (one BLPOP on ``P:wake``).
+
+        Returns early when an enqueue, nack, release or replay pushes a wake-up token, or when the next
+        delayed task or the earliest lease expiry seen by the last dequeue is due.
+        """
+        timeout = min(max_wait, _MAX_BLOCK_S)
+        if self._next_ms >= 0:
+            timeout = min(timeout, (self._next_ms - now_ms()) / 1000)
+        if timeout < 0.002:
+            return  # work is (nearly) due now; BLPOP's 0 would block forever
+        if not self._connected:
+            await self.connect()
+        try:
+            await self.client.blpop(self._wake_keys, timeout=round(timeout, 3))
+        except _REDIS_ERRORS as exc:
+            raise translate(exc, self.where) from exc
+
+    # -- settle ------------------------------------------------------------------------------------
+    async def ack(self, lease: DurableTaskLease) -> None:
+        """The task succeeded: delete it. Concurrent acks share one script call.
+
+        Raises:
+            LeaseLostError: the lease expired and the task was handed out again (nothing changed).
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._acks.append((lease, future))
+        if self._ack_task is None:
+            self._ack_task = asyncio.get_running_loop().create_task(self._flush_acks(), name="worker-redis-acks")
+        await future
+
+    async def _flush_acks(self) -> None:
+        try:
+            while self._acks:
+                batch = self._acks[:_ACK_CHUNK]
+                del self._acks[:_ACK_CHUNK]
+                args: list[Any] = [self._p]
+                for lease, _ in batch:
+                    args += (lease.lease_id, lease.task.queue, lease.token, lease.attempts)
+                try:
+                    if not self._connected:
+                        await self.connect()
+                    result = await self._s.ack(self._ack_keys, args)
+                except (*_REDIS_ERRORS, WorkerError) as exc:
+                    error = exc if isinstance(exc, WorkerError) else translate(exc, self.where)
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                for (lease, future), ok in zip(batch, result, strict=True):
+                    if future.done():
+                        continue
+                    if ok:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(LeaseLostError(f"lease of durable task {lease.lease_id} is lost"))
+        finally:
+            self._ack_task = None
+
+    async def nack(self, lease: DurableTaskLease, delay: float) -> None:
+        """Make the task ready again after ``delay`` seconds (attempts are kept).
+
+        Raises:
+            LeaseLostError: the lease expired and the task was handed out again (nothing changed).
+        """
+        now = now_ms()
+        queue = lease.task.queue
+        keys = (self.keys.processing(queue), self.keys.ready(queue), self.keys.task(lease.lease_id), self.keys.wake)
+        ready = now + max(0, int(delay * 1000))
+        await self._fenced(self._s.nack, keys, (lease.lease_id, lease.token, lease.attempts, ready, now, WAKE_CAP))
+
+    async def fail(self, lease: DurableTaskLease, error: str) -> None:
+        """Dead-letter the task with ``error`` as ``last_error`` (the hash is kept for replay).
+
+        Raises:
+            LeaseLostError: the lease expired and the task was handed out again (nothing changed).
+        """
+        queue = lease.task.queue
+        keys = (self.keys.processing(queue), self.keys.ready(queue), self.keys.dead, self.keys.task(lease.lease_id))
+        await self._fenced(self._s.fail, keys, (lease.lease_id, lease.token, lease.attempts, now_ms(), str(error)))
+
+    async def extend(self, lease: DurableTaskLease, duration: float) -> None:
+        """Push the lease's expiry to now + ``duration`` seconds (``<= 0``: 30 s, as go-worker).
+
+        Raises:
+            LeaseLostError: the lease is gone or was handed out again (nothing changed).
+        """
+        now = now_ms()
+        until = now + int((duration if duration > 0 else _DEFAULT_LEASE_S) * 1000)
+        keys = (self.keys.processing(lease.task.queue), self.keys.task(lease.lease_id))
+        await self._fenced(self._s.extend, keys, (lease.lease_id, lease.token, lease.attempts, until, now))
+        lease.expires_at = until / 1000
+
+    async def release(self, leases: Sequence[DurableTaskLease]) -> None:
+        """Hand leases back now (graceful shutdown): ready again in their place, the delivery not counted.
+
+        Leases already lost are skipped silently.
+        """
+        if not leases:
+            return
+        if not self._connected:
+            await self.connect()
+        args: list[Any] = [self._p, now_ms(), WAKE_CAP]
+        for lease in leases:
+            args += (lease.lease_id, lease.task.queue, lease.token, lease.attempts)
+        try:
+            await self._s.release(self._wake_keys, args)
+        except _REDIS_ERRORS as exc:
+            raise translate(exc, self.where) from exc
+
+    async def _fenced(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> None:
+        if not self._connected:
+            await self.connect()
+        try:
+            ok = await script(keys, args)
+        except _REDIS_ERRORS as exc:
+            raise translate(exc, self.where) from exc
+        if not ok:
+            raise LeaseLostError(f"lease of durable task {args[0]} is lost")
+
+    # -- coordination ------------------------------------------------------------------------------
+    async def _rate_call(self, requested: int) -> int:
+        assert self._rate is not None
+        rate, burst = self._rate
+        args = (now_ms(), repr(rate), burst, requested, self._rate_ttl_ms)
+        try:
+            return int(await self._s.global_rate((self.keys.global_rate,), args))
+        except _REDIS_ERRORS as exc:
+            raise translate(exc, self.where) from exc
+
+    async def _leader_call(self, ttl_ms: int) -> int:
+        if not self._connected:
+            await self.connect()
+        try:
+            return int(await self._s.leader((self.keys.leader,), (self.owner, ttl_ms)))
+        except _REDIS_ERRORS as exc:
+            raise translate(exc, self.where) from exc
+
+    async def is_leader(self) -> bool:
+        """Whether this backend holds the leader lock (always True without ``leader_lock``)."""
+        return True if self._leader is None else await self._leader.held()
+
+    def statistics(self) -> dict[str, Any]:
+        """Debugging figures: the smooth-WRR state, the next due time seen, pending acks."""
+        return {"wrr": dict(self._wrr), "next_ms": self._next_ms, "pending_acks": len(self._acks), "time": time.time()}

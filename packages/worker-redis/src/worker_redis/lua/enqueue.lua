@@ -1,0 +1,43 @@
+-- enqueue.lua: persist one or more tasks exactly as go-worker's enqueue script does (spec §5.3).
+--
+-- KEYS[1]  P:queues         SET   known queue names (also routes the call to the deployment's slot)
+-- KEYS[2]  P:wake           LIST  wake-up tokens for idle workers (ours, additive)
+-- ARGV[1]  "P:"             key prefix; task and ready keys are built from it (same hash tag, same slot)
+-- ARGV[2]  now_ms           updated_at_ms
+-- ARGV[3]  wake cap         the wake list is trimmed to this many tokens
+-- ARGV[4..] per task, 10 values: id, queue, ready_at_ms, handler, payload, priority, retries,
+--           retry_delay_ms, metadata (JSON object or ""), weight
+-- Touches: P:task:<id> (HSET), P:ready:<queue> (ZADD), queues (SADD), wake (LPUSH + LTRIM).
+-- A task whose hash already exists is left alone (go-worker: ErrDurableTaskAlreadyExists).
+-- Returns one integer per task: 1 enqueued, 0 duplicate.
+local p = ARGV[1]
+local now = ARGV[2]
+local out = {}
+local added = 0
+for i = 4, #ARGV, 10 do
+  local id = ARGV[i]
+  local tk = p .. 'task:' .. id
+  if redis.call('EXISTS', tk) == 1 then
+    out[#out + 1] = 0
+  else
+    local q = ARGV[i + 1]
+    redis.call('HSET', tk,
+      'handler', ARGV[i + 3], 'payload', ARGV[i + 4], 'priority', ARGV[i + 5], 'queue', q,
+      'weight', ARGV[i + 9], 'retries', ARGV[i + 6], 'retry_delay_ms', ARGV[i + 7], 'attempts', 0,
+      'ready_at_ms', ARGV[i + 2], 'updated_at_ms', now, 'metadata', ARGV[i + 8])
+    redis.call('SADD', KEYS[1], q)
+    redis.call('ZADD', p .. 'ready:' .. q, ARGV[i + 2], id)
+    out[#out + 1] = 1
+    added = added + 1
+  end
+end
+if added > 0 then
+  -- One token per task, so that as many idle workers wake as there is work; capped.
+  local cap = tonumber(ARGV[3])
+  local n = math.min(added, cap)
+  local tokens = {}
+  for j = 1, n do tokens[j] = '1' end
+  redis.call('LPUSH', KEYS[2], unpack(tokens))
+  redis.call('LTRIM', KEYS[2], 0, cap - 1)
+end
+return out

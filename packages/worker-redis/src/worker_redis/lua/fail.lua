@@ -1,0 +1,21 @@
+-- fail.lua: the task failed for good: dead-letter it with the reason (go-worker's fail, fenced).
+--
+-- KEYS[1]  P:processing:<queue>  ZSET
+-- KEYS[2]  P:ready:<queue>       ZSET
+-- KEYS[3]  P:dead                LIST  LPUSH: the newest failure is at the head
+-- KEYS[4]  P:task:<id>           HASH  kept (payload included) for replay
+-- ARGV[1]  id
+-- ARGV[2]  fencing token
+-- ARGV[3]  attempts              of the lease
+-- ARGV[4]  now_ms                failed_at_ms and updated_at_ms
+-- ARGV[5]  error text            last_error
+-- Touches: the four keys above.
+-- Returns 1, or 0 when the lease is lost (nothing changed).
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+local f = redis.call('HMGET', KEYS[4], 'lease_token', 'attempts')
+if f[1] ~= ARGV[2] or f[2] ~= ARGV[3] then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[4], 'last_error', ARGV[5], 'failed_at_ms', ARGV[4], 'updated_at_ms', ARGV[4])
+redis.call('LPUSH', KEYS[3], ARGV[1])
+return 1

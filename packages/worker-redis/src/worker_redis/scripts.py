@@ -1,0 +1,53 @@
+"""The backend's Lua scripts (``worker_redis/lua/*.lua``): read once, registered once per client.
+
+Each script is a redis-py ``AsyncScript``: it runs with ``EVALSHA`` and loads itself transparently
+(``SCRIPT LOAD``, on every primary of a cluster) when the server answers ``NOSCRIPT``, for example after
+a restart. :func:`script_source` and :func:`register` are reusable by other modules of the package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from redis.commands.core import AsyncScript
+
+__all__ = ("BACKEND_SCRIPTS", "BackendScripts", "register", "script_source")
+
+#: Scripts of the durable backend (file stems under ``worker_redis/lua``).
+BACKEND_SCRIPTS = ("enqueue", "dequeue", "ack", "nack", "fail", "extend", "release", "global_rate", "leader")
+
+
+@cache
+def script_source(name: str) -> str:
+    """Text of ``lua/<name>.lua`` shipped in the package (read once per process)."""
+    return (resources.files("worker_redis") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+
+
+def register(client: Any, name: str) -> AsyncScript:
+    """Bind ``lua/<name>.lua`` to ``client`` (``redis.asyncio.Redis`` or ``RedisCluster``); no I/O."""
+    script: AsyncScript = client.register_script(script_source(name))
+    return script
+
+
+@dataclass(frozen=True, slots=True)
+class BackendScripts:
+    """Every backend script bound to one client."""
+
+    enqueue: AsyncScript
+    dequeue: AsyncScript
+    ack: AsyncScript
+    nack: AsyncScript
+    fail: AsyncScript
+    extend: AsyncScript
+    release: AsyncScript
+    global_rate: AsyncScript
+    leader: AsyncScript
+
+    @classmethod
+    def bind(cls, client: Any) -> BackendScripts:
+        """Register every backend script on ``client``; no I/O happens here."""
+        return cls(**{name: register(client, name) for name in BACKEND_SCRIPTS})
