@@ -98,9 +98,10 @@ class ProtobufCodec:
 
     def __init__(self) -> None:
         self._message = _protobuf_message_class()
-        from google.protobuf.message import DecodeError, EncodeError
+        from google.protobuf.message import Error as ProtobufError
 
-        self._errors: tuple[type[Exception], ...] = (DecodeError, EncodeError, ValueError, TypeError)
+        # DecodeError and EncodeError derive from protobuf's Error; the pure-Python runtime may raise the others.
+        self._errors: tuple[type[Exception], ...] = (ProtobufError, ValueError, TypeError, RuntimeError)
 
     def encode(self, obj: Any) -> bytes:
         """Serialize a protobuf message (all required fields of proto2 messages must be set)."""

@@ -5,8 +5,10 @@ checked against. State lives in one process and dies with it; use it for tests, 
 jobs that may be lost on restart. Every method runs without awaiting in the middle, so within one event
 loop each operation is atomic: many consumers never hold the same task at once.
 
-Ordering: a dequeue visits the queues in weighted round robin (``queue_weights``; the starting queue
-rotates on every call) and takes up to ``weight`` tasks from each in turn until ``limit`` is reached.
+Ordering: dequeues share tasks among queues by weighted round robin (``queue_weights``, missing queues
+weigh 1): a queue keeps its turn until it has served ``weight`` tasks or has nothing due, and the turn
+carries over from one dequeue call to the next, so weights hold even when each call asks for one task
+(go-worker applies weights within one call only).
 Within a queue the due task with the lowest ``priority`` goes first, then the highest ``weight``, then
 the earliest ready time, then enqueue order.
 
@@ -18,6 +20,7 @@ out again or requeued by a later ``dequeue`` (expiry is applied lazily, as in go
 from __future__ import annotations
 
 import asyncio
+import bisect
 import heapq
 import itertools
 import secrets
@@ -125,7 +128,8 @@ class InMemoryDurableBackend:
         self._versions = itertools.count(1)
         self._tokens = itertools.count(1)
         self._nonce = secrets.token_hex(4)
-        self._rr = 0
+        self._rr_queue = ""  # the queue whose turn it is, and how many tasks it may still take
+        self._rr_credit = 0
         self._paused = False
         self._paused_queues: set[str] = set()
         self._wake: asyncio.Event | None = None
@@ -218,30 +222,34 @@ class InMemoryDurableBackend:
         self._requeue_expired(now)
         if self._paused:
             return []
-        names = sorted((set(self._queues) | {self._default_queue}) - self._paused_queues)
+        names = sorted(name for name in self._queues if name not in self._paused_queues)
         if not names:
             return []
-        start = self._rr % len(names)
-        self._rr += 1
-        order = names[start:] + names[:start]
+        # Weighted round robin that carries over between calls: the current queue keeps its turn until it has
+        # served `weight` tasks or runs dry, so weights hold even when every dequeue asks for one task.
+        index = bisect.bisect_left(names, self._rr_queue)
+        if index == len(names) or names[index] != self._rr_queue:
+            self._rr_credit = 0
+        index %= len(names)
         leases: list[DurableTaskLease] = []
-        while len(leases) < limit:
-            progressed = False
-            for name in order:
-                queue = self._queues.get(name)
-                if queue is None:
-                    continue
-                self._promote(queue, now)
-                for _ in range(self._weights.get(name, 1)):
-                    if len(leases) >= limit:
-                        break
-                    record = self._pop_due(queue)
-                    if record is None:
-                        break
-                    leases.append(self._lease(record, now, lease))
-                    progressed = True
-            if not progressed:
-                break
+        idle = 0  # queues visited in a row that had nothing due
+        while len(leases) < limit and idle < len(names):
+            name = names[index]
+            if self._rr_credit <= 0:
+                self._rr_credit = self._weights.get(name, 1)
+            queue = self._queues[name]
+            self._promote(queue, now)
+            record = self._pop_due(queue)
+            if record is None:
+                idle += 1
+                self._rr_credit = 0
+            else:
+                idle = 0
+                self._rr_credit -= 1
+                leases.append(self._lease(record, now, lease))
+            if self._rr_credit <= 0:
+                index = (index + 1) % len(names)
+        self._rr_queue = names[index]
         return leases
 
     async def ack(self, lease: DurableTaskLease) -> None:
