@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -42,6 +42,9 @@ class RecordingBackend:
         self.calls: list[tuple[Any, ...]] = []
         self.enqueued: list[DurableTask] = []
         self.dequeue_failures = dequeue_failures
+
+    def configure_queues(self, default_queue: str, weights: Mapping[str, int]) -> None:
+        self.inner.configure_queues(default_queue, weights)
 
     def count(self, op: str) -> int:
         return sum(1 for call in self.calls if call[0] == op)
