@@ -298,3 +298,14 @@ def test_a_provider_does_not_keep_the_manager_alive(
     gc.collect()
     assert gone() is None
     assert "tasks_running" not in collect(metric_reader)  # the callbacks still run, with no manager to read
+
+
+async def test_bad_arguments_are_configuration_errors(meter_provider: MeterProvider) -> None:
+    bad: Any = object()
+    with pytest.raises(ConfigurationError, match="TaskManager"):
+        set_meter_provider(bad, meter_provider)
+    tm = manager()
+    with pytest.raises(ConfigurationError, match="MeterProvider"):
+        set_meter_provider(tm, bad)
+    with pytest.raises(ConfigurationError, match="meter_name"):
+        set_meter_provider(tm, meter_provider, meter_name=bad)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -11,7 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from otel_helpers import manager
-from worker_core import Retry, Task, TaskContext, TaskStatus, TaskTracer
+from worker_core import ConfigurationError, Retry, Task, TaskContext, TaskStatus, TaskTracer
 from worker_otel import OTelTracer
 
 
@@ -186,3 +187,13 @@ async def test_a_traceparent_from_a_remote_producer_is_kept_without_a_current_sp
         assert span.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
         assert span.parent is not None
         assert span.parent.span_id == 0xB7AD6B7169203331
+
+
+def test_bad_tracer_arguments_are_configuration_errors() -> None:
+    bad: Any = object()
+    with pytest.raises(ConfigurationError, match="TracerProvider"):
+        OTelTracer(bad)
+    with pytest.raises(ConfigurationError, match="TextMapPropagator"):
+        OTelTracer(propagator=bad)
+    with pytest.raises(ConfigurationError, match="SpanKind"):
+        OTelTracer(span_kind=bad)

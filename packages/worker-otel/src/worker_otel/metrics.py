@@ -22,7 +22,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Final, final
 
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvider, Observation
-from worker_core import TaskStatus
+from worker_core import TaskManager, TaskStatus
 from worker_core.durable.types import DurableTask
 from worker_core.errors import ConfigurationError
 
@@ -30,7 +30,7 @@ from . import semconv
 from ._version import VERSION
 
 if TYPE_CHECKING:
-    from worker_core import Task, TaskManager
+    from worker_core import Task
 
 __all__ = ("set_meter_provider",)
 
@@ -243,9 +243,19 @@ def set_meter_provider(
             the histogram out and keeps the eight other instruments.
 
     Raises:
-        ConfigurationError: The provider failed to create an instrument; the previous provider, if
-            any, stays in place.
+        ConfigurationError: ``manager`` is not a ``TaskManager``, ``provider`` not a ``MeterProvider``,
+            or the provider failed to create an instrument; the previous provider, if any, stays in place.
     """
+    if not isinstance(manager, TaskManager):
+        raise ConfigurationError(f"manager must be a worker_core.TaskManager, got {type(manager).__name__}")
+    if provider is not None and not isinstance(provider, MeterProvider):
+        raise ConfigurationError(
+            f"provider must be an opentelemetry.metrics.MeterProvider or None, got {type(provider).__name__}"
+        )
+    name: object = meter_name
+    version: object = meter_version
+    if not isinstance(name, str) or not (version is None or isinstance(version, str)):
+        raise ConfigurationError("meter_name and meter_version must be str")
     with _BINDINGS_LOCK:
         binding: _MeterBinding | None = None
         if provider is not None:

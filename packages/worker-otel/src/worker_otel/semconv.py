@@ -37,7 +37,7 @@ __all__ = (
 DEFAULT_INSTRUMENTATION_NAME: Final = "worker_otel"
 
 # --- metrics (go-worker spec §7: same names, kinds and units) ----------------------------------------
-#: ObservableCounter: tasks accepted by ``register_task*`` (and durable registrations the manager reports).
+#: ObservableCounter: tasks accepted by ``register_task*`` and ``register_durable_task*``.
 METRIC_TASKS_SCHEDULED: Final = "tasks_scheduled_total"
 #: ObservableGauge: tasks executing right now (manager-wide, no attributes).
 METRIC_TASKS_RUNNING: Final = "tasks_running"

@@ -17,7 +17,7 @@ from opentelemetry import trace
 from opentelemetry.propagate import get_global_textmap
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from worker_core import Retry
+from worker_core import ConfigurationError, Retry
 
 from . import semconv
 from ._version import VERSION
@@ -83,6 +83,9 @@ class OTelTracer:
         tracer_version: Instrumentation scope version; this package's version when ``None``.
         span_kind: Kind of the attempt spans; ``CONSUMER``, since the task is work handed over by
             its producer and processed later.
+
+    Raises:
+        ConfigurationError: An argument of the wrong type.
     """
 
     __slots__ = ("_fields", "_fields_of", "_kind", "_propagator", "_tracer")
@@ -96,6 +99,15 @@ class OTelTracer:
         tracer_version: str | None = None,
         span_kind: SpanKind = SpanKind.CONSUMER,
     ) -> None:
+        if tracer_provider is not None and not isinstance(tracer_provider, trace.TracerProvider):
+            raise ConfigurationError(
+                f"tracer_provider must be an opentelemetry.trace.TracerProvider or None, "
+                f"got {type(tracer_provider).__name__}"
+            )
+        if propagator is not None and not isinstance(propagator, TextMapPropagator):
+            raise ConfigurationError(f"propagator must be a TextMapPropagator, got {type(propagator).__name__}")
+        if not isinstance(span_kind, SpanKind):
+            raise ConfigurationError(f"span_kind must be an opentelemetry.trace.SpanKind, got {span_kind!r}")
         version = VERSION if tracer_version is None else tracer_version
         self._tracer = trace.get_tracer(tracer_name, version, tracer_provider)
         self._propagator = propagator
