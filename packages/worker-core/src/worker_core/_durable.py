@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ._state import emit
 from .backoff import durable_retry_delay
 from .durable.types import DurableBackend, DurableTaskLease, ReleasableBackend, WakeableBackend
-from .errors import Abort, LeaseLostError, PayloadError, Retry, TaskCancelledError
+from .errors import Abort, InvalidTaskError, LeaseLostError, PayloadError, Retry, TaskCancelledError
 from .hooks import call_hook
 from .status import TaskStatus
 from .task import Task
@@ -75,6 +75,7 @@ class DurableRunner:
         self._capacity: asyncio.Future[None] | None = None
         self._leasing = False
         self._releasing = False
+        self._in_dequeue = False
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -86,12 +87,21 @@ class DurableRunner:
             self._renew_task = loop.create_task(self._renew_loop(), name="worker-core-durable-renewal")
 
     async def stop_leasing(self) -> None:
-        """Lease nothing more (graceful stop, first step)."""
+        """Lease nothing more (first step of both stops).
+
+        A dequeue in flight is let finish (up to the lease length) rather than cancelled: cancelled halfway,
+        a remote backend may have leased tasks that would then wait for their leases to expire.
+        """
         self._leasing = False
         loop_task, self._loop_task = self._loop_task, None
-        if loop_task is not None:
-            loop_task.cancel()
-            await asyncio.gather(loop_task, return_exceptions=True)
+        if loop_task is None:
+            return
+        if self._in_dequeue:
+            done, _ = await asyncio.wait({loop_task}, timeout=self._lease_s)
+            if done:
+                return
+        loop_task.cancel()
+        await asyncio.gather(loop_task, return_exceptions=True)
 
     async def running_done(self) -> None:
         """Wait until no leased task is running (graceful stop, after ``stop_leasing``)."""
@@ -148,20 +158,26 @@ class DurableRunner:
                 future = self._capacity = asyncio.get_running_loop().create_future()
                 await future
                 continue
+            self._in_dequeue = True
             try:
                 leases = await backend.dequeue(limit, self._lease_s)
             except Exception as exc:  # a backend error must never kill the loop
+                self._in_dequeue = False
                 failures += 1
                 delay = min(_BACKOFF_MAX_S, self._poll_s * 2 ** min(failures, 10))
                 logger.warning("durable dequeue failed (%s); retrying in %.2fs", type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 continue
+            self._in_dequeue = False
             failures = 0
             if not leases:
                 await self._idle()
                 continue
             for lease in leases:
-                await self._admit(lease)
+                try:
+                    await self._admit(lease)
+                except Exception:  # a bug must not stop the loop; the lease expires and redelivers
+                    logger.exception("durable task %s could not be admitted", lease.lease_id)
 
     async def _idle(self) -> None:
         backend = self.backend
@@ -186,6 +202,18 @@ class DurableRunner:
             await self._settle(lease, "fail", f"undecodable payload: {exc}")
             return
         engine = self._engine
+        try:
+            task = self._build(lease, fn, payload)
+        except InvalidTaskError as exc:
+            await self._settle(lease, "fail", f"invalid task record: {exc}")
+            return
+        engine._tasks[task._key] = task
+        self._held[task._key] = (task, lease)
+        engine._ready.push(task)
+        engine._wake_one()
+
+    def _build(self, lease: DurableTaskLease, fn: Callable[..., Any], payload: Any) -> Task:
+        record = lease.task
         task = Task(
             _bind(fn, payload),
             id=record.id if isinstance(record.id, uuid.UUID) else None,
@@ -201,13 +229,10 @@ class DurableRunner:
             lease.task.id = task.id
         task._lease = lease
         task._on_outcome = self._on_outcome
-        engine._prepare(task)
+        self._engine._prepare(task)
         task._attempt = max(0, lease.attempts - 1)  # ctx.attempt counts deliveries, across nodes
         task._status = TaskStatus.QUEUED
-        engine._tasks[task._key] = task
-        self._held[task._key] = (task, lease)
-        engine._ready.push(task)
-        engine._wake_one()
+        return task
 
     # ------------------------------------------------------------------------------------ outcomes
 
@@ -233,7 +258,9 @@ class DurableRunner:
                 await self._settle(lease, "fail", _reason(error))
                 await _await(engine._finish(task, status, None, error))
         finally:
-            self._held.pop(task._key, None)
+            held = self._held.get(task._key)
+            if held is not None and held[0] is task:  # a redelivered copy may hold the key by now
+                del self._held[task._key]
 
     async def _retry(self, task: Task, lease: DurableTaskLease, error: BaseException | None) -> None:
         engine = self._engine
