@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis_helpers import MakeBackend
+from worker_redis import RedisDurableBackend
+from worker_redis.testing import RedisServer, redis_server
+
+
+@pytest.fixture(scope="session")
+def redis_srv() -> Iterator[RedisServer]:
+    with redis_server() as srv:
+        yield srv
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def raw(redis_srv: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_srv.url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def make_backend(redis_srv: RedisServer, prefix: str) -> AsyncIterator[MakeBackend]:
+    made: list[RedisDurableBackend] = []
+
+    async def make(**options: Any) -> RedisDurableBackend:
+        options.setdefault("prefix", prefix)
+        backend = RedisDurableBackend.from_url(redis_srv.url, **options)
+        await backend.connect()
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        await backend.aclose()
