@@ -451,3 +451,46 @@ async def test_sync_handlers_and_ctx_attempt_counts_deliveries() -> None:
     assert result.result == "second delivery"
     assert attempts == [1, 2]
     assert backend.count("nack") == 1
+
+
+async def test_stop_graceful_hands_back_leases_of_tasks_it_will_not_start() -> None:
+    backend = RecordingBackend()
+    # One token every 2 s (burst 1): the second leased task waits for a token when the stop begins.
+    async with durable_manager(backend, send, max_workers=1, tasks_per_second=0.5) as tm:
+        with tm.subscribe_results(5) as results:
+            first = await tm.register_durable_task(DurableTask("email", Email("first"), priority=0))
+            second = await tm.register_durable_task(DurableTask("email", Email("second"), priority=1))
+            assert (await anext(results)).task.id == first
+            await until(lambda: tm.metrics().queue_depth == 1)
+    assert backend.count("release") == 1
+    state = backend.inner.get(second)
+    assert state is not None
+    assert state.state == "ready"
+    assert state.attempts == 0
+
+
+class MetadataTracer:
+    def __init__(self) -> None:
+        self.seen: list[str | None] = []
+
+    def inject(self, metadata: Any) -> None:
+        metadata["traceparent"] = "00-producer"
+
+    def start(self, task: Task, ctx: TaskContext) -> Any:
+        self.seen.append(ctx.metadata.get("traceparent"))
+        return self
+
+    def end(self, error: BaseException | None) -> None:
+        return None
+
+
+async def test_trace_context_travels_with_the_durable_record() -> None:
+    backend = RecordingBackend()
+    tracer = MetadataTracer()
+    async with durable_manager(backend, send) as tm:
+        tm.set_tracer(tracer)
+        with tm.subscribe_results(5) as results:
+            await tm.register_durable_task(DurableTask("email", Email("x"), metadata={"tenant": "a"}))
+            await anext(results)
+    assert backend.enqueued[0].metadata == {"tenant": "a", "traceparent": "00-producer"}
+    assert tracer.seen == ["00-producer"]
