@@ -304,3 +304,19 @@ def test_default_generic_registry_builds_durable_specs() -> None:
     registry = TypedHandlerRegistry()
     registry.add("refund", Refund, lambda ctx, p: p)
     assert isinstance(registry["refund"], DurableHandlerSpec)
+
+
+def test_any_annotation_registers_an_untyped_handler() -> None:
+    registry = TypedDurableRegistry()
+
+    @registry.handler("anything")
+    def anything(ctx: Any, payload: Any) -> Any:
+        return payload
+
+    registry.add("objects", object, lambda ctx, p: p)
+    for name in ("anything", "objects"):
+        handler = registry[name]
+        assert handler.payload_type is None
+        codec = default_codec_for(handler)
+        assert handler.fn(None, codec.decode(b'{"a": [1, 2]}', handler)) == {"a": [1, 2]}
+        assert handler.fn(None, 3) == 3

@@ -114,8 +114,8 @@ class TypedHandlerRegistry(Generic[SpecT]):
     def handler(self, name: str) -> Callable[[F], F]:
         """Decorator registering a function under ``name``; its payload type is its second parameter's annotation.
 
-        ``Optional[T]`` (``T | None``) lets the function receive ``None``. The decorated function is
-        returned unchanged.
+        ``Optional[T]`` (``T | None``) lets the function receive ``None``; ``Any`` or ``object`` registers
+        an untyped handler (plain data, no check). The decorated function is returned unchanged.
         """
 
         def register(fn: F) -> F:
@@ -169,6 +169,10 @@ class TypedHandlerRegistry(Generic[SpecT]):
             raise HandlerRegistrationError(f"handler {name!r}: fn is not callable")
         if make is not None and not callable(make):
             raise HandlerRegistrationError(f"handler {name!r}: make is not callable")
+        if payload_type is Any or payload_type is object:
+            # Untyped: the codec decodes plain data and any payload reaches fn.
+            self._specs[name] = self._factory(make, fn, payload_type=None)
+            return
         check_type = _runtime_type(payload_type)
         if check_type is None:
             raise HandlerRegistrationError(f"handler {name!r}: payload type must be a class, got {payload_type!r}")
