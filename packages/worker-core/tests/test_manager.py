@@ -539,3 +539,48 @@ async def test_async_context_manager_stops_now_when_the_body_raises() -> None:
     with pytest.raises(RuntimeError, match="body"):
         await body()
     assert task.status is TaskStatus.CANCELLED
+
+
+async def test_execute_task_runs_a_task_waiting_in_backoff_at_once() -> None:
+    async def fail_first(ctx: TaskContext) -> int:
+        if ctx.attempt == 1:
+            raise RuntimeError("first")
+        return ctx.attempt
+
+    async with manager(retry_delay=60.0) as tm:
+        task = Task(fail_first, retries=1)
+        await tm.register_task(task)
+        await until(lambda: task.status is TaskStatus.RETRYING)
+        assert await tm.execute_task(task.id) == 2
+        assert task.status is TaskStatus.COMPLETED
+
+
+async def test_cancel_all_cancels_every_unfinished_task() -> None:
+    async def hang(ctx: TaskContext) -> None:
+        await asyncio.Event().wait()
+
+    async with manager(max_workers=1) as tm:
+        done = Task(noop)
+        await tm.register_task(done)
+        await tm.wait(10)
+        running, queued, delayed = Task(hang), Task(hang), Task(hang)
+        await tm.register_tasks(running, queued)
+        await tm.register_task_after(delayed, 60)
+        await until(lambda: tm.metrics().running == 1)  # one of the two (equal priority: id order)
+        await tm.cancel_all()
+        await tm.wait(10)
+    assert done.status is TaskStatus.COMPLETED
+    assert {running.status, queued.status, delayed.status} == {TaskStatus.CANCELLED}
+
+
+async def test_tasks_registered_before_start_run_once_started() -> None:
+    tm = manager()
+    early = Task(noop)
+    delayed = Task(noop)
+    await tm.register_task(early)
+    await tm.register_task_after(delayed, 0.01)
+    assert early.status is TaskStatus.QUEUED
+    async with tm:
+        await tm.wait(10)
+    assert early.status is TaskStatus.COMPLETED
+    assert delayed.status is TaskStatus.COMPLETED
