@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from redis import exceptions as rex
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from worker_core.errors import ConfigurationError
@@ -81,6 +82,26 @@ def _number(key: str, value: str, kind: type[int] | type[float]) -> Any:
         raise ConfigurationError(f"redis URL: {key} must be a number, not {value!r}") from None
 
 
+class _Fatal(Exception):
+    """Carries an error that retrying cannot fix through redis-py's retry loop."""
+
+
+class _Retry(Retry):
+    """redis-py's retry, except for wrong credentials (an ``AuthenticationError`` is a ``ConnectionError``)."""
+
+    async def call_with_retry(self, do: Any, fail: Any, *args: Any, **kwargs: Any) -> Any:
+        async def guarded() -> Any:
+            try:
+                return await do()
+            except (rex.AuthenticationError, rex.AuthorizationError) as exc:
+                raise _Fatal(exc) from exc
+
+        try:
+            return await super().call_with_retry(guarded, fail, *args, **kwargs)
+        except _Fatal as fatal:
+            raise fatal.args[0] from None
+
+
 def default_client_options() -> dict[str, Any]:
     """Timeouts and reconnect policy of clients built from a URL.
 
@@ -93,7 +114,7 @@ def default_client_options() -> dict[str, Any]:
         "socket_connect_timeout": 5.0,
         "socket_keepalive": True,
         "health_check_interval": 30,
-        "retry": Retry(ExponentialBackoff(cap=0.32, base=0.02), 5),
+        "retry": _Retry(ExponentialBackoff(cap=0.32, base=0.02), 5),
     }
 
 
