@@ -1,0 +1,27 @@
+"""worker-core's DurableBackendConformance suite against a real redis-server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from worker_core.testing import DurableBackendConformance
+from worker_redis import RedisDurableBackend
+from worker_redis.testing import RedisServer
+
+
+class TestRedisConformance(DurableBackendConformance):
+    @pytest.fixture
+    async def backend(self, redis_srv: RedisServer, prefix: str) -> AsyncIterator[RedisDurableBackend]:
+        backend = RedisDurableBackend.from_url(redis_srv.url, prefix=prefix)
+        await backend.connect()
+        yield backend
+        await backend.aclose()
+
+    async def dead_letters(self, backend: Any) -> Mapping[str, str]:
+        client: Redis = backend.client
+        ids = [raw.decode() for raw in await client.lrange(backend.keys.dead, 0, -1)]
+        errors = [await client.hget(backend.keys.task(task_id), "last_error") for task_id in ids]
+        return {task_id: (error or b"").decode() for task_id, error in zip(ids, errors, strict=True)}
