@@ -22,6 +22,10 @@ class TestRedisConformance(DurableBackendConformance):
 
     async def dead_letters(self, backend: Any) -> Mapping[str, str]:
         client: Redis = backend.client
-        ids = [bytes(raw).decode() for raw in await client.lrange(backend.keys.dead, 0, -1)]
+        ids = [_text(raw) for raw in await client.lrange(backend.keys.dead, 0, -1)]
         errors = [await client.hget(backend.keys.task(task_id), "last_error") for task_id in ids]
-        return {task_id: bytes(error or b"").decode() for task_id, error in zip(ids, errors, strict=True)}
+        return {task_id: _text(error or b"") for task_id, error in zip(ids, errors, strict=True)}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
