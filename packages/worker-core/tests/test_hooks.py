@@ -206,3 +206,20 @@ async def test_instrumentation_receives_every_event_until_removed() -> None:
         ("dropped", 1),  # the result is published before on_finish
         ("finish", TaskStatus.CANCELLED, False),
     ]
+
+
+async def test_retry_attempt_numbers_and_delays_follow_the_capped_retries() -> None:
+    seen: list[tuple[float, int]] = []
+
+    async def fail(ctx: TaskContext) -> None:
+        raise RuntimeError("again")
+
+    async with manager(max_retries=2, retry_delay=0.001) as tm:
+        tm.set_hooks(TaskHooks(on_retry=lambda task, delay, attempt: seen.append((delay, attempt))))
+        task = Task(fail, retries=10)  # capped to 2
+        await tm.register_task(task)
+        await tm.wait(10)
+    assert [attempt for _, attempt in seen] == [1, 2]
+    from worker_core import retry_jitter
+
+    assert [delay for delay, _ in seen] == [retry_jitter(0.001, task.id, 1), retry_jitter(0.002, task.id, 2)]

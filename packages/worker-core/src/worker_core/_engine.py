@@ -5,8 +5,11 @@ task from the ready queues only when it is free (there is no dispatch buffer), a
 gave it a token. An ``async`` task is awaited directly in the worker when no tracer is set (no extra
 asyncio task per attempt); a plain function runs in the manager's bounded thread pool.
 
-The durable loop plugs into the same pool through :meth:`Engine._submit` (see ``_durable.py``): a task
-with an ``_on_outcome`` callback gets the outcome of each attempt instead of the in-memory retry path.
+The seam the durable loop (``_durable.py``) uses: it pushes leased tasks into the same ready queues
+(``_ready.push`` + ``_wake_one``), so weights, priorities and the rate limiter apply; a task with an
+``_on_outcome`` callback gets the outcome of each attempt instead of the in-memory retry path; and
+``_capacity_hook`` is called whenever a worker frees up after a durable attempt, so the loop leases only
+what free workers can start (``_max_workers - len(_busy) - _ready.size``).
 """
 
 from __future__ import annotations
@@ -43,8 +46,6 @@ _COMPLETED = TaskStatus.COMPLETED
 _FAILED = TaskStatus.FAILED
 _CANCELLED = TaskStatus.CANCELLED
 _DEADLINE = TaskStatus.DEADLINE_EXCEEDED
-_INF = float("inf")
-_CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
 _YIELD_EVERY = 32  # a worker whose tasks never suspend still lets the loop breathe this often
 
 #: What one attempt ended with: (status it points to, result, error). ``COMPLETED`` means success,
@@ -297,8 +298,7 @@ class Engine(EngineState):
             await pending
 
     async def _schedule_retry(self, task: Task, error: BaseException | None) -> None:
-        retries = task.retries if task.retries is not None else self._max_retries
-        attempt = max(1, retries - task._retries_left + 1)
+        attempt = max(1, task._attempt)  # the attempt that just failed (go-worker: Retries - remaining + 1)
         task._retries_left -= 1
         base = task._backoff
         task._backoff = next_backoff(base)
