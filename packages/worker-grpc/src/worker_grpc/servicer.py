@@ -107,11 +107,13 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
         built = []
         for index, message in enumerate(request.tasks):
             try:
-                handler = _convert.handler_for(self._handlers, message.name)
-                key = message.idempotency_key.strip() if cache is not None else ""
-                sig = _signature(message) if key else b""
-                if cache is not None and key:
-                    cache.peek(key, sig)
+                handler = self._handlers.get(message.name) or _convert.handler_for(self._handlers, message.name)
+                key = message.idempotency_key.strip() if cache is not None and message.idempotency_key else ""
+                if key:
+                    sig = _signature(message)
+                    cache.peek(key, sig)  # type: ignore[union-attr]  # key is only set with a cache
+                else:
+                    sig = b""
                 built.append((_convert.build_task(handler, message), key, sig))
             except Exception as exc:
                 await _abort(context, exc, op, accepted=(), index=index)
