@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from core_helpers import manager
-from worker_core import ConfigurationError, Task, TaskContext, TaskHooks, TaskStatus
+from worker_core import ConfigurationError, Task, TaskContext, TaskHooks, TaskStatus, retry_jitter
 
 CURRENT_SPAN: contextvars.ContextVar[str] = contextvars.ContextVar("current_span", default="none")
 
@@ -220,6 +220,4 @@ async def test_retry_attempt_numbers_and_delays_follow_the_capped_retries() -> N
         await tm.register_task(task)
         await tm.wait(10)
     assert [attempt for _, attempt in seen] == [1, 2]
-    from worker_core import retry_jitter
-
     assert [delay for delay, _ in seen] == [retry_jitter(0.001, task.id, 1), retry_jitter(0.002, task.id, 2)]

@@ -579,7 +579,7 @@ async def test_tasks_registered_before_start_run_once_started() -> None:
     delayed = Task(noop)
     await tm.register_task(early)
     await tm.register_task_after(delayed, 0.01)
-    assert early.status is TaskStatus.QUEUED
+    assert tm.get_task(early.id).status is TaskStatus.QUEUED
     async with tm:
         await tm.wait(10)
     assert early.status is TaskStatus.COMPLETED
