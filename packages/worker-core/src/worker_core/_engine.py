@@ -30,7 +30,7 @@ from .backoff import next_backoff, retry_jitter
 from .errors import Abort, InvalidTaskError, QueueFullError, Retry, TaskCancelledError, TaskTimeoutError
 from .hooks import call_hook
 from .status import TaskStatus
-from .task import Result, Task, TaskContext
+from .task import Task, TaskContext
 
 if TYPE_CHECKING:
     from .protocols import TaskTracer
@@ -367,7 +367,7 @@ class Engine(EngineState):
             if latency > self._lat_max:
                 self._lat_max = latency
         if self._subscriptions:
-            self._publish(Result(task, status, result, error))
+            self._publish(task)  # the Result is built when a subscriber takes it (one object less per task)
         if self._i_finish:
             emit(self._i_finish, task, status, latency)
         hooks = self._hooks

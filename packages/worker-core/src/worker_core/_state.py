@@ -21,7 +21,7 @@ from ._ratelimit import TokenBucket
 from ._scheduler import DelayedHeap, ReadyScheduler
 from .hooks import TaskHooks
 from .status import TaskStatus
-from .task import Result, Task, TaskContext
+from .task import Task, TaskContext
 
 if TYPE_CHECKING:
     from .protocols import TaskTracer
@@ -155,11 +155,11 @@ class EngineState:
 
     # ------------------------------------------------------------------------------- results, retention
 
-    def _publish(self, result: Result) -> None:
+    def _publish(self, task: Task) -> None:
         drop_oldest = self._drop_oldest
         dropped = 0
         for subscription in self._subscriptions:
-            dropped += subscription._offer(result, drop_oldest)
+            dropped += subscription._offer(task, drop_oldest)
         if dropped:
             self._n_dropped += dropped
             if self._i_dropped:

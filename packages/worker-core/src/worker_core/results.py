@@ -9,7 +9,7 @@ from enum import StrEnum
 from types import TracebackType
 from typing import final
 
-from .task import Result
+from .task import Result, Task
 
 __all__ = ("DropPolicy", "ResultSubscription")
 
@@ -36,7 +36,8 @@ class ResultSubscription:
 
     def __init__(self, buffer: int, on_close: Callable[[ResultSubscription], None]) -> None:
         self._buffer = buffer
-        self._items: deque[Result] = deque()
+        # Finished tasks; each Result is built when taken (a task's outcome never changes once terminal).
+        self._items: deque[Task] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
         self._on_close = on_close
@@ -46,8 +47,8 @@ class ResultSubscription:
         """True once closed by :meth:`close` or by the manager stopping."""
         return self._closed
 
-    def _offer(self, result: Result, drop_oldest: bool) -> int:
-        """Buffer ``result``; return how many results were dropped (0 or 1)."""
+    def _offer(self, task: Task, drop_oldest: bool) -> int:
+        """Buffer the result of ``task``; return how many results were dropped (0 or 1)."""
         items = self._items
         dropped = 0
         if len(items) >= self._buffer:
@@ -55,7 +56,7 @@ class ResultSubscription:
                 return 1
             items.popleft()
             dropped = 1
-        items.append(result)
+        items.append(task)
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -85,7 +86,7 @@ class ResultSubscription:
     async def __anext__(self) -> Result:
         while True:
             if self._items:
-                return self._items.popleft()
+                return _result(self._items.popleft())
             if self._closed:
                 raise StopAsyncIteration
             waiter = self._waiter = asyncio.get_running_loop().create_future()
@@ -93,7 +94,7 @@ class ResultSubscription:
 
     def get_nowait(self) -> Result | None:
         """The next buffered result, or ``None`` when none is waiting."""
-        return self._items.popleft() if self._items else None
+        return _result(self._items.popleft()) if self._items else None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -113,3 +114,7 @@ class ResultSubscription:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _result(task: Task) -> Result:
+    return Result(task, task._status, task._result, task._error)  # type: ignore[arg-type]
