@@ -188,13 +188,11 @@ def enqueue(
 
 
 async def _enqueue(conn: Connection, task: DurableTask) -> None:
-    try:
-        from worker_redis import RedisDurableBackend  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:  # pragma: no cover - only with a worker-redis that predates the backend
-        raise fail("this worker-redis has no RedisDurableBackend; upgrade worker-redis") from None
+    from worker_redis import RedisDurableBackend  # lazy: only enqueue needs the backend
+
     client = conn.client()
     try:
-        backend = RedisDurableBackend(client, prefix=conn.prefix, default_queue=conn.default_queue)
+        backend = RedisDurableBackend(client, prefix=conn.prefix, default_queue=conn.default_queue, where=conn.where)
         await backend.enqueue(task)
     finally:
         await client.aclose()

@@ -67,7 +67,7 @@ def _backend(opts: WorkerOptions) -> Any:
     """The durable backend for ``--redis-url``: the URL itself, or a backend object when a prefix is set."""
     if opts.durable_url is None or opts.prefix is None:
         return opts.durable_url
-    from worker_redis import RedisDurableBackend  # type: ignore[attr-defined,unused-ignore]
+    from worker_redis import RedisDurableBackend
 
     return RedisDurableBackend.from_url(opts.durable_url, prefix=opts.prefix)
 
