@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ("RedisServer", "free_port", "redis_server")
+__all__ = ("RedisClusterServers", "RedisServer", "free_port", "redis_cluster", "redis_server")
 
 
 def free_port() -> int:
@@ -111,3 +111,78 @@ def redis_server(*args: str, password: str | None = None) -> Iterator[RedisServe
             yield server
         finally:
             server.stop()
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too."""
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+@dataclass
+class RedisClusterServers:
+    """The masters of a private Redis Cluster; ``url`` points at the first (redis-py discovers the rest)."""
+
+    servers: list[RedisServer]
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:<first port>/0``."""
+        return self.servers[0].url
+
+    @property
+    def ports(self) -> list[int]:
+        """The masters' ports."""
+        return [server.port for server in self.servers]
+
+
+@contextlib.contextmanager
+def redis_cluster(masters: int = 3, timeout: float = 30.0) -> Iterator[RedisClusterServers]:
+    """Run a private Redis Cluster of ``masters`` masters (no replicas) on loopback ports.
+
+    Needs ``redis-server`` and ``redis-cli`` (``redis-cli --cluster create`` assigns the slots).
+    """
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        raise RuntimeError("redis-cli is not on PATH (CI installs it with redis-server)")
+    with contextlib.ExitStack() as stack:
+        servers: list[RedisServer] = []
+        for _ in range(masters):
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="worker-redis-cluster-")))
+            server = RedisServer(
+                port=_cluster_port(),
+                directory=folder,
+                args=("--cluster-enabled", "yes", "--cluster-config-file", str(folder / "nodes.conf")),
+            )
+            server.start()
+            stack.callback(server.stop)
+            servers.append(server)
+        nodes = [f"127.0.0.1:{server.port}" for server in servers]
+        subprocess.run(
+            [cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=timeout,
+        )
+        deadline = time.monotonic() + timeout
+        for server in servers:
+            while True:
+                out = subprocess.run(
+                    [cli, "-p", str(server.port), "cluster", "info"], capture_output=True, text=True, check=False
+                ).stdout
+                if "cluster_state:ok" in out:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"cluster node {server.port} not ready within {timeout}s: {out[:200]}")
+                time.sleep(0.05)
+        yield RedisClusterServers(servers)
