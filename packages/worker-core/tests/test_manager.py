@@ -584,3 +584,19 @@ async def test_tasks_registered_before_start_run_once_started() -> None:
         await tm.wait(10)
     assert early.status is TaskStatus.COMPLETED
     assert delayed.status is TaskStatus.COMPLETED
+
+
+async def test_concurrent_stop_now_calls_all_return_after_the_workers_exited() -> None:
+    started = threading.Event()
+
+    def poll(ctx: TaskContext) -> None:
+        started.set()
+        ctx.cancelled.wait(10)
+
+    tm = manager()
+    await tm.start()
+    await tm.register_task(Task(poll))
+    await until(started.is_set)
+    await asyncio.gather(tm.stop_now(), tm.stop_now(), tm.stop_graceful())
+    assert tm.metrics().running == 0
+    assert not tm.running

@@ -145,6 +145,7 @@ class TaskManager(DurableApi, SettingsApi):
         if plugins is not None and not isinstance(plugins, Plugins):
             raise ConfigurationError("plugins must be a worker_core.Plugins")
         self._init_durable(settings, plugins)
+        self._stop_done: asyncio.Future[None] | None = None
 
     @classmethod
     def with_defaults(cls) -> Self:
@@ -232,8 +233,17 @@ class TaskManager(DurableApi, SettingsApi):
         """Cancel everything, and return once every worker (and worker thread) has exited; idempotent."""
         self._accepting = False
         if self._stopped:
+            if self._stop_done is not None:
+                await asyncio.shield(self._stop_done)  # a concurrent stop_now: return when it is done
             return
         self._stopped = self._closing = True
+        self._stop_done = asyncio.get_running_loop().create_future()
+        try:
+            await self._stop_everything()
+        finally:
+            self._stop_done.set_result(None)
+
+    async def _stop_everything(self) -> None:
         durable = self._durable
         if durable is not None:
             durable._releasing = True  # interrupted durable tasks are handed back, not dead-lettered
