@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import grpc
+import redis
+from click.testing import CliRunner
+from conftest import Ctl
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from worker_redis.testing import redis_server
+
+from workerctl import cli
 
 HERE = Path(__file__).parent
 
@@ -24,28 +38,95 @@ def run_worker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[s
 
 
 def test_an_app_that_cannot_be_imported_is_a_clear_exit_1() -> None:
-    proc = run_worker("no_such_module:app")
+    proc = run_worker("no_such_module:app")  # the real console script: exit code, stderr, no traceback
     assert proc.returncode == 1
     assert proc.stderr.strip() == (
         "Error: cannot import 'no_such_module' for no_such_module:app: ModuleNotFoundError: "
         "No module named 'no_such_module'"
     )
-    proc = run_worker("os:no_such_attribute")
-    assert (proc.returncode, proc.stderr.strip()) == (1, "Error: module 'os' has no attribute 'no_such_attribute'")
-    proc = run_worker("os:getcwd")
-    assert (proc.returncode, proc.stderr.strip()) == (1, "Error: os:getcwd returned str, not a TaskManager")
-    proc = run_worker("worker_app_broken:create_manager")
-    assert proc.returncode == 1
-    assert "ZeroDivisionError" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    for app, message in (
+        ("os:no_such_attribute", "Error: module 'os' has no attribute 'no_such_attribute'\n"),
+        ("os:getcwd", "Error: os:getcwd returned str, not a TaskManager\n"),
+        ("worker_app_broken:create_manager", "Error: cannot import 'worker_app_broken' for "
+         "worker_app_broken:create_manager: ZeroDivisionError: broken on import\n"),
+    ):  # fmt: skip
+        result = CliRunner().invoke(cli, ["worker", app], env={"WORKER_REDIS_URL": None})
+        assert (result.exit_code, result.stderr) == (1, message)
 
 
 def test_bad_app_spelling_and_options_are_usage_errors() -> None:
-    proc = run_worker("no-colon")
-    assert proc.returncode == 2
-    assert "is not module:attribute" in proc.stderr
-    proc = run_worker("os:getcwd", "--queue", "emails=zero")
-    assert proc.returncode == 2
-    assert "weight must be an integer >= 1" in proc.stderr
-    proc = run_worker("os:getcwd", "--redis-url", "http://localhost")
-    assert proc.returncode == 2
+    for args, message in (
+        (["no-colon"], "is not module:attribute"),
+        (["os:getcwd", "--queue", "emails=zero"], "weight must be an integer >= 1"),
+        (["os:getcwd", "--redis-url", "http://localhost"], "must start with redis:// or rediss://"),
+        (["os:getcwd", "-c", "0"], "0 is not in the range x>=1"),
+    ):
+        result = CliRunner().invoke(cli, ["worker", *args], env={"WORKER_REDIS_URL": None})
+        assert result.exit_code == 2, args
+        assert message in result.stderr, (args, result.stderr)
+
+
+def test_worker_runs_imported_tasks_serves_grpc_and_finishes_its_task_on_sigterm(ctl: Ctl, tmp_path: Path) -> None:
+    # Tasks enqueued on one Redis, exported, imported into another: the worker runs them there.
+    for name in ("a", "b", "c"):
+        ctl.ok("durable", "enqueue", "--handler", "record", "--payload", json.dumps({"name": name}), "--apply")
+    ctl.ok("durable", "enqueue", "--handler", "record", "--queue", "slow",
+           "--payload", json.dumps({"name": "slow", "slow": True}), "--apply")  # fmt: skip
+    snapshot = tmp_path / "snapshot.jsonl"
+    ctl.run("durable", "snapshot", "export", "--limit", "0", "--out", str(snapshot))
+    assert len(snapshot.read_text().splitlines()) == 4
+    out = tmp_path / "out"
+    out.mkdir()
+    with redis_server() as other:
+        target = Ctl(url=other.url, prefix=ctl.prefix, r=redis.Redis.from_url(other.url))
+        try:
+            assert target.ok("durable", "snapshot", "import", "--in", str(snapshot), "--apply").startswith("imported 4")
+            env = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_")}
+            env.update(WORKER_REDIS_URL=other.url, WORKER_REDIS_PREFIX=ctl.prefix, WORKER_TEST_OUT=str(out))
+            cmd = [sys.executable, "-m", "workerctl", "worker", "worker_app:create_manager", "-c", "2",
+                   "--queue", "default=2", "--queue", "slow", "--grpc-listen", "127.0.0.1:0"]  # fmt: skip
+            proc = subprocess.Popen(cmd, cwd=HERE, env=env, stderr=subprocess.PIPE, text=True)
+            try:
+                assert proc.stderr is not None
+                started = proc.stderr.readline()
+                assert "worker started: app=worker_app:create_manager" in started, started
+                assert "concurrency=2" in started
+                assert other.url.split("@")[-1].split("/")[2] in started  # host:port, never a password
+                port = int(started.split("grpc=127.0.0.1:")[1].split()[0])
+                assert grpc_health(port) == health_pb2.HealthCheckResponse.SERVING
+                eventually(lambda: all((out / f"done-{n}").exists() for n in "abc"))
+                eventually(lambda: (out / "started-slow").exists())
+                proc.send_signal(signal.SIGTERM)
+                assert "stopping gracefully" in proc.stderr.readline()
+                assert proc.poll() is None  # still running: the slow task has not finished
+                assert not (out / "done-slow").exists()
+                (out / "release").touch()
+                assert proc.wait(timeout=30) == 0
+                rest = proc.stderr.read()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                if proc.stderr is not None:
+                    proc.stderr.close()
+            assert (out / "done-slow").exists()
+            assert "Traceback" not in rest
+            assert target.ok("durable", "stats", "--json").count('"processing":0') == 2
+            assert json.loads(target.ok("durable", "stats", "--json"))["total_ready"] == 0
+            assert target.state().keys() <= {target.keys.queues.encode()}  # every task acked and deleted
+        finally:
+            target.r.close()
+
+
+def grpc_health(port: int) -> int:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub: Any = health_pb2_grpc.HealthStub(channel)  # the stubs do not type the RPC methods
+        reply = stub.Check(health_pb2.HealthCheckRequest(service="worker.v1.WorkerService"), timeout=10)
+        return int(reply.status)
+
+
+def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)

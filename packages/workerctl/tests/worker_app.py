@@ -1,0 +1,45 @@
+"""The app the `workerctl worker` tests run: a factory that builds a durable TaskManager.
+
+``record`` marks each task's start and end with files in ``$WORKER_TEST_OUT``; a task with ``"slow"``
+waits until the test creates the ``release`` file, so the test controls when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from worker_core import TaskManager
+from worker_core.durable.handlers import DurableHandlerSpec
+
+OUT = Path(os.environ.get("WORKER_TEST_OUT", "."))
+
+
+async def record(ctx: Any, payload: Any) -> str:
+    name = str(payload["name"])
+    (OUT / f"started-{name}").touch()
+    if payload.get("slow"):
+        while not (OUT / "release").exists():  # noqa: ASYNC110 - another process creates the gate file
+            await asyncio.sleep(0.02)
+    (OUT / f"done-{name}").touch()
+    return name
+
+
+#: What `--grpc-listen` serves (no in-memory handlers: the test only checks the server answers).
+grpc_handlers: dict[str, Any] = {}
+
+
+def create_manager(
+    *, durable_backend: Any, max_workers: int = 2, queue_weights: Mapping[str, int] | None = None
+) -> TaskManager:
+    return TaskManager(
+        max_workers=max_workers,
+        tasks_per_second=None,
+        queue_weights=queue_weights,
+        durable_backend=durable_backend,
+        durable_handlers={"record": DurableHandlerSpec(None, record)},
+        durable_lease=10.0,
+    )
