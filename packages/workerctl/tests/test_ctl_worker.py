@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,25 @@ def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
+
+
+def test_a_second_signal_stops_the_worker_now_and_loses_no_task(ctl: Ctl, tmp_path: Path) -> None:
+    tid = str(uuid.uuid4())
+    ctl.ok("durable", "enqueue", "--id", tid, "--handler", "record",
+           "--payload", json.dumps({"name": "stuck", "slow": True}), "--apply")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_")}
+    env.update(WORKER_REDIS_URL=ctl.url, WORKER_REDIS_PREFIX=ctl.prefix, WORKER_TEST_OUT=str(tmp_path))
+    cmd = [sys.executable, "-m", "workerctl", "worker", "worker_app:create_manager"]
+    with subprocess.Popen(cmd, cwd=HERE, env=env, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stderr is not None
+        assert "worker started" in proc.stderr.readline()
+        eventually(lambda: (tmp_path / "started-stuck").exists())
+        proc.send_signal(signal.SIGINT)
+        assert "stopping gracefully" in proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+        rest = proc.stderr.read()
+    assert "stopping now" in rest
+    assert "Traceback" not in rest
+    assert not (tmp_path / "done-stuck").exists()
+    assert ctl.json("durable", "get", "--id", tid)["status"] in ("ready", "processing")  # redelivered later
