@@ -1,0 +1,53 @@
+"""A worker process for the fault tests: a TaskManager on RedisDurableBackend that logs every attempt.
+
+Usage: ``python fault_worker.py URL PREFIX LOG_FILE LEASE_S WORK_MS WORKERS``. Each handler call appends
+``S <task id> <attempt> <epoch s>`` before working and ``D <task id> <attempt> <epoch s>`` after, flushed
+at once, so a SIGKILL loses nothing already written. SIGTERM stops the manager gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from typing import TextIO
+
+from worker_core import TaskContext, TaskManager
+from worker_core.durable import DurableHandlerSpec
+from worker_redis import RedisDurableBackend
+
+
+async def main(url: str, prefix: str, log: TextIO, lease: float, work_s: float, workers: int) -> None:
+    async def work(ctx: TaskContext, payload: object) -> None:
+        log.write(f"S {ctx.task_id} {ctx.attempt} {time.time():.4f}\n")
+        log.flush()
+        if work_s:
+            await asyncio.sleep(work_s)
+        log.write(f"D {ctx.task_id} {ctx.attempt} {time.time():.4f}\n")
+        log.flush()
+
+    backend = RedisDurableBackend.from_url(url, prefix=prefix)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    tm = TaskManager(
+        max_workers=workers,
+        tasks_per_second=None,
+        retry_delay=0.05,
+        durable_backend=backend,
+        durable_handlers={"work": DurableHandlerSpec(None, work)},
+        durable_codec="json",
+        durable_lease=lease,
+        durable_poll_interval=0.05,
+    )
+    async with tm:
+        log.write(f"READY {time.time():.4f}\n")
+        log.flush()
+        await stop.wait()
+    await backend.aclose()
+
+
+if __name__ == "__main__":
+    url_, prefix_, path, lease_, work_ms, workers_ = sys.argv[1:7]
+    with open(path, "a", encoding="utf-8") as out:
+        asyncio.run(main(url_, prefix_, out, float(lease_), float(work_ms) / 1000, int(workers_)))
