@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -42,6 +42,7 @@ class RecordingBackend:
         self.calls: list[tuple[Any, ...]] = []
         self.enqueued: list[DurableTask] = []
         self.dequeue_failures = dequeue_failures
+        self.after_dequeue: Callable[[], None] | None = None
 
     def configure_queues(self, default_queue: str, weights: Mapping[str, int]) -> None:
         self.inner.configure_queues(default_queue, weights)
@@ -65,6 +66,8 @@ class RecordingBackend:
         leases = await self.inner.dequeue(limit, lease)
         if leases:
             self.calls.append(("dequeue", limit, len(leases)))
+            if self.after_dequeue is not None:
+                self.after_dequeue()
         return leases
 
     async def ack(self, lease: DurableTaskLease) -> None:
@@ -455,18 +458,34 @@ async def test_sync_handlers_and_ctx_attempt_counts_deliveries() -> None:
 
 async def test_stop_graceful_hands_back_leases_of_tasks_it_will_not_start() -> None:
     backend = RecordingBackend()
-    # One token every 2 s (burst 1): the second leased task waits for a token when the stop begins.
-    async with durable_manager(backend, send, max_workers=1, tasks_per_second=0.5) as tm:
-        with tm.subscribe_results(5) as results:
-            first = await tm.register_durable_task(DurableTask("email", Email("first"), priority=0))
-            second = await tm.register_durable_task(DurableTask("email", Email("second"), priority=1))
-            assert (await anext(results)).task.id == first
-            await until(lambda: tm.metrics().queue_depth == 1)
+    tm = durable_manager(backend, send, max_workers=1)
+    # Right after the lease is taken, take the worker away: the leased task stays waiting in the queue.
+    backend.after_dequeue = lambda: tm.set_max_workers(0)
+    async with tm:
+        task_id = await tm.register_durable_task(DurableTask("email", Email("never started")))
+        await until(lambda: tm.metrics().queue_depth == 1)
+        assert tm.get_task(task_id).status is TaskStatus.QUEUED
     assert backend.count("release") == 1
-    state = backend.inner.get(second)
+    state = backend.inner.get(task_id)
     assert state is not None
     assert state.state == "ready"
-    assert state.attempts == 0
+    assert state.attempts == 0  # handed back without counting the delivery
+
+
+async def test_no_lease_is_taken_before_a_rate_limiter_token_is_there() -> None:
+    backend = RecordingBackend()
+    # One token every 10 s (burst 1): the first task takes the token, the second is not leased meanwhile.
+    async with durable_manager(backend, send, max_workers=1, tasks_per_second=0.1) as tm:
+        with tm.subscribe_results(5) as results:
+            await tm.register_durable_task(DurableTask("email", Email("first"), priority=0))
+            second = await tm.register_durable_task(DurableTask("email", Email("second"), priority=1))
+            await anext(results)
+            await asyncio.sleep(0.05)  # the loop runs a few times; nothing may be leased
+            state = backend.inner.get(second)
+            assert state is not None
+            assert state.state == "ready"
+            assert tm.metrics().queue_depth == 0
+    assert backend.count("release") == 0
 
 
 class MetadataTracer:

@@ -139,24 +139,33 @@ class DurableRunner:
 
     # ---------------------------------------------------------------------------------------- leasing
 
-    def _free_slots(self) -> int:
+    def _free_slots(self) -> tuple[int, float]:
+        """How many tasks could start now, and, when none can only for want of a token, how long until one."""
         engine = self._engine
         free = engine._max_workers - len(engine._busy) - engine._ready.size
+        if free <= 0:
+            return 0, 0.0
         limiter = engine._limiter
-        if limiter is not None and free > 0:
-            free = min(free, max(1, math.floor(limiter.tokens(asyncio.get_running_loop().time()))))
+        if limiter is not None:
+            tokens = limiter.tokens(asyncio.get_running_loop().time())
+            if tokens < 1.0:
+                return 0, (1.0 - tokens) / limiter.rate  # lease when it can start, not before
+            free = min(free, math.floor(tokens))
         if self._batch is not None:
             free = min(free, self._batch)
-        return free
+        return free, 0.0
 
     async def _lease_loop(self) -> None:
         failures = 0
         backend = self.backend
         while self._leasing:
-            limit = self._free_slots()
+            limit, token_wait = self._free_slots()
             if limit <= 0:
-                future = self._capacity = asyncio.get_running_loop().create_future()
-                await future
+                if token_wait > 0:
+                    await asyncio.sleep(token_wait)
+                else:
+                    future = self._capacity = asyncio.get_running_loop().create_future()
+                    await future
                 continue
             self._in_dequeue = True
             try:
