@@ -22,6 +22,7 @@ N_SYNC = int(20_000 * SCALE)
 N_QUEUED = int(1_000_000 * SCALE)
 N_LATENCY = int(2_000 * SCALE)
 WORKERS = 8
+ROUNDS = 3
 
 
 async def noop(ctx: TaskContext) -> None:
@@ -121,9 +122,15 @@ async def start_latency(n: int) -> tuple[float, float]:
 
 async def main() -> None:
     print(f"worker-core bench, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, scale {SCALE}")
-    raw = await raw_baseline(N_ASYNC)
-    managed = await manager_throughput(N_ASYNC, noop)
-    print(f"async no-op x{N_ASYNC}: TaskManager {managed:,.0f} tasks/s, raw asyncio {raw:,.0f} tasks/s")
+    # Interleaved rounds, best of each: other load on the machine hits both sides alike.
+    raws, manageds = [], []
+    for _ in range(ROUNDS):
+        raws.append(await raw_baseline(N_ASYNC))
+        manageds.append(await manager_throughput(N_ASYNC, noop))
+    raw, managed = max(raws), max(manageds)
+    print(
+        f"async no-op x{N_ASYNC} (best of {ROUNDS}): TaskManager {managed:,.0f} tasks/s, raw asyncio {raw:,.0f} tasks/s"
+    )
     print(f"  ratio TaskManager/raw = {managed / raw:.2f} (target >= 0.5)")
     sync = await manager_throughput(N_SYNC, noop_sync)
     print(f"sync no-op (thread pool) x{N_SYNC}: {sync:,.0f} tasks/s")
