@@ -218,3 +218,14 @@ async def test_health_and_reflection(served: Served) -> None:
         call.cancel()
         assert "worker.v1.WorkerService" in names
         assert "grpc.health.v1.Health" in names
+
+
+async def test_health_follows_the_manager(served: Served, manager: TaskManager) -> None:
+    async with channel(served.address) as aio_channel:
+        health: Any = health_pb2_grpc.HealthStub(aio_channel)  # typed for sync channels only
+        request = health_pb2.HealthCheckRequest(service="worker.v1.WorkerService")
+        assert (await health.Check(request)).status == health_pb2.HealthCheckResponse.SERVING
+        await manager.stop_now()
+        assert (await health.Check(request)).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        overall = health_pb2.HealthCheckRequest(service="")
+        assert (await health.Check(overall)).status == health_pb2.HealthCheckResponse.NOT_SERVING

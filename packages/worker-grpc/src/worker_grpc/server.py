@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from worker_core import TaskManager
 from worker_core.errors import ConfigurationError
 
 from ._proto.worker.v1 import worker_pb2_grpc as pb_grpc
@@ -18,15 +19,36 @@ from .idempotency import IdempotencyCache
 from .servicer import _DEFAULT_CACHE, SERVICE_NAME, WorkerServiceServicer, _Default
 from .tls import ServerTLS
 
-if TYPE_CHECKING:
-    from worker_core import TaskManager
-
 __all__ = ("DEFAULT_MAX_MESSAGE_BYTES", "serve", "server_port")
 
 #: gRPC's own default receive limit; a larger request is refused with ``RESOURCE_EXHAUSTED``.
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 _PORTS: weakref.WeakKeyDictionary[grpc.aio.Server, int] = weakref.WeakKeyDictionary()
+
+_HealthContext = grpc.aio.ServicerContext[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]
+
+
+class _ManagerHealth(health.aio.HealthServicer):
+    """Health that follows the manager: ``NOT_SERVING`` for good once the manager has stopped."""
+
+    def __init__(self, manager: TaskManager) -> None:
+        super().__init__()
+        self._manager = manager
+
+    async def _follow(self) -> None:
+        if not self._manager.running:
+            await self.enter_graceful_shutdown()  # a stopped manager does not restart
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: _HealthContext
+    ) -> health_pb2.HealthCheckResponse:
+        await self._follow()
+        return await super().Check(request, context)
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: _HealthContext) -> None:
+        await self._follow()
+        await super().Watch(request, context)
 
 
 async def serve(
@@ -44,8 +66,9 @@ async def serve(
     """Build, bind and start a ``grpc.aio.Server`` serving ``manager`` on ``address``.
 
     The server also answers ``grpc.health.v1.Health`` (``SERVING`` for ``""`` and
-    ``worker.v1.WorkerService``) and server reflection. Without ``tls`` it listens in plaintext;
-    with a :class:`~worker_grpc.ServerTLS` it speaks TLS only (mutual TLS when ``client_ca`` is set).
+    ``worker.v1.WorkerService``; ``NOT_SERVING`` once the manager has stopped) and server reflection.
+    Without ``tls`` it listens in plaintext; with a :class:`~worker_grpc.ServerTLS` it speaks TLS only
+    (mutual TLS when ``client_ca`` is set).
     Stop it with ``await server.stop(grace)``; the manager is yours to stop.
 
     Args:
@@ -70,7 +93,7 @@ async def serve(
         ]
     )
     pb_grpc.add_WorkerServiceServicer_to_server(servicer, server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = _ManagerHealth(manager)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     try:
