@@ -9,7 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
-from conftest import Ctl
+from ctl_helpers import Ctl
 from redis.asyncio import Redis
 from worker_redis import RedisDurableBackend
 

@@ -15,7 +15,7 @@ import sys
 import click
 import pytest
 from click.testing import CliRunner
-from conftest import Ctl
+from ctl_helpers import Ctl
 from worker_redis.testing import free_port, redis_server
 
 from workerctl import cli

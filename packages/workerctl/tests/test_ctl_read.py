@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from conftest import Ctl
+from ctl_helpers import Ctl
 
 
 def test_inspect_prints_go_lines_totals_and_ids(ctl: Ctl) -> None:

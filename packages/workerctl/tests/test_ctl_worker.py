@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 import redis
 from click.testing import CliRunner
-from conftest import Ctl
+from ctl_helpers import Ctl
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from worker_redis.testing import redis_server
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import Ctl
+from ctl_helpers import Ctl
 
 
 @pytest.mark.parametrize(
