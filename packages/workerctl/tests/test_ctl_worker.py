@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 import redis
+import trustme
 from click.testing import CliRunner
 from ctl_helpers import Ctl
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -153,3 +154,26 @@ def test_a_second_signal_stops_the_worker_now_and_loses_no_task(ctl: Ctl, tmp_pa
     assert "Traceback" not in rest
     assert not (tmp_path / "done-stuck").exists()
     assert ctl.json("durable", "get", "--id", tid)["status"] in ("ready", "processing")  # redelivered later
+
+
+def test_worker_serves_grpc_over_tls(ctl: Ctl, tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_")}
+    env.update(WORKER_REDIS_URL=ctl.url, WORKER_REDIS_PREFIX=ctl.prefix, WORKER_TEST_OUT=str(tmp_path))
+    cmd = [sys.executable, "-m", "workerctl", "worker", "worker_app:create_manager", "--grpc-listen", "127.0.0.1:0",
+           "--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem")]  # fmt: skip
+    with subprocess.Popen(cmd, cwd=HERE, env=env, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stderr is not None
+        started = proc.stderr.readline()
+        assert "(TLS)" in started, started
+        port = int(started.split("grpc=127.0.0.1:")[1].split()[0])
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca.cert_pem.bytes())
+        with grpc.secure_channel(f"127.0.0.1:{port}", credentials) as channel:
+            stub: Any = health_pb2_grpc.HealthStub(channel)
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
