@@ -100,7 +100,7 @@ async def test_task_fields_and_metadata_reach_the_task(client: WorkerClient, man
     task = manager.get_task(task_id)
     assert (task.name, task.description, task.priority, task.retries, task.retry_delay) == ("string", "d", 7, 2, 0.25)
     assert (task.queue, task.weight) == ("emails", 3)
-    assert task.metadata == {"source": "api", "queue": " emails ", "weight": "3", "correlation_id": "corr-1"}
+    assert task.metadata == {"source": "api", "correlation_id": "corr-1"}  # queue and weight became fields
     await finished(manager, task_id)
     assert (await client.get_task(task_id)).output == "hi"
 

@@ -101,13 +101,22 @@ def signature(message: Message) -> bytes:
 
 
 def build_task(handler: _Resolved, message: pb.Task) -> Task:
-    """An in-memory :class:`worker_core.Task` that calls ``handler.fn(ctx, payload)``."""
+    """An in-memory :class:`worker_core.Task` that calls ``handler.fn(ctx, payload)``.
+
+    The task's ``metadata`` holds the request's metadata other than ``queue`` and ``weight`` (those become
+    the task's fields), plus ``correlation_id``; ``None`` when nothing is left.
+    """
     # The hot path of RegisterTasks: each field is read once, and the defaults cost nothing.
-    payload = unpack(handler, message.payload) if message.HasField("payload") else None
+    if message.HasField("payload"):
+        payload = unpack(handler, message.payload)
+    else:
+        payload = handler.make() if handler.empty_if_missing else None
     queue, weight, metadata = "", 1, None
-    if message.metadata:
-        metadata = dict(message.metadata)
-        queue, weight = queue_and_weight(metadata)
+    wire_metadata = message.metadata
+    if wire_metadata:
+        queue, weight = queue_and_weight(wire_metadata)
+        if len(wire_metadata) > (QUEUE_KEY in wire_metadata) + (WEIGHT_KEY in wire_metadata):
+            metadata = {k: v for k, v in wire_metadata.items() if k != QUEUE_KEY and k != WEIGHT_KEY}
     correlation_id = message.correlation_id
     if correlation_id:
         metadata = metadata if metadata is not None else {}

@@ -75,6 +75,9 @@ class HandlerRegistry:
 
     def __init__(self) -> None:
         self._specs: dict[str, HandlerSpec[Any]] = {}
+        # name -> (the user's function, whether it accepts None): the servicer unpacks payloads into exactly
+        # the registered type, so it calls these directly, without the type-checking wrapper.
+        self._direct: dict[str, tuple[Callable[..., Any], bool]] = {}
 
     def handler(self, name: str) -> Callable[[F], F]:
         """Decorator registering ``fn`` under ``name``; the payload type comes from its annotation."""
@@ -110,6 +113,7 @@ class HandlerRegistry:
         if not callable(fn):
             raise HandlerRegistrationError(f"handler {name!r}: fn is not callable")
         self._specs[name] = HandlerSpec(payload_type, _typed(name, payload_type, fn, optional=optional))
+        self._direct[name] = (fn, optional)
 
 
 def _payload_annotation(fn: Callable[..., Any]) -> tuple[type[Message], bool]:
@@ -167,13 +171,18 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class _Resolved:
-    """A handler prepared once: the payload's full name and whether ``fn`` is a coroutine function."""
+    """A handler prepared once for the hot path.
+
+    It holds the payload's full name, whether ``fn`` is a coroutine function, and whether a missing payload
+    is passed as an empty message (typed handlers) rather than ``None``.
+    """
 
     name: str
     make: Callable[[], Message]
     fn: Callable[..., Any]
     full_name: str
     is_async: bool
+    empty_if_missing: bool = False
 
 
 def resolve_handlers(handlers: Handlers) -> dict[str, _Resolved]:
@@ -193,4 +202,8 @@ def resolve_handlers(handlers: Handlers) -> dict[str, _Resolved]:
         if not isinstance(sample, Message):
             raise HandlerRegistrationError(f"handler {name!r}: make() must return a protobuf message")
         resolved[name] = _Resolved(name, make, fn, sample.DESCRIPTOR.full_name, _is_async(fn))
+    if isinstance(handlers, HandlerRegistry):
+        for name, (fn, optional) in handlers._direct.items():
+            spec = resolved[name]
+            resolved[name] = _Resolved(name, spec.make, fn, spec.full_name, _is_async(fn), not optional)
     return resolved
