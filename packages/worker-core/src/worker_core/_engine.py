@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -212,7 +213,7 @@ class Engine(EngineState):
                         if _reason(task) is not None and me.cancelling():
                             me.uncancel()  # our own cancel of this worker: consumed here
                 else:
-                    inner = loop.create_task(self._traced(task, ctx, tracer), context=contextvars.copy_context())
+                    inner = _attempt_task(loop, self._traced(task, ctx, tracer), contextvars.copy_context())
                     task._runner = inner
                     try:
                         result = await inner
@@ -403,6 +404,23 @@ class Engine(EngineState):
                     future.set_result(None)
         if self._retention is not None:
             self._prune(task._completed_mono)
+
+
+if sys.version_info >= (3, 12):
+
+    def _attempt_task(
+        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], context: contextvars.Context
+    ) -> asyncio.Task[Any]:
+        """A traced attempt's own task, started eagerly: one that does not suspend costs no loop round trip."""
+        return asyncio.Task(coro, loop=loop, context=context, eager_start=True)
+
+else:
+
+    def _attempt_task(
+        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], context: contextvars.Context
+    ) -> asyncio.Task[Any]:
+        """A traced attempt's own task (Python 3.11 has no eager start)."""
+        return loop.create_task(coro, context=context)
 
 
 def _safe_start(tracer: TaskTracer, task: Task, ctx: TaskContext) -> Any:
