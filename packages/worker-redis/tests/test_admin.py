@@ -346,3 +346,12 @@ async def test_batches_span_several_script_calls_and_orphans_are_handled(admin: 
     assert (result.count, result.missing) == (1, ())
     assert await c.zscore(admin.keys.ready("default"), "orphan") is None
     assert not await c.exists(admin.keys.task("orphan"))
+
+
+async def test_dlq_pages_start_at_their_offset_and_are_bounded(admin: RedisAdmin) -> None:
+    ids = [await put(admin, state="dead") for _ in range(30)]
+    page = await admin.dlq(limit=5, offset=20)
+    assert [e.id for e in page.entries] == ids[::-1][20:25]
+    assert page.scanned == 5  # read from rank 20, not from the head
+    with pytest.raises(ConfigurationError, match="limit must be <= 1000"):
+        await admin.dlq(limit=1001)

@@ -23,8 +23,8 @@ def _age(ms: int) -> str:
 
 
 @dlq.command("list", context_settings=CONTEXT)
-@click.option("--limit", default=100, show_default=True, help="Entries to show.")
-@click.option("--offset", default=0, show_default=True, help="Entries to skip (after filtering).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True, help="Entries to show.")
+@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True, help="Entries to skip.")
 @click.option("--queue", default="", help="Only this queue.")
 @click.option("--handler", default="", help="Only this handler.")
 @click.option("--query", default="", help="Case-insensitive substring of the id, queue or handler.")
@@ -37,8 +37,6 @@ def dlq_list(limit: int, offset: int, queue: str, handler: str, query: str, as_j
     Example:
       workerctl durable dlq list --queue emails --query timeout
     """
-    if limit <= 0 or offset < 0:
-        raise click.UsageError("--limit must be > 0 and --offset >= 0")
     page = run_admin(
         conn, lambda admin: admin.dlq(limit=limit, offset=offset, queue=queue, handler=handler, query=query)
     )

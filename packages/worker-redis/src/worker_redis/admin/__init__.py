@@ -4,6 +4,7 @@
 >>> (await admin.overview()).total_ready  # doctest: +SKIP
 """
 
+from ._admin import DLQ_PAGE_LIMIT as DLQ_PAGE_LIMIT
 from ._admin import DLQ_SCAN_LIMIT as DLQ_SCAN_LIMIT
 from ._admin import RedisAdmin as RedisAdmin
 from ._ops import DEAD_COUNT_LIMIT as DEAD_COUNT_LIMIT
@@ -26,6 +27,7 @@ from ._records import rfc3339 as rfc3339
 
 __all__ = (
     "DEAD_COUNT_LIMIT",
+    "DLQ_PAGE_LIMIT",
     "DLQ_SCAN_LIMIT",
     "MAX_IDS",
     "SOURCES",

@@ -14,10 +14,13 @@ from ._moves import AdminMoves
 from ._ops import _WAKE_CAP, _s, now_ms
 from ._records import DLQEntry, DLQEntryDetail, DLQPage, SnapshotEntry, TaskRecord, TaskState
 
-__all__ = ("DLQ_SCAN_LIMIT", "RedisAdmin")
+__all__ = ("DLQ_PAGE_LIMIT", "DLQ_SCAN_LIMIT", "RedisAdmin")
 
 #: DLQ entries one filtered listing reads at most (go-worker refuses filters above 2,000 entries).
 DLQ_SCAN_LIMIT = 10_000
+#: Entries one DLQ page returns at most.
+DLQ_PAGE_LIMIT = 1000
+_PAGE_MAX = 500
 # Fields a dump or a DLQ listing needs: everything but the payload, which can be large.
 _RECORD_FIELDS = (
     "handler",
@@ -64,12 +67,14 @@ class RedisAdmin(AdminMoves):
     ) -> DLQPage:
         """A page of the DLQ, newest first, optionally filtered.
 
-        ``queue`` and ``handler`` match exactly; ``query`` is a case-insensitive substring of the id,
-        queue or handler. A filtered listing reads at most :data:`DLQ_SCAN_LIMIT` entries and says so
-        with ``truncated``.
+        ``limit`` is at most :data:`DLQ_PAGE_LIMIT`. ``queue`` and ``handler`` match exactly; ``query`` is
+        a case-insensitive substring of the id, queue or handler. A filtered listing reads at most
+        :data:`DLQ_SCAN_LIMIT` entries and says so with ``truncated``.
         """
         if limit <= 0:
             limit = 100
+        if limit > DLQ_PAGE_LIMIT:
+            raise ConfigurationError(f"limit must be <= {DLQ_PAGE_LIMIT}")
         if offset < 0:
             raise ConfigurationError("offset must be >= 0")
         needle = query.strip().lower()
@@ -80,13 +85,15 @@ class RedisAdmin(AdminMoves):
         matched = scanned = 0
         truncated = False
         total = await self.dlq_size()
-        async for task_id, _score, exists, values in self.page_entries("list", self.keys.dead, _RECORD_FIELDS):
+        # Unfiltered, the page starts at rank `offset`; filtered, the walk starts at the head.
+        start = 0 if filtered else offset
+        async for task_id, _score, exists, values in self.page_entries(
+            "list", self.keys.dead, _RECORD_FIELDS, page=min(_PAGE_MAX, max(limit, 50)), start=start
+        ):
             if filtered and scanned >= DLQ_SCAN_LIMIT:
                 truncated = True
                 break
             scanned += 1
-            if not filtered and scanned <= offset:
-                continue
             fields = dict(zip(_RECORD_FIELDS, values, strict=True)) if exists else {}
             record = TaskRecord.from_fields(task_id, TaskState.DEAD, fields, default_queue=self.default_queue)
             if want_queue and record.queue != want_queue:

@@ -222,17 +222,16 @@ class AdminOps:
 
     # -- paged reads -------------------------------------------------------------------------------
     async def page_entries(
-        self, kind: str, key: str, fields: Sequence[str] = (), *, page: int = _PAGE
+        self, kind: str, key: str, fields: Sequence[str] = (), *, page: int = _PAGE, start: int = 0
     ) -> AsyncIterator[tuple[str, int, bool, list[Any]]]:
         """Walk a ZSET (``kind="zset"``, by score) or the DLQ (``"list"``, newest first) in bounded pages.
 
         Yields ``(id, score, hash exists, values)``: ``values`` are the HMGET of ``fields`` or, with no
-        fields, the HGETALL pairs. The walk stops at the size the source had when it began, so a
-        source that keeps growing cannot keep it running.
+        fields, the HGETALL pairs. The walk begins at rank ``start`` and stops at the size the source
+        had when it began, so a source that keeps growing cannot keep it running.
         """
         with redis_errors(self.where):
             total = int(await (self.client.zcard(key) if kind == "zset" else self.client.llen(key)))
-            start = 0
             while start < total:
                 stop = min(start + page, total) - 1
                 raw = await self.scripts.page(keys=[key], args=[kind, start, stop, self.keys.task_prefix, *fields])
