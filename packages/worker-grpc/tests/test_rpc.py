@@ -229,3 +229,13 @@ async def test_health_follows_the_manager(served: Served, manager: TaskManager) 
         assert (await health.Check(request)).status == health_pb2.HealthCheckResponse.NOT_SERVING
         overall = health_pb2.HealthCheckRequest(service="")
         assert (await health.Check(overall)).status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_missing_payload_typed_handlers_get_an_empty_message_or_none(
+    client: WorkerClient, manager: TaskManager
+) -> None:
+    empty, none = await client.register_tasks([TaskRequest("create_user"), TaskRequest("string")])
+    await finished(manager, empty)
+    await finished(manager, none)
+    assert (await client.get_task(empty)).output == 'user_id: "id-"'  # CreateUserPayload(): username ""
+    assert (await client.get_task(none)).output == "ok"  # annotated `StringValue | None`: called with None
