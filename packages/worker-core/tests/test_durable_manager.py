@@ -7,6 +7,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -513,3 +514,61 @@ async def test_trace_context_travels_with_the_durable_record() -> None:
             await anext(results)
     assert backend.enqueued[0].metadata == {"tenant": "a", "traceparent": "00-producer"}
     assert tracer.seen == ["00-producer"]
+
+
+async def test_delayed_durable_registration_is_not_delivered_before_its_time() -> None:
+    backend = RecordingBackend()
+    async with durable_manager(backend, send) as tm:
+        with tm.subscribe_results(5) as results:
+            started = asyncio.get_running_loop().time()
+            later = await tm.register_durable_task_after(DurableTask("email", Email("after")), 0.1)
+            run_at = datetime.now(UTC) + timedelta(milliseconds=50)
+            at = await tm.register_durable_task_at(DurableTask("email", Email("at")), run_at.replace(tzinfo=None))
+            first, second = await anext(results), await anext(results)
+            elapsed = asyncio.get_running_loop().time() - started
+    assert [first.task.id, second.task.id] == [at, later]
+    assert elapsed >= 0.1 - 0.01
+    assert backend.enqueued[1].run_at is not None
+
+
+async def test_codec_by_name_and_protobuf_chosen_by_payload_type() -> None:
+    from google.protobuf.wrappers_pb2 import StringValue
+
+    backend = RecordingBackend()
+
+    async def shout(ctx: TaskContext, payload: StringValue) -> str:
+        return payload.value.upper()
+
+    handlers = {"email": email_spec(send), "shout": DurableHandlerSpec(StringValue, shout)}
+    async with durable_manager(backend, send, durable_handlers=handlers) as tm:
+        with tm.subscribe_results(5) as results:
+            await tm.register_durable_task(DurableTask("shout", StringValue(value="hi")))
+            assert (await anext(results)).result == "HI"
+    assert backend.enqueued[0].payload == StringValue(value="hi").SerializeToString()  # raw bytes, as Go
+
+    backend = RecordingBackend()
+    async with durable_manager(backend, send, durable_codec="msgpack") as tm:
+        with tm.subscribe_results(5) as results:
+            await tm.register_durable_task(DurableTask("email", Email("packed")))
+            assert (await anext(results)).result == "sent to packed"
+    assert backend.enqueued[0].payload == msgspec.msgpack.encode(Email("packed"))
+    with pytest.raises(ConfigurationError, match="unknown codec"):
+        await durable_manager(RecordingBackend(), send, durable_codec="pickle").register_durable_task(
+            DurableTask("email", Email("x"))
+        )
+
+
+async def test_typed_registry_as_durable_handlers() -> None:
+    from worker_core import TypedDurableRegistry
+
+    registry = TypedDurableRegistry()
+
+    @registry.handler("email")
+    async def typed(ctx: TaskContext, payload: Email) -> str:
+        return payload.to
+
+    backend = RecordingBackend()
+    async with durable_manager(backend, send, durable_handlers=registry) as tm:
+        with tm.subscribe_results(5) as results:
+            await tm.register_durable_task(DurableTask("email", Email("typed")))
+            assert (await anext(results)).result == "typed"

@@ -600,3 +600,18 @@ async def test_concurrent_stop_now_calls_all_return_after_the_workers_exited() -
     await asyncio.gather(tm.stop_now(), tm.stop_now(), tm.stop_graceful())
     assert tm.metrics().running == 0
     assert not tm.running
+
+
+async def test_metrics_latency_after_one_task() -> None:
+    async def short(ctx: TaskContext) -> None:
+        await asyncio.sleep(0.01)
+
+    async with manager() as tm:
+        await tm.register_task(Task(short))
+        await tm.wait(10)
+        metrics = tm.metrics()
+    assert metrics.latency_count == 1
+    assert metrics.latency_max >= 0.009
+    assert metrics.latency_total == metrics.latency_max
+    assert metrics.queue_depth == 0
+    assert (metrics.scheduled, metrics.completed, metrics.running) == (1, 1, 0)
