@@ -1,14 +1,16 @@
 """Durable tasks over gRPC: RegisterDurableTasks into a TaskManager with a durable backend.
 
-    uv run python examples/grpc_durable.py
+    uv run python examples/grpc_durable.py                                   # in-memory backend
+    uv run python examples/grpc_durable.py --redis-url redis://127.0.0.1:6379/0?prefix=demo
 
 One typed registry serves both sides: the manager runs the tasks with it, the server decodes the
-`Any` payloads with it. The in-memory backend keeps this self-contained; a Redis URL (worker-redis)
-makes the same tasks survive a restart and run on any node.
+`Any` payloads with it. The in-memory backend keeps this self-contained; with a Redis URL (worker-redis,
+found through the backend plugin) the same tasks survive a restart and run on any node.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 
 import worker_grpc
@@ -31,7 +33,10 @@ async def send_email(ctx: TaskContext, payload: SendEmailPayload) -> SendEmailRe
 
 
 async def main() -> None:
-    backend = InMemoryDurableBackend()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--redis-url", default="", help="a redis:// URL; the in-memory backend when omitted")
+    args = parser.parse_args()
+    backend: InMemoryDurableBackend | str = args.redis_url or InMemoryDurableBackend()
     async with TaskManager(
         max_workers=2,
         tasks_per_second=None,

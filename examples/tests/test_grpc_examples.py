@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from worker_redis.testing import redis_server
 
 EXAMPLES = Path(__file__).resolve().parent.parent
 # Loopback traffic must not go through a proxy set in the environment.
@@ -65,13 +66,23 @@ def test_grpc_server_refuses_a_wrong_token(server: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
+DURABLE_OUTPUT = [
+    "idempotent: True",
+    'ops: message_id: "msg-ops@example.com"',
+    'flaky: message_id: "msg-flaky@example.com"',
+    "flaky attempts: 2",
+    "refused: ALREADY_EXISTS",
+]
+
+
 def test_grpc_durable_example() -> None:
     done = run("grpc_durable.py")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [
-        "idempotent: True",
-        'ops: message_id: "msg-ops@example.com"',
-        'flaky: message_id: "msg-flaky@example.com"',
-        "flaky attempts: 2",
-        "refused: ALREADY_EXISTS",
-    ]
+    assert done.stdout.splitlines() == DURABLE_OUTPUT
+
+
+def test_grpc_durable_example_on_redis() -> None:
+    with redis_server() as redis:
+        done = run("grpc_durable.py", "--redis-url", f"{redis.url}?prefix=grpc-example")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == DURABLE_OUTPUT
