@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from ctl_helpers import Ctl
@@ -150,3 +151,17 @@ def test_snapshot_import_validates_every_line_first(ctl: Ctl) -> None:
     )
     assert ctl.ok("durable", "snapshot", "import", "--apply", input=good + "\n") == "imported 1 snapshot item(s)\n"
     assert ctl.ready_ids("q") == ["a"]
+
+
+def test_retry_all_of_a_large_dlq_and_too_many_explicit_ids(ctl: Ctl) -> None:
+    now = int(time.time() * 1000)
+    pipe = ctl.r.pipeline(transaction=False)
+    for i in range(1200):
+        pipe.hset(ctl.keys.task(f"d{i:04d}"), mapping={"handler": "h", "queue": "default", "failed_at_ms": now})
+        pipe.lpush(ctl.keys.dead, f"d{i:04d}")
+    pipe.execute()
+    assert ctl.ok("durable", "retry", "--source", "dlq", "--limit", "0", "--apply") == "requeued 1200 task(s)\n"
+    assert ctl.r.zcard(ctl.keys.ready("default")) == 1200
+    result = ctl.run("durable", "retry", "--id", ",".join(f"x{i}" for i in range(1001)), "--apply")
+    assert result.exit_code == 2
+    assert "too many task ids: 1001 (at most 1000)" in result.stderr

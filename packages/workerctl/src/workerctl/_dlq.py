@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import click
-from worker_redis.admin import MoveResult, RedisAdmin, rfc3339
+from worker_core.errors import ConfigurationError
+from worker_redis.admin import MAX_IDS, MoveResult, RedisAdmin, clean_ids, rfc3339
 
 from ._connection import Connection, connection_options, fail, run_admin
 from ._groups import CONTEXT, dlq
@@ -130,7 +131,10 @@ def dlq_replay(
     """
     if batch <= 0:
         batch = 100
-    wanted = [p.strip() for v in ids for p in v.split(",") if p.strip()]
+    try:
+        wanted = clean_ids(ids, max_ids=MAX_IDS)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--id'") from None
     if wanted and replay_all:
         raise click.UsageError("use only one of --id or --all")
 
@@ -138,7 +142,7 @@ def dlq_replay(
         if show_counts:
             click.echo(f"DLQ size before: {await admin.dlq_size()}")
         if not apply:
-            what = f"{len(set(wanted))} DLQ item(s)" if wanted else ("all DLQ items" if replay_all else None)
+            what = f"{len(wanted)} DLQ item(s)" if wanted else ("all DLQ items" if replay_all else None)
             click.echo(f"dry-run: use --apply to replay {what or f'up to {batch} DLQ item(s)'}")
             return None
         if wanted:

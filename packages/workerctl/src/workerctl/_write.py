@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import click
-from worker_redis.admin import MoveResult, RedisAdmin
+from worker_core.errors import ConfigurationError
+from worker_redis.admin import MAX_IDS, MoveResult, RedisAdmin, clean_ids
 
 from ._connection import Connection, connection_options, fail, run_admin
 from ._duration import DURATION
@@ -67,12 +68,10 @@ def resume(queue: str, apply: bool, conn: Connection) -> None:
 
 
 def _ids_from_flags(ids: Sequence[str]) -> list[str]:
-    out: dict[str, None] = {}
-    for value in ids:
-        for part in value.split(","):
-            if part.strip():
-                out[part.strip()] = None
-    return list(out)
+    try:
+        return clean_ids(ids, max_ids=MAX_IDS)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--id'") from None
 
 
 def _describe(n_ids: int, source: str | None, from_queue: str, limit: int, verb: str) -> str:

@@ -9,7 +9,7 @@ from worker_core.errors import ConfigurationError
 from worker_redis.keys import normalize_queue
 
 from ._errors import redis_errors
-from ._ops import _BATCH, _WAKE_CAP, AdminOps, _chunks, _s, clean_ids, now_ms
+from ._ops import _BATCH, _WAKE_CAP, MAX_IDS, AdminOps, _chunks, _s, clean_ids, now_ms
 from ._records import MoveResult, PurgeResult
 
 __all__ = ("AdminMoves",)
@@ -79,7 +79,7 @@ class AdminMoves(AdminOps):
 
     async def replay_dlq_ids(self, ids: Iterable[str], *, reset_attempts: bool = False) -> MoveResult:
         """Replay these dead tasks (go-worker's AdminReplayDLQByID); at least one id, at most 1000."""
-        todo = clean_ids(ids)
+        todo = clean_ids(ids, max_ids=MAX_IDS)
         if not todo:
             raise ConfigurationError("at least one task id is required")
         return await self.requeue(todo, reset_attempts=reset_attempts)

@@ -42,15 +42,19 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def clean_ids(ids: Iterable[str]) -> list[str]:
-    """Trim, split on commas, de-duplicate (order kept); more than :data:`MAX_IDS` is a ConfigurationError."""
+def clean_ids(ids: Iterable[str], *, max_ids: int | None = None) -> list[str]:
+    """Trim, split on commas, de-duplicate (order kept); more than ``max_ids`` is a ConfigurationError.
+
+    Operators' explicit id lists are bounded by :data:`MAX_IDS` (go-worker's replay-by-id limit); ids
+    read from a source (``retry --source dlq --limit 0``) are not, they are processed in batches.
+    """
     out: dict[str, None] = {}
     for value in ids:
         for part in value.split(","):
             if part.strip():
                 out[part.strip()] = None
-    if len(out) > MAX_IDS:
-        raise ConfigurationError(f"too many task ids: {len(out)} (at most {MAX_IDS})")
+    if max_ids is not None and len(out) > max_ids:
+        raise ConfigurationError(f"too many task ids: {len(out)} (at most {max_ids})")
     return list(out)
 
 
