@@ -165,3 +165,13 @@ def test_retry_all_of_a_large_dlq_and_too_many_explicit_ids(ctl: Ctl) -> None:
     result = ctl.run("durable", "retry", "--id", ",".join(f"x{i}" for i in range(1001)), "--apply")
     assert result.exit_code == 2
     assert "too many task ids: 1001 (at most 1000)" in result.stderr
+
+
+def test_requeue_from_ready_with_a_delay_pushes_the_ready_time(ctl: Ctl) -> None:
+    a = ctl.put(queue="q")
+    before = ctl.r.zscore(ctl.keys.ready("q"), a)
+    assert ctl.ok("durable", "requeue", "--queue", "q", "--delay", "2m", "--apply") == "requeued 1 task(s)\n"
+    after = ctl.r.zscore(ctl.keys.ready("q"), a)
+    assert after is not None
+    assert before is not None
+    assert 110_000 <= after - before <= 130_000
