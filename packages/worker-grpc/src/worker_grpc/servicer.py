@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, final
 
 import grpc
-from google.protobuf.message import Message
+from worker_core import Task
 from worker_core.errors import TaskNotFoundError
 
 from . import _convert
@@ -108,12 +108,7 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
         for index, message in enumerate(request.tasks):
             try:
                 handler = self._handlers.get(message.name) or _convert.handler_for(self._handlers, message.name)
-                key = message.idempotency_key.strip() if cache is not None and message.idempotency_key else ""
-                if key:
-                    sig = _signature(message)
-                    cache.peek(key, sig)  # type: ignore[union-attr]  # key is only set with a cache
-                else:
-                    sig = b""
+                key, sig = _idempotency(cache, message)
                 built.append((_convert.build_task(handler, message), key, sig))
             except Exception as exc:
                 await _abort(context, exc, op, accepted=(), index=index)
@@ -128,7 +123,7 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
                 await _abort(context, exc, op, accepted=ids, index=index)
         return pb.RegisterTasksResponse(ids=[str(i) for i in ids])
 
-    async def _register_keyed(self, task: Any, key: str, sig: bytes) -> uuid.UUID:
+    async def _register_keyed(self, task: Task, key: str, sig: bytes) -> uuid.UUID:
         cache = self._cache
         assert cache is not None
         while True:
@@ -162,10 +157,7 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
         for index, message in enumerate(request.tasks):
             try:
                 handler = _convert.handler_for(self._handlers, message.name)
-                key = message.idempotency_key.strip() if cache is not None else ""
-                sig = _signature(message) if key else b""
-                if cache is not None and key:
-                    cache.peek(key, sig)
+                key, sig = _idempotency(cache, message)
                 built.append((_convert.build_durable_task(handler, message, uuid.uuid4()), key, sig))
             except Exception as exc:
                 await _abort(context, exc, op, accepted=(), index=index)
@@ -270,9 +262,19 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
         )
 
 
-def _signature(message: Message) -> bytes:
+def _idempotency(cache: IdempotencyCache | None, message: pb.Task | pb.DurableTask) -> tuple[str, bytes]:
+    """The task's idempotency key and signature (``""`` when it has none or keys are off).
+
+    A key already used for another task raises here, before anything of the request is registered.
+    """
+    raw = message.idempotency_key
+    key = raw.strip() if raw and cache is not None else ""
+    if not key or cache is None:
+        return "", b""
     # The message type is part of what a key binds to: a Task and a DurableTask never share one.
-    return message.DESCRIPTOR.full_name.encode() + b":" + _convert.signature(message)
+    sig = message.DESCRIPTOR.full_name.encode() + b":" + _convert.signature(message)
+    cache.peek(key, sig)
+    return key, sig
 
 
 async def _abort(
