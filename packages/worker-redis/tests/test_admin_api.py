@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib.resources
+import subprocess
+import sys
 
 import worker_redis.admin as admin
+from worker_redis.testing import redis_server
 
 
 def test_all_is_a_complete_tuple() -> None:
@@ -26,3 +29,12 @@ def test_every_admin_script_documents_its_keys_and_args() -> None:
         assert text.startswith(f"-- {script.name}:"), script.name
         assert "KEYS[1]" in text or "ARGV[1]" in text, script.name
         assert "call('KEYS'" not in text.upper().replace("CALL('KEYS'", "call('KEYS'"), script.name  # never KEYS
+
+
+def test_the_module_docstring_example_runs() -> None:
+    assert admin.__doc__ is not None
+    code = "\n".join(line[4:] for line in admin.__doc__.split("::\n", 1)[1].splitlines())
+    with redis_server() as srv:
+        code = code.replace("redis://localhost:6379/0", srv.url)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "0 0\n", "")

@@ -1,7 +1,25 @@
 """Admin operations over the durable Redis key layout: what workerctl and an admin API run.
 
->>> admin = RedisAdmin.from_url("redis://localhost:6379/0", prefix="go-worker")  # doctest: +SKIP
->>> (await admin.overview()).total_ready  # doctest: +SKIP
+Every state change is one Lua script (``worker_redis/lua/admin_*.lua``) over a bounded batch; reads are
+bounded pages; nothing uses ``KEYS``. Results are typed dataclasses; failures are worker-core errors
+(``BackendUnavailableError``, ``ConfigurationError``, ``TaskNotFoundError``, ``BackendError``)::
+
+    import asyncio
+    from worker_redis.admin import RedisAdmin
+
+    async def main() -> None:
+        async with RedisAdmin.from_url("redis://localhost:6379/0", prefix="go-worker") as admin:
+            overview = await admin.overview()              # per-queue ready/processing/dead, pause flags
+            print(overview.total_ready, overview.dead)
+            page = await admin.dlq(queue="emails", query="timeout")   # newest first, filtered
+            for entry in page.entries:
+                print(entry.id, entry.attempts, entry.last_error)
+            await admin.replay_dlq(limit=10, reset_attempts=True)      # oldest first
+            await admin.pause_queue("default")                        # ConfigurationError if unknown
+            record = await admin.get(page.entries[0].id) if page.entries else None
+            snapshot = [e.to_json() async for e in admin.export(dlq=True, limit=0)]  # JSON-ready
+
+    asyncio.run(main())
 """
 
 from ._admin import DLQ_PAGE_LIMIT as DLQ_PAGE_LIMIT
