@@ -18,6 +18,7 @@ from worker_grpc import (
     InvalidRequestError,
     RemoteTaskExistsError,
     RemoteTaskNotFoundError,
+    RpcError,
     StatusError,
     TaskRequest,
     WorkerClient,
@@ -239,3 +240,13 @@ async def test_missing_payload_typed_handlers_get_an_empty_message_or_none(
     await finished(manager, none)
     assert (await client.get_task(empty)).output == 'user_id: "id-"'  # CreateUserPayload(): username ""
     assert (await client.get_task(none)).output == "ok"  # annotated `StringValue | None`: called with None
+
+
+async def test_a_closed_client_raises_a_worker_error(served: Served) -> None:
+    client = WorkerClient.connect(served.address, options=NO_PROXY)
+    await client.close()
+    with pytest.raises(RpcError, match="cannot be used"):
+        await client.get_task(uuid.uuid4())
+    with pytest.raises(RpcError, match="cannot be used"):
+        async for _ in client.stream_results():
+            pass

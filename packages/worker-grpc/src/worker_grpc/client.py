@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 from ._proto.worker.v1 import worker_pb2 as pb
 from ._proto.worker.v1 import worker_pb2_grpc as pb_grpc
 from ._status import error_from_rpc
+from .errors import RpcError
 from .tls import ClientTLS
 
 __all__ = ("TERMINAL_STATUSES", "DurableTaskRequest", "TaskInfo", "TaskRequest", "TaskResult", "WorkerClient")
@@ -146,6 +147,10 @@ class TaskResult:
         return not self.error
 
 
+def _unusable(exc: Exception) -> RpcError:
+    return RpcError(grpc.StatusCode.CANCELLED, f"the client's channel cannot be used: {exc}")
+
+
 def _ids(task_ids: Iterable[uuid.UUID | str]) -> list[str]:
     return [str(i) for i in task_ids]
 
@@ -220,6 +225,8 @@ class WorkerClient:
             )
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc, registering=True) from exc
+        except grpc.aio.UsageError as exc:  # e.g. the channel was closed
+            raise _unusable(exc) from exc
         return [uuid.UUID(i) for i in response.ids]
 
     async def register_task(self, task: TaskRequest | pb.Task, *, rpc_timeout: float | None = None) -> uuid.UUID:
@@ -239,6 +246,8 @@ class WorkerClient:
             )
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc, registering=True) from exc
+        except grpc.aio.UsageError as exc:  # e.g. the channel was closed
+            raise _unusable(exc) from exc
         return [uuid.UUID(i) for i in response.ids]
 
     async def register_durable_task(
@@ -260,12 +269,17 @@ class WorkerClient:
         Leaving the loop early (``break``) cancels the call on the server at once.
         """
         request = pb.StreamResultsRequest(ids=_ids(task_ids), close_on_completion=close_on_completion)
-        call = self._stub.StreamResults(request, metadata=self._metadata, timeout=rpc_timeout)
+        try:
+            call = self._stub.StreamResults(request, metadata=self._metadata, timeout=rpc_timeout)
+        except grpc.aio.UsageError as exc:
+            raise _unusable(exc) from exc
         try:
             async for message in call:
                 yield TaskResult(uuid.UUID(message.id), message.output, message.error)
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc, registering=False) from exc
+        except grpc.aio.UsageError as exc:  # e.g. the channel was closed
+            raise _unusable(exc) from exc
         finally:
             call.cancel()
 
@@ -279,6 +293,8 @@ class WorkerClient:
             )
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc, registering=False) from exc
+        except grpc.aio.UsageError as exc:  # e.g. the channel was closed
+            raise _unusable(exc) from exc
 
     async def get_task(self, task_id: uuid.UUID | str, *, rpc_timeout: float | None = None) -> TaskInfo:
         """A task's name, status, output and error."""
@@ -290,4 +306,6 @@ class WorkerClient:
             )
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc, registering=False) from exc
+        except grpc.aio.UsageError as exc:  # e.g. the channel was closed
+            raise _unusable(exc) from exc
         return TaskInfo(uuid.UUID(response.id), response.name, response.status, response.output, response.error)
