@@ -130,6 +130,8 @@ def test_other_usage_errors(ctl: Ctl) -> None:
         (["get"], "Missing option '--id'"),
         (["stats", "--watch", "soon"], "invalid duration"),
         (["stats", "--redis-url", "http://x"], "must start with redis:// or rediss://"),
+        (["stats", "--redis-prefix", "{app"], "unbalanced braces"),
+        (["stats", "--redis-addr", "host:port"], "is not host:port"),
     ):
         result = ctl.run("durable", *args)
         assert result.exit_code == 2, args

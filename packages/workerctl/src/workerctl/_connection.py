@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import click
-from worker_core.errors import WorkerError
+from worker_core.errors import ConfigurationError, WorkerError
 from worker_redis.admin import RedisAdmin
-from worker_redis.keys import DEFAULT_PREFIX, DEFAULT_QUEUE
+from worker_redis.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, wrap_prefix
 
 from ._duration import DURATION
 
@@ -154,6 +154,10 @@ def connection_options(fn: F) -> F:
         else:
             host, port = _split_addr(redis_addr or DEFAULT_ADDR)
             db, username, password = 0, None, redis_password or None
+        try:
+            wrap_prefix(redis_prefix)
+        except ConfigurationError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--redis-prefix'") from None
         conn = Connection(
             host=host,
             port=port,
