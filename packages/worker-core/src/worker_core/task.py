@@ -119,8 +119,7 @@ class TaskContext:
 # Timestamps are kept on the monotonic clock (cheap, and what latencies need) and shown as UTC datetimes.
 _EPOCH_OFFSET = time.time() - time.monotonic()
 _RANDOM_POOL_IDS = 256
-_random_pool = b""
-_random_offset = 0
+_key_pool: list[int] = []
 _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 _new_object = object.__new__
@@ -129,14 +128,15 @@ _SAFE_UNKNOWN = uuid.SafeUUID.unknown
 
 
 def _new_task_key() -> int:
-    """A random UUID4 as its 128-bit int, drawing ``os.urandom`` 256 ids at a time (hot path)."""
-    global _random_pool, _random_offset
-    offset = _random_offset
-    if offset >= len(_random_pool):
-        _random_pool = os.urandom(16 * _RANDOM_POOL_IDS)
-        offset = 0
-    _random_offset = offset + 16
-    return (int.from_bytes(_random_pool[offset : offset + 16]) & _UUID4_CLEAR) | _UUID4_SET
+    """A random UUID4 as its 128-bit int (hot path: ``os.urandom`` is read 256 ids at a time)."""
+    try:
+        return _key_pool.pop()
+    except IndexError:
+        words = iter(memoryview(os.urandom(16 * _RANDOM_POOL_IDS)).cast("Q"))  # random 64-bit halves
+        _key_pool.extend(
+            [((high << 64 | low) & _UUID4_CLEAR) | _UUID4_SET for high, low in zip(words, words, strict=True)]
+        )
+        return _key_pool.pop()
 
 
 def _uuid_from_int(value: int) -> uuid.UUID:
