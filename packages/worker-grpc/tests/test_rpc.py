@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -250,3 +251,11 @@ async def test_a_closed_client_raises_a_worker_error(served: Served) -> None:
     with pytest.raises(RpcError, match="cannot be used"):
         async for _ in client.stream_results():
             pass
+
+
+async def test_concurrent_requests_with_one_key_register_once(served: Served, manager: TaskManager) -> None:
+    clients = [served.client() for _ in range(4)]
+    request = TaskRequest("string", idempotency_key="same")
+    ids = await asyncio.gather(*(c.register_task(request) for c in clients for _ in range(5)))
+    assert len(set(ids)) == 1
+    assert [t.id for t in manager.get_tasks()] == [ids[0]]
