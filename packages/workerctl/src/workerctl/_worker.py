@@ -249,7 +249,13 @@ def _weights(values: tuple[str, ...]) -> dict[str, int] | None:
 @click.option("--tls-key", type=click.Path(dir_okay=False), default=None, help="gRPC server private key (PEM).")
 @click.option("--tls-client-ca", type=click.Path(dir_okay=False), default=None, help="Require client certs (mTLS).")
 @click.option("--shutdown-timeout", type=DURATION, default="0", help="Graceful stop limit (0 = wait for tasks).")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="Log level.",
+)
 def worker(
     app: str,
     durable_url: str | None,
