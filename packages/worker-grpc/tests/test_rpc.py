@@ -13,7 +13,7 @@ from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.wrappers_pb2 import StringValue
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from worker_core import TaskManager, TaskStatus
+from worker_core import RetentionPolicy, TaskManager, TaskStatus
 from worker_grpc import (
     AuthError,
     InvalidRequestError,
@@ -259,3 +259,16 @@ async def test_concurrent_requests_with_one_key_register_once(served: Served, ma
     ids = await asyncio.gather(*(c.register_task(request) for c in clients for _ in range(5)))
     assert len(set(ids)) == 1
     assert [t.id for t in manager.get_tasks()] == [ids[0]]
+
+
+async def test_a_key_whose_task_was_pruned_registers_it_anew(client: WorkerClient, manager: TaskManager) -> None:
+    manager.set_retention_policy(RetentionPolicy(max_entries=1))
+    request = TaskRequest("string", idempotency_key="pruned")
+    first = await client.register_task(request)
+    await finished(manager, first)
+    other = await client.register_task(TaskRequest("string"))
+    await finished(manager, other)
+    await eventually(lambda: [t.id for t in manager.get_tasks()] == [other])  # the first one was evicted
+    again = await client.register_task(request)
+    assert again != first  # go-worker's rule: the key maps to a task the manager no longer knows
+    assert again == await client.register_task(request)
