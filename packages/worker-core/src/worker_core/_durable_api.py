@@ -172,6 +172,14 @@ class DurableApi:
 
     def _make_runner(self, engine: Engine) -> DurableRunner:
         settings = self._require_durable()
+        timeout_s = engine._timeout_s
+        if settings.renewal_s is None and (timeout_s is None or timeout_s > settings.lease_s):
+            logger.info(
+                "durable lease (%.1fs) is shorter than the task timeout (%s) and lease renewal is off: "
+                "a task running longer than its lease is delivered again (set durable_lease_renewal_interval)",
+                settings.lease_s,
+                "none" if timeout_s is None else f"{timeout_s:.1f}s",
+            )
         return DurableRunner(
             engine,
             self.durable_backend(),
