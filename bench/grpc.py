@@ -246,6 +246,10 @@ def main() -> None:
     print(f"  StreamResults dropped           : {r['stream_dropped']:9.0f}")
     print(f"  unary RegisterTasks(1) / echo   : {r['register1_rate'] / r['echo_rate']:9.2f}   (target >= 0.70)")
     print(f"  unary GetTask / echo            : {r['get_rate'] / r['echo_rate']:9.2f}")
+    # The same comparison in server CPU per call (echo's / ours): what the server side costs, whatever else
+    # runs on the machine; the rate ratios above move with the load of other processes.
+    print(f"  server CPU, echo / RegisterTasks: {r['echo_cpu_us'] / r['register1_cpu_us']:9.2f}")
+    print(f"  server CPU, echo / GetTask      : {r['echo_cpu_us'] / r['get_cpu_us']:9.2f}")
 
 
 if __name__ == "__main__":
