@@ -14,6 +14,7 @@ import sys
 
 import click
 import pytest
+import redis
 from click.testing import CliRunner
 from ctl_helpers import Ctl
 from worker_redis.testing import free_port, redis_server
@@ -21,6 +22,7 @@ from worker_redis.testing import free_port, redis_server
 from workerctl import cli
 
 WORKERCTL = [sys.executable, "-m", "workerctl"]
+NO_ENV: dict[str, str | None] = {"WORKER_REDIS_URL": None, "WORKER_REDIS_PASSWORD": None, "WORKER_REDIS_PREFIX": None}
 
 
 def run_real(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -47,11 +49,18 @@ def test_wrong_password_is_one_line_and_never_printed() -> None:
         assert "authentication failed" in proc.stderr
         assert proc.stderr.count("\n") == 1
         assert "wrong-secret" not in proc.stderr + proc.stdout
-        proc = run_real("durable", "paused", "--redis-addr", f"127.0.0.1:{srv.port}", "--redis-password", "nope")
-        assert proc.returncode == 1
-        assert "nope" not in proc.stderr.replace("authentication", "")
-        ok = run_real("durable", "paused", "--redis-addr", f"127.0.0.1:{srv.port}", "--redis-password", "right-secret")
-        assert (ok.returncode, ok.stdout) == (0, "paused=false\n")
+        addr = ["--redis-addr", f"127.0.0.1:{srv.port}"]
+        result = CliRunner().invoke(cli, ["durable", "paused", *addr, "--redis-password", "nope"], env=NO_ENV)
+        assert result.exit_code == 1
+        assert "nope" not in result.output.replace("authentication", "")
+        env = {**NO_ENV, "WORKER_REDIS_PASSWORD": "right-secret"}
+        ok = CliRunner().invoke(cli, ["durable", "paused", *addr], env=env)
+        assert (ok.exit_code, ok.stdout) == (0, "paused=false\n")
+        check = redis.Redis.from_url(srv.url)
+        try:
+            assert check.get("{go-worker}:paused") is None  # nothing changed
+        finally:
+            check.close()
 
 
 def test_usage_errors_exit_2_with_clicks_message() -> None:
@@ -187,7 +196,7 @@ def test_snapshot_export_import_round_trips_binary_payloads(ctl: Ctl, tmp_path: 
     assert [x["id"] for x in lines] == [r, p, d]
     assert base64.b64decode(lines[0]["fields_b64"]["payload"]) == binary
     with redis_server() as other:
-        target = Ctl(url=other.url, prefix=ctl.prefix, r=__import__("redis").Redis.from_url(other.url))
+        target = Ctl(url=other.url, prefix=ctl.prefix, r=redis.Redis.from_url(other.url))
         try:
             assert target.ok("durable", "snapshot", "import", "--apply", input=exported) == (
                 "imported 3 snapshot item(s)\n"
