@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import grpc
 import redis
@@ -90,7 +90,7 @@ def test_worker_runs_imported_tasks_serves_grpc_and_finishes_its_task_on_sigterm
             proc = subprocess.Popen(cmd, cwd=HERE, env=env, stderr=subprocess.PIPE, text=True)
             try:
                 assert proc.stderr is not None
-                started = proc.stderr.readline()
+                started = line_with(proc.stderr, "worker started")
                 assert "worker started: app=worker_app:create_manager" in started, started
                 assert "concurrency=2" in started
                 assert other.url.split("@")[-1].split("/")[2] in started  # host:port, never a password
@@ -99,7 +99,7 @@ def test_worker_runs_imported_tasks_serves_grpc_and_finishes_its_task_on_sigterm
                 eventually(lambda: all((out / f"done-{n}").exists() for n in "abc"))
                 eventually(lambda: (out / "started-slow").exists())
                 proc.send_signal(signal.SIGTERM)
-                assert "stopping gracefully" in proc.stderr.readline()
+                line_with(proc.stderr, "stopping gracefully")
                 assert proc.poll() is None  # still running: the slow task has not finished
                 assert not (out / "done-slow").exists()
                 (out / "release").touch()
@@ -143,10 +143,10 @@ def test_a_second_signal_stops_the_worker_now_and_loses_no_task(ctl: Ctl, tmp_pa
     cmd = [sys.executable, "-m", "workerctl", "worker", "worker_app:create_manager"]
     with subprocess.Popen(cmd, cwd=HERE, env=env, stderr=subprocess.PIPE, text=True) as proc:
         assert proc.stderr is not None
-        assert "worker started" in proc.stderr.readline()
+        line_with(proc.stderr, "worker started")
         eventually(lambda: (tmp_path / "started-stuck").exists())
         proc.send_signal(signal.SIGINT)
-        assert "stopping gracefully" in proc.stderr.readline()
+        line_with(proc.stderr, "stopping gracefully")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 130
         rest = proc.stderr.read()
@@ -167,7 +167,7 @@ def test_worker_serves_grpc_over_tls(ctl: Ctl, tmp_path: Path) -> None:
            "--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem")]  # fmt: skip
     with subprocess.Popen(cmd, cwd=HERE, env=env, stderr=subprocess.PIPE, text=True) as proc:
         assert proc.stderr is not None
-        started = proc.stderr.readline()
+        started = line_with(proc.stderr, "worker started")
         assert "(TLS)" in started, started
         port = int(started.split("grpc=127.0.0.1:")[1].split()[0])
         credentials = grpc.ssl_channel_credentials(root_certificates=ca.cert_pem.bytes())
@@ -177,3 +177,11 @@ def test_worker_serves_grpc_over_tls(ctl: Ctl, tmp_path: Path) -> None:
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def line_with(stream: IO[str], text: str) -> str:
+    """The first line of ``stream`` containing ``text`` (other log lines may come first)."""
+    for line in stream:
+        if text in line:
+            return line
+    raise AssertionError(f"the worker's stderr ended without {text!r}")

@@ -42,4 +42,5 @@ def create_manager(
         durable_backend=durable_backend,
         durable_handlers={"record": DurableHandlerSpec(None, record)},
         durable_lease=10.0,
+        durable_lease_renewal_interval=3.0,
     )
