@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
-from worker_core.durable.types import DurableTask
+from worker_core.durable import DurableTask
 from worker_redis import RedisDurableBackend
 from worker_redis.admin import RedisAdmin, SnapshotEntry, TaskState
 from worker_redis.testing import RedisClusterServers, redis_cluster

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from redis.asyncio import Redis
-from worker_core.durable.types import DurableTask
+from worker_core.durable import DurableTask
 from worker_core.errors import LeaseLostError, TaskNotFoundError
 from worker_redis import RedisDurableBackend
 from worker_redis.admin import RedisAdmin, SnapshotEntry, TaskState

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from worker_core import TaskManager
-from worker_core.durable.handlers import DurableHandlerSpec
+from worker_core.durable import DurableHandlerSpec
 
 OUT = Path(os.environ.get("WORKER_TEST_OUT", "."))
 

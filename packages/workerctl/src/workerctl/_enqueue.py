@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the typecheck group
-from worker_core.durable.types import DurableTask
+from worker_core.durable import DurableTask
 from worker_core.errors import DurableTaskExistsError, WorkerError
 
 from ._connection import Connection, connection_options, fail
