@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from worker_core.errors import ConfigurationError, TaskNotFoundError
 
+from worker_redis.backend import WAKE_CAP
 from worker_redis.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, Keys, normalize_queue
 
 from ._errors import redis_errors
@@ -32,8 +33,8 @@ _BATCH = 200
 _MAX_QUEUES = 10_000
 # Dead ids read to count the DLQ per queue; beyond that the per-queue dead count is unknown.
 DEAD_COUNT_LIMIT = 10_000
-# Wake-up tokens kept in P:wake (an admin move may make work ready for idle workers).
-_WAKE_CAP = 64
+# Wake-up tokens kept in P:wake: the backend's cap (an admin move may make work ready for idle workers).
+_WAKE_CAP = WAKE_CAP
 _PAGE = 500
 
 
