@@ -14,7 +14,7 @@ import time
 from typing import TextIO
 
 from worker_core import TaskContext, TaskManager
-from worker_core.durable import DurableHandlerSpec
+from worker_core.durable import DurableHandlerSpec, DurableTaskLease
 from worker_redis import RedisDurableBackend
 
 
@@ -27,7 +27,14 @@ async def main(url: str, prefix: str, log: TextIO, lease: float, work_s: float, 
         log.write(f"D {ctx.task_id} {ctx.attempt} {time.time():.4f}\n")
         log.flush()
 
-    backend = RedisDurableBackend.from_url(url, prefix=prefix)
+    class LoggingBackend(RedisDurableBackend):
+        async def dequeue(self, limit: int, lease: float) -> list[DurableTaskLease]:
+            leases = await super().dequeue(limit, lease)
+            if leases:
+                log.write(f"L {len(leases)} {limit} {time.time():.4f} {' '.join(le.lease_id for le in leases)}\n")
+            return leases
+
+    backend = LoggingBackend.from_url(url, prefix=prefix)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     tm = TaskManager(
@@ -38,6 +45,7 @@ async def main(url: str, prefix: str, log: TextIO, lease: float, work_s: float, 
         durable_handlers={"work": DurableHandlerSpec(None, work)},
         durable_codec="json",
         durable_lease=lease,
+        durable_lease_renewal_interval=lease / 4,  # a live but slow worker keeps its leases; a killed one cannot
         durable_poll_interval=0.05,
     )
     async with tm:

@@ -47,20 +47,16 @@ class Fleet:
 
     def spawn(self) -> Worker:
         log = self.folder / f"worker-{len(self.workers)}.log"
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                str(WORKER),
-                self.url,
-                self.prefix,
-                str(log),
-                str(LEASE_S),
-                str(self.work_ms),
-                str(self.concurrency),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        argv = [str(WORKER), self.url, self.prefix, str(log), str(LEASE_S), str(self.work_ms), str(self.concurrency)]
+        with log.with_suffix(".err").open("wb") as err:  # the worker's warnings, for whoever debugs a failure
+            process = subprocess.Popen(
+                [sys.executable, *argv],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                # Only the plugins the worker uses: loading every installed one at the first task (worker-grpc
+                # imports grpc and protobuf) blocks the loop long enough, on a loaded machine, to lose a 1 s lease.
+                env={**os.environ, "WORKER_PLUGINS_AUTOLOAD": "0"},
+            )
         worker = Worker(log, process)
         self.workers.append(worker)
         return worker
@@ -307,7 +303,8 @@ async def test_e_stale_worker_cannot_ack_the_task_another_worker_holds(
         fresh_started.set()
         await release_fresh.wait()
 
-    stale = manager(stale_backend, slow, durable_lease=0.3, durable_lease_renewal_interval=None)
+    # One worker: while it is busy the stale node leases nothing, so the redelivery goes to the fresh node.
+    stale = manager(stale_backend, slow, max_workers=1, durable_lease=0.3, durable_lease_renewal_interval=None)
     fresh = manager(fresh_backend, held, durable_lease=30.0)
     try:
         async with stale:
