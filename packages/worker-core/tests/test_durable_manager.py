@@ -172,10 +172,21 @@ async def test_success_publishes_a_result_and_acks_once() -> None:
         assert result.status is TaskStatus.COMPLETED
         assert result.result == "sent to a@example.com"
         assert result.error is None
+        assert result.task.durable is True
+        assert result.task.name == "email"  # a durable task's name is its handler
         assert tm.get_task(task_id).status is TaskStatus.COMPLETED
     assert backend.count("ack") == 1
     assert backend.count("nack") == backend.count("fail") == 0
     assert len(backend.inner) == 0
+
+
+async def test_an_in_memory_task_is_not_durable() -> None:
+    task = Task(in_memory)
+    assert task.durable is False
+    async with TaskManager(max_workers=1, tasks_per_second=None) as tm:
+        await tm.register_task(task)
+        await tm.wait(5)
+    assert task.durable is False
 
 
 async def test_lease_is_extended_while_the_handler_runs() -> None:

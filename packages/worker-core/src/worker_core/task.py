@@ -318,6 +318,14 @@ class Task:
         return datetime.fromtimestamp(mono + _EPOCH_OFFSET, UTC) if mono else None
 
     @property
+    def durable(self) -> bool:
+        """Whether this is a durable task leased from a backend (its ``name`` is then the handler name).
+
+        ``False`` for an in-memory task registered with ``register_task``.
+        """
+        return self._on_outcome is not None
+
+    @property
     def attempts(self) -> int:
         """How many attempts have started."""
         return self._attempt

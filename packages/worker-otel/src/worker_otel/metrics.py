@@ -72,7 +72,7 @@ class _TaskMetricsInstrumentation:
         self.results_dropped = 0
 
     def _series_for(self, task: Task) -> _Series:
-        if task._on_outcome is None:  # in-memory task: the common, fast case
+        if not task.durable:  # in-memory task: the common, fast case
             series = self._by_queue.get(task.queue)
             if series is not None:
                 return series
