@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
-import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the typecheck group
+import yaml
 from worker_core.durable import DurableTask
 from worker_core.errors import DurableTaskExistsError, WorkerError
 
