@@ -7,7 +7,6 @@ import contextlib
 import logging
 import math
 import secrets
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Self
@@ -16,6 +15,7 @@ from redis import exceptions as rex
 from worker_core.durable.types import DurableTask, DurableTaskLease
 from worker_core.errors import ConfigurationError, DurableTaskExistsError, LeaseLostError, WorkerError
 
+from ._acks import AckBatcher
 from ._connect import make_client, parse_url
 from ._errors import redis_errors, translate
 from ._leader import LeaderLock
@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 #: Wake-up tokens kept in ``P:wake`` at most (the admin scripts use the same cap).
 WAKE_CAP = 64
 _ENQUEUE_CHUNK = 500  # tasks per enqueue script call: keeps each call short, so Redis never stalls
-_ACK_CHUNK = 500  # leases per ack script call
 _MAX_BLOCK_S = 5.0  # longest single BLPOP, well under the client's socket timeout
 _DEFAULT_LEASE_S = 30.0
 _REDIS_ERRORS = (rex.RedisError, OSError, TimeoutError)
@@ -100,8 +99,7 @@ class RedisDurableBackend:
         self._p = self.keys.prefix + ":"
         self._leader = LeaderLock(self._leader_call, leader_lock) if leader_lock else None
         self._next_ms = -1
-        self._acks: list[tuple[DurableTaskLease, asyncio.Future[None]]] = []
-        self._ack_task: asyncio.Task[None] | None = None
+        self._acks = AckBatcher(self._send_acks)
         self._owns_client = False
         self._auto_cluster = False
         self._url = ""
@@ -183,9 +181,7 @@ class RedisDurableBackend:
 
     async def aclose(self) -> None:
         """Flush pending acks, give up the leader lock, close the client when this backend built it."""
-        if self._ack_task is not None:
-            with contextlib.suppress(Exception):
-                await self._ack_task
+        await self._acks.drain()
         if self._leader is not None:
             await self._leader.close()
         if self._owns_client:
@@ -329,39 +325,19 @@ class RedisDurableBackend:
         Raises:
             LeaseLostError: the lease expired and the task was handed out again (nothing changed).
         """
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._acks.append((lease, future))
-        if self._ack_task is None:
-            self._ack_task = asyncio.get_running_loop().create_task(self._flush_acks(), name="worker-redis-acks")
-        await future
+        await self._acks.ack(lease)
 
-    async def _flush_acks(self) -> None:
+    async def _send_acks(self, leases: Sequence[DurableTaskLease]) -> Sequence[int]:
+        if not self._connected:
+            await self.connect()
+        args: list[Any] = [self._p]
+        for lease in leases:
+            args += (lease.lease_id, lease.task.queue, lease.token, lease.attempts)
         try:
-            while self._acks:
-                batch = self._acks[:_ACK_CHUNK]
-                del self._acks[:_ACK_CHUNK]
-                args: list[Any] = [self._p]
-                for lease, _ in batch:
-                    args += (lease.lease_id, lease.task.queue, lease.token, lease.attempts)
-                try:
-                    if not self._connected:
-                        await self.connect()
-                    result = await self._s.ack(self._ack_keys, args)
-                except (*_REDIS_ERRORS, WorkerError) as exc:
-                    error = exc if isinstance(exc, WorkerError) else translate(exc, self.where)
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(error)
-                    continue
-                for (lease, future), ok in zip(batch, result, strict=True):
-                    if future.done():
-                        continue
-                    if ok:
-                        future.set_result(None)
-                    else:
-                        future.set_exception(LeaseLostError(f"lease of durable task {lease.lease_id} is lost"))
-        finally:
-            self._ack_task = None
+            result: Sequence[int] = await self._s.ack(self._ack_keys, args)
+        except _REDIS_ERRORS as exc:
+            raise translate(exc, self.where) from exc
+        return result
 
     async def nack(self, lease: DurableTaskLease, delay: float) -> None:
         """Make the task ready again after ``delay`` seconds (attempts are kept).
@@ -448,4 +424,4 @@ class RedisDurableBackend:
 
     def statistics(self) -> dict[str, Any]:
         """Debugging figures: the smooth-WRR state, the next due time seen, pending acks."""
-        return {"wrr": dict(self._wrr), "next_ms": self._next_ms, "pending_acks": len(self._acks), "time": time.time()}
+        return {"wrr": dict(self._wrr), "next_ms": self._next_ms, "pending_acks": len(self._acks)}
