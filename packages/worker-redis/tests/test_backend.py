@@ -350,3 +350,16 @@ async def test_concurrent_acks_share_one_script_call(make_backend: MakeBackend, 
     await asyncio.gather(*(backend.ack(le) for le in leases))
     assert await evalsha_calls() - before <= 2  # one call (two if the first ack flushed alone)
     assert await backend.dequeue(100, 30) == []
+
+
+async def test_follower_leaves_wake_up_tokens_to_the_leader(
+    make_backend: MakeBackend, raw: Redis, prefix: str
+) -> None:
+    leader = await make_backend(leader_lock=5.0)
+    follower = await make_backend(leader_lock=5.0)
+    assert await leader.is_leader()
+    await leader.enqueue(task())
+    await follower.wait_for_work(0.05)
+    assert await raw.llen(Keys.for_prefix(prefix).wake) == 1  # still there for the leader
+    await leader.wait_for_work(5)
+    assert await raw.llen(Keys.for_prefix(prefix).wake) == 0

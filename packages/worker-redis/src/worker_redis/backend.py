@@ -307,6 +307,10 @@ class RedisDurableBackend:
         delayed task or the earliest lease expiry seen by the last dequeue is due.
         """
         timeout = min(max_wait, _MAX_BLOCK_S)
+        if self._leader is not None and not await self._leader.held():
+            # Not the leader: leave the wake-up tokens to the node that may dequeue.
+            await asyncio.sleep(max(0.0, timeout))
+            return
         if self._next_ms >= 0:
             timeout = min(timeout, (self._next_ms - now_ms()) / 1000)
         if timeout < 0.002:
