@@ -3,11 +3,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import threading
 from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
-from core_helpers import manager
+from core_helpers import manager, until
 from worker_core import ConfigurationError, Task, TaskContext, TaskHooks, TaskStatus, retry_jitter
 
 CURRENT_SPAN: contextvars.ContextVar[str] = contextvars.ContextVar("current_span", default="none")
@@ -146,6 +147,35 @@ async def test_tracer_timeout_and_cancel_still_end_the_span() -> None:
     assert task.status is TaskStatus.DEADLINE_EXCEEDED
     assert len(tracer.ended) == 1
     assert isinstance(tracer.ended[0], asyncio.CancelledError)
+
+
+async def test_cancelling_the_awaiter_of_a_traced_sync_task_ends_its_span_with_the_cancellation() -> None:
+    tracer = RecordingTracer()
+    running = threading.Event()
+    seen: list[str] = []
+
+    def block(ctx: TaskContext) -> None:
+        seen.append(CURRENT_SPAN.get())
+        running.set()
+        ctx.cancelled.wait(10)  # returns as soon as the attempt is cancelled
+
+    async with manager(max_retries=0) as tm:
+        tm.set_tracer(tracer)
+        tm.set_max_workers(0)  # the task waits: execute_task runs it in the caller's asyncio task
+        task = Task(block)
+        await tm.register_task(task)
+        caller = asyncio.create_task(tm.execute_task(task.id))
+        await until(running.is_set)
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        await until(lambda: len(tracer.ended) == 1)  # once the function returned (it saw ctx.cancelled)
+        assert len(tracer.ended) == 1
+        assert isinstance(tracer.ended[0], asyncio.CancelledError)
+        await tm.wait(10)  # the abandoned task is finished, not left RUNNING
+        assert task.status is TaskStatus.CANCELLED
+    assert seen == ["span-1-caller"]
+    assert CURRENT_SPAN.get() == "none"
 
 
 async def test_set_tracer_rejects_objects_without_the_protocol() -> None:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ._scheduler import PRIORITY_MAX, PRIORITY_MIN
@@ -166,8 +167,20 @@ class Engine(EngineState):
     # ---------------------------------------------------------------------------------------- attempts
 
     async def _run(self, task: Task, timeout_s: float | None, me: asyncio.Task[Any]) -> Outcome:
-        """Run one attempt of ``task`` in the current asyncio task and settle its outcome."""
-        outcome = await self._attempt(task, timeout_s, me)
+        """Run one attempt of ``task`` in the current asyncio task and settle its outcome.
+
+        When that asyncio task (``execute_task``'s caller) is cancelled during the attempt, the task ends
+        ``CANCELLED`` (its one Result is published and ``wait()`` callers are released), and the
+        cancellation propagates.
+        """
+        try:
+            outcome = await self._attempt(task, timeout_s, me)
+        except asyncio.CancelledError:
+            if task._on_outcome is None:
+                self._finish_soon(task, _CANCELLED, None, TaskCancelledError(f"task {task.id} was cancelled"))
+            else:
+                await self._settle_outcome(task, self._interrupted(task, None))
+            raise
         await self._settle_outcome(task, outcome)
         return outcome
 
@@ -265,22 +278,31 @@ class Engine(EngineState):
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
         span = context.run(_safe_start, tracer, task, ctx) if tracer is not None else None
-        future = loop.run_in_executor(self._thread_pool(), context.run, task.execute, ctx)
+        error: BaseException | None = None
+        thread_future = self._thread_pool().submit(context.run, task.execute, ctx)
         try:
             # A thread cannot be interrupted: on cancel or timeout the event is set, and the worker
             # waits for the function to return (as go-worker waits for Execute).
-            result = await future
-        except asyncio.CancelledError:
+            result = await asyncio.wrap_future(thread_future, loop=loop)
+        except asyncio.CancelledError as exc:
             ctx._cancel()
+            if span is not None:
+                # The awaiting task is cancelled (its caller, or the worker) while the function still
+                # runs inside ``context``: the span ends with the cancellation once the function returns.
+                thread_future.add_done_callback(partial(_end_later, loop, context, span, exc))
+                span = None
             raise
         except Exception as exc:
-            if span is not None:
-                context.run(_safe_end, span, exc)
+            error = exc
             if _reason(task) is not None:
                 return self._interrupted(task, exc)
             return _FAILED, None, exc
-        if span is not None:
-            context.run(_safe_end, span, None)
+        except BaseException as exc:  # pragma: no cover - KeyboardInterrupt/SystemExit from the pool
+            error = exc
+            raise
+        finally:
+            if span is not None:  # every other path ends the span here
+                context.run(_safe_end, span, error)
         return _COMPLETED, result, None
 
     # ------------------------------------------------------------------------------ outcome handling
@@ -436,6 +458,16 @@ def _safe_end(span: Any, error: BaseException | None) -> None:
         span.end(error)
     except Exception:
         logger.warning("tracer span end raised; ignored", exc_info=True)
+
+
+def _end_later(
+    loop: asyncio.AbstractEventLoop, context: contextvars.Context, span: Any, error: BaseException, _: object
+) -> None:
+    """End the span of an abandoned threaded attempt, on the loop, once its function returned."""
+    try:
+        loop.call_soon_threadsafe(context.run, _safe_end, span, error)
+    except RuntimeError:  # the loop is closed: end it here, in the thread that ran the function
+        context.run(_safe_end, span, error)
 
 
 def _reason(task: Task) -> TaskStatus | None:
