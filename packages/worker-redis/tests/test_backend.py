@@ -352,9 +352,7 @@ async def test_concurrent_acks_share_one_script_call(make_backend: MakeBackend, 
     assert await backend.dequeue(100, 30) == []
 
 
-async def test_follower_leaves_wake_up_tokens_to_the_leader(
-    make_backend: MakeBackend, raw: Redis, prefix: str
-) -> None:
+async def test_follower_leaves_wake_up_tokens_to_the_leader(make_backend: MakeBackend, raw: Redis, prefix: str) -> None:
     leader = await make_backend(leader_lock=5.0)
     follower = await make_backend(leader_lock=5.0)
     assert await leader.is_leader()
@@ -363,3 +361,13 @@ async def test_follower_leaves_wake_up_tokens_to_the_leader(
     assert await raw.llen(Keys.for_prefix(prefix).wake) == 1  # still there for the leader
     await leader.wait_for_work(5)
     assert await raw.llen(Keys.for_prefix(prefix).wake) == 0
+
+
+async def test_dropped_connections_are_reconnected_transparently(make_backend: MakeBackend, raw: Redis) -> None:
+    backend = await make_backend()
+    await backend.enqueue(task())
+    await raw.client_kill_filter(_type="normal", skipme=True)  # the server drops every other client
+    [lease] = await backend.dequeue(1, 5)
+    await raw.client_kill_filter(_type="normal", skipme=True)
+    await backend.ack(lease)
+    assert await backend.dequeue(1, 5) == []
