@@ -149,6 +149,37 @@ async def test_tracer_timeout_and_cancel_still_end_the_span() -> None:
     assert isinstance(tracer.ended[0], asyncio.CancelledError)
 
 
+async def test_cancel_task_interrupts_a_running_traced_async_task_at_once_and_its_span_ends() -> None:
+    tracer = RecordingTracer()
+    started = asyncio.Event()
+    seen: list[str] = []
+
+    async def hang(ctx: TaskContext) -> None:
+        seen.append(CURRENT_SPAN.get())
+        started.set()
+        await asyncio.Event().wait()
+
+    async def after(ctx: TaskContext) -> str:
+        return CURRENT_SPAN.get()
+
+    async with manager(max_workers=1, max_retries=0) as tm:
+        tm.set_tracer(tracer)
+        hung = Task(hang)
+        await tm.register_task(hung)
+        await asyncio.wait_for(started.wait(), 10)
+        await tm.cancel_task(hung.id)
+        await tm.wait(10)
+        assert hung.status is TaskStatus.CANCELLED
+        assert len(tracer.ended) == 1
+        assert isinstance(tracer.ended[0], asyncio.CancelledError)
+        next_task = Task(after)
+        await tm.register_task(next_task)  # same worker: the first span's context was restored by end()
+        await tm.wait(10)
+    assert seen == ["span-1-caller"]
+    assert next_task.result == "span-1-caller"
+    assert tracer.ended[1] is None
+
+
 async def test_cancelling_the_awaiter_of_a_traced_sync_task_ends_its_span_with_the_cancellation() -> None:
     tracer = RecordingTracer()
     running = threading.Event()

@@ -2,8 +2,8 @@
 
 Everything here runs on one event loop, so plain counters need no locks. A worker coroutine takes a
 task from the ready queues only when it is free (there is no dispatch buffer), after the rate limiter
-gave it a token. An ``async`` task is awaited directly in the worker when no tracer is set (no extra
-asyncio task per attempt); a plain function runs in the manager's bounded thread pool.
+gave it a token. An ``async`` task is awaited directly in the worker (no extra asyncio task per attempt,
+traced or not); a plain function runs in the manager's bounded thread pool.
 
 The seam the durable loop (``_durable.py``) uses: it pushes leased tasks into the same ready queues
 (``_ready.push`` + ``_wake_one``), so weights, priorities and the rate limiter apply; a task with an
@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -217,25 +216,24 @@ class Engine(EngineState):
             try:
                 if not is_async:
                     return await self._run_in_thread(task, ctx, tracer)
-                if tracer is None:
-                    task._runner = me
-                    try:
-                        result = await task.execute(ctx)
-                    finally:
-                        task._runner = None
-                        if _reason(task) is not None and me.cancelling():
-                            me.uncancel()  # our own cancel of this worker: consumed here
-                else:
-                    inner = _attempt_task(loop, self._traced(task, ctx, tracer), contextvars.copy_context())
-                    task._runner = inner
-                    try:
-                        result = await inner
-                    except asyncio.CancelledError:
-                        if _reason(task) is None:  # the worker itself is being cancelled
-                            inner.cancel()
-                        raise
-                    finally:
-                        task._runner = None
+                # The attempt runs in the current asyncio task (no extra task per attempt): a running
+                # task is interrupted by cancelling this task, which is consumed right here. Under a
+                # tracer, start, execute and end run in this task too, so the context variables the
+                # tracer sets are visible to the task code, and its span's end restores them.
+                span = None if tracer is None else _safe_start(tracer, task, ctx)
+                error: BaseException | None = None
+                task._runner = me
+                try:
+                    result = await task.execute(ctx)
+                except BaseException as exc:
+                    error = exc
+                    raise
+                finally:
+                    task._runner = None
+                    if _reason(task) is not None and me.cancelling():
+                        me.uncancel()  # our own cancel of this asyncio task: consumed here
+                    if span is not None:
+                        _safe_end(span, error)
             except asyncio.CancelledError as exc:
                 if _reason(task) is None:
                     raise
@@ -261,18 +259,6 @@ class Engine(EngineState):
             )
             return _DEADLINE, None, error
         return _CANCELLED, None, TaskCancelledError(f"task {task.id} was cancelled")
-
-    async def _traced(self, task: Task, ctx: TaskContext, tracer: TaskTracer) -> Any:
-        span = _safe_start(tracer, task, ctx)
-        error: BaseException | None = None
-        try:
-            return await task.execute(ctx)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            if span is not None:
-                _safe_end(span, error)
 
     async def _run_in_thread(self, task: Task, ctx: TaskContext, tracer: TaskTracer | None) -> Outcome:
         loop = asyncio.get_running_loop()
@@ -426,23 +412,6 @@ class Engine(EngineState):
                     future.set_result(None)
         if self._retention is not None:
             self._prune(task._completed_mono)
-
-
-if sys.version_info >= (3, 12):
-
-    def _attempt_task(
-        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], context: contextvars.Context
-    ) -> asyncio.Task[Any]:
-        """A traced attempt's own task, started eagerly: one that does not suspend costs no loop round trip."""
-        return asyncio.Task(coro, loop=loop, context=context, eager_start=True)
-
-else:
-
-    def _attempt_task(
-        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], context: contextvars.Context
-    ) -> asyncio.Task[Any]:
-        """A traced attempt's own task (Python 3.11 has no eager start)."""
-        return loop.create_task(coro, context=context)
 
 
 def _safe_start(tracer: TaskTracer, task: Task, ctx: TaskContext) -> Any:

@@ -24,9 +24,12 @@ class TaskSpan(Protocol):
 class TaskTracer(Protocol):
     """Traces every attempt of every task (go-worker's TaskTracer).
 
-    ``start`` is called inside the task's own asyncio context (and copied into the worker thread for a
-    plain function), right before ``execute``; whatever context variables it sets are visible to the
-    task code. ``inject`` is called when a task is registered, with the task's metadata, so the tracer
+    ``start`` is called right before ``execute``, in the asyncio task that awaits an ``async`` task
+    (a worker, or ``execute_task``'s caller), or in a copy of that context carried into the worker thread
+    for a plain function; whatever context variables it sets are visible to the task code. The span's
+    ``end`` runs in the same context and must restore the variables ``start`` set (``OTelTracer``
+    detaches its context token), since the worker's next attempt runs in that context too.
+    ``inject`` is called when a task is registered, with the task's metadata, so the tracer
     can store the caller's trace context (W3C ``traceparent``) for the code that runs the task later,
     possibly on another node.
     """
