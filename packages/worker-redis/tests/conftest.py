@@ -8,13 +8,20 @@ import pytest
 from redis.asyncio import Redis
 from redis_helpers import MakeBackend
 from worker_redis import RedisDurableBackend
-from worker_redis.testing import RedisServer, redis_server
+from worker_redis.testing import RedisClusterServers, RedisServer, redis_cluster, redis_server
 
 
 @pytest.fixture(scope="session")
 def redis_srv() -> Iterator[RedisServer]:
     with redis_server() as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[RedisClusterServers]:
+    """One private 3-master Redis Cluster shared by the cluster tests of every module."""
+    with redis_cluster(3) as servers:
+        yield servers
 
 
 @pytest.fixture

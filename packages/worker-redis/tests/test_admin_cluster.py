@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
-from redis.crc import key_slot
 from worker_core.durable import DurableTask
 from worker_redis import RedisDurableBackend
 from worker_redis.admin import RedisAdmin, SnapshotEntry, TaskState
-from worker_redis.testing import RedisClusterServers, redis_cluster
+from worker_redis.testing import RedisClusterServers, prefixes_per_master
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[RedisClusterServers]:
-    with redis_cluster(3) as servers:
-        yield servers
-
-
-def prefixes_on_every_master() -> list[str]:
-    """One prefix per third of the slot space (one per master)."""
-    found: dict[int, str] = {}
-    n = 0
-    while len(found) < 3:
-        name = f"adm{n}"
-        found.setdefault(key_slot(("{" + name + "}").encode()) * 3 // 16384, name)
-        n += 1
-    return [found[i] for i in range(3)]
-
-
-@pytest.mark.parametrize("prefix", prefixes_on_every_master())
+@pytest.mark.parametrize("prefix", prefixes_per_master("adm"))
 async def test_every_admin_operation_on_a_cluster(cluster: RedisClusterServers, prefix: str) -> None:
     client = RedisCluster.from_url(cluster.url)
     backend = RedisDurableBackend(client, prefix=prefix)

@@ -4,38 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from google.protobuf.wrappers_pb2 import StringValue
 from redis.asyncio.cluster import RedisCluster
-from redis.crc import key_slot
 from redis_helpers import task, until
 from worker_core import TaskContext, TaskManager
 from worker_core.durable import DurableHandlerSpec, DurableTask
 from worker_core.errors import LeaseLostError
 from worker_redis import Keys, RedisDurableBackend
-from worker_redis.testing import RedisClusterServers, redis_cluster
+from worker_redis.testing import RedisClusterServers, prefixes_per_master
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[RedisClusterServers]:
-    with redis_cluster(3) as servers:
-        yield servers
-
-
-def prefixes_on_every_master() -> list[str]:
-    """One prefix per third of the slot space (the three masters own 0-5460, 5461-10922, 10923-16383)."""
-    found: dict[int, str] = {}
-    n = 0
-    while len(found) < 3:
-        name = f"cl{n}"
-        found.setdefault(key_slot(("{" + name + "}").encode()) * 3 // 16384, name)
-        n += 1
-    return [found[i] for i in range(3)]
-
-
-@pytest.mark.parametrize("prefix", prefixes_on_every_master())
+@pytest.mark.parametrize("prefix", prefixes_per_master("cl"))
 async def test_whole_flow_on_a_cluster(cluster: RedisClusterServers, prefix: str) -> None:
     # A plain redis:// URL of one node: the backend detects the cluster and follows it.
     backend = RedisDurableBackend.from_url(cluster.url, prefix=prefix, queue_weights={"a": 2, "b": 1})

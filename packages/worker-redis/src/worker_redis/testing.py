@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ("RedisClusterServers", "RedisServer", "free_port", "redis_cluster", "redis_server")
+__all__ = ("RedisClusterServers", "RedisServer", "free_port", "prefixes_per_master", "redis_cluster", "redis_server")
 
 
 def free_port() -> int:
@@ -186,3 +186,20 @@ def redis_cluster(masters: int = 3, timeout: float = 30.0) -> Iterator[RedisClus
                     raise RuntimeError(f"cluster node {server.port} not ready within {timeout}s: {out[:200]}")
                 time.sleep(0.05)
         yield RedisClusterServers(servers)
+
+
+def prefixes_per_master(stem: str, masters: int = 3) -> list[str]:
+    """One key prefix per master of an evenly sliced cluster (``stem0``, ``stem7``, ...).
+
+    ``redis-cli --cluster create`` gives each of ``masters`` masters an equal run of the 16384 slots; the
+    hash tag ``{prefix}`` of each returned prefix lands on a different one, so a test can cover them all.
+    """
+    from redis.crc import key_slot
+
+    found: dict[int, str] = {}
+    n = 0
+    while len(found) < masters:
+        name = f"{stem}{n}"
+        found.setdefault(key_slot(("{" + name + "}").encode()) * masters // 16384, name)
+        n += 1
+    return [found[i] for i in range(masters)]

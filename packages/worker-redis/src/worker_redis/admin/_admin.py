@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 
 from worker_core.errors import ConfigurationError, TaskNotFoundError
 
+from worker_redis._errors import redis_errors
 from worker_redis.keys import normalize_queue
 
-from ._errors import redis_errors
 from ._moves import AdminMoves
 from ._ops import _WAKE_CAP, _s, now_ms
 from ._records import DLQEntry, DLQEntryDetail, DLQPage, SnapshotEntry, TaskRecord, TaskState

@@ -6,9 +6,9 @@ from collections.abc import Iterable, Sequence
 
 from worker_core.errors import ConfigurationError
 
+from worker_redis._errors import redis_errors
 from worker_redis.keys import normalize_queue
 
-from ._errors import redis_errors
 from ._ops import _BATCH, _WAKE_CAP, MAX_IDS, AdminOps, _chunks, _s, clean_ids, now_ms
 from ._records import MoveResult, PurgeResult
 

@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 
 from worker_core.errors import ConfigurationError, TaskNotFoundError
 
+from worker_redis._errors import redis_errors
 from worker_redis.backend import WAKE_CAP
 from worker_redis.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, Keys, normalize_queue
 
-from ._errors import redis_errors
 from ._records import Overview, PauseState, QueueInfo, TaskRecord, TaskState
 from ._scripts import AdminScripts
 

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import TYPE_CHECKING, Any
+
+from worker_redis.scripts import register
 
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
 
-__all__ = ("AdminScripts", "script_source")
+__all__ = ("AdminScripts",)
 
-
-@cache
-def script_source(name: str) -> str:
-    """Text of ``lua/<name>.lua`` shipped in the package (read once per process)."""
-    return (resources.files("worker_redis") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+#: Field name -> script file stem under ``worker_redis/lua``.
+_ADMIN_SCRIPTS = {
+    "requeue": "admin_requeue",
+    "replay_dlq": "admin_replay_dlq",
+    "delete": "admin_delete",
+    "purge": "admin_purge",
+    "page": "admin_page",
+    "get": "admin_get",
+    "overview": "admin_overview",
+    "pause_queue": "admin_pause_queue",
+    "import_entry": "admin_import",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,19 +43,4 @@ class AdminScripts:
     @classmethod
     def register(cls, client: Any) -> AdminScripts:
         """Register the scripts on ``client`` (a ``redis.asyncio`` client); no I/O happens here."""
-
-        def load(name: str) -> AsyncScript:
-            script: AsyncScript = client.register_script(script_source(name))
-            return script
-
-        return cls(
-            requeue=load("admin_requeue"),
-            replay_dlq=load("admin_replay_dlq"),
-            delete=load("admin_delete"),
-            purge=load("admin_purge"),
-            page=load("admin_page"),
-            get=load("admin_get"),
-            overview=load("admin_overview"),
-            pause_queue=load("admin_pause_queue"),
-            import_entry=load("admin_import"),
-        )
+        return cls(**{field: register(client, stem) for field, stem in _ADMIN_SCRIPTS.items()})
