@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from worker_core import ConfigurationError, PluginError, Plugins, Registry, hookimpl
+from worker_core import ConfigurationError, PluginError, Plugins, Registry, TaskManager, hookimpl
 
 PLUGIN_SOURCE = """
 from worker_core import hookimpl
@@ -130,3 +130,31 @@ def test_a_plugin_that_fails_to_import_is_skipped_and_named_in_lookup_errors(
     assert any("failed to load" in r.getMessage() for r in caplog.records)
     with pytest.raises(ConfigurationError, match=r"failed to load: broken"):
         plugins.backends().get("nope")
+
+
+class MetricsPlugin:
+    def __init__(self) -> None:
+        self.bound: list[tuple[object, dict[str, object]]] = []
+
+    @hookimpl
+    def worker_register_instrumentation(self, registry: Registry[object]) -> None:
+        def bind(manager: TaskManager, *, label: str = "") -> None:
+            self.bound.append((manager, {"label": label}))
+
+        registry.add("counting", bind)
+
+
+def test_plugins_register_instrumentation_that_a_manager_binds_by_name() -> None:
+    plugins = Plugins(autoload=False)
+    assert "counting" not in plugins.instrumentation()
+    plugin = MetricsPlugin()
+    plugins.register(plugin, name="counting")
+    assert plugins.instrumentation().names() == ["counting"]
+    tm = TaskManager(plugins=plugins)
+    tm.use_plugin_instrumentation("counting", label="x")
+    assert plugin.bound == [(tm, {"label": "x"})]
+    with pytest.raises(ConfigurationError, match=r"unknown instrumentation 'nope'; installed: counting"):
+        tm.use_plugin_instrumentation("nope")
+    with pytest.raises(ConfigurationError, match="counting"):
+        tm.use_plugin_instrumentation("counting", colour="red")  # the binder rejects the option
+    assert len(plugin.bound) == 1

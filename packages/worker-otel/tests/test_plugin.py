@@ -3,9 +3,11 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 import worker_otel
-from otel_helpers import manager
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from otel_helpers import attrs, collect, manager
 from worker_core import Plugins, Task, TaskContext, TaskStatus
-from worker_otel import OTelTracer, plugin
+from worker_otel import OTelTracer, plugin, semconv
 
 
 async def ok(ctx: TaskContext) -> None:
@@ -45,6 +47,27 @@ async def test_the_registered_factory_builds_a_working_tracer_without_arguments(
         await tm.register_task(task)
         await tm.wait(10)
     assert task.status is TaskStatus.COMPLETED
+
+
+def test_installed_plugins_register_the_otel_metrics_binder() -> None:
+    plugins = Plugins(autoload=True, disabled=others())
+    assert plugins.instrumentation().get("otel") is plugin.bind_metrics
+
+
+async def test_use_plugin_instrumentation_otel_exports_the_metrics_and_none_unbinds(
+    meter_provider: MeterProvider, metric_reader: InMemoryMetricReader
+) -> None:
+    plugins = Plugins(autoload=False, builtins=())
+    plugins.register(plugin, name="otel")
+    async with manager(plugins=plugins) as tm:
+        tm.use_plugin_instrumentation("otel", provider=meter_provider, latency_histogram=False)
+        await tm.register_task(Task(ok, queue="q"))
+        await tm.wait(10)
+        assert collect(metric_reader)[semconv.METRIC_TASKS_COMPLETED] == {attrs(queue="q"): 1}
+        tm.use_plugin_instrumentation("otel", provider=None)
+        await tm.register_task(Task(ok, queue="q"))
+        await tm.wait(10)
+    assert not collect(metric_reader).get(semconv.METRIC_TASKS_COMPLETED)  # unbound: reports nothing
 
 
 def test_public_api_is_a_complete_tuple() -> None:

@@ -106,6 +106,23 @@ class DurableApi:
             self._plugins = Plugins()
         return self._plugins
 
+    def use_plugin_instrumentation(self, name: str, **options: Any) -> None:
+        """Bind this manager to the instrumentation a plugin registered as ``name``.
+
+        Plugins register binders through the ``worker_register_instrumentation`` hook; with worker-otel
+        installed, ``tm.use_plugin_instrumentation("otel", provider=meter_provider)`` exports the metrics
+        (``provider=None`` unbinds). The binder decides what ``options`` mean.
+
+        Raises:
+            ConfigurationError: no plugin registered ``name`` (the error names those that did), or the
+                binder rejected ``options``.
+        """
+        binder = self.plugins.instrumentation().get(name)
+        try:
+            binder(self, **options)
+        except TypeError as exc:
+            raise ConfigurationError(f"instrumentation {name!r}: {exc}") from exc
+
     @property
     def durable(self) -> bool:
         """True when a durable backend is configured."""

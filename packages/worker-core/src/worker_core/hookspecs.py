@@ -57,3 +57,15 @@ def worker_register_tracers(registry: Registry[Any]) -> None:
 @hookspec
 def worker_register_authenticators(registry: Registry[Any]) -> None:
     """Register gRPC authenticator factories by name (used by worker-grpc)."""
+
+
+@hookspec
+def worker_register_instrumentation(registry: Registry[Any]) -> None:
+    """Register instrumentation binders (metrics exporters) by name.
+
+    A binder is called as ``factory(manager, **options)`` by
+    :meth:`TaskManager.use_plugin_instrumentation <worker_core.TaskManager.use_plugin_instrumentation>`
+    and connects the manager to its exporter, typically through ``manager.add_instrumentation``
+    (worker-otel registers ``"otel"``: ``factory(manager, provider=meter_provider)``; ``provider=None``
+    unbinds). It returns nothing.
+    """

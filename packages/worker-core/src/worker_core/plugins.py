@@ -156,6 +156,10 @@ class Plugins:
         """Tracer factories by name."""
         return self._registry("tracer", "worker_register_tracers")
 
+    def instrumentation(self) -> Registry[Any]:
+        """Instrumentation binders by name (``factory(manager, **options)``; worker-otel's ``"otel"``)."""
+        return self._registry("instrumentation", "worker_register_instrumentation")
+
     def authenticators(self) -> Registry[Any]:
         """Authenticator factories by name (used by worker-grpc)."""
         return self._registry("authenticator", "worker_register_authenticators")
