@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from worker_core import ConfigurationError, PluginError, Plugins, Registry, TaskManager, hookimpl
+from worker_core.hookspecs import hookspec
 
 PLUGIN_SOURCE = """
 from worker_core import hookimpl
@@ -158,3 +159,30 @@ def test_plugins_register_instrumentation_that_a_manager_binds_by_name() -> None
     with pytest.raises(ConfigurationError, match="counting"):
         tm.use_plugin_instrumentation("counting", colour="red")  # the binder rejects the option
     assert len(plugin.bound) == 1
+
+
+class HostSpecs:
+    @hookspec
+    def host_register_commands(self, app: list[str]) -> None:
+        """A host application's own hook (workerctl: ``workerctl_register_commands(app)``)."""
+
+
+class CommandPlugin:
+    @hookimpl
+    def host_register_commands(self, app: list[str]) -> str:
+        app.append("hello")
+        return "registered"
+
+
+def test_a_host_adds_its_own_hookspecs_that_plugins_implement() -> None:
+    plugins = Plugins(autoload=False, extra_specs=[HostSpecs])
+    plugins.register(CommandPlugin(), name="commands")
+    app: list[str] = []
+    assert plugins.call("host_register_commands", app=app) == ["registered"]
+    assert app == ["hello"]
+    with pytest.raises(PluginError, match="no hookspec"):
+        plugins.call("host_register_nothing")
+    with pytest.raises(PluginError):  # without the host's specs the implementation is an unknown hook
+        Plugins(autoload=False).register(CommandPlugin(), name="commands")
+    with pytest.raises(PluginError, match="extra_specs"):
+        Plugins(autoload=False, extra_specs=[CommandPlugin])  # no hookspec in it

@@ -12,6 +12,7 @@ import importlib.metadata
 import logging
 import os
 from collections.abc import Iterable
+from types import ModuleType
 from typing import Any, final
 
 import pluggy
@@ -46,9 +47,14 @@ class Plugins:
         autoload: Load ``worker.plugins`` entry points; ``None`` reads ``WORKER_PLUGINS_AUTOLOAD``.
         disabled: Plugin names to block; ``None`` reads ``WORKER_DISABLED_PLUGINS``.
         builtins: Built-in plugin modules to register (defaults to :data:`DEFAULT_PLUGINS`).
+        extra_specs: Modules or classes with a host application's own hookspecs (marked with
+            :data:`~worker_core.hookspecs.hookspec`), added before any plugin is registered and checked, so
+            plugins may implement them (workerctl: ``workerctl_register_commands(app)``); call them with
+            :meth:`call`.
 
     Raises:
-        PluginError: a plugin failed to import or implements a hook that does not exist.
+        PluginError: a plugin failed to import or implements a hook that does not exist, or an extra spec
+            module declares no hookspec.
     """
 
     def __init__(
@@ -57,9 +63,15 @@ class Plugins:
         autoload: bool | None = None,
         disabled: Iterable[str] | None = None,
         builtins: Iterable[str] = DEFAULT_PLUGINS,
+        extra_specs: Iterable[ModuleType | type] = (),
     ) -> None:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
+        for specs in extra_specs:
+            try:
+                self._pm.add_hookspecs(specs)
+            except ValueError as exc:  # no hookspec in it (or not marked with the worker project's marker)
+                raise PluginError(f"extra_specs: {exc}") from exc
         blocked = list(_env_disabled() if disabled is None else disabled)
         for name in blocked:
             self._pm.set_blocked(name)
@@ -163,6 +175,18 @@ class Plugins:
     def authenticators(self) -> Registry[Any]:
         """Authenticator factories by name (used by worker-grpc)."""
         return self._registry("authenticator", "worker_register_authenticators")
+
+    def call(self, hook_name: str, **kwargs: Any) -> list[Any]:
+        """Call every implementation of a host hook added with ``extra_specs``; their non-``None`` results.
+
+        Raises:
+            PluginError: no spec named ``hook_name``.
+        """
+        spec = getattr(self._pm.hook, hook_name, None)
+        if spec is None or not isinstance(spec, pluggy.HookCaller) or spec.spec is None:
+            raise PluginError(f"no hookspec named {hook_name!r}")
+        results: list[Any] = spec(**kwargs)
+        return results
 
     @property
     def manager(self) -> pluggy.PluginManager:
