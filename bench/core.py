@@ -12,6 +12,7 @@ import statistics
 import sys
 import time
 import tracemalloc
+from importlib import import_module
 from typing import Any
 
 from worker_core import Task, TaskContext, TaskManager
@@ -21,6 +22,7 @@ N_ASYNC = int(100_000 * SCALE)
 N_SYNC = int(20_000 * SCALE)
 N_QUEUED = int(1_000_000 * SCALE)
 N_LATENCY = int(2_000 * SCALE)
+N_OTEL = int(20_000 * SCALE)
 WORKERS = 8
 ROUNDS = 3
 
@@ -138,6 +140,10 @@ async def main() -> None:
     print(f"memory per queued task ({N_QUEUED:,} queued): {per_task:,.0f} bytes (target <= 1024)")
     p50, p99 = await start_latency(N_LATENCY)
     print(f"register -> start latency, idle manager (x{N_LATENCY}): p50 {p50 * 1e6:,.0f} us, p99 {p99 * 1e6:,.0f} us")
+    otel = import_module("otel_overhead")  # bench/otel_overhead.py, next to this script
+    print(f"worker-otel overhead, async no-op x{N_OTEL} (ratio to off; targets: metrics <= 5%, tracing <= 30%):")
+    for line in otel.format_otel_overhead(await otel.measure_otel_overhead(N_OTEL, rounds=3)):
+        print(line)
 
 
 if __name__ == "__main__":
