@@ -12,6 +12,8 @@ import pytest
 import trustme
 from redis.asyncio import Redis
 from redis_helpers import task
+from worker_core import TaskManager
+from worker_core.durable import DurableHandlerSpec
 from worker_core.errors import BackendUnavailableError, ConfigurationError
 from worker_redis import RedisDurableBackend
 from worker_redis.testing import RedisServer, free_port, redis_server
@@ -91,6 +93,16 @@ async def test_wrong_password_is_a_configuration_error_without_the_password(lock
         assert "nope" not in str(info.value)
         assert not backend.is_connected
         await backend.aclose()
+    assert await _dbsize(locked.url) == 0
+
+
+async def test_a_task_manager_with_a_wrong_password_fails_at_start(locked: RedisServer) -> None:
+    handlers: dict[str, DurableHandlerSpec[Any]] = {"noop": DurableHandlerSpec(None, lambda ctx, payload: None)}
+    tm = TaskManager(durable_backend=f"redis://:nope@127.0.0.1:{locked.port}/0", durable_handlers=handlers)
+    with pytest.raises(ConfigurationError, match="authentication failed") as info:
+        await tm.start()
+    assert "nope" not in str(info.value)
+    await tm.stop_now()  # closes the backend it built from the URL: no unclosed-connection warning
     assert await _dbsize(locked.url) == 0
 
 

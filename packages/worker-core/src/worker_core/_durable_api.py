@@ -91,6 +91,7 @@ class DurableApi:
     _plugins: Plugins | None
     _codecs: dict[str, Any]
     _backend_obj: DurableBackend | None
+    _backend_owned: bool
 
     def _init_durable(self, settings: DurableSettings | None, plugins: Plugins | None) -> None:
         self._durable_settings = settings if settings is not None and settings.backend is not None else None
@@ -98,6 +99,7 @@ class DurableApi:
         self._plugins = plugins
         self._codecs = {}
         self._backend_obj = None
+        self._backend_owned = False  # built here from a URL: this manager closes it at stop
 
     @property
     def plugins(self) -> Plugins:
@@ -148,9 +150,42 @@ class DurableApi:
                 if not isinstance(made, DurableBackend):
                     raise ConfigurationError(f"the {scheme!r} backend factory did not return a DurableBackend")
                 backend = made
+                self._backend_owned = True
             assert backend is not None
             self._backend_obj = backend
         return self._backend_obj
+
+    async def _open_durable(self) -> DurableBackend:
+        """Resolve the backend, connect it when it can be (bad credentials fail here), pick every codec.
+
+        Done at ``start`` so that a misconfigured backend fails ``start`` with its typed error instead of
+        warning forever from the lease loop, and so that no plugin loading or codec setup happens between
+        leasing a task and running it (that delay counts against the lease).
+        """
+        backend = self.durable_backend()
+        connect = getattr(backend, "connect", None)
+        if connect is not None and callable(connect):
+            await connect()
+        handlers = self._require_durable().handlers
+        names = handlers.handlers() if hasattr(handlers, "handlers") else handlers
+        for name in names:
+            spec = handler_spec(handlers, name)
+            if spec is not None:
+                self._codec_for(name, spec)
+        return backend
+
+    async def _close_durable(self) -> None:
+        """Close the backend if this manager built it from a URL (a backend object passed in is the caller's)."""
+        backend = self._backend_obj
+        if backend is None or not self._backend_owned:
+            return
+        aclose = getattr(backend, "aclose", None)
+        if aclose is None or not callable(aclose):
+            return
+        try:
+            await aclose()
+        except Exception:
+            logger.warning("closing the durable backend failed", exc_info=True)
 
     def _codec_for(self, handler: str, spec: Any) -> Any:
         """The codec of ``handler``: the configured one (object or registered name) or chosen by payload type."""

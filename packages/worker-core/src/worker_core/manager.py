@@ -157,19 +157,24 @@ class TaskManager(DurableApi, SettingsApi):
     async def start(self) -> None:
         """Start the workers on the running loop; idempotent.
 
+        With a durable backend, ``start`` resolves it, connects it when it has ``connect()`` and picks every
+        handler's codec, so a bad URL, wrong credentials or an unreachable store fail here.
+
         Raises:
             ManagerStoppedError: the manager was stopped (a manager does not restart).
+            ConfigurationError: the durable backend or a codec cannot be set up (unknown scheme, bad credentials).
+            BackendUnavailableError: the durable backend cannot be reached.
         """
         if self._stopped:
             raise ManagerStoppedError("the task manager is stopped")
         if self._started:
             return
+        backend = await self._open_durable() if self._durable_settings is not None else None
         loop = self._loop = asyncio.get_running_loop()
         self._started = True
         if self._tps is not None:
             self._limiter = TokenBucket(self._tps, min(self._max_workers, self._max_tasks), loop.time())
-        if self._durable_settings is not None:
-            backend = self.durable_backend()
+        if backend is not None:
             if isinstance(backend, QueueConfigurableBackend):
                 backend.configure_queues(self._default_queue, dict(self._queue_weights))
             runner = self._durable = self._make_runner(self)
@@ -281,6 +286,7 @@ class TaskManager(DurableApi, SettingsApi):
         self._pool = None
         if durable is not None:
             await durable.close()
+        await self._close_durable()
         for subscription in self._subscriptions:
             subscription._finish()
         self._subscriptions.clear()
