@@ -104,12 +104,16 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
         if not request.tasks:
             await _abort(context, StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"{op}: no tasks in the request"), op)
         cache = self._cache
+        trace = _trace_context(context)
         built = []
         for index, message in enumerate(request.tasks):
             try:
                 handler = self._handlers.get(message.name) or _convert.handler_for(self._handlers, message.name)
                 key, sig = _idempotency(cache, message)
-                built.append((_convert.build_task(handler, message), key, sig))
+                task = _convert.build_task(handler, message)
+                if trace:
+                    task.metadata = _with_trace(task.metadata, trace)
+                built.append((task, key, sig))
             except Exception as exc:
                 await _abort(context, exc, op, accepted=(), index=index)
         ids: list[uuid.UUID] = []
@@ -153,12 +157,16 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
         if not request.tasks:
             await _abort(context, StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"{op}: no tasks in the request"), op)
         cache = self._cache
+        trace = _trace_context(context)
         built = []
         for index, message in enumerate(request.tasks):
             try:
                 handler = _convert.handler_for(self._handlers, message.name)
                 key, sig = _idempotency(cache, message)
-                built.append((_convert.build_durable_task(handler, message, uuid.uuid4()), key, sig))
+                durable = _convert.build_durable_task(handler, message, uuid.uuid4())
+                if trace:
+                    durable.metadata = _with_trace(durable.metadata, trace)
+                built.append((durable, key, sig))
             except Exception as exc:
                 await _abort(context, exc, op, accepted=(), index=index)
         ids: list[uuid.UUID] = []
@@ -295,3 +303,25 @@ async def _abort(
         trailing.append((FAILED_INDEX_KEY, str(index)))
     logger.debug("%s refused (task index %s, %d accepted): %s", op, index, len(accepted or ()), code.name)
     await context.abort(code, details, tuple(trailing))
+
+
+#: W3C trace-context headers taken from the call's metadata into each registered task's metadata, so the span
+#: of the code that runs the task (worker-otel's OTelTracer) continues the caller's trace: client -> gRPC ->
+#: (Redis) -> worker. A key the task message already carries in its own metadata wins.
+_TRACE_KEYS = ("traceparent", "tracestate")
+
+
+def _trace_context(context: _Context) -> dict[str, str]:
+    """The trace-context headers of this call ({} when the caller sent none)."""
+    found: dict[str, str] = {}
+    for key, value in context.invocation_metadata() or ():
+        if key in _TRACE_KEYS and isinstance(value, str):
+            found[key] = value
+    return found
+
+
+def _with_trace(metadata: dict[str, str] | None, trace: dict[str, str]) -> dict[str, str]:
+    merged = dict(trace)
+    if metadata:
+        merged.update(metadata)
+    return merged
