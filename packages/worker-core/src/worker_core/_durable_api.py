@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._durable import DurableRunner
 from ._state import emit
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 __all__ = ("DurableApi", "DurableSettings")
 
 logger = logging.getLogger("worker_core.durable")
+
+T = TypeVar("T")
 
 
 def _seconds(value: object, name: str) -> float:
@@ -73,6 +75,26 @@ class DurableSettings:
         self.renewal_s = renewal
         if self.backend is not None and not self.handlers:
             raise ConfigurationError("durable_backend needs durable_handlers (name -> DurableHandlerSpec)")
+
+
+async def register_each(
+    register: Callable[[T], Awaitable[uuid.UUID]], tasks: Sequence[T], noun: str
+) -> list[uuid.UUID]:
+    """Register every task with ``register``; the ids of those accepted, or the rejections raised together.
+
+    Raises:
+        ExceptionGroup: one or more tasks were rejected (the others are registered all the same).
+    """
+    ids: list[uuid.UUID] = []
+    errors: list[Exception] = []
+    for task in tasks:
+        try:
+            ids.append(await register(task))
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise ExceptionGroup(f"{len(errors)} of {len(tasks)} {noun} were not registered", errors)
+    return ids
 
 
 def handler_spec(handlers: Any, name: str) -> Any:
@@ -345,16 +367,7 @@ class DurableApi:
         Raises:
             ExceptionGroup: one or more tasks were rejected (the others are enqueued).
         """
-        ids: list[uuid.UUID] = []
-        errors: list[Exception] = []
-        for task in tasks:
-            try:
-                ids.append(await self.register_durable_task(task))
-            except Exception as exc:
-                errors.append(exc)
-        if errors:
-            raise ExceptionGroup(f"{len(errors)} of {len(tasks)} durable tasks were not registered", errors)
-        return ids
+        return await register_each(self.register_durable_task, tasks, "durable tasks")
 
     async def register_durable_task_at(self, task: DurableTask, run_at: datetime) -> uuid.UUID:
         """Register ``task`` to be delivered no earlier than ``run_at`` (naive means UTC)."""

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from ._config import config_int, config_seconds, is_plain_int, is_str, utc_timestamp
-from ._durable_api import DurableApi, DurableSettings
+from ._durable_api import DurableApi, DurableSettings, register_each
 from ._ratelimit import TokenBucket
 from ._settings import SettingsApi
 from ._state import emit
@@ -382,16 +382,7 @@ class TaskManager(DurableApi, SettingsApi):
         Raises:
             ExceptionGroup: one or more tasks were rejected (the others are registered).
         """
-        ids: list[uuid.UUID] = []
-        errors: list[Exception] = []
-        for task in tasks:
-            try:
-                ids.append(await self.register_task(task))
-            except Exception as exc:
-                errors.append(exc)
-        if errors:
-            raise ExceptionGroup(f"{len(errors)} of {len(tasks)} tasks were not registered", errors)
-        return ids
+        return await register_each(self.register_task, tasks, "tasks")
 
     async def register_task_at(self, task: Task, run_at: datetime) -> uuid.UUID:
         """Register ``task`` to start no earlier than ``run_at`` (naive means UTC)."""
