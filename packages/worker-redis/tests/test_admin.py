@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from worker_core.errors import BackendUnavailableError, ConfigurationError, TaskNotFoundError
 from worker_redis.admin import RedisAdmin, SnapshotEntry, TaskState
 from worker_redis.keys import Keys
-from worker_redis.testing import RedisServer, free_port, redis_server
+from worker_redis.testing import RedisServer, free_port, go_worker_task_fields, redis_server
 
 
 @pytest.fixture(scope="module")
@@ -51,19 +51,15 @@ async def put(
     c: Any = admin.client
     await c.hset(
         k.task(tid),
-        mapping={
-            "handler": handler,
-            "payload": payload,
-            "priority": 1,
-            "queue": queue,
-            "weight": 1,
-            "retries": retries,
-            "retry_delay_ms": 0,
-            "attempts": attempts,
-            "ready_at_ms": now,
-            "updated_at_ms": now,
-            "metadata": json.dumps({"k": "v"}),
-        },
+        mapping=go_worker_task_fields(
+            handler=handler,
+            payload=payload,
+            queue=queue,
+            retries=retries,
+            attempts=attempts,
+            now_ms=now,
+            metadata=json.dumps({"k": "v"}),
+        ),
     )
     await c.sadd(k.queues, queue)
     if state == "ready":

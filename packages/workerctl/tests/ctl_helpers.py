@@ -13,6 +13,7 @@ from typing import Any
 
 from click.testing import CliRunner, Result
 from worker_redis.keys import Keys
+from worker_redis.testing import go_worker_task_fields
 
 from workerctl import cli
 
@@ -58,19 +59,9 @@ class Ctl:
         now = int(time.time() * 1000)
         self.r.hset(
             k.task(tid),
-            mapping={
-                "handler": handler,
-                "payload": payload,
-                "priority": 1,
-                "queue": queue,
-                "weight": 1,
-                "retries": retries,
-                "retry_delay_ms": 0,
-                "attempts": attempts,
-                "ready_at_ms": now,
-                "updated_at_ms": now,
-                "metadata": "",
-            },
+            mapping=go_worker_task_fields(
+                handler=handler, payload=payload, queue=queue, retries=retries, attempts=attempts, now_ms=now
+            ),
         )
         self.r.sadd(k.queues, queue)
         if state == "ready":

@@ -17,7 +17,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ("RedisClusterServers", "RedisServer", "free_port", "prefixes_per_master", "redis_cluster", "redis_server")
+__all__ = (
+    "RedisClusterServers",
+    "RedisServer",
+    "free_port",
+    "go_worker_task_fields",
+    "prefixes_per_master",
+    "redis_cluster",
+    "redis_server",
+)
 
 
 def free_port() -> int:
@@ -203,3 +211,32 @@ def prefixes_per_master(stem: str, masters: int = 3) -> list[str]:
         found.setdefault(key_slot(("{" + name + "}").encode()) * masters // 16384, name)
         n += 1
     return [found[i] for i in range(masters)]
+
+
+def go_worker_task_fields(
+    *,
+    handler: str,
+    payload: bytes,
+    queue: str,
+    retries: int,
+    attempts: int,
+    now_ms: int,
+    metadata: str = "",
+) -> dict[str, str | bytes | int]:
+    """The task hash exactly as go-worker's enqueue script writes it (priority 1, weight 1, no retry delay).
+
+    Tests seed Redis with it to prove that records written by go-worker are read, listed and run.
+    """
+    return {
+        "handler": handler,
+        "payload": payload,
+        "priority": 1,
+        "queue": queue,
+        "weight": 1,
+        "retries": retries,
+        "retry_delay_ms": 0,
+        "attempts": attempts,
+        "ready_at_ms": now_ms,
+        "updated_at_ms": now_ms,
+        "metadata": metadata,
+    }
