@@ -62,35 +62,42 @@ class Engine(EngineState):
         priority: object = task.priority
         weight: object = task.weight
         queue: object = task.queue
-        if type(priority) is not int or type(weight) is not int or not isinstance(queue, str):
-            task._status = TaskStatus.INVALID
-            raise InvalidTaskError("priority and weight must be int and queue a str")
-        execute: object = task.execute
         run_at: object = task.run_at
-        if not callable(execute):
-            task._status = TaskStatus.INVALID
-            raise InvalidTaskError("execute must be callable")
-        if run_at is not None and not isinstance(run_at, datetime):
-            task._status = TaskStatus.INVALID
-            raise InvalidTaskError("run_at must be a datetime")
-        if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
-            task._status = TaskStatus.INVALID
-            raise InvalidTaskError(f"priority must fit in a signed 64-bit int, got {priority}")
-        queue = queue.strip()
-        task.queue = queue or self._default_queue
+        execute: object = task.execute
+        if (
+            type(priority) is not int
+            or type(weight) is not int
+            or type(queue) is not str
+            or not callable(execute)
+            or (run_at is not None and not isinstance(run_at, datetime))
+            or not PRIORITY_MIN <= priority <= PRIORITY_MAX
+        ):
+            try:
+                _check_task_fields(task)  # the exact checks, for what the quick ones did not pass
+            except InvalidTaskError:
+                task._status = TaskStatus.INVALID
+                raise
+        name = task.queue
+        if name:
+            name = name.strip()
+        task.queue = name or self._default_queue
         if task.weight <= 0:
             task.weight = 1
         retries = task.retries
         task._retries_left = self._max_retries if retries is None else min(retries, self._max_retries)
-        task._backoff = task.retry_delay if task.retry_delay is not None else self._retry_delay_s
-        task._timeout_s = task.timeout if task.timeout is not None else self._timeout_s
-        task._manager = self
+        delay = task.retry_delay
+        task._backoff = self._retry_delay_s if delay is None else delay
+        timeout = task.timeout
+        task._timeout_s = self._timeout_s if timeout is None else timeout
 
     # ----------------------------------------------------------------------------------------- workers
 
     def _spawn_workers(self) -> None:
         loop = self._loop
         assert loop is not None
+        slots = self._worker_ctx
+        if len(slots) < self._max_workers:
+            slots.extend([None] * (self._max_workers - len(slots)))  # in place: workers hold this list
         for index in range(self._max_workers):
             worker = self._workers.get(index)
             if worker is None or worker.done():
@@ -112,7 +119,11 @@ class Engine(EngineState):
 
     async def _worker(self, index: int) -> None:
         loop = asyncio.get_running_loop()
+        # The loop's clock; time.monotonic itself when that is what loop.time() returns (one call less).
+        loop_time = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
         ready = self._ready
+        busy = self._busy
+        worker_ctx = self._worker_ctx
         me = asyncio.current_task()
         assert me is not None
         ran = 0
@@ -125,24 +136,62 @@ class Engine(EngineState):
                     continue
                 limiter = self._limiter
                 if limiter is not None:
-                    wait_s = limiter.try_take(loop.time())
+                    wait_s = limiter.try_take(loop_time())
                     if wait_s:
                         await asyncio.sleep(wait_s)
                         continue
                 task = ready.pop()
                 if task is None:  # pragma: no cover - size was checked just above
                     continue
-                self._busy.add(me)
+                busy.add(me)
                 try:
-                    outcome = await self._attempt(task, None, me)
-                    if outcome[0] is _COMPLETED and task._on_outcome is None:  # the hot path, inlined
-                        pending = self._finish(task, _COMPLETED, outcome[1], None)
+                    outcome: Outcome | None
+                    if self._fast_attempts and task._is_async:
+                        # The hot path: ``_attempt`` inlined for an async task with nothing to call
+                        # around it (no tracer, no on_start hook or instrumentation). Same semantics.
+                        task._status = _RUNNING
+                        attempt = task._attempt = task._attempt + 1
+                        start = task._started_mono = loop_time()
+                        timeout_s = task._timeout_s
+                        if timeout_s is None:
+                            ctx = task._ctx = TaskContext(task, attempt, None)
+                        else:
+                            deadline = start + timeout_s
+                            ctx = task._ctx = TaskContext(task, attempt, deadline)
+                            worker_ctx[index] = ctx  # the deadline timer looks here (see _on_deadline)
+                            if deadline < self._deadline_at:
+                                self._arm_deadline_timer(deadline)
+                        task._cancel_reason = None
+                        self._n_running += 1
+                        ctx._runner = me
+                        try:
+                            result = await task.execute(ctx)
+                        except BaseException as exc:
+                            outcome = self._attempt_raised(task, exc, me)
+                        else:
+                            ctx._runner = None
+                            if me.cancelling() and _reason(task) is not None:
+                                me.uncancel()  # our own cancel of this asyncio task, swallowed by the task
+                            outcome = None
+                        finally:
+                            ctx._runner = None
+                            ctx._active = False
+                            task._ctx = None
+                            task._cancel_reason = None
+                            self._n_running -= 1
+                    else:
+                        outcome = await self._attempt(task, None, me)
+                        if outcome[0] is _COMPLETED:
+                            result = outcome[1]
+                            outcome = None
+                    if outcome is None and task._on_outcome is None:  # completed in memory: no tuple, no await
+                        pending = self._finish(task, _COMPLETED, result, None)
                         if pending is not None:
                             await pending
                     else:
-                        await self._settle_outcome(task, outcome)
+                        await self._settle_outcome(task, outcome or (_COMPLETED, result, None))
                 finally:
-                    self._busy.discard(me)
+                    busy.discard(me)
                     if task._lease is not None and self._capacity_hook is not None:
                         self._capacity_hook()  # the durable loop may lease another task
                 ran += 1
@@ -210,44 +259,58 @@ class Engine(EngineState):
                 await call_hook("on_start", hooks.on_start, task)
             if _reason(task) is not None:  # cancelled while the on_start hook ran
                 return self._interrupted(task, None)
-            if deadline is not None:
-                self._watch_deadline(deadline, ctx)
+            if timeout_s is not None:
+                self._watch_deadline(ctx, timeout_s)
             tracer = self._tracer
+            if not is_async:
+                return await self._run_in_thread(task, ctx, tracer)
+            # The attempt runs in the current asyncio task (no extra task per attempt): a running task
+            # is interrupted by cancelling this task, which is consumed right here. Under a tracer,
+            # start, execute and end run in this task too, so the context variables the tracer sets are
+            # visible to the task code, and its span's end restores them.
+            span = None if tracer is None else _safe_start(tracer, task, ctx)
+            ctx._runner = me
             try:
-                if not is_async:
-                    return await self._run_in_thread(task, ctx, tracer)
-                # The attempt runs in the current asyncio task (no extra task per attempt): a running
-                # task is interrupted by cancelling this task, which is consumed right here. Under a
-                # tracer, start, execute and end run in this task too, so the context variables the
-                # tracer sets are visible to the task code, and its span's end restores them.
-                span = None if tracer is None else _safe_start(tracer, task, ctx)
-                error: BaseException | None = None
-                task._runner = me
+                result = await task.execute(ctx)
+            except BaseException as exc:
                 try:
-                    result = await task.execute(ctx)
-                except BaseException as exc:
-                    error = exc
-                    raise
+                    return self._attempt_raised(task, exc, me)  # re-raises a cancellation not ours
                 finally:
-                    task._runner = None
-                    if _reason(task) is not None and me.cancelling():
-                        me.uncancel()  # our own cancel of this asyncio task: consumed here
                     if span is not None:
-                        _safe_end(span, error)
-            except asyncio.CancelledError as exc:
-                if _reason(task) is None:
-                    raise
-                return self._interrupted(task, exc)
-            except Exception as exc:
-                if _reason(task) is not None:
-                    return self._interrupted(task, exc)
-                return _FAILED, None, exc
+                        _safe_end(span, exc)
+            ctx._runner = None
+            if _reason(task) is not None and me.cancelling():
+                me.uncancel()  # our own cancel of this asyncio task, swallowed by the task
+            if span is not None:
+                _safe_end(span, None)
             return _COMPLETED, result, None
         finally:
+            ctx._runner = None
             ctx._active = False
             task._ctx = None  # the context dies with the attempt (fewer long-lived objects for the GC)
             task._cancel_reason = None
             self._n_running -= 1
+
+    def _attempt_raised(self, task: Task, exc: BaseException, me: asyncio.Task[Any]) -> Outcome:
+        """The outcome of an async attempt whose ``execute`` raised ``exc``.
+
+        A cancellation of ``me`` that is not ours (no interrupt reason on the task) propagates.
+        """
+        ctx = task._ctx
+        if ctx is not None:
+            ctx._runner = None
+        reason = task._cancel_reason
+        if reason is not None and me.cancelling():
+            me.uncancel()  # our own cancel of this asyncio task: consumed here
+        if isinstance(exc, asyncio.CancelledError):
+            if reason is None:
+                raise exc
+            return self._interrupted(task, exc)
+        if not isinstance(exc, Exception):
+            raise exc  # KeyboardInterrupt, SystemExit, GeneratorExit: not a task failure
+        if reason is not None:
+            return self._interrupted(task, exc)
+        return _FAILED, None, exc
 
     def _interrupted(self, task: Task, exc: BaseException | None) -> Outcome:
         if task._cancel_reason is _DEADLINE:
@@ -375,8 +438,27 @@ class Engine(EngineState):
             self._lat_total += latency
             if latency > self._lat_max:
                 self._lat_max = latency
-        if self._subscriptions:
-            self._publish(task)  # the Result is built when a subscriber takes it (one object less per task)
+        subscriptions = self._subscriptions
+        if subscriptions:
+            # Publish (the Result is built when a subscriber takes it: one object less per task).
+            dropped = 0
+            for subscription in subscriptions:
+                items = subscription._items
+                if len(items) >= subscription._buffer:
+                    dropped += 1
+                    if not self._drop_oldest:
+                        continue
+                    items.popleft()
+                items.append(task)
+                waiter = subscription._waiter
+                if waiter is not None:
+                    subscription._waiter = None
+                    if not waiter.done():
+                        waiter.set_result(None)
+            if dropped:
+                self._n_dropped += dropped
+                if self._i_dropped:
+                    emit(self._i_dropped, dropped)
         if self._i_finish:
             emit(self._i_finish, task, status, latency)
         hooks = self._hooks
@@ -394,13 +476,7 @@ class Engine(EngineState):
             self._settle(task)
 
     def _settle(self, task: Task) -> None:
-        """The task is fully done: wake ``wait()`` callers and apply retention."""
-        waiters = task._waiters
-        if waiters is not None:
-            task._waiters = None
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+        """The task is fully done: release ``wait()`` callers and apply retention."""
         self._terminal.append(task)
         if task._on_outcome is not None:  # durable tasks are not counted by wait()
             return
@@ -412,6 +488,29 @@ class Engine(EngineState):
                     future.set_result(None)
         if self._retention is not None:
             self._prune(task._completed_mono)
+
+
+def _check_task_fields(task: Task) -> None:
+    """Raise the InvalidTaskError that says which field of ``task`` is wrong, if one is.
+
+    Subclasses are fine here (an IntEnum priority, a StrEnum queue); bools are not ints.
+    """
+    priority: object = task.priority
+    weight: object = task.weight
+    queue: object = task.queue
+    run_at: object = task.run_at
+    if not _is_int(priority) or not _is_int(weight) or not isinstance(queue, str):
+        raise InvalidTaskError("priority and weight must be int and queue a str")
+    if not callable(task.execute):
+        raise InvalidTaskError("execute must be callable")
+    if run_at is not None and not isinstance(run_at, datetime):
+        raise InvalidTaskError("run_at must be a datetime")
+    if not PRIORITY_MIN <= priority <= PRIORITY_MAX:  # type: ignore[operator]
+        raise InvalidTaskError(f"priority must fit in a signed 64-bit int, got {priority}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _safe_start(tracer: TaskTracer, task: Task, ctx: TaskContext) -> Any:

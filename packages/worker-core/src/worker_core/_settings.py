@@ -88,6 +88,7 @@ class SettingsApi(Engine):
         if hooks is not None and not isinstance(hooks, TaskHooks):
             raise ConfigurationError(f"hooks must be a TaskHooks, got {hooks!r}")
         self._hooks = hooks
+        self._refresh_fast_path()
 
     def set_tracer(self, tracer: TaskTracer | None) -> None:
         """Trace every attempt with ``tracer`` (``None`` turns tracing off).
@@ -98,6 +99,7 @@ class SettingsApi(Engine):
         if tracer is not None and not isinstance(tracer, TaskTracer):
             raise ConfigurationError("tracer must implement TaskTracer (start(task, ctx) and inject(metadata))")
         self._tracer = tracer
+        self._refresh_fast_path()
 
     def add_instrumentation(self, instrumentation: object) -> None:
         """Receive task events (see :class:`~worker_core.protocols.Instrumentation`); worker-otel uses it."""
@@ -120,6 +122,7 @@ class SettingsApi(Engine):
         self._i_finish = bound("on_finish")
         self._i_retry = bound("on_retry")
         self._i_dropped = bound("on_result_dropped")
+        self._refresh_fast_path()
 
     def metrics(self) -> MetricsSnapshot:
         """A snapshot of the counters."""

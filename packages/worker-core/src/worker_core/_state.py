@@ -63,6 +63,8 @@ class EngineState:
         self._capacity_hook: Callable[[], None] | None = None
         self._deadlines: list[tuple[float, int, TaskContext]] = []
         self._deadline_seq = itertools.count()
+        self._deadline_lane: deque[TaskContext] = deque()  # attempts with the default timeout, in start order
+        self._worker_ctx: list[TaskContext | None] = []  # the latest attempt of each worker's fast path
         self._deadline_at = _INF
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._tasks: dict[int, Task] = {}
@@ -97,6 +99,7 @@ class EngineState:
         self._i_finish: tuple[Callable[[Task, TaskStatus, float | None], Any], ...] = ()
         self._i_retry: tuple[Callable[[Task, float, int], Any], ...] = ()
         self._i_dropped: tuple[Callable[[int], Any], ...] = ()
+        self._fast_attempts = True  # see _refresh_fast_path
         # Counters (MetricsSnapshot).
         self._n_scheduled = 0
         self._n_running = 0
@@ -109,31 +112,56 @@ class EngineState:
         self._lat_total = 0.0
         self._lat_max = 0.0
 
+    def _refresh_fast_path(self) -> None:
+        """Decide whether workers may run async attempts inline; call it whenever one of its inputs changes.
+
+        They may when nothing is to be called around an attempt: no tracer, no on_start hook or
+        instrumentation.
+        """
+        hooks = self._hooks
+        self._fast_attempts = self._tracer is None and not self._i_start and (hooks is None or hooks.on_start is None)
+
     def _interrupt(self, task: Task, reason: TaskStatus) -> None:
         """Stop the running attempt of ``task`` for ``reason`` (CANCELLED or DEADLINE_EXCEEDED)."""
         task._cancel_reason = reason
         ctx = task._ctx
         if ctx is not None:
             ctx._cancel()
-        runner = task._runner
-        if runner is not None:
-            runner.cancel()
+            runner = ctx._runner
+            if runner is not None:
+                runner.cancel()
 
     # ------------------------------------------------------------------------------------- deadlines
 
-    def _watch_deadline(self, deadline: float, ctx: TaskContext) -> None:
-        """Interrupt the attempt of ``ctx`` at ``deadline`` (loop clock).
+    def _watch_deadline(self, ctx: TaskContext, timeout_s: float) -> None:
+        """Interrupt the attempt of ``ctx`` at ``ctx.deadline`` (loop clock), ``timeout_s`` after its start.
 
-        One heap and one timer for all attempts instead of a timer per attempt: entries of attempts that
-        ended are dropped when they reach the top, or in a compaction when they pile up.
+        One timer for all attempts instead of a timer per attempt. A worker's fast path does not call
+        this: it leaves its attempt in ``_worker_ctx[index]`` and arms the timer when its deadline is the
+        soonest; the timer scans those slots (one per worker) when it fires. Other attempts with the
+        manager's default
+        timeout (nearly all) go to a FIFO lane: they start in loop-clock order, so their deadlines come
+        in order too and a deque append replaces a heap push. Other timeouts share a heap. Entries of
+        attempts that ended are dropped when they reach the front, or in a compaction when they pile
+        up behind a long-running attempt.
         """
-        heap = self._deadlines
-        heapq.heappush(heap, (deadline, next(self._deadline_seq), ctx))
+        deadline: float = ctx.deadline  # type: ignore[assignment]
+        lane = self._deadline_lane
+        while lane and not lane[0]._active:
+            lane.popleft()
+        # The lane only takes a deadline that keeps it sorted (an on_start hook may have run in between).
+        if timeout_s == self._timeout_s and (not lane or lane[-1].deadline <= deadline):  # type: ignore[operator]
+            lane.append(ctx)
+            if len(lane) > 2 * self._n_running + 256:
+                self._deadline_lane = deque(entry for entry in lane if entry._active)
+        else:
+            heap = self._deadlines
+            heapq.heappush(heap, (deadline, next(self._deadline_seq), ctx))
+            if len(heap) > 2 * self._n_running + 256:
+                heap[:] = [entry for entry in heap if entry[2]._active]
+                heapq.heapify(heap)
         if deadline < self._deadline_at:
             self._arm_deadline_timer(deadline)
-        elif len(heap) > 2 * self._n_running + 256:
-            heap[:] = [entry for entry in heap if entry[2]._active]
-            heapq.heapify(heap)
 
     def _arm_deadline_timer(self, when: float) -> None:
         if self._deadline_timer is not None:
@@ -144,26 +172,36 @@ class EngineState:
     def _on_deadline(self) -> None:
         self._deadline_timer = None
         self._deadline_at = _INF
-        heap = self._deadlines
         now = asyncio.get_running_loop().time() + _CLOCK_RESOLUTION
+        heap = self._deadlines
         while heap and (heap[0][0] <= now or not heap[0][2]._active):
-            ctx = heapq.heappop(heap)[2]
-            if ctx._active and ctx.task._cancel_reason is None:
-                self._interrupt(ctx.task, _DEADLINE)
-        if heap:
-            self._arm_deadline_timer(heap[0][0])
+            self._expire(heapq.heappop(heap)[2])
+        lane = self._deadline_lane
+        while lane and (lane[0].deadline <= now or not lane[0]._active):  # type: ignore[operator]
+            self._expire(lane.popleft())
+        when = heap[0][0] if heap else _INF
+        if lane and lane[0].deadline is not None and lane[0].deadline < when:
+            when = lane[0].deadline
+        slots = self._worker_ctx
+        for index, ctx in enumerate(slots):
+            if ctx is None:
+                continue
+            if not ctx._active:
+                slots[index] = None
+            elif ctx.task._cancel_reason is None:
+                deadline: float = ctx.deadline  # type: ignore[assignment]
+                if deadline <= now:
+                    self._interrupt(ctx.task, _DEADLINE)
+                elif deadline < when:
+                    when = deadline
+        if when != _INF:
+            self._arm_deadline_timer(when)
+
+    def _expire(self, ctx: TaskContext) -> None:
+        if ctx._active and ctx.task._cancel_reason is None:
+            self._interrupt(ctx.task, _DEADLINE)
 
     # ------------------------------------------------------------------------------- results, retention
-
-    def _publish(self, task: Task) -> None:
-        drop_oldest = self._drop_oldest
-        dropped = 0
-        for subscription in self._subscriptions:
-            dropped += subscription._offer(task, drop_oldest)
-        if dropped:
-            self._n_dropped += dropped
-            if self._i_dropped:
-                emit(self._i_dropped, dropped)
 
     def _prune(self, now: float, *, sweep: bool = False) -> None:
         """Evict finished tasks by TTL (at most once per interval) and by count (every call)."""

@@ -280,6 +280,8 @@ class TaskManager(DurableApi, SettingsApi):
             self._deadline_timer.cancel()
             self._deadline_timer = None
         self._deadlines.clear()
+        self._deadline_lane.clear()
+        self._worker_ctx[:] = [None] * len(self._worker_ctx)
         for pool in self._pools:
             pool.shutdown(wait=True)
         self._pools.clear()
@@ -329,15 +331,17 @@ class TaskManager(DurableApi, SettingsApi):
             ManagerStoppedError: the manager is stopping or stopped.
             DurableOnlyError: a durable backend is configured.
         """
-        if not isinstance(task, Task):
+        if type(task) is not Task and not isinstance(task, Task):
             raise InvalidTaskError(f"expected a Task, got {type(task).__name__}")
         if self._durable_settings is not None:
             raise DurableOnlyError("durable backend enabled; use register_durable_task")
-        self._check_accepting()
+        if not self._accepting:
+            raise ManagerStoppedError("the task manager is not accepting new tasks")
         if task._status is not None:
             raise TaskExistsError(f"task {task.id} was already registered")
         key = task._key
-        if key in self._tasks:
+        tasks = self._tasks
+        if key in tasks:
             raise TaskExistsError(f"task {task.id} already exists")
         if self._ready.size + self._delayed.size >= self._max_tasks:
             raise QueueFullError(f"queue is full (max {self._max_tasks})")
@@ -348,7 +352,7 @@ class TaskManager(DurableApi, SettingsApi):
             if delay > 0:
                 due = asyncio.get_running_loop().time() + delay
         task._status = _QUEUED  # before the task becomes visible to a worker
-        self._tasks[key] = task
+        tasks[key] = task
         self._active += 1
         self._n_scheduled += 1
         tracer = self._tracer

@@ -47,23 +47,6 @@ class ResultSubscription:
         """True once closed by :meth:`close` or by the manager stopping."""
         return self._closed
 
-    def _offer(self, task: Task, drop_oldest: bool) -> int:
-        """Buffer the result of ``task``; return how many results were dropped (0 or 1)."""
-        items = self._items
-        dropped = 0
-        if len(items) >= self._buffer:
-            if not drop_oldest:
-                return 1
-            items.popleft()
-            dropped = 1
-        items.append(task)
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-        return dropped
-
     def _finish(self) -> None:
         """The manager stopped: end iteration once the buffer is drained."""
         self._closed = True
@@ -85,8 +68,10 @@ class ResultSubscription:
 
     async def __anext__(self) -> Result:
         while True:
-            if self._items:
-                return _result(self._items.popleft())
+            items = self._items
+            if items:
+                task = items.popleft()
+                return Result(task, task._status, task._result, task._error)  # type: ignore[arg-type]
             if self._closed:
                 raise StopAsyncIteration
             waiter = self._waiter = asyncio.get_running_loop().create_future()

@@ -46,6 +46,7 @@ def to_seconds(value: object, name: str, *, allow_zero: bool = False) -> float |
 
 
 _async_cache: dict[object, bool] = {}
+_FunctionType: type = type(to_seconds)
 
 
 def _is_async_callable(fn: object) -> bool:
@@ -73,7 +74,7 @@ class TaskContext:
     attempt is cancelled or its deadline passes: a plain (threaded) function polls it to stop early.
     """
 
-    __slots__ = ("_active", "_cancelled", "attempt", "deadline", "task")
+    __slots__ = ("_active", "_cancelled", "_runner", "attempt", "deadline", "task")
 
     def __init__(self, task: Task, attempt: int, deadline: float | None, cancelled: threading.Event | None = None):
         self.task = task
@@ -81,6 +82,7 @@ class TaskContext:
         self.deadline = deadline
         self._cancelled = cancelled
         self._active = True
+        self._runner: asyncio.Task[Any] | None = None  # the asyncio task awaiting an async attempt
 
     @property
     def cancelled(self) -> threading.Event:
@@ -118,32 +120,65 @@ class TaskContext:
 
 # Timestamps are kept on the monotonic clock (cheap, and what latencies need) and shown as UTC datetimes.
 _EPOCH_OFFSET = time.time() - time.monotonic()
-_RANDOM_POOL_IDS = 256
-_key_pool: list[int] = []
-_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 _new_object = object.__new__
-_set_attr = object.__setattr__
 _SAFE_UNKNOWN = uuid.SafeUUID.unknown
+# UUID's slots, set through their descriptors (UUID.__setattr__ refuses, and object.__setattr__ is slower).
+_set_uuid_int = uuid.UUID.__dict__["int"].__set__
+_set_uuid_is_safe = uuid.UUID.__dict__["is_safe"].__set__
+
+# Task ids are UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74 bits of a counter that starts at a
+# random point (from os.urandom) in each new millisecond and counts up within it, around the version and
+# variant bits. Ids made by one process therefore increase strictly, so tasks of equal priority and weight
+# start in registration order (go-worker's UUIDv4 ids order them at random), and the ready heaps and the
+# registry see keys in ascending order, which keeps their memory accesses local (much faster than random
+# keys once a queue holds many tasks). Across processes ids stay unique through the random start points.
+_RAND_B_BITS = 62
+_UUID7_BITS = (0x7 << 76) | (0x2 << _RAND_B_BITS)  # version 7, RFC 4122 variant
+_last_key = 0  # the last id handed out, as an int
+_ms_end_ns = 0  # when the millisecond of the last id ends (time.time_ns)
+_time_ns = time.time_ns
+
+
+def _reseed() -> None:
+    """Forget the last id (a forked child starts a fresh random counter instead of repeating its parent's)."""
+    global _last_key, _ms_end_ns
+    _last_key = _ms_end_ns = 0
+
+
+os.register_at_fork(after_in_child=_reseed)
 
 
 def _new_task_key() -> int:
-    """A random UUID4 as its 128-bit int (hot path: ``os.urandom`` is read 256 ids at a time)."""
-    try:
-        return _key_pool.pop()
-    except IndexError:
-        words = iter(memoryview(os.urandom(16 * _RANDOM_POOL_IDS)).cast("Q"))  # random 64-bit halves
-        _key_pool.extend(
-            [((high << 64 | low) & _UUID4_CLEAR) | _UUID4_SET for high, low in zip(words, words, strict=True)]
-        )
-        return _key_pool.pop()
+    """A new UUIDv7 as its 128-bit int, greater than every id this process made before.
+
+    Within a millisecond the id counts up by one from a random start; the start leaves rand_b's top bit
+    clear, so 2**61 ids fit before a carry could reach the variant bits.
+    """
+    global _last_key, _ms_end_ns
+    now = _time_ns()
+    if now < _ms_end_ns:
+        _last_key += 1
+        return _last_key
+    return _next_millisecond(now)
+
+
+def _next_millisecond(now: int) -> int:
+    global _last_key, _ms_end_ns
+    ms = now // 1_000_000
+    _ms_end_ns = (ms + 1) * 1_000_000
+    rand = int.from_bytes(os.urandom(10))  # 80 random bits: 12 for rand_a, 61 for rand_b
+    key = (ms << 80) | ((rand >> 68) << 64) | (rand & ((1 << 61) - 1)) | _UUID7_BITS
+    if key <= _last_key:  # the clock went back, or a millisecond's counter ran past the next start
+        key = _last_key + 1
+    _last_key = key
+    return key
 
 
 def _uuid_from_int(value: int) -> uuid.UUID:
     """``uuid.UUID(int=value)`` without its argument checks (the value is known to be valid)."""
     new_id: uuid.UUID = _new_object(uuid.UUID)
-    _set_attr(new_id, "int", value)
-    _set_attr(new_id, "is_safe", _SAFE_UNKNOWN)
+    _set_uuid_int(new_id, value)
+    _set_uuid_is_safe(new_id, _SAFE_UNKNOWN)
     return new_id
 
 
@@ -153,7 +188,8 @@ class Task:
     Args:
         execute: ``async def f(ctx)`` or a plain ``def f(ctx)`` (run in the manager's thread pool);
             its return value is the result, an exception the failure.
-        id: The task id; a random UUID4 when omitted.
+        id: The task id; a new UUIDv7 when omitted (ids made by one process increase, so tasks
+            of equal priority and weight start in registration order).
         name: A label for logs and results.
         description: Free text.
         priority: Lower values run first.
@@ -185,16 +221,13 @@ class Task:
         "_is_async",
         "_key",
         "_lease",
-        "_manager",
         "_on_outcome",
         "_result",
         "_retries_left",
         "_retry_handle",
-        "_runner",
         "_started_mono",
         "_status",
         "_timeout_s",
-        "_waiters",
         "description",
         "execute",
         "metadata",
@@ -207,6 +240,10 @@ class Task:
         "timeout",
         "weight",
     )
+
+    _retries_left: int
+    _backoff: float
+    _timeout_s: float | None
 
     def __init__(
         self,
@@ -227,12 +264,24 @@ class Task:
         if not callable(execute):
             raise InvalidTaskError(f"execute must be callable, got {type(execute).__name__}")
         if id is None:
-            self._key = _new_task_key()
+            # _new_task_key() inlined for the usual case: the next id of the current millisecond.
+            global _last_key
+            if _time_ns() < _ms_end_ns:
+                _last_key += 1
+                self._key = _last_key
+            else:
+                self._key = _new_task_key()
         elif isinstance(id, uuid.UUID):
             self._key = id.int
         else:
             raise InvalidTaskError(f"id must be a uuid.UUID, got {type(id).__name__}")
-        if _check_fields(name, description, queue, priority, weight):
+        if (  # exact-type checks, inline: this is on the hot path
+            type(name) is not str
+            or type(description) is not str
+            or type(queue) is not str
+            or type(priority) is not int
+            or type(weight) is not int
+        ):
             _raise_field_error(name, description, queue, priority, weight)
         if run_at is not None and not isinstance(run_at, datetime):
             raise InvalidTaskError(f"run_at must be a datetime, got {type(run_at).__name__}")
@@ -257,31 +306,31 @@ class Task:
         self.run_at = run_at
         self.retries = retries
         self.metadata = metadata
-        self._is_async = _is_async_callable(execute)
+        fn: object = execute
+        is_async = _async_cache.get(fn) if type(fn) is _FunctionType else None
+        self._is_async = _is_async_callable(execute) if is_async is None else is_async
         self._status: TaskStatus | None = None
         self._result: Any = None
         self._error: BaseException | None = None
         self._started_mono = 0.0
         self._completed_mono = 0.0
-        self._manager: object = None
         self._on_outcome: Callable[[Task, Any], Awaitable[None]] | None = None
         self._lease: DurableTaskLease | None = None
         self._entry: object = None
         self._retry_handle: asyncio.TimerHandle | None = None
-        self._runner: asyncio.Task[Any] | None = None
         self._ctx: TaskContext | None = None
         self._cancel_reason: TaskStatus | None = None
-        self._waiters: list[asyncio.Future[None]] | None = None
         self._attempt = 0
-        self._retries_left = 0
-        self._backoff = 0.0
-        self._timeout_s: float | None = None
+        # _retries_left, _backoff and _timeout_s are set when the task is registered (Engine._prepare).
 
     @property
     def id(self) -> uuid.UUID:
-        """The task id (a UUID4 unless one was given)."""
+        """The task id (a UUIDv7 unless one was given)."""
         # Kept as an int and turned into a UUID on access: one object less per task for the GC to walk.
-        return _uuid_from_int(self._key)
+        new_id: uuid.UUID = _new_object(uuid.UUID)
+        _set_uuid_int(new_id, self._key)
+        _set_uuid_is_safe(new_id, _SAFE_UNKNOWN)
+        return new_id
 
     @id.setter
     def id(self, value: uuid.UUID) -> None:
@@ -337,17 +386,6 @@ class Task:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_fields(name: object, description: object, queue: object, priority: object, weight: object) -> bool:
-    """True when one of the fields has the wrong type (exact-type checks: this is on the hot path)."""
-    return (
-        type(name) is not str
-        or type(description) is not str
-        or type(queue) is not str
-        or type(priority) is not int
-        or type(weight) is not int
-    )
 
 
 def _raise_field_error(name: object, description: object, queue: object, priority: object, weight: object) -> None:
