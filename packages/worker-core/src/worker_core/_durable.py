@@ -3,7 +3,7 @@
 A leased task becomes an in-memory :class:`~worker_core.Task` pushed into the same ready queues, so queue
 weights, priorities, the rate limiter, timeouts, the tracer, hooks and the results stream all apply. The loop
 leases only as many tasks as there are free workers (minus leased tasks still waiting), so a lease is rarely
-held by a task that cannot start. The outcome of each attempt comes back through ``task._on_outcome``:
+held by a task that cannot start. The outcome of each attempt comes back through ``_on_outcome``:
 success acks, a failure nacks with the durable backoff while attempts remain and dead-letters otherwise.
 
 Backend errors never kill the loop: they are logged and retried with capped exponential backoff.
@@ -62,6 +62,7 @@ class DurableRunner:
         renewal_s: float | None,
     ) -> None:
         self._engine = engine
+        engine._durable_outcome = self._on_outcome  # what the engine calls after each durable attempt
         self.backend = backend
         self._decode = decode
         self._handler_fn = handler_fn
@@ -142,7 +143,7 @@ class DurableRunner:
     def _free_slots(self) -> tuple[int, float]:
         """How many tasks could start now, and, when none can only for want of a token, how long until one."""
         engine = self._engine
-        free = engine._max_workers - len(engine._busy) - engine._ready.size
+        free = engine._max_workers - engine._n_busy - engine._ready.size
         if free <= 0:
             return 0, 0.0
         limiter = engine._limiter
@@ -236,8 +237,7 @@ class DurableRunner:
         )
         if record.id is None:
             lease.task.id = task.id
-        task._lease = lease
-        task._on_outcome = self._on_outcome
+        task._lease = lease  # marks the task durable: the engine hands its outcomes to _on_outcome
         self._engine._prepare(task)
         task._attempt = max(0, lease.attempts - 1)  # ctx.attempt counts deliveries, across nodes
         task._status = TaskStatus.QUEUED

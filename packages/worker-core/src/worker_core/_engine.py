@@ -6,10 +6,10 @@ gave it a token. An ``async`` task is awaited directly in the worker (no extra a
 traced or not); a plain function runs in the manager's bounded thread pool.
 
 The seam the durable loop (``_durable.py``) uses: it pushes leased tasks into the same ready queues
-(``_ready.push`` + ``_wake_one``), so weights, priorities and the rate limiter apply; a task with an
-``_on_outcome`` callback gets the outcome of each attempt instead of the in-memory retry path; and
-``_capacity_hook`` is called whenever a worker frees up after a durable attempt, so the loop leases only
-what free workers can start (``_max_workers - len(_busy) - _ready.size``).
+(``_ready.push`` + ``_wake_one``), so weights, priorities and the rate limiter apply; a task with a
+lease (``task._lease``) has the outcome of each attempt go to ``_durable_outcome`` instead of the
+in-memory retry path; and ``_capacity_hook`` is called whenever a worker frees up after a durable
+attempt, so the loop leases only what free workers can start (``_max_workers - _n_busy - _ready.size``).
 """
 
 from __future__ import annotations
@@ -87,8 +87,6 @@ class Engine(EngineState):
         task._retries_left = self._max_retries if retries is None else min(retries, self._max_retries)
         delay = task.retry_delay
         task._backoff = self._retry_delay_s if delay is None else delay
-        timeout = task.timeout
-        task._timeout_s = self._timeout_s if timeout is None else timeout
 
     # ----------------------------------------------------------------------------------------- workers
 
@@ -96,8 +94,9 @@ class Engine(EngineState):
         loop = self._loop
         assert loop is not None
         slots = self._worker_ctx
-        if len(slots) < self._max_workers:
-            slots.extend([None] * (self._max_workers - len(slots)))  # in place: workers hold this list
+        if len(slots) < self._max_workers:  # grown in place: workers hold these lists
+            slots.extend([None] * (self._max_workers - len(slots)))
+            self._worker_busy.extend([False] * (self._max_workers - len(self._worker_busy)))
         for index in range(self._max_workers):
             worker = self._workers.get(index)
             if worker is None or worker.done():
@@ -122,7 +121,8 @@ class Engine(EngineState):
         # The loop's clock; time.monotonic itself when that is what loop.time() returns (one call less).
         loop_time = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
         ready = self._ready
-        busy = self._busy
+        busy = self._worker_busy
+        default_timeout = self._timeout_s
         worker_ctx = self._worker_ctx
         me = asyncio.current_task()
         assert me is not None
@@ -143,7 +143,8 @@ class Engine(EngineState):
                 task = ready.pop()
                 if task is None:  # pragma: no cover - size was checked just above
                     continue
-                busy.add(me)
+                busy[index] = True
+                self._n_busy += 1
                 try:
                     outcome: Outcome | None
                     if self._fast_attempts and task._is_async:
@@ -152,7 +153,9 @@ class Engine(EngineState):
                         task._status = _RUNNING
                         attempt = task._attempt = task._attempt + 1
                         start = task._started_mono = loop_time()
-                        timeout_s = task._timeout_s
+                        timeout_s = task.timeout
+                        if timeout_s is None:
+                            timeout_s = default_timeout
                         if timeout_s is None:
                             ctx = task._ctx = TaskContext(task, attempt, None)
                         else:
@@ -184,14 +187,15 @@ class Engine(EngineState):
                         if outcome[0] is _COMPLETED:
                             result = outcome[1]
                             outcome = None
-                    if outcome is None and task._on_outcome is None:  # completed in memory: no tuple, no await
+                    if outcome is None and task._lease is None:  # completed in memory: no tuple, no await
                         pending = self._finish(task, _COMPLETED, result, None)
                         if pending is not None:
                             await pending
                     else:
                         await self._settle_outcome(task, outcome or (_COMPLETED, result, None))
                 finally:
-                    busy.discard(me)
+                    busy[index] = False
+                    self._n_busy -= 1
                     if task._lease is not None and self._capacity_hook is not None:
                         self._capacity_hook()  # the durable loop may lease another task
                 ran += 1
@@ -224,7 +228,7 @@ class Engine(EngineState):
         try:
             outcome = await self._attempt(task, timeout_s, me)
         except asyncio.CancelledError:
-            if task._on_outcome is None:
+            if task._lease is None:
                 self._finish_soon(task, _CANCELLED, None, TaskCancelledError(f"task {task.id} was cancelled"))
             else:
                 await self._settle_outcome(task, self._interrupted(task, None))
@@ -233,9 +237,8 @@ class Engine(EngineState):
         return outcome
 
     async def _settle_outcome(self, task: Task, outcome: Outcome) -> None:
-        on_outcome = task._on_outcome
-        if on_outcome is not None:
-            await on_outcome(task, outcome)
+        if task._lease is not None:
+            await self._durable_outcome(task, outcome)
         else:
             await self._settle_attempt(task, outcome)
 
@@ -245,7 +248,7 @@ class Engine(EngineState):
         task._attempt += 1
         start = task._started_mono = loop.time()
         if timeout_s is None:
-            timeout_s = task._timeout_s
+            timeout_s = self._timeout_of(task)
         deadline = start + timeout_s if timeout_s is not None else None
         is_async = task._is_async
         ctx = task._ctx = TaskContext(task, task._attempt, deadline, None if is_async else threading.Event())
@@ -312,9 +315,13 @@ class Engine(EngineState):
             return self._interrupted(task, exc)
         return _FAILED, None, exc
 
+    def _timeout_of(self, task: Task) -> float | None:
+        """The seconds an attempt of ``task`` may run: its own timeout, else the manager's."""
+        return self._timeout_s if task.timeout is None else task.timeout
+
     def _interrupted(self, task: Task, exc: BaseException | None) -> Outcome:
         if task._cancel_reason is _DEADLINE:
-            timeout = task._timeout_s
+            timeout = self._timeout_of(task)
             error: BaseException = (
                 exc
                 if isinstance(exc, Exception) and not task._is_async
@@ -382,14 +389,14 @@ class Engine(EngineState):
         self._n_retried += 1
         if self._i_retry:
             emit(self._i_retry, task, delay, attempt)
-        task._retry_handle = asyncio.get_running_loop().call_later(delay, self._requeue, task)
+        task._entry = asyncio.get_running_loop().call_later(delay, self._requeue, task)  # the retry timer
         hooks = self._hooks
         if hooks is not None and hooks.on_retry is not None:
             await call_hook("on_retry", hooks.on_retry, task, delay, attempt)
 
     def _requeue(self, task: Task) -> None:
         """Backoff is over: the task competes for a worker again (it counts against ``max_tasks``)."""
-        task._retry_handle = None
+        task._entry = None
         if task._status is not _RETRYING:
             return
         if self._ready.size + self._delayed.size >= self._max_tasks:
@@ -478,7 +485,7 @@ class Engine(EngineState):
     def _settle(self, task: Task) -> None:
         """The task is fully done: release ``wait()`` callers and apply retention."""
         self._terminal.append(task)
-        if task._on_outcome is not None:  # durable tasks are not counted by wait()
+        if task._lease is not None:  # durable tasks are not counted by wait()
             return
         self._active -= 1
         if not self._active and self._wait_futures:

@@ -13,7 +13,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +74,9 @@ class EngineState:
         self._limiter: TokenBucket | None = None
         self._idle: deque[asyncio.Future[None]] = deque()
         self._workers: dict[int, asyncio.Task[None]] = {}
-        self._busy: set[asyncio.Task[None]] = set()
+        self._worker_busy: list[bool] = []  # per worker index: running a task now
+        self._n_busy = 0  # workers running a task now
+        self._durable_outcome: Callable[[Task, Any], Awaitable[None]] = _no_durable_outcome
         self._pools: list[ThreadPoolExecutor] = []
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
@@ -226,6 +228,10 @@ class EngineState:
         while self._retention is not None:
             await asyncio.sleep(self._retention[2])
             self._prune(time.monotonic(), sweep=True)
+
+
+async def _no_durable_outcome(task: Task, outcome: Any) -> None:  # pragma: no cover - no lease without a runner
+    raise RuntimeError(f"task {task.id} holds a lease but no durable runner is set")
 
 
 def emit(callbacks: tuple[Callable[..., Any], ...], *args: Any) -> None:

@@ -265,8 +265,8 @@ class TaskManager(DurableApi, SettingsApi):
             if task._cancel_reason is None:
                 self._interrupt(task, _CANCELLED)
         workers = list(self._workers.values())
-        for worker in workers:
-            if worker not in self._busy:
+        for index, worker in list(self._workers.items()):
+            if not self._worker_busy[index]:
                 worker.cancel()
         self._wake_all()
         await asyncio.gather(*workers, return_exceptions=True)
@@ -293,11 +293,16 @@ class TaskManager(DurableApi, SettingsApi):
             subscription._finish()
         self._subscriptions.clear()
 
+    @staticmethod
+    def _cancel_retry_timer(task: Task) -> None:
+        """Stop the backoff timer of a RETRYING task (it sits in ``task._entry`` meanwhile)."""
+        if task._status is _RETRYING and task._entry is not None:
+            timer: asyncio.TimerHandle = task._entry  # type: ignore[assignment]
+            timer.cancel()
+            task._entry = None
+
     async def _cancel_waiting(self, task: Task) -> None:
-        handle = task._retry_handle
-        if handle is not None:
-            handle.cancel()
-            task._retry_handle = None
+        self._cancel_retry_timer(task)
         pending = self._finish(task, _CANCELLED, None, TaskCancelledError(f"task {task.id} was cancelled"))
         if pending is not None:
             await pending
@@ -505,9 +510,7 @@ class TaskManager(DurableApi, SettingsApi):
             raise TaskAlreadyStartedError(f"task {task.id} already started")
         if not self._started or self._stopped:
             raise ManagerStoppedError("the task manager is not running")
-        if task._retry_handle is not None:
-            task._retry_handle.cancel()
-            task._retry_handle = None
+        self._cancel_retry_timer(task)
         self._ready.remove(task) or self._delayed.remove(task)
         task._status = _QUEUED
         loop = asyncio.get_running_loop()

@@ -221,13 +221,10 @@ class Task:
         "_is_async",
         "_key",
         "_lease",
-        "_on_outcome",
         "_result",
         "_retries_left",
-        "_retry_handle",
         "_started_mono",
         "_status",
-        "_timeout_s",
         "description",
         "execute",
         "metadata",
@@ -243,7 +240,6 @@ class Task:
 
     _retries_left: int
     _backoff: float
-    _timeout_s: float | None
 
     def __init__(
         self,
@@ -314,14 +310,12 @@ class Task:
         self._error: BaseException | None = None
         self._started_mono = 0.0
         self._completed_mono = 0.0
-        self._on_outcome: Callable[[Task, Any], Awaitable[None]] | None = None
         self._lease: DurableTaskLease | None = None
         self._entry: object = None
-        self._retry_handle: asyncio.TimerHandle | None = None
         self._ctx: TaskContext | None = None
         self._cancel_reason: TaskStatus | None = None
         self._attempt = 0
-        # _retries_left, _backoff and _timeout_s are set when the task is registered (Engine._prepare).
+        # _retries_left and _backoff are set when the task is registered (Engine._prepare).
 
     @property
     def id(self) -> uuid.UUID:
@@ -372,7 +366,7 @@ class Task:
 
         ``False`` for an in-memory task registered with ``register_task``.
         """
-        return self._on_outcome is not None
+        return self._lease is not None
 
     @property
     def attempts(self) -> int:
