@@ -9,10 +9,12 @@ Setting a provider up is not timed (once per manager); every per-task and export
 
 - ``off``: no provider, no tracer (the baseline).
 - ``metrics removed``: a meter provider set then removed with ``None``: must equal ``off``.
-- ``metrics on``: the real SDK ``MeterProvider`` with an ``InMemoryMetricReader``, collected at the end.
+- ``metrics on``: the real SDK ``MeterProvider`` with an ``InMemoryMetricReader``, collected at the end
+  (the latency histogram pre-aggregated and merged into the SDK at collection, see worker-otel's README).
 - ``metrics no hist.``: the same with ``latency_histogram=False`` (eight instruments, no per-task SDK call).
 - ``tracing on``: ``OTelTracer`` on the real SDK ``TracerProvider``, every span sampled, a
   ``SimpleSpanProcessor`` handing each span to an exporter that drops it (SDK cost, no I/O).
+- ``tracing batch``: the same with a ``BatchSpanProcessor`` (the production setting), flushed at the end.
 - ``tracing 1%``: the same with a ``TraceIdRatioBased(0.01)`` sampler, the usual production setting.
 - ``null tracer``: a tracer whose spans do nothing: what the manager's traced path itself costs.
 """
@@ -30,7 +32,7 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from worker_core import Task, TaskContext, TaskManager
 from worker_otel import OTelTracer, set_meter_provider
@@ -44,6 +46,7 @@ TARGETS: dict[str, float | None] = {
     "metrics on": 0.05,
     "metrics no hist.": None,
     "tracing on": 0.30,
+    "tracing batch": None,
     "tracing 1%": None,
     "null tracer": None,
 }
@@ -65,9 +68,13 @@ class _NullTracer:
 
 
 class _DropSpans(SpanExporter):
-    """Accepts every span and keeps none: measures the SDK, not an exporter's I/O."""
+    """Accepts every span and keeps none (only counts them): measures the SDK, not an exporter's I/O."""
+
+    def __init__(self) -> None:
+        self.exported = 0
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.exported += len(spans)
         return SpanExportResult.SUCCESS
 
 
@@ -86,8 +93,8 @@ async def _cpu_100us(ctx: TaskContext) -> None:
 WORKLOADS: dict[str, Callable[[TaskContext], Awaitable[None]]] = {"async no-op": _noop, "async 100 us CPU": _cpu_100us}
 
 
-def _setup(name: str, tm: TaskManager) -> Callable[[], None]:
-    """Instrument ``tm`` as configuration ``name``; return what finishes the export (timed too)."""
+def _setup(name: str, tm: TaskManager, n: int) -> Callable[[], None]:
+    """Instrument ``tm`` as configuration ``name`` for ``n`` tasks; return what finishes the export (timed too)."""
     if name == "off":
         return lambda: None
     if name.startswith("metrics"):
@@ -98,8 +105,19 @@ def _setup(name: str, tm: TaskManager) -> Callable[[], None]:
             set_meter_provider(tm, None)
 
         def collect_and_close() -> None:
-            reader.get_metrics_data()
+            data = reader.get_metrics_data()
             meter_provider.shutdown()
+            if name == "metrics on":  # every latency must have reached the SDK's histogram
+                points = [
+                    point
+                    for resource in (data.resource_metrics if data is not None else ())
+                    for scope in resource.scope_metrics
+                    for metric in scope.metrics
+                    if metric.name == "task_latency_seconds"
+                    for point in metric.data.data_points
+                ]
+                if sum(getattr(point, "count", 0) for point in points) != n:
+                    raise RuntimeError(f"{name}: the latency histogram does not count {n} tasks")
 
         return collect_and_close
     if name == "null tracer":
@@ -107,9 +125,18 @@ def _setup(name: str, tm: TaskManager) -> Callable[[], None]:
         return lambda: None
     sampler = TraceIdRatioBased(0.01) if name == "tracing 1%" else None
     tracer_provider = TracerProvider(sampler=sampler, shutdown_on_exit=False)
-    tracer_provider.add_span_processor(SimpleSpanProcessor(_DropSpans()))
+    exporter = _DropSpans()
+    processor = BatchSpanProcessor(exporter) if name == "tracing batch" else SimpleSpanProcessor(exporter)
+    tracer_provider.add_span_processor(processor)
     tm.set_tracer(OTelTracer(tracer_provider))
-    return tracer_provider.shutdown
+
+    def flush_and_check() -> None:
+        tracer_provider.shutdown()
+        # A full BatchSpanProcessor queue drops spans, which would flatter the figure: refuse it.
+        if sampler is None and exporter.exported != n:
+            raise RuntimeError(f"{name}: {exporter.exported} spans exported for {n} tasks")
+
+    return flush_and_check
 
 
 async def _throughput(name: str, n: int, fn: Callable[[TaskContext], Awaitable[None]]) -> float:
@@ -128,7 +155,7 @@ async def _throughput(name: str, n: int, fn: Callable[[TaskContext], Awaitable[N
                 if received == n:
                     return
 
-        finish = _setup(name, tm)
+        finish = _setup(name, tm, n)
         started = time.perf_counter()
         consumer = asyncio.create_task(drain())
         for _ in range(n):

@@ -189,6 +189,45 @@ async def test_a_traceparent_from_a_remote_producer_is_kept_without_a_current_sp
         assert span.parent.span_id == 0xB7AD6B7169203331
 
 
+async def test_baggage_without_a_span_and_a_custom_propagator_are_still_injected(
+    tracer_provider: TracerProvider,
+) -> None:
+    from opentelemetry import baggage
+    from opentelemetry import context as otel_context
+    from opentelemetry.propagators.textmap import CarrierT, Getter, Setter, default_getter, default_setter
+
+    class Stamp(TextMapPropagator):
+        """Writes a header even from an empty context (the default propagators write nothing then)."""
+
+        def inject(self, carrier: CarrierT, context: Any = None, setter: Setter[CarrierT] = default_setter) -> None:
+            setter.set(carrier, "stamp", "1")
+
+        def extract(self, carrier: CarrierT, context: Any = None, getter: Getter[CarrierT] = default_getter) -> Any:
+            return context
+
+        @property
+        def fields(self) -> set[str]:
+            return {"stamp"}
+
+    async with manager() as tm:
+        tm.set_tracer(OTelTracer(tracer_provider))
+        bare = Task(fails_once, retries=1)
+        await tm.register_task(bare)
+        token = otel_context.attach(baggage.set_baggage("tenant", "t1"))
+        try:
+            with_baggage = Task(fails_once, retries=1)
+            await tm.register_task(with_baggage)
+        finally:
+            otel_context.detach(token)
+        tm.set_tracer(OTelTracer(tracer_provider, propagator=Stamp()))
+        stamped = Task(fails_once, retries=1)
+        await tm.register_task(stamped)
+        await tm.wait(10)
+    assert not bare.metadata
+    assert with_baggage.metadata == {"baggage": "tenant=t1"}
+    assert stamped.metadata == {"stamp": "1"}
+
+
 def test_bad_tracer_arguments_are_configuration_errors() -> None:
     bad: Any = object()
     with pytest.raises(ConfigurationError, match="TracerProvider"):

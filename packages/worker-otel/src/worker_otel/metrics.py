@@ -1,207 +1,182 @@
 """``set_meter_provider``: the nine go-worker instruments (spec §7) fed by a TaskManager.
 
 Per-task counters and the latency histogram carry the ``queue`` attribute (and ``handler`` for durable
-tasks); they are fed by an instrumentation object the manager calls on the event loop, so they count
-from the moment the provider is set, which is also the start time the SDK reports for the cumulative
-series. ``tasks_running`` and ``queue_depth`` are manager-wide gauges read from ``manager.metrics()``
-at collection time. ``results_dropped_total`` has no attributes (a result belongs to no subscriber's
-queue).
+tasks); they are fed by an instrumentation object the manager calls on the event loop
+(:mod:`worker_otel._instrumentation`), so they count from the moment the provider is set, which is also
+the start time the SDK reports for the cumulative series. ``tasks_running`` and ``queue_depth`` are
+manager-wide gauges read from ``manager.metrics()`` at collection time. ``results_dropped_total`` has
+no attributes (a result belongs to no subscriber's queue).
 
-OpenTelemetry's Python API cannot unregister an observable callback, so each provider binding has an
-``active`` flag: replacing the provider (or passing ``None``) clears it, the old callbacks report
-nothing from then on and drop their reference to the manager.
+The eight counters and gauges are observable instruments read at collection time. The latency
+histogram is pre-aggregated on the event loop and merged into the SDK's storage of the
+``task_latency_seconds`` histogram when a reader collects (:mod:`worker_otel._sdk_histogram`); when
+that is not possible each sample goes through ``Histogram.record``.
+
+The instruments of one meter are created once and report every manager bound to that meter (an
+SDK meter hands back the existing instrument, and its first callbacks, when one with the same name
+is created again): their callbacks read the meter's current bindings, summing managers that report
+the same attribute set. OpenTelemetry's Python API cannot unregister an observable callback, so
+replacing a manager's provider (or passing ``None``) removes its binding from the meter: from then
+on the binding reports nothing and holds no reference to the manager.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from operator import attrgetter
-from typing import TYPE_CHECKING, Final, final
+from typing import Final, final
 
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvider, Observation
-from worker_core import TaskManager, TaskStatus
-from worker_core.durable.types import DurableTask
+from worker_core import TaskManager
 from worker_core.errors import ConfigurationError
 
 from . import semconv
+from ._instrumentation import Series, TaskMetricsInstrumentation
+from ._sdk_histogram import LatencySink, latency_sink
 from ._version import VERSION
-
-if TYPE_CHECKING:
-    from worker_core import Task
 
 __all__ = ("set_meter_provider",)
 
-_COMPLETED: Final = TaskStatus.COMPLETED
-_CANCELLED: Final = TaskStatus.CANCELLED
-
-
-@final
-class _Series:
-    """The counters of one attribute set (one queue, or one queue and durable handler)."""
-
-    __slots__ = ("attributes", "cancelled", "completed", "failed", "retried", "scheduled")
-
-    def __init__(self, attributes: dict[str, str]) -> None:
-        self.attributes = attributes
-        self.scheduled = 0
-        self.completed = 0
-        self.failed = 0
-        self.cancelled = 0
-        self.retried = 0
-
-
-@final
-class _TaskMetricsInstrumentation:
-    """What the manager calls (``add_instrumentation``): cheap counter updates on the event loop.
-
-    ``on_start`` is deliberately absent, so the manager skips that call altogether.
-    """
-
-    __slots__ = ("_by_handler", "_by_queue", "_histogram", "_lock", "_series", "results_dropped")
-
-    def __init__(self, histogram: Histogram | None) -> None:
-        self._histogram = histogram
-        self._by_queue: dict[str, _Series] = {}
-        self._by_handler: dict[tuple[str, str], _Series] = {}
-        self._series: list[_Series] = []
-        # Guards inserts against the collector thread copying the list; updates of an int need no lock.
-        self._lock = threading.Lock()
-        self.results_dropped = 0
-
-    def _series_for(self, task: Task) -> _Series:
-        if not task.durable:  # in-memory task: the common, fast case
-            series = self._by_queue.get(task.queue)
-            if series is not None:
-                return series
-            return self._new_series(task.queue, None)
-        # A durable task's name is its handler name.
-        return self._by_handler.get((task.queue, task.name)) or self._new_series(task.queue, task.name)
-
-    def _new_series(self, queue: str, handler: str | None) -> _Series:
-        """The series of a queue (or durable queue and handler) seen for the first time."""
-        with self._lock:
-            if handler is None:
-                series = self._by_queue.get(queue)
-                if series is None:
-                    series = self._by_queue[queue] = _Series({semconv.ATTR_QUEUE: queue})
-                    self._series.append(series)
-                return series
-            series = self._by_handler.get((queue, handler))
-            if series is None:
-                series = _Series({semconv.ATTR_QUEUE: queue, semconv.ATTR_HANDLER: handler})
-                self._by_handler[queue, handler] = series
-                self._series.append(series)
-            return series
-
-    def all_series(self) -> tuple[_Series, ...]:
-        with self._lock:
-            return tuple(self._series)
-
-    def on_scheduled(self, task: Task | DurableTask) -> None:
-        if isinstance(task, DurableTask):  # a durable registration: the record that went to the backend
-            key = (task.queue, task.handler)
-            (self._by_handler.get(key) or self._new_series(*key)).scheduled += 1
-        else:
-            self._series_for(task).scheduled += 1
-
-    def on_retry(self, task: Task, delay_s: float, attempt: int) -> None:
-        self._series_for(task).retried += 1
-
-    def on_finish(self, task: Task, status: TaskStatus, latency_s: float | None) -> None:
-        series = self._series_for(task)
-        if status is _COMPLETED:
-            series.completed += 1
-        elif status is _CANCELLED:
-            series.cancelled += 1
-        else:  # FAILED, DEADLINE_EXCEEDED, INVALID: the terminal statuses the manager counts as failed
-            series.failed += 1
-        if latency_s is not None and self._histogram is not None:
-            self._histogram.record(latency_s, series.attributes)
-
-    def on_result_dropped(self, count: int) -> None:
-        self.results_dropped += count
-
+logger = logging.getLogger(__name__)
 
 _Callback = Callable[[CallbackOptions], Iterable[Observation]]
+_COUNTERS: Final = (
+    (semconv.METRIC_TASKS_SCHEDULED, "scheduled"),
+    (semconv.METRIC_TASKS_COMPLETED, "completed"),
+    (semconv.METRIC_TASKS_FAILED, "failed"),
+    (semconv.METRIC_TASKS_CANCELLED, "cancelled"),
+    (semconv.METRIC_TASKS_RETRIED, "retried"),
+)
+_GAUGES: Final = ((semconv.METRIC_TASKS_RUNNING, "running"), (semconv.METRIC_QUEUE_DEPTH, "queue_depth"))
 
 
 @final
 class _MeterBinding:
-    """The instruments one provider holds for one manager; ``close`` silences them for good."""
+    """One manager bound to one meter: the instrumentation the manager calls, and a weak manager reference."""
 
-    def __init__(self, manager: TaskManager, meter: Meter, *, latency_histogram: bool) -> None:
-        # Weak: the provider keeps these callbacks (and so this binding) for as long as it lives.
-        self._manager: weakref.ref[TaskManager] | None = weakref.ref(manager)
-        self._active = True
-        self.instrumentation = _TaskMetricsInstrumentation(None)
-        try:
-            self._create_instruments(meter, latency_histogram)
-        except BaseException:
-            self.close()  # callbacks already registered with the provider must not report anything
-            raise
+    __slots__ = ("__weakref__", "instrumentation", "manager")
 
-    def _create_instruments(self, meter: Meter, latency_histogram: bool) -> None:
+    def __init__(self, manager: TaskManager, instrumentation: TaskMetricsInstrumentation) -> None:
+        # Weak: the provider keeps the instruments' callbacks, and through them this binding, for as long as it lives.
+        self.manager: weakref.ref[TaskManager] | None = weakref.ref(manager)
+        self.instrumentation = instrumentation
+
+
+@final
+class _MeterInstruments:
+    """The nine instruments of one meter, created once, reporting the managers currently bound to it."""
+
+    def __init__(self) -> None:
+        #: Replaced, never mutated (callbacks may run in a reader's thread while bindings change).
+        self.bindings: tuple[_MeterBinding, ...] = ()
+        self.histogram: Histogram | None = None
+        self._sink: LatencySink | None = None
+        self._created: set[str] = set()
+        self._flush_lock = threading.Lock()
+
+    def bind(self, meter: Meter, manager: TaskManager, *, latency_histogram: bool) -> _MeterBinding:
+        """Create what is missing, then add a binding for ``manager`` (the caller holds ``_BINDINGS_LOCK``).
+
+        Raises:
+            ConfigurationError: The meter failed to create an instrument; nothing is bound.
+        """
+        self._create_missing(meter, latency_histogram)
+        histogram = self.histogram if latency_histogram else None
+        sink = self._sink if histogram is not None else None
+        pre_aggregate = sink is not None and not sink.degraded
+        binding = _MeterBinding(manager, TaskMetricsInstrumentation(histogram, pre_aggregate=pre_aggregate))
+        self.bindings = (*self.bindings, binding)
+        return binding
+
+    def unbind(self, binding: _MeterBinding) -> None:
+        """Hand over ``binding``'s pending latencies, then stop reporting it (the manager no longer calls it)."""
+        self.flush_latency(binding)
+        self.bindings = tuple(b for b in self.bindings if b is not binding)
+        binding.manager = None
+
+    def _create_missing(self, meter: Meter, latency_histogram: bool) -> None:
         desc = semconv.DESCRIPTIONS
         name = semconv.METRIC_TASK_LATENCY
-        if latency_histogram:
+        if latency_histogram and self.histogram is None:
             with _creating(name):
-                self.instrumentation = _TaskMetricsInstrumentation(
-                    meter.create_histogram(
-                        name,
-                        unit="s",
-                        description=desc[name],
-                        explicit_bucket_boundaries_advisory=semconv.LATENCY_BUCKETS_S,
-                    )
+                histogram = meter.create_histogram(
+                    name,
+                    unit="s",
+                    description=desc[name],
+                    explicit_bucket_boundaries_advisory=semconv.LATENCY_BUCKETS_S,
                 )
-        counters = {
-            semconv.METRIC_TASKS_SCHEDULED: self._per_series("scheduled"),
-            semconv.METRIC_TASKS_COMPLETED: self._per_series("completed"),
-            semconv.METRIC_TASKS_FAILED: self._per_series("failed"),
-            semconv.METRIC_TASKS_CANCELLED: self._per_series("cancelled"),
-            semconv.METRIC_TASKS_RETRIED: self._per_series("retried"),
-            semconv.METRIC_RESULTS_DROPPED: self._observe_dropped,
-        }
-        for name, callback in counters.items():
-            with _creating(name):
-                meter.create_observable_counter(name, [callback], description=desc[name])
-        gauges = {
-            semconv.METRIC_TASKS_RUNNING: self._from_snapshot("running"),
-            semconv.METRIC_QUEUE_DEPTH: self._from_snapshot("queue_depth"),
-        }
-        for name, callback in gauges.items():
-            with _creating(name):
-                meter.create_observable_gauge(name, [callback], description=desc[name])
+            self._sink = latency_sink(histogram)
+            self.histogram = histogram
+        # Every callback reads the bindings of the moment; the first one also merges the pending latencies,
+        # before the SDK's storage collects (observable callbacks run first, in creation order).
+        callbacks: list[tuple[str, Callable[..., object], _Callback]] = [
+            (name, meter.create_observable_counter, self._per_series(field, flush=index == 0))
+            for index, (name, field) in enumerate(_COUNTERS)
+        ]
+        callbacks.append((semconv.METRIC_RESULTS_DROPPED, meter.create_observable_counter, self._observe_dropped))
+        callbacks += [(name, meter.create_observable_gauge, self._from_snapshot(field)) for name, field in _GAUGES]
+        for name, create, callback in callbacks:
+            if name not in self._created:
+                with _creating(name):
+                    create(name, [callback], description=desc[name])
+                self._created.add(name)
 
-    def close(self) -> None:
-        self._active = False
-        self._manager = None
+    def flush_latency(self, only: _MeterBinding | None = None) -> None:
+        """Merge the latencies pending on the event loops into the SDK's histogram storage (any thread)."""
+        sink = self._sink
+        if sink is None:
+            return
+        with self._flush_lock:
+            try:
+                for binding in self.bindings if only is None else (only,):
+                    sink.merge(binding.instrumentation.take_latency())
+            except Exception:  # SDK internals not as checked: never fail a collection, record from now on
+                logger.warning("task_latency_seconds: merge into the SDK failed; recording each sample", exc_info=True)
+                sink.degraded = True
+            if sink.degraded:
+                for binding in self.bindings:
+                    binding.instrumentation.record_each()
 
-    def _per_series(self, field: str) -> _Callback:
+    def _per_series(self, field: str, *, flush: bool) -> _Callback:
         get = attrgetter(field)
 
         def observe(options: CallbackOptions) -> Iterable[Observation]:
-            if not self._active:
-                return ()
-            return [Observation(get(series), series.attributes) for series in self.instrumentation.all_series()]
+            if flush:
+                self.flush_latency()
+            bindings = self.bindings
+            if len(bindings) == 1:  # the usual case: one manager per meter
+                return [Observation(get(s), s.attributes) for s in bindings[0].instrumentation.all_series()]
+            totals: dict[str | tuple[str, str], tuple[Series, int]] = {}
+            for binding in bindings:
+                for series in binding.instrumentation.all_series():
+                    seen = totals.get(series.key)
+                    totals[series.key] = (series, get(series) + (seen[1] if seen is not None else 0))
+            return [Observation(value, series.attributes) for series, value in totals.values()]
 
         return observe
 
     def _observe_dropped(self, options: CallbackOptions) -> Iterable[Observation]:
-        if not self._active:
+        bindings = self.bindings
+        if not bindings:
             return ()
-        return (Observation(self.instrumentation.results_dropped),)
+        return (Observation(sum(b.instrumentation.results_dropped for b in bindings)),)
 
     def _from_snapshot(self, field: str) -> _Callback:
         get = attrgetter(field)
 
         def observe(options: CallbackOptions) -> Iterable[Observation]:
-            manager = self._manager() if self._manager is not None else None
-            if manager is None or not self._active:
+            snapshots = [
+                manager.metrics()
+                for binding in self.bindings
+                if binding.manager is not None and (manager := binding.manager()) is not None
+            ]
+            if not snapshots:
                 return ()
-            return (Observation(get(manager.metrics())),)
+            return (Observation(sum(get(snapshot) for snapshot in snapshots)),)
 
         return observe
 
@@ -215,8 +190,21 @@ def _creating(name: str) -> Iterator[None]:
         raise ConfigurationError(f"otel metrics initialization failed: create {name}") from exc
 
 
-_BINDINGS: weakref.WeakKeyDictionary[TaskManager, _MeterBinding] = weakref.WeakKeyDictionary()
+#: Each manager's current binding, and the meter it is bound to.
+_BINDINGS: weakref.WeakKeyDictionary[TaskManager, tuple[_MeterInstruments, _MeterBinding]] = weakref.WeakKeyDictionary()
+#: The instruments created in each meter (weak: a provider dropped by its user takes its meters along).
+_METERS: weakref.WeakKeyDictionary[Meter, _MeterInstruments] = weakref.WeakKeyDictionary()
 _BINDINGS_LOCK = threading.Lock()
+
+
+def _instruments_of(meter: Meter) -> _MeterInstruments:
+    try:
+        instruments = _METERS.get(meter)
+        if instruments is None:
+            instruments = _METERS[meter] = _MeterInstruments()
+    except TypeError:  # a meter that cannot be weakly referenced or hashed: its instruments are not shared
+        instruments = _MeterInstruments()
+    return instruments
 
 
 def set_meter_provider(
@@ -238,9 +226,9 @@ def set_meter_provider(
         provider: The meter provider, or ``None`` to stop exporting.
         meter_name: Instrumentation scope name; an empty string means the default (as in go-worker).
         meter_version: Instrumentation scope version; this package's version when ``None``.
-        latency_histogram: Record ``task_latency_seconds``. The SDK's ``Histogram.record`` is the one
-            per-task cost that is not small (see the package README for figures); ``False`` leaves
-            the histogram out and keeps the eight other instruments.
+        latency_histogram: Record ``task_latency_seconds`` (pre-aggregated on the event loop and merged
+            into the SDK's histogram at collection; see the package README for what that needs and
+            costs); ``False`` leaves the histogram out and keeps the eight other instruments.
 
     Raises:
         ConfigurationError: ``manager`` is not a ``TaskManager``, ``provider`` not a ``MeterProvider``,
@@ -257,18 +245,28 @@ def set_meter_provider(
     if not isinstance(name, str) or not (version is None or isinstance(version, str)):
         raise ConfigurationError("meter_name and meter_version must be str")
     with _BINDINGS_LOCK:
-        binding: _MeterBinding | None = None
+        new: tuple[_MeterInstruments, _MeterBinding] | None = None
         if provider is not None:
             with _creating("meter"):
                 meter = provider.get_meter(
                     meter_name or semconv.DEFAULT_INSTRUMENTATION_NAME,
                     VERSION if meter_version is None else meter_version,
                 )
-            binding = _MeterBinding(manager, meter, latency_histogram=latency_histogram)
+            instruments = _instruments_of(meter)
+            new = (instruments, instruments.bind(meter, manager, latency_histogram=latency_histogram))
         old = _BINDINGS.pop(manager, None)
         if old is not None:
-            manager.remove_instrumentation(old.instrumentation)
-            old.close()
-        if binding is not None:
-            manager.add_instrumentation(binding.instrumentation)
-            _BINDINGS[manager] = binding
+            manager.remove_instrumentation(old[1].instrumentation)
+            old[0].unbind(old[1])
+        if new is not None:
+            manager.add_instrumentation(new[1].instrumentation)
+            _BINDINGS[manager] = new
+
+
+def _latency_mode(manager: TaskManager) -> str | None:
+    """How ``manager``'s latencies reach the SDK: ``"merged"``, ``"recorded"`` or ``"off"``; ``None`` unbound.
+
+    For tests and debugging.
+    """
+    bound = _BINDINGS.get(manager)
+    return None if bound is None else bound[1].instrumentation.latency_mode

@@ -14,9 +14,12 @@ from typing import TYPE_CHECKING, Final, final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagate import get_global_textmap
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from worker_core import ConfigurationError, Retry
 
 from . import semconv
@@ -33,24 +36,39 @@ __all__ = ("OTelTracer",)
 _OK: Final = Status(StatusCode.OK)
 # The parent of a task registered outside any span: an empty Context (never the worker's own context).
 _NO_PARENT: Final = otel_context.Context()
+_attach: Final = otel_context.attach
+_detach: Final = otel_context.detach
+_get_current: Final = otel_context.get_current
+_set_span_in_context: Final = trace.set_span_in_context
+#: Propagators known to write nothing from an empty context (they serialize its span and baggage only).
+_CONTEXT_ONLY_PROPAGATORS: Final = (TraceContextTextMapPropagator, W3CBaggagePropagator)
+
+
+def _writes_nothing_when_empty(propagator: TextMapPropagator) -> bool:
+    """Whether ``propagator`` (the default composite included) injects nothing from an empty context."""
+    if type(propagator) is CompositePropagator:
+        inner = getattr(propagator, "_propagators", None)
+        return isinstance(inner, (list, tuple)) and all(_writes_nothing_when_empty(p) for p in inner)
+    return type(propagator) in _CONTEXT_ONLY_PROPAGATORS
 
 
 @final
 class _AttemptSpan:
     """The :class:`~worker_core.protocols.TaskSpan` for one attempt: ends the span and restores the context."""
 
-    __slots__ = ("_span", "_token")
+    __slots__ = ("_recording", "_span", "_token")
 
-    def __init__(self, span: trace.Span, token: Token[Context]) -> None:
+    def __init__(self, span: trace.Span, token: Token[Context], recording: bool) -> None:
         self._span = span
         self._token = token
+        self._recording = recording
 
     def end(self, error: BaseException | None) -> None:
         span = self._span
-        if error is None:
+        if not self._recording:
+            pass  # not sampled: a status or an exception would be thrown away
+        elif error is None:
             span.set_status(_OK)
-        elif not span.is_recording():
-            pass  # not sampled: describing the error would be thrown away
         elif isinstance(error, Retry):
             # A Retry is control flow, not a failure: the span stays UNSET and says why it ended.
             span.add_event("task.retry_requested", {"reason": str(error)})
@@ -60,7 +78,7 @@ class _AttemptSpan:
             kind = type(error).__name__
             span.set_status(Status(StatusCode.ERROR, f"{kind}: {message}" if message else kind))
         span.end()
-        otel_context.detach(self._token)
+        _detach(self._token)
 
 
 @final
@@ -88,7 +106,7 @@ class OTelTracer:
         ConfigurationError: An argument of the wrong type.
     """
 
-    __slots__ = ("_fields", "_fields_of", "_kind", "_propagator", "_tracer")
+    __slots__ = ("_fields", "_fields_of", "_kind", "_propagator", "_quiet_of", "_quiet_when_empty", "_start_span")
 
     def __init__(
         self,
@@ -109,16 +127,28 @@ class OTelTracer:
         if not isinstance(span_kind, SpanKind):
             raise ConfigurationError(f"span_kind must be an opentelemetry.trace.SpanKind, got {span_kind!r}")
         version = VERSION if tracer_version is None else tracer_version
-        self._tracer = trace.get_tracer(tracer_name, version, tracer_provider)
+        # The bound method, looked up once (a proxy tracer of the global provider still resolves per call).
+        self._start_span = trace.get_tracer(tracer_name, version, tracer_provider).start_span
         self._propagator = propagator
         self._kind = span_kind
-        # The metadata keys the propagator reads, cached per propagator (the global one may be replaced).
+        # Per propagator (the global one may be replaced): the metadata keys it reads, and whether it
+        # writes nothing from an empty context.
         self._fields_of: TextMapPropagator | None = None
         self._fields: frozenset[str] = frozenset()
+        self._quiet_of: TextMapPropagator | None = None
+        self._quiet_when_empty = False
 
     def inject(self, metadata: MutableMapping[str, str]) -> None:
         """Write the caller's current trace context into ``metadata`` (nothing when no span is active)."""
-        (self._propagator or get_global_textmap()).inject(metadata)
+        propagator = self._propagator or get_global_textmap()
+        if propagator is not self._quiet_of:
+            self._quiet_when_empty = _writes_nothing_when_empty(propagator)
+            self._quiet_of = propagator
+        # Registration outside any span, baggage or other context value: the default propagators would
+        # write nothing, and asking them costs more than the rest of a no-op task's registration.
+        if self._quiet_when_empty and not _get_current():
+            return
+        propagator.inject(metadata)
 
     def start(self, task: Task, ctx: TaskContext) -> _AttemptSpan:
         """Open the attempt's span, child of the enqueuing code's span, and make it current."""
@@ -131,10 +161,11 @@ class OTelTracer:
                 self._fields_of = propagator
             if not self._fields.isdisjoint(metadata):
                 parent = propagator.extract(metadata, _NO_PARENT)
-        span = self._tracer.start_span(
+        span = self._start_span(
             semconv.SPAN_NAME_TASK, parent, self._kind, record_exception=False, set_status_on_exception=False
         )
-        if span.is_recording():  # attributes only for sampled spans (the task id costs a UUID to str)
+        recording = span.is_recording()
+        if recording:  # attributes only for sampled spans (the task id costs a UUID to str)
             span.set_attributes(
                 {
                     semconv.SPAN_ATTR_TASK_ID: str(task.id),
@@ -144,5 +175,4 @@ class OTelTracer:
                     semconv.SPAN_ATTR_TASK_ATTEMPT: ctx.attempt,
                 }
             )
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
-        return _AttemptSpan(span, token)
+        return _AttemptSpan(span, _attach(_set_span_in_context(span, parent)), recording)
