@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import subprocess
 import sys
 import time
 import uuid
+import weakref
 
 import pytest
 from core_helpers import manager
@@ -156,3 +158,28 @@ async def test_execute_task_with_the_default_timeout_times_out() -> None:
         with pytest.raises(TaskTimeoutError):
             await tm.execute_task(task.id)
     assert task.status is TaskStatus.DEADLINE_EXCEEDED
+
+
+@pytest.mark.parametrize("tasks_per_second", [None, 0.5])
+async def test_a_stopped_manager_is_freed_with_its_tasks(tasks_per_second: float | None) -> None:
+    # Stop wakes idle workers instead of cancelling them, and a worker waiting for a rate limiter token
+    # ends quietly: a re-raised CancelledError kept its traceback, so the worker's frame and the whole
+    # manager (every finished task with it) outlived the manager.
+    class Payload:
+        pass
+
+    async def make(ctx: TaskContext) -> Payload:
+        return Payload()
+
+    tm = manager(max_workers=4, tasks_per_second=tasks_per_second)
+    async with tm:
+        first = await tm.register_task(Task(make))
+        await tm.register_task(Task(make))  # with the limiter on, a worker waits for its token
+        await tm.execute_task(first)
+        result = tm.get_task(first).result
+        assert isinstance(result, Payload)
+        refs = [weakref.ref(tm), weakref.ref(result)]
+        await tm.stop_now()
+    del tm, result
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]

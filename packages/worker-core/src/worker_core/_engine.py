@@ -124,6 +124,7 @@ class Engine(EngineState):
         busy = self._worker_busy
         default_timeout = self._timeout_s
         worker_ctx = self._worker_ctx
+        throttled = self._throttled
         me = asyncio.current_task()
         assert me is not None
         ran = 0
@@ -138,7 +139,11 @@ class Engine(EngineState):
                 if limiter is not None:
                     wait_s = limiter.try_take(loop_time())
                     if wait_s:
-                        await asyncio.sleep(wait_s)
+                        throttled.add(index)  # stop cancels this sleep
+                        try:
+                            await asyncio.sleep(wait_s)
+                        finally:
+                            throttled.discard(index)
                         continue
                 task = ready.pop()
                 if task is None:  # pragma: no cover - size was checked just above
@@ -202,6 +207,11 @@ class Engine(EngineState):
                 if ran >= _YIELD_EVERY:
                     ran = 0
                     await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise
+            # Our own stop cancelled the rate limiter's wait: end quietly. A re-raised CancelledError
+            # would keep its traceback, hence this frame and the whole manager, alive after the manager.
         finally:
             if self._workers.get(index) is me:
                 del self._workers[index]

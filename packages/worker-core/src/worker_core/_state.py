@@ -75,6 +75,7 @@ class EngineState:
         self._idle: deque[asyncio.Future[None]] = deque()
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._worker_busy: list[bool] = []  # per worker index: running a task now
+        self._throttled: set[int] = set()  # indexes of workers waiting for a rate limiter token
         self._n_busy = 0  # workers running a task now
         self._durable_outcome: Callable[[Task, Any], Awaitable[None]] = _no_durable_outcome
         self._pools: list[ThreadPoolExecutor] = []

@@ -265,9 +265,10 @@ class TaskManager(DurableApi, SettingsApi):
             if task._cancel_reason is None:
                 self._interrupt(task, _CANCELLED)
         workers = list(self._workers.values())
-        for index, worker in list(self._workers.items()):
-            if not self._worker_busy[index]:
-                worker.cancel()
+        # Idle workers are woken, not cancelled (a cancelled coroutine's traceback can keep the whole
+        # manager alive after it is gone); only a wait for a rate limiter token is cut short.
+        for index in self._throttled:
+            self._workers[index].cancel()
         self._wake_all()
         await asyncio.gather(*workers, return_exceptions=True)
         while self._background:
