@@ -178,7 +178,7 @@ async def test_a_stopped_manager_is_freed_with_its_tasks(tasks_per_second: float
         await tm.execute_task(first)
         result = tm.get_task(first).result
         assert isinstance(result, Payload)
-        refs = [weakref.ref(tm), weakref.ref(result)]
+        refs: list[weakref.ref[object]] = [weakref.ref(tm), weakref.ref(result)]
         await tm.stop_now()
     del tm, result
     gc.collect()

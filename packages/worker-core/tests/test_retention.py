@@ -20,6 +20,23 @@ async def test_max_entries_evicts_the_oldest_finished_tasks() -> None:
             tm.get_task(first.id)
 
 
+async def test_a_policy_set_later_evicts_tasks_finished_before_it_oldest_first() -> None:
+    async with manager(max_workers=1) as tm:
+        tasks = [Task(noop, priority=p) for p in (2, 0, 1)]  # finish order: tasks[1], tasks[2], tasks[0]
+        await tm.register_tasks(*tasks)
+        await tm.wait(10)
+        tm.set_retention_policy(RetentionPolicy(max_entries=2))
+        assert {t.id for t in tm.get_tasks()} == {tasks[2].id, tasks[0].id}
+        waiting = Task(noop, priority=3)
+        await tm.register_task(waiting)
+        await tm.wait(10)
+        assert {t.id for t in tm.get_tasks()} == {tasks[0].id, waiting.id}
+        tm.set_retention_policy(None)  # keeps everything from now on, and forgets the eviction order
+        await tm.register_task(Task(noop))
+        await tm.wait(10)
+        assert len(tm.get_tasks()) == 3
+
+
 async def test_ttl_empties_the_registry() -> None:
     async with manager() as tm:
         tm.set_retention_policy(RetentionPolicy(ttl=0.05, cleanup_interval=0.01))

@@ -169,7 +169,7 @@ class Engine(EngineState):
                             worker_ctx[index] = ctx  # the deadline timer looks here (see _on_deadline)
                             if deadline < self._deadline_at:
                                 self._arm_deadline_timer(deadline)
-                        task._cancel_reason = None
+                        # task._cancel_reason is None here: every attempt clears it when it ends.
                         self._n_running += 1
                         ctx._runner = me
                         try:
@@ -178,7 +178,7 @@ class Engine(EngineState):
                             outcome = self._attempt_raised(task, exc, me)
                         else:
                             ctx._runner = None
-                            if me.cancelling() and _reason(task) is not None:
+                            if task._cancel_reason is not None and me.cancelling():
                                 me.uncancel()  # our own cancel of this asyncio task, swallowed by the task
                             outcome = None
                         finally:
@@ -477,7 +477,11 @@ class Engine(EngineState):
                 if self._i_dropped:
                     emit(self._i_dropped, dropped)
         if self._i_finish:
-            emit(self._i_finish, task, status, latency)
+            for callback in self._i_finish:  # emit(), inline: once per task when metrics are on
+                try:
+                    callback(task, status, latency)
+                except Exception:
+                    logger.exception("instrumentation callback %r raised; ignored", callback)
         hooks = self._hooks
         if hooks is not None and hooks.on_finish is not None:
             return self._finish_hook(hooks.on_finish, task, status, result, error)
@@ -494,7 +498,8 @@ class Engine(EngineState):
 
     def _settle(self, task: Task) -> None:
         """The task is fully done: release ``wait()`` callers and apply retention."""
-        self._terminal.append(task)
+        if self._retention is not None:
+            self._terminal.append(task)
         if task._lease is not None:  # durable tasks are not counted by wait()
             return
         self._active -= 1

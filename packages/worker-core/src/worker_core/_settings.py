@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections import deque
+from typing import TYPE_CHECKING, Any
 
 from ._config import config_int
 from ._engine import Engine
@@ -13,6 +14,9 @@ from .metrics import MetricsSnapshot
 from .protocols import TaskTracer
 from .results import DropPolicy, ResultSubscription
 from .retention import RetentionPolicy
+
+if TYPE_CHECKING:
+    from .task import Task
 
 __all__ = ("SettingsApi",)
 
@@ -63,6 +67,12 @@ class SettingsApi(Engine):
         normalized = policy.normalized() if policy is not None else None
         if normalized is not None and normalized[0] is None and normalized[1] is None:
             normalized = None
+        if self._retention is None and normalized is not None:
+            # Finished tasks are queued for eviction only while a policy is set: catch up, in finish order.
+            done = sorted((t for t in self._tasks.values() if t._completed_mono), key=_completed_at)
+            self._terminal = deque(done)
+        elif normalized is None:
+            self._terminal.clear()
         self._retention = normalized
         self._retention_checked = 0.0
         if normalized is None:
@@ -143,3 +153,7 @@ class SettingsApi(Engine):
     def queue_depths(self) -> dict[str, int]:
         """Ready tasks per queue (delayed tasks not included)."""
         return self._ready.depths()
+
+
+def _completed_at(task: Task) -> float:
+    return task._completed_mono

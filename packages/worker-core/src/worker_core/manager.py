@@ -16,7 +16,6 @@ from ._config import config_int, config_seconds, is_plain_int, is_str, utc_times
 from ._durable_api import DurableApi, DurableSettings, register_each
 from ._ratelimit import TokenBucket
 from ._settings import SettingsApi
-from ._state import emit
 from .durable.types import DurableBackend, QueueConfigurableBackend
 from .errors import (
     ConfigurationError,
@@ -372,7 +371,11 @@ class TaskManager(DurableApi, SettingsApi):
             if self._idle:
                 self._wake_one()
         if self._i_scheduled:
-            emit(self._i_scheduled, task)
+            for callback in self._i_scheduled:  # emit(), inline: once per task when metrics are on
+                try:
+                    callback(task)
+                except Exception:
+                    logger.exception("instrumentation callback %r raised; ignored", callback)
         hooks = self._hooks
         if hooks is not None and hooks.on_queued is not None:
             await call_hook("on_queued", hooks.on_queued, task)
