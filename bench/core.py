@@ -127,7 +127,9 @@ async def main() -> None:
     # Interleaved rounds, best of each: other load on the machine hits both sides alike.
     raws, manageds = [], []
     for _ in range(ROUNDS):
+        gc.collect()  # each side starts from the same heap, not the other's garbage
         raws.append(await raw_baseline(N_ASYNC))
+        gc.collect()
         manageds.append(await manager_throughput(N_ASYNC, noop))
     raw, managed = max(raws), max(manageds)
     print(
@@ -142,7 +144,7 @@ async def main() -> None:
     print(f"register -> start latency, idle manager (x{N_LATENCY}): p50 {p50 * 1e6:,.0f} us, p99 {p99 * 1e6:,.0f} us")
     otel = import_module("otel_overhead")  # bench/otel_overhead.py, next to this script
     print(f"worker-otel overhead, async no-op x{N_OTEL} (ratio to off; targets: metrics <= 5%, tracing <= 30%):")
-    for line in otel.format_otel_overhead(await otel.measure_otel_overhead(N_OTEL, rounds=3)):
+    for line in otel.format_otel_overhead(await otel.measure_otel_overhead(N_OTEL, rounds=5)):
         print(line)
 
 

@@ -154,7 +154,7 @@ class Engine(EngineState):
                     outcome: Outcome | None
                     if self._fast_attempts and task._is_async:
                         # The hot path: ``_attempt`` inlined for an async task with nothing to call
-                        # around it (no tracer, no on_start hook or instrumentation). Same semantics.
+                        # before it starts (no on_start hook or instrumentation). Same semantics.
                         task._status = _RUNNING
                         attempt = task._attempt = task._attempt + 1
                         start = task._started_mono = loop_time()
@@ -171,16 +171,24 @@ class Engine(EngineState):
                                 self._arm_deadline_timer(deadline)
                         # task._cancel_reason is None here: every attempt clears it when it ends.
                         self._n_running += 1
+                        tracer = self._tracer
+                        span = None if tracer is None else _safe_start(tracer, task, ctx)
                         ctx._runner = me
                         try:
                             result = await task.execute(ctx)
                         except BaseException as exc:
-                            outcome = self._attempt_raised(task, exc, me)
+                            try:
+                                outcome = self._attempt_raised(task, exc, me)  # re-raises a cancel not ours
+                            finally:
+                                if span is not None:
+                                    _safe_end(span, exc)
                         else:
                             ctx._runner = None
                             if task._cancel_reason is not None and me.cancelling():
                                 me.uncancel()  # our own cancel of this asyncio task, swallowed by the task
                             outcome = None
+                            if span is not None:
+                                _safe_end(span, None)
                         finally:
                             ctx._runner = None
                             ctx._active = False

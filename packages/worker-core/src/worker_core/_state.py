@@ -118,11 +118,11 @@ class EngineState:
     def _refresh_fast_path(self) -> None:
         """Decide whether workers may run async attempts inline; call it whenever one of its inputs changes.
 
-        They may when nothing is to be called around an attempt: no tracer, no on_start hook or
-        instrumentation.
+        They may when nothing is to be called before an attempt starts: no on_start hook or
+        instrumentation (a tracer's span is started and ended inline too).
         """
         hooks = self._hooks
-        self._fast_attempts = self._tracer is None and not self._i_start and (hooks is None or hooks.on_start is None)
+        self._fast_attempts = not self._i_start and (hooks is None or hooks.on_start is None)
 
     def _interrupt(self, task: Task, reason: TaskStatus) -> None:
         """Stop the running attempt of ``task`` for ``reason`` (CANCELLED or DEADLINE_EXCEEDED)."""
