@@ -177,11 +177,7 @@ class Engine(EngineState):
                         try:
                             result = await task.execute(ctx)
                         except BaseException as exc:
-                            try:
-                                outcome = self._attempt_raised(task, exc, me)  # re-raises a cancel not ours
-                            finally:
-                                if span is not None:
-                                    _safe_end(span, exc)
+                            outcome = self._attempt_raised(task, exc, me, span)  # re-raises a cancel not ours
                         else:
                             ctx._runner = None
                             if task._cancel_reason is not None and me.cancelling():
@@ -294,11 +290,7 @@ class Engine(EngineState):
             try:
                 result = await task.execute(ctx)
             except BaseException as exc:
-                try:
-                    return self._attempt_raised(task, exc, me)  # re-raises a cancellation not ours
-                finally:
-                    if span is not None:
-                        _safe_end(span, exc)
+                return self._attempt_raised(task, exc, me, span)  # re-raises a cancellation not ours
             ctx._runner = None
             if _reason(task) is not None and me.cancelling():
                 me.uncancel()  # our own cancel of this asyncio task, swallowed by the task
@@ -312,11 +304,19 @@ class Engine(EngineState):
             task._cancel_reason = None
             self._n_running -= 1
 
-    def _attempt_raised(self, task: Task, exc: BaseException, me: asyncio.Task[Any]) -> Outcome:
-        """The outcome of an async attempt whose ``execute`` raised ``exc``.
+    def _attempt_raised(self, task: Task, exc: BaseException, me: asyncio.Task[Any], span: Any = None) -> Outcome:
+        """The outcome of an async attempt whose ``execute`` raised ``exc``; ends the attempt's ``span``, if any.
 
         A cancellation of ``me`` that is not ours (no interrupt reason on the task) propagates.
         """
+        try:
+            return self._classify_raised(task, exc, me)
+        finally:
+            if span is not None:
+                _safe_end(span, exc)
+
+    def _classify_raised(self, task: Task, exc: BaseException, me: asyncio.Task[Any]) -> Outcome:
+        """``_attempt_raised`` without the span."""
         ctx = task._ctx
         if ctx is not None:
             ctx._runner = None
