@@ -103,6 +103,7 @@ class TaskMetricsInstrumentation:
     __slots__ = (
         "_by_handler",
         "_by_queue",
+        "_durable",
         "_fast",
         "_histogram",
         "_lock",
@@ -113,9 +114,11 @@ class TaskMetricsInstrumentation:
         "results_dropped",
     )
 
-    def __init__(self, histogram: Histogram | None, *, pre_aggregate: bool) -> None:
+    def __init__(self, histogram: Histogram | None, *, pre_aggregate: bool, durable: bool = True) -> None:
         #: Where samples go when they are not pre-aggregated; ``None``: no latency histogram at all.
         self._histogram = histogram
+        #: ``False`` for a manager without a durable backend: none of its tasks is durable (no per-task check).
+        self._durable = durable
         self._fast = histogram is not None and pre_aggregate
         self._by_queue: dict[str, Series] = {}
         self._by_handler: dict[tuple[str, str], Series] = {}
@@ -148,7 +151,10 @@ class TaskMetricsInstrumentation:
 
     def on_finish(self, task: Task, status: TaskStatus, latency_s: float | None) -> None:
         # A durable task's name is its handler name.
-        series = self._by_handler.get((task.queue, task.name)) if task.durable else self._by_queue.get(task.queue)
+        if self._durable and task.durable:
+            series = self._by_handler.get((task.queue, task.name))
+        else:
+            series = self._by_queue.get(task.queue)
         if series is None:
             series = self._series_for(task)
         if status is _COMPLETED:

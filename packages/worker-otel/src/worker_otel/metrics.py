@@ -88,7 +88,8 @@ class _MeterInstruments:
         histogram = self.histogram if latency_histogram else None
         sink = self._sink if histogram is not None else None
         pre_aggregate = sink is not None and not sink.degraded
-        binding = _MeterBinding(manager, TaskMetricsInstrumentation(histogram, pre_aggregate=pre_aggregate))
+        instrumentation = TaskMetricsInstrumentation(histogram, pre_aggregate=pre_aggregate, durable=manager.durable)
+        binding = _MeterBinding(manager, instrumentation)
         self.bindings = (*self.bindings, binding)
         return binding
 
