@@ -10,6 +10,9 @@ Catch :class:`WorkerError` to catch anything the library raises. Plugins subclas
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
+
 __all__ = (
     "Abort",
     "BackendError",
@@ -110,7 +113,15 @@ class BackendUnavailableError(BackendError):
 
 
 class DurableTaskExistsError(TaskExistsError, BackendError):
-    """The durable backend already holds a task with this id (go-worker's ErrDurableTaskAlreadyExists)."""
+    """The durable backend already holds a task with this id (go-worker's ErrDurableTaskAlreadyExists).
+
+    ``ids`` names the tasks that were not stored, when the raiser knows them: a batch enqueue
+    (``BatchEnqueueBackend.enqueue_many``) lists one entry per rejected task, in batch order. Empty otherwise.
+    """
+
+    def __init__(self, *args: object, ids: Iterable[uuid.UUID] = ()) -> None:
+        super().__init__(*args)
+        self.ids: tuple[uuid.UUID, ...] = tuple(ids)
 
 
 class LeaseLostError(BackendError):

@@ -228,12 +228,15 @@ class RedisDurableBackend:
             raise DurableTaskExistsError(f"durable task {task.id} already exists")
 
     async def enqueue_many(self, tasks: Sequence[DurableTask]) -> None:
-        """Store many tasks with one script call per 500 (one round trip each).
+        """Store many tasks with one script call per 500 (one round trip each): ``BatchEnqueueBackend``.
 
-        Every task is validated before anything is written. Duplicates are skipped and reported at the end.
+        Every task is validated before anything is written. Duplicates are skipped and reported at the end:
+        an id already stored, or repeated in ``tasks`` (the script stores the first copy and finds the task
+        when it reaches the next one, in the same or a later call).
 
         Raises:
-            DurableTaskExistsError: some ids already existed (named in the message); the others were stored.
+            DurableTaskExistsError: some tasks were skipped, the others were stored; ``ids`` has one entry per
+                skipped task, in order (the message names the first ten).
             InvalidTaskError: a task has no id, handler or encoded payload (nothing was stored).
         """
         if not tasks:
@@ -244,18 +247,18 @@ class RedisDurableBackend:
         flat: list[Any] = []
         for task in tasks:
             enqueue_args(task, self._default_queue, now, flat)
-        duplicates: list[str] = []
-        step = _ENQUEUE_CHUNK * TASK_WIDTH
-        for start in range(0, len(flat), step):
-            chunk = flat[start : start + step]
+        duplicates: list[uuid.UUID] = []
+        for first in range(0, len(tasks), _ENQUEUE_CHUNK):
+            chunk = flat[first * TASK_WIDTH : (first + _ENQUEUE_CHUNK) * TASK_WIDTH]
             try:
                 result = await self._s.enqueue(self._enqueue_keys, [self._p, now, WAKE_CAP, *chunk])
             except _REDIS_ERRORS as exc:
                 raise translate(exc, self.where) from exc
-            duplicates += [chunk[i * TASK_WIDTH] for i, ok in enumerate(result) if not ok]
+            skipped = (tasks[first + i].id for i, ok in enumerate(result) if not ok)
+            duplicates += [task_id for task_id in skipped if task_id is not None]  # ids were checked above
         if duplicates:
-            shown = ", ".join(duplicates[:10]) + (" ..." if len(duplicates) > 10 else "")
-            raise DurableTaskExistsError(f"{len(duplicates)} durable task(s) already exist: {shown}")
+            shown = ", ".join(map(str, duplicates[:10])) + (" ..." if len(duplicates) > 10 else "")
+            raise DurableTaskExistsError(f"{len(duplicates)} durable task(s) already exist: {shown}", ids=duplicates)
 
     # -- dequeue -----------------------------------------------------------------------------------
     async def dequeue(self, limit: int, lease: float) -> list[DurableTaskLease]:

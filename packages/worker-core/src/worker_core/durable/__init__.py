@@ -22,6 +22,7 @@ from .handlers import SpecFactory as SpecFactory
 from .handlers import TypedDurableRegistry as TypedDurableRegistry
 from .handlers import TypedHandlerRegistry as TypedHandlerRegistry
 from .handlers import spec_payload_type as spec_payload_type
+from .types import BatchEnqueueBackend as BatchEnqueueBackend
 from .types import DurableBackend as DurableBackend
 from .types import DurableTask as DurableTask
 from .types import DurableTaskLease as DurableTaskLease
@@ -30,6 +31,7 @@ from .types import ReleasableBackend as ReleasableBackend
 from .types import WakeableBackend as WakeableBackend
 
 __all__ = (
+    "BatchEnqueueBackend",
     "DurableBackend",
     "DurableCodec",
     "DurableHandlerSpec",

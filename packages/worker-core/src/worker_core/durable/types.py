@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = (
+    "BatchEnqueueBackend",
     "DurableBackend",
     "DurableTask",
     "DurableTaskLease",
@@ -101,6 +102,22 @@ class DurableBackend(Protocol):
 
     async def extend(self, lease: DurableTaskLease, duration: float) -> None:
         """Push the lease's expiry to now + ``duration`` seconds."""
+        ...
+
+
+@runtime_checkable
+class BatchEnqueueBackend(Protocol):
+    """Optional: store many tasks in a few round trips (``TaskManager.register_durable_tasks`` uses it)."""
+
+    async def enqueue_many(self, tasks: Sequence[DurableTask]) -> None:
+        """Store every task of ``tasks`` that it can, in as few round trips as it can.
+
+        Every task is validated before any is written: an invalid one raises
+        :class:`~worker_core.errors.InvalidTaskError` and nothing is stored. A task whose id is already
+        stored, or repeats an earlier task of the same batch (the first copy wins), is skipped and the others
+        are stored; then :class:`~worker_core.errors.DurableTaskExistsError` is raised with ``ids`` holding one
+        entry per skipped task, in batch order. An empty batch does nothing.
+        """
         ...
 
 

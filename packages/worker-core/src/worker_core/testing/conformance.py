@@ -22,8 +22,8 @@ which uses ``backend.dead_letters()`` when the backend has it; override it other
 
 With real time, the lease-expiry tests wait about ``lease`` (0.5 s) or ``delay`` (0.5 s) each, then poll
 for the expected state with a generous deadline (``patience`` seconds), so a slow machine makes them
-slower, not flaky. Optional protocols (``ReleasableBackend``, ``QueueConfigurableBackend``) are tested
-when the backend implements them and skipped otherwise.
+slower, not flaky. Optional protocols (``BatchEnqueueBackend``, ``ReleasableBackend``,
+``QueueConfigurableBackend``) are tested when the backend implements them and skipped otherwise.
 """
 
 from __future__ import annotations
@@ -38,13 +38,14 @@ from typing import Any, ClassVar
 import pytest
 
 from worker_core.durable.types import (
+    BatchEnqueueBackend,
     DurableBackend,
     DurableTask,
     DurableTaskLease,
     QueueConfigurableBackend,
     ReleasableBackend,
 )
-from worker_core.errors import DurableTaskExistsError, LeaseLostError
+from worker_core.errors import DurableTaskExistsError, InvalidTaskError, LeaseLostError
 
 __all__ = ("DurableBackendConformance",)
 
@@ -210,6 +211,65 @@ class DurableBackendConformance:
         await backend.enqueue(self.make_task(metadata=dict(metadata)))
         lease = await self.dequeue_one(backend)
         assert lease.task.metadata == metadata
+
+    # -- batch enqueue -------------------------------------------------------------------------------
+
+    async def test_enqueue_many_stores_every_task_in_one_call(self, backend: DurableBackend) -> None:
+        """One enqueue_many call stores every task with its fields; an empty batch stores nothing."""
+        if not isinstance(backend, BatchEnqueueBackend):
+            pytest.skip("backend does not implement BatchEnqueueBackend")
+        await backend.enqueue_many([])
+        await self.assert_empty(backend)
+        tasks = [self.make_task(f"h{i}", str(i).encode(), priority=i % 3, metadata={"i": str(i)}) for i in range(25)]
+        await backend.enqueue_many(tasks)
+        leases = await backend.dequeue(len(tasks) + 5, _LONG_LEASE)
+        got = {lease.lease_id: lease.task for lease in leases}
+        assert sorted(got) == sorted(str(task.id) for task in tasks)
+        for task in tasks:
+            stored = got[str(task.id)]
+            assert (stored.handler, stored.payload, stored.priority, stored.metadata) == (
+                task.handler,
+                task.payload,
+                task.priority,
+                task.metadata,
+            )
+        await self.assert_empty(backend)
+
+    async def test_enqueue_many_skips_and_names_duplicates(self, backend: DurableBackend) -> None:
+        """Ids stored before, or repeated in the batch (the first copy wins), are skipped and listed in ``ids``."""
+        if not isinstance(backend, BatchEnqueueBackend):
+            pytest.skip("backend does not implement BatchEnqueueBackend")
+        old = self.make_task(payload=b"stored before")
+        await backend.enqueue(old)
+        first, second = self.make_task(payload=b"first copy"), self.make_task(payload=b"second")
+        batch = [
+            first,
+            self.make_task(payload=b"again", id=old.id),
+            second,
+            self.make_task(payload=b"later copy", id=first.id),
+            self.make_task(payload=b"third copy", id=first.id),
+        ]
+        with pytest.raises(DurableTaskExistsError) as raised:
+            await backend.enqueue_many(batch)
+        assert raised.value.ids == (old.id, first.id, first.id)  # one entry per skipped task, in batch order
+        leases = await backend.dequeue(10, _LONG_LEASE)
+        payloads = {lease.lease_id: lease.task.payload for lease in leases}
+        assert payloads == {str(old.id): b"stored before", str(first.id): b"first copy", str(second.id): b"second"}
+        for lease in leases:
+            await backend.ack(lease)
+        await self.assert_empty(backend)
+
+    async def test_enqueue_many_with_an_invalid_task_stores_nothing(self, backend: DurableBackend) -> None:
+        """Every task is checked before any is written: one without a payload rejects the whole batch."""
+        if not isinstance(backend, BatchEnqueueBackend):
+            pytest.skip("backend does not implement BatchEnqueueBackend")
+        valid = [self.make_task() for _ in range(3)]
+        broken = DurableTask("conformance", None, None, id=uuid.uuid4(), queue="default", retries=3)
+        with pytest.raises(InvalidTaskError):
+            await backend.enqueue_many([*valid, broken])
+        await self.assert_empty(backend)
+        await backend.enqueue_many(valid)  # nothing of the failed batch was stored: no id is a duplicate
+        assert len(await backend.dequeue(10, _LONG_LEASE)) == len(valid)
 
     # -- leases, expiry, extend ----------------------------------------------------------------------
 

@@ -96,8 +96,8 @@ class _Queue:
 class InMemoryDurableBackend:
     """The durable contract in process memory (see the module docstring for ordering and fencing).
 
-    Implements ``DurableBackend``, ``QueueConfigurableBackend``, ``ReleasableBackend`` and
-    ``WakeableBackend``. Use it from one event loop.
+    Implements ``DurableBackend``, ``BatchEnqueueBackend``, ``QueueConfigurableBackend``,
+    ``ReleasableBackend`` and ``WakeableBackend``. Use it from one event loop.
 
     Args:
         clock: Source of epoch seconds (a :class:`~worker_core.testing.FakeClock` in tests); the system clock
@@ -178,6 +178,43 @@ class InMemoryDurableBackend:
             InvalidTaskError: no id, no handler, or a payload that is not bytes.
             DurableTaskExistsError: a task with this id is stored (ready, leased or dead-lettered).
         """
+        stored, ready_at = self._normalise(task, self._clock.time())
+        key = str(task.id)
+        if key in self._records:
+            raise DurableTaskExistsError(f"durable task {key} already exists")
+        self._insert(stored, key, ready_at)
+        self._notify()
+
+    async def enqueue_many(self, tasks: Sequence[DurableTask]) -> None:
+        """Store every task of ``tasks`` (the ``BatchEnqueueBackend`` contract); all are checked first.
+
+        Raises:
+            InvalidTaskError: a task has no id, no handler, or a payload that is not bytes (nothing stored).
+            DurableTaskExistsError: some tasks were skipped, their id being stored already or used by an
+                earlier task of the batch; ``ids`` lists one entry per skipped task. The others were stored.
+        """
+        now = self._clock.time()
+        checked = [self._normalise(task, now) for task in tasks]  # every task, before anything is stored
+        skipped: list[uuid.UUID] = []
+        for stored, ready_at in checked:
+            assert stored.id is not None
+            key = str(stored.id)
+            if key in self._records:  # stored before, or by an earlier copy in this batch
+                skipped.append(stored.id)
+            else:
+                self._insert(stored, key, ready_at)
+        if len(skipped) < len(tasks):
+            self._notify()
+        if skipped:
+            shown = ", ".join(str(i) for i in skipped[:10]) + (" ..." if len(skipped) > 10 else "")
+            raise DurableTaskExistsError(f"{len(skipped)} durable task(s) already exist: {shown}", ids=skipped)
+
+    def _normalise(self, task: DurableTask, now: float) -> tuple[DurableTask, float]:
+        """The record to store for ``task`` and its ready time (``run_at`` or ``now``); nothing is stored.
+
+        Raises:
+            InvalidTaskError: no id, no handler, or a payload that is not bytes.
+        """
         if task.id is None:
             raise InvalidTaskError("durable task id is required")
         if not _non_blank(task.handler):
@@ -185,10 +222,6 @@ class InMemoryDurableBackend:
         payload = task.payload
         if not isinstance(payload, bytes | bytearray | memoryview):
             raise InvalidTaskError("durable task payload must be bytes (encode the message with a codec first)")
-        key = str(task.id)
-        if key in self._records:
-            raise DurableTaskExistsError(f"durable task {key} already exists")
-        now = self._clock.time()
         stored = DurableTask(
             task.handler,
             None,
@@ -203,11 +236,13 @@ class InMemoryDurableBackend:
             metadata=dict(task.metadata) if task.metadata else None,
         )
         ready_at = max(now, _epoch(task.run_at)) if task.run_at is not None else now
+        return stored, ready_at
+
+    def _insert(self, stored: DurableTask, key: str, ready_at: float) -> None:
         record = _Record(stored, next(self._seq), ready_at)
         self._records[key] = record
         self._queues.setdefault(stored.queue, _Queue())
         self._make_ready(record, ready_at)
-        self._notify()
 
     async def dequeue(self, limit: int, lease: float) -> list[DurableTaskLease]:
         """Lease up to ``limit`` due tasks for ``lease`` seconds (weighted round robin across queues).

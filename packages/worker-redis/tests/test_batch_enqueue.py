@@ -1,0 +1,96 @@
+"""Batch enqueue: ``TaskManager.register_durable_tasks`` costs one script call per 500 tasks on Redis, and
+``enqueue_many`` names every skipped task in ``DurableTaskExistsError.ids`` (within and across script calls)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis_helpers import MakeBackend, task, until
+from worker_core import TaskContext, TaskManager
+from worker_core.durable import BatchEnqueueBackend, DurableHandlerSpec, DurableTask
+from worker_core.errors import DurableTaskExistsError
+from worker_redis import RedisDurableBackend
+from worker_redis.testing import RedisServer, redis_server
+
+
+@pytest.fixture(scope="module")
+def own_srv() -> Iterator[RedisServer]:
+    """A server of this module's own, so that its command counters see no other test's traffic."""
+    with redis_server() as srv:
+        yield srv
+
+
+@pytest.fixture
+async def own_raw(own_srv: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(own_srv.url)
+    yield client
+    await client.aclose()
+
+
+async def script_calls(client: Redis) -> tuple[int, int]:
+    """``(EVALSHA, EVAL)`` calls the server has run so far (``INFO commandstats``)."""
+    stats: dict[str, Any] = await client.info("commandstats")
+
+    def calls(name: str) -> int:
+        return int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+
+    return calls("evalsha"), calls("eval")
+
+
+async def test_register_durable_tasks_costs_one_script_call_per_500_tasks(own_srv: RedisServer, own_raw: Redis) -> None:
+    backend = RedisDurableBackend.from_url(own_srv.url, prefix=f"t-{uuid.uuid4().hex[:10]}")
+    assert isinstance(backend, BatchEnqueueBackend)
+    ran: set[int] = set()
+
+    async def work(ctx: TaskContext, payload: dict[str, int]) -> None:
+        ran.add(payload["i"])
+
+    async def all_ran() -> bool:
+        return len(ran) == 1201
+
+    tm = TaskManager(
+        max_workers=16,
+        tasks_per_second=None,
+        durable_backend=backend,
+        durable_handlers={"work": DurableHandlerSpec(None, work)},
+        durable_codec="json",
+        durable_poll_interval=0.01,
+        durable_batch_size=100,
+    )
+    try:
+        # Registered before start, so that no dequeue runs meanwhile; the first call connects and loads the script.
+        await tm.register_durable_task(DurableTask("work", {"i": -1}))
+        before = await script_calls(own_raw)
+        tasks = [DurableTask("work", {"i": i}) for i in range(1200)]
+        ids = await tm.register_durable_tasks(*tasks)
+        after = await script_calls(own_raw)
+        assert (after[0] - before[0], after[1] - before[1]) == (3, 0)  # 500 + 500 + 200, not 1,200
+        assert ids == [t.id for t in tasks]
+        assert tm.metrics().scheduled == 1201
+        async with tm:
+            await until(all_ran, timeout=30)
+        assert ran == set(range(-1, 1200))
+        assert await own_raw.exists(backend.keys.task(str(ids[0]))) == 0  # acked and deleted
+    finally:
+        await backend.aclose()
+
+
+async def test_enqueue_many_names_every_duplicate_across_script_calls(make_backend: MakeBackend, raw: Redis) -> None:
+    backend = await make_backend()
+    old = task(payload=b"old")
+    await backend.enqueue(old)
+    batch = [task(payload=str(i).encode()) for i in range(1200)]
+    batch[700] = task(payload=b"copy of 3", id=batch[3].id)  # repeats a task of the first script call
+    batch[1100] = task(payload=b"copy of old", id=old.id)  # already stored
+    batch[1101] = task(payload=b"copy of 1000", id=batch[1000].id)  # repeats one in the same script call
+    with pytest.raises(DurableTaskExistsError) as raised:
+        await backend.enqueue_many(batch)
+    assert raised.value.ids == (batch[3].id, old.id, batch[1000].id)
+    assert str(raised.value).startswith("3 durable task(s) already exist: ")
+    assert await raw.hget(backend.keys.task(str(batch[3].id)), "payload") == b"3"  # the first copy won
+    assert await raw.hget(backend.keys.task(str(old.id)), "payload") == b"old"
+    assert await raw.zcard(backend.keys.ready("default")) == 1 + 1200 - 3
