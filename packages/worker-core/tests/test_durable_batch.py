@@ -22,18 +22,18 @@ from worker_core import (
     TaskManager,
 )
 from worker_core.durable import BatchEnqueueBackend, DurableHandlerSpec, DurableTask, DurableTaskLease
-from worker_core.testing import InMemoryDurableBackend
+from worker_core.testing import ForwardingBackend, InMemoryDurableBackend
 
 
 class Email(msgspec.Struct):
     to: str
 
 
-class OneByOne:
+class OneByOne(ForwardingBackend[InMemoryDurableBackend]):
     """The in-memory backend without ``enqueue_many``, counting the calls that reach it."""
 
     def __init__(self) -> None:
-        self.inner = InMemoryDurableBackend()
+        super().__init__(InMemoryDurableBackend())
         self.enqueues = 0
         self.batches: list[int] = []  # size of each enqueue_many call
 
@@ -43,21 +43,6 @@ class OneByOne:
     async def enqueue(self, task: DurableTask) -> None:
         self.enqueues += 1
         await self.inner.enqueue(task)
-
-    async def dequeue(self, limit: int, lease: float) -> list[DurableTaskLease]:
-        return await self.inner.dequeue(limit, lease)
-
-    async def ack(self, lease: DurableTaskLease) -> None:
-        await self.inner.ack(lease)
-
-    async def nack(self, lease: DurableTaskLease, delay: float) -> None:
-        await self.inner.nack(lease, delay)
-
-    async def fail(self, lease: DurableTaskLease, error: str) -> None:
-        await self.inner.fail(lease, error)
-
-    async def extend(self, lease: DurableTaskLease, duration: float) -> None:
-        await self.inner.extend(lease, duration)
 
     async def release(self, leases: Sequence[DurableTaskLease]) -> None:
         await self.inner.release(leases)

@@ -6,37 +6,19 @@ from typing import Any
 
 import pytest
 from worker_core import ConfigurationError, Plugins, TaskManager
-from worker_core.durable import DurableHandlerSpec, DurableTask, DurableTaskLease
+from worker_core.durable import DurableHandlerSpec
 from worker_core.hookspecs import hookimpl
-from worker_core.testing import InMemoryDurableBackend
+from worker_core.testing import ForwardingBackend, InMemoryDurableBackend
 
 
-class ConnectingBackend:
+class ConnectingBackend(ForwardingBackend[InMemoryDurableBackend]):
     """The memory backend plus the optional ``connect``/``aclose`` that a networked backend has."""
 
     def __init__(self, url: str) -> None:
+        super().__init__(InMemoryDurableBackend())
         self.url = url
         self.connected = 0
         self.closed = 0
-        self.inner = InMemoryDurableBackend()
-
-    async def enqueue(self, task: DurableTask) -> None:
-        await self.inner.enqueue(task)
-
-    async def dequeue(self, limit: int, lease: float) -> list[DurableTaskLease]:
-        return await self.inner.dequeue(limit, lease)
-
-    async def ack(self, lease: DurableTaskLease) -> None:
-        await self.inner.ack(lease)
-
-    async def nack(self, lease: DurableTaskLease, delay: float) -> None:
-        await self.inner.nack(lease, delay)
-
-    async def fail(self, lease: DurableTaskLease, error: str) -> None:
-        await self.inner.fail(lease, error)
-
-    async def extend(self, lease: DurableTaskLease, duration: float) -> None:
-        await self.inner.extend(lease, duration)
 
     async def connect(self) -> None:
         if "bad-password" in self.url:

@@ -13,7 +13,7 @@ from google.protobuf.any_pb2 import Any as AnyMessage
 from worker_core import TaskContext, TaskManager, TaskStatus
 from worker_core.durable import DurableTask, DurableTaskLease, TypedDurableRegistry
 from worker_core.errors import BackendUnavailableError
-from worker_core.testing import InMemoryDurableBackend
+from worker_core.testing import ForwardingBackend, InMemoryDurableBackend
 from worker_grpc import (
     DurableTaskRequest,
     HandlerRegistry,
@@ -28,11 +28,11 @@ from worker_grpc import messages as pb
 from worker_grpc.payloads import CreateUserPayload, SendEmailPayload, SendEmailResponse
 
 
-class CountingBackend:
+class CountingBackend(ForwardingBackend[InMemoryDurableBackend]):
     """The real in-memory backend behind a counter of enqueues; it can fail the n-th one or enqueue twice."""
 
     def __init__(self) -> None:
-        self.inner = InMemoryDurableBackend()
+        super().__init__(InMemoryDurableBackend())
         self.enqueued = 0
         self.fail_at: int | None = None
         self.twice = False
@@ -44,21 +44,6 @@ class CountingBackend:
         await self.inner.enqueue(task)
         if self.twice:
             await self.inner.enqueue(task)  # the backend's own duplicate check answers
-
-    async def dequeue(self, limit: int, lease: float) -> list[DurableTaskLease]:
-        return await self.inner.dequeue(limit, lease)
-
-    async def ack(self, lease: DurableTaskLease) -> None:
-        await self.inner.ack(lease)
-
-    async def nack(self, lease: DurableTaskLease, delay: float) -> None:
-        await self.inner.nack(lease, delay)
-
-    async def fail(self, lease: DurableTaskLease, error: str) -> None:
-        await self.inner.fail(lease, error)
-
-    async def extend(self, lease: DurableTaskLease, duration: float) -> None:
-        await self.inner.extend(lease, duration)
 
     async def release(self, leases: Sequence[DurableTaskLease]) -> None:
         await self.inner.release(leases)

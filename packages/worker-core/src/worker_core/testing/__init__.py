@@ -1,4 +1,4 @@
-"""Test support: an in-memory durable backend, a manual clock, and the durable backend conformance suite.
+"""Test support: an in-memory durable backend, a forwarding wrapper, a manual clock, and the conformance suite.
 
 ``DurableBackendConformance`` needs pytest; it is imported on first access so that the in-memory backend
 (what ``durable_backend="memory://"`` uses) works without pytest installed.
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .clock import Clock as Clock
 from .clock import FakeClock as FakeClock
+from .forwarding import ForwardingBackend as ForwardingBackend
 from .memory import DeadLetter as DeadLetter
 from .memory import InMemoryDurableBackend as InMemoryDurableBackend
 from .memory import MemoryTaskState as MemoryTaskState
@@ -22,6 +23,7 @@ __all__ = (
     "DeadLetter",
     "DurableBackendConformance",
     "FakeClock",
+    "ForwardingBackend",
     "InMemoryDurableBackend",
     "MemoryTaskState",
 )
