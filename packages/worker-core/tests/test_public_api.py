@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import gc
 import inspect
+import weakref
 
 import worker_core
-from worker_core import TaskManager, TaskStatus
+from worker_core import Task, TaskContext, TaskManager, TaskStatus
 
 PINNED = {
     "TaskManager", "Task", "TaskContext", "TaskStatus", "Result", "DropPolicy", "RetentionPolicy", "TaskHooks",
@@ -20,8 +22,8 @@ def test_all_is_a_complete_sorted_tuple() -> None:
 
 
 def test_pinned_signatures_and_sync_async_split() -> None:
-    params = inspect.signature(TaskManager.__init__).parameters
-    assert list(params)[1:7] == [
+    params = inspect.signature(TaskManager).parameters  # the class: a compiled __init__ has no signature
+    assert list(params)[:6] == [
         "max_workers",
         "max_tasks",
         "tasks_per_second",
@@ -50,3 +52,42 @@ def test_status_values_and_go_names() -> None:
     assert TaskStatus.DEADLINE_EXCEEDED.go_name == "ContextDeadlineReached"
     assert {s for s in TaskStatus if s.is_terminal} == worker_core.TERMINAL_STATUSES
     assert not TaskStatus.QUEUED.is_terminal
+
+
+async def test_task_and_manager_can_be_subclassed() -> None:
+    # In both builds: the compiled classes allow interpreted subclasses.
+    class LabelledTask(Task):
+        label = "mine"
+
+    class CountingManager(TaskManager):
+        def queued_or_running(self) -> int:
+            snapshot = self.metrics()
+            return snapshot.queue_depth + snapshot.running
+
+    async def noop(ctx: TaskContext) -> str:
+        return "done"
+
+    async with CountingManager(max_workers=2, tasks_per_second=None) as tm:
+        assert tm.queued_or_running() == 0
+        task = LabelledTask(noop)
+        assert await tm.execute_task(await tm.register_task(task)) == "done"
+        assert tm.get_task(task.id).status is TaskStatus.COMPLETED
+        assert task.label == "mine"
+
+
+async def test_the_anchor_lives_exactly_as_long_as_the_manager() -> None:
+    tm = TaskManager(max_workers=1, tasks_per_second=None)
+    anchor = tm.anchor
+    assert anchor is tm.anchor
+    assert anchor.manager is tm
+    ref = weakref.ref(anchor)
+    del anchor, tm
+    gc.collect()
+    assert ref() is None
+
+
+def test_compiled_flag_matches_the_loaded_modules() -> None:
+    import worker_core.manager
+
+    loaded = worker_core.manager.__file__ or ""
+    assert worker_core.COMPILED is (not loaded.endswith(".py"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from . import task as _task_module
+from ._anchor import ManagerAnchor as ManagerAnchor
 from .backoff import durable_retry_delay as durable_retry_delay
 from .backoff import retry_jitter as retry_jitter
 from .durable.codecs import DurableCodec as DurableCodec
@@ -57,7 +59,11 @@ from .task import Task as Task
 from .task import TaskContext as TaskContext
 from .task import TaskFunction as TaskFunction
 
+#: Whether this install is the mypyc-compiled build of worker-core (see the README, "Compiled build").
+COMPILED: bool = (getattr(_task_module, "__file__", None) or "").endswith((".so", ".pyd"))
+
 __all__ = (
+    "COMPILED",
     "TERMINAL_STATUSES",
     "Abort",
     "BackendError",
@@ -78,6 +84,7 @@ __all__ = (
     "InvalidTaskError",
     "LeaseLostError",
     "LoggerMiddleware",
+    "ManagerAnchor",
     "ManagerStoppedError",
     "MetricsSnapshot",
     "Middleware",

@@ -10,6 +10,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mypy_extensions import mypyc_attr, trait
+
 from ._durable import DurableRunner
 from ._state import emit
 from .durable.types import BatchEnqueueBackend, DurableBackend, DurableTask
@@ -126,6 +128,8 @@ def handler_spec(handlers: Any, name: str) -> Any:
         return None
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled build: user code may still subclass it
+@trait  # a mypyc trait: the compiled TaskManager may have it as a second base
 class DurableApi:
     """Mixin: ``register_durable_task*`` and the durable runner's wiring (``TaskManager`` inherits it)."""
 

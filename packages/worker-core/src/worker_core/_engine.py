@@ -25,6 +25,8 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from mypy_extensions import mypyc_attr
+
 from ._scheduler import PRIORITY_MAX, PRIORITY_MIN
 from ._state import EngineState, emit
 from .backoff import next_backoff, retry_jitter
@@ -54,6 +56,7 @@ _YIELD_EVERY = 32  # a worker whose tasks never suspend still lets the loop brea
 Outcome = tuple[TaskStatus, Any, BaseException | None]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled build: user code may still subclass it
 class Engine(EngineState):
     """The run/finish machinery shared by the public manager and the durable loop."""
 

@@ -236,12 +236,13 @@ class DelayedHeap:
     __slots__ = ("_heap", "size")
 
     def __init__(self) -> None:
-        self._heap: list[_Delayed] = []
+        self._heap: list[Any] = []  # of _Delayed (Any: see push)
         self.size = 0
 
     def push(self, task: Task, due: float) -> None:
         """Hold ``task`` until the loop clock reaches ``due``."""
-        entry: _Delayed = (due, task._key, task)
+        # Typed Any: the entry's identity marks it live, so it must stay one (boxed) tuple when compiled.
+        entry: Any = (due, task._key, task)
         task._entry = entry
         heapq.heappush(self._heap, entry)
         self.size += 1

@@ -6,6 +6,8 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from mypy_extensions import mypyc_attr
+
 from ._config import config_int
 from ._engine import Engine
 from .errors import ConfigurationError
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = ("SettingsApi",)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled build: user code may still subclass it
 class SettingsApi(Engine):
     """Setters and snapshots of a manager; :class:`~worker_core.TaskManager` inherits them."""
 

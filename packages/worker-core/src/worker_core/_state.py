@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from mypy_extensions import mypyc_attr
+
 from ._ratelimit import TokenBucket
 from ._scheduler import DelayedHeap, ReadyScheduler
 from .hooks import TaskHooks
@@ -24,6 +26,7 @@ from .status import TaskStatus
 from .task import Task, TaskContext
 
 if TYPE_CHECKING:
+    from ._anchor import ManagerAnchor
     from .protocols import TaskTracer
     from .results import ResultSubscription
 
@@ -36,6 +39,7 @@ _DEADLINE = TaskStatus.DEADLINE_EXCEEDED
 logger = logging.getLogger("worker_core.manager")
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled build: user code may still subclass it
 class EngineState:
     """Configuration, registries, queues, counters; deadline and retention bookkeeping."""
 
@@ -60,6 +64,7 @@ class EngineState:
         self._default_queue = default_queue
         self._queue_weights = queue_weights
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._anchor: ManagerAnchor | None = None  # see TaskManager.anchor
         self._capacity_hook: Callable[[], None] | None = None
         self._deadlines: list[tuple[float, int, TaskContext]] = []
         self._deadline_seq = itertools.count()

@@ -12,6 +12,9 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
+from mypy_extensions import mypyc_attr
+
+from ._anchor import ManagerAnchor
 from ._config import config_int, config_seconds, is_plain_int, is_str, utc_timestamp
 from ._durable_api import DurableApi, DurableSettings, register_each
 from ._ratelimit import TokenBucket
@@ -45,7 +48,8 @@ _CANCELLED = TaskStatus.CANCELLED
 _INSTRUMENTATION_EVENTS = ("on_scheduled", "on_start", "on_finish", "on_retry", "on_result_dropped")
 
 
-class TaskManager(DurableApi, SettingsApi):
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled build: user code may still subclass it
+class TaskManager(SettingsApi, DurableApi):
     """Runs tasks concurrently on asyncio: priorities, weighted queues, rate limit, retries, timeouts.
 
     Args:
@@ -145,6 +149,18 @@ class TaskManager(DurableApi, SettingsApi):
             raise ConfigurationError("plugins must be a worker_core.Plugins")
         self._init_durable(settings, plugins)
         self._stop_done: asyncio.Future[None] | None = None
+
+    @property
+    def anchor(self) -> ManagerAnchor:
+        """An object to weakly reference in place of this manager; it lives exactly as long as the manager.
+
+        The compiled build's ``TaskManager`` cannot be weakly referenced; ``weakref.ref(tm.anchor)`` works in
+        both builds, and ``ref().manager`` is the manager while it lives.
+        """
+        anchor = self._anchor
+        if anchor is None:
+            anchor = self._anchor = ManagerAnchor(self)
+        return anchor
 
     @classmethod
     def with_defaults(cls) -> Self:
@@ -408,14 +424,17 @@ class TaskManager(DurableApi, SettingsApi):
 
     async def register_task_after(self, task: Task, delay: float | timedelta) -> uuid.UUID:
         """Register ``task`` to start ``delay`` seconds from now (``<= 0``: as ``register_task``)."""
-        if isinstance(delay, timedelta):
-            delay = delay.total_seconds()
-        if not is_plain_int(delay) and not isinstance(delay, float):
-            raise InvalidTaskError(f"delay must be seconds or a timedelta, got {type(delay).__name__}")
+        value: object = delay  # checked as an object: a compiled build would see an int typed as float
+        if isinstance(value, timedelta):
+            seconds = value.total_seconds()
+        elif is_plain_int(value) or isinstance(value, float):
+            seconds = float(value)  # type: ignore[arg-type]
+        else:
+            raise InvalidTaskError(f"delay must be seconds or a timedelta, got {type(value).__name__}")
         if not isinstance(task, Task):
             raise InvalidTaskError(f"expected a Task, got {type(task).__name__}")
-        if delay > 0:
-            task.run_at = datetime.now(UTC) + timedelta(seconds=delay)
+        if seconds > 0:
+            task.run_at = datetime.now(UTC) + timedelta(seconds=seconds)
         return await self.register_task(task)
 
     def _arm_delayed(self) -> None:

@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, final
 
+from mypy_extensions import mypyc_attr
+
 from .errors import InvalidTaskError
 from .status import TaskStatus
 
@@ -182,6 +184,7 @@ def _uuid_from_int(value: int) -> uuid.UUID:
     return new_id
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled build: user code may still subclass it
 class Task:
     """A unit of work: ``execute(ctx)`` plus how and when to run it.
 

@@ -31,7 +31,7 @@ from operator import attrgetter
 from typing import Final, final
 
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvider, Observation
-from worker_core import TaskManager
+from worker_core import ManagerAnchor, TaskManager
 from worker_core.errors import ConfigurationError
 
 from . import semconv
@@ -58,11 +58,12 @@ _GAUGES: Final = ((semconv.METRIC_TASKS_RUNNING, "running"), (semconv.METRIC_QUE
 class _MeterBinding:
     """One manager bound to one meter: the instrumentation the manager calls, and a weak manager reference."""
 
-    __slots__ = ("__weakref__", "instrumentation", "manager")
+    __slots__ = ("__weakref__", "anchor", "instrumentation")
 
     def __init__(self, manager: TaskManager, instrumentation: TaskMetricsInstrumentation) -> None:
         # Weak: the provider keeps the instruments' callbacks, and through them this binding, for as long as it lives.
-        self.manager: weakref.ref[TaskManager] | None = weakref.ref(manager)
+        # Through the manager's anchor: a compiled TaskManager cannot be weakly referenced itself.
+        self.anchor: weakref.ref[ManagerAnchor] | None = weakref.ref(manager.anchor)
         self.instrumentation = instrumentation
 
 
@@ -97,7 +98,7 @@ class _MeterInstruments:
         """Hand over ``binding``'s pending latencies, then stop reporting it (the manager no longer calls it)."""
         self.flush_latency(binding)
         self.bindings = tuple(b for b in self.bindings if b is not binding)
-        binding.manager = None
+        binding.anchor = None
 
     def _create_missing(self, meter: Meter, latency_histogram: bool) -> None:
         desc = semconv.DESCRIPTIONS
@@ -171,9 +172,9 @@ class _MeterInstruments:
 
         def observe(options: CallbackOptions) -> Iterable[Observation]:
             snapshots = [
-                manager.metrics()
+                anchor.manager.metrics()
                 for binding in self.bindings
-                if binding.manager is not None and (manager := binding.manager()) is not None
+                if binding.anchor is not None and (anchor := binding.anchor()) is not None
             ]
             if not snapshots:
                 return ()
@@ -191,8 +192,10 @@ def _creating(name: str) -> Iterator[None]:
         raise ConfigurationError(f"otel metrics initialization failed: create {name}") from exc
 
 
-#: Each manager's current binding, and the meter it is bound to.
-_BINDINGS: weakref.WeakKeyDictionary[TaskManager, tuple[_MeterInstruments, _MeterBinding]] = weakref.WeakKeyDictionary()
+#: Each manager's current binding, and the meter it is bound to (keyed by the manager's anchor).
+_BINDINGS: weakref.WeakKeyDictionary[ManagerAnchor, tuple[_MeterInstruments, _MeterBinding]] = (
+    weakref.WeakKeyDictionary()
+)
 #: The instruments created in each meter (weak: a provider dropped by its user takes its meters along).
 _METERS: weakref.WeakKeyDictionary[Meter, _MeterInstruments] = weakref.WeakKeyDictionary()
 _BINDINGS_LOCK = threading.Lock()
@@ -255,13 +258,14 @@ def set_meter_provider(
                 )
             instruments = _instruments_of(meter)
             new = (instruments, instruments.bind(meter, manager, latency_histogram=latency_histogram))
-        old = _BINDINGS.pop(manager, None)
+        anchor = manager.anchor
+        old = _BINDINGS.pop(anchor, None)
         if old is not None:
             manager.remove_instrumentation(old[1].instrumentation)
             old[0].unbind(old[1])
         if new is not None:
             manager.add_instrumentation(new[1].instrumentation)
-            _BINDINGS[manager] = new
+            _BINDINGS[anchor] = new
 
 
 def _latency_mode(manager: TaskManager) -> str | None:
@@ -269,5 +273,5 @@ def _latency_mode(manager: TaskManager) -> str | None:
 
     For tests and debugging.
     """
-    bound = _BINDINGS.get(manager)
+    bound = _BINDINGS.get(manager.anchor)
     return None if bound is None else bound[1].instrumentation.latency_mode
