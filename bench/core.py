@@ -13,9 +13,14 @@ import sys
 import time
 import tracemalloc
 from importlib import import_module
+from importlib.machinery import EXTENSION_SUFFIXES
 from typing import Any
 
+import worker_core.manager
 from worker_core import Task, TaskContext, TaskManager
+
+# Which worker-core this measures: the mypyc-compiled wheel imports its modules from extension modules.
+BUILD = "compiled (mypyc)" if str(worker_core.manager.__file__).endswith(tuple(EXTENSION_SUFFIXES)) else "pure Python"
 
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
 N_ASYNC = int(100_000 * SCALE)
@@ -123,7 +128,7 @@ async def start_latency(n: int) -> tuple[float, float]:
 
 
 async def main() -> None:
-    print(f"worker-core bench, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, scale {SCALE}")
+    print(f"worker-core bench, {BUILD}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, scale {SCALE}")
     # Interleaved rounds, best of each: other load on the machine hits both sides alike.
     raws, manageds = [], []
     for _ in range(ROUNDS):
