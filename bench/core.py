@@ -13,14 +13,11 @@ import sys
 import time
 import tracemalloc
 from importlib import import_module
-from importlib.machinery import EXTENSION_SUFFIXES
 from typing import Any
 
-import worker_core.manager
-from worker_core import Task, TaskContext, TaskManager
+from worker_core import COMPILED, Task, TaskContext, TaskManager
 
-# Which worker-core this measures: the mypyc-compiled wheel imports its modules from extension modules.
-BUILD = "compiled (mypyc)" if str(worker_core.manager.__file__).endswith(tuple(EXTENSION_SUFFIXES)) else "pure Python"
+BUILD = "compiled (mypyc)" if COMPILED else "pure Python"  # which worker-core this measures
 
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
 N_ASYNC = int(100_000 * SCALE)
