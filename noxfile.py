@@ -11,7 +11,6 @@ import glob
 import os
 import shutil
 import subprocess
-import tomllib
 from pathlib import Path
 
 import nox
@@ -42,13 +41,7 @@ os.environ["PATH"] = os.pathsep.join([*dict.fromkeys(os.path.dirname(e) for e in
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = False
-nox.options.sessions = ["lock", "lint", "typecheck", "tests", "tests_compiled", "examples", "codegen_check"]
-
-# The modules worker-core's optional mypyc build compiles: the hook's `include` list is the one place they are named.
-_MYPYC_HOOK = tomllib.loads((ROOT / "packages/worker-core/pyproject.toml").read_text())["tool"]["hatch"]["build"][
-    "targets"
-]["wheel"]["hooks"]["mypyc"]
-COMPILED_MODULES = [p.removeprefix("/src/").removesuffix(".py").replace("/", ".") for p in _MYPYC_HOOK["include"]]
+nox.options.sessions = ["lock", "lint", "typecheck", "tests", "examples", "codegen_check"]
 
 
 def _sync(session: nox.Session, *args: str) -> None:
@@ -90,58 +83,6 @@ def tests(session: nox.Session, package: str) -> None:
     session.run("pytest", f"packages/{package}/tests", *session.posargs)
 
 
-def _build_compiled_core(session: nox.Session) -> str:
-    """Build worker-core's mypyc-compiled wheel for the session's interpreter; returns the wheel's path.
-
-    `uv build` without `--wheel` builds the sdist, then the wheel from the unpacked sdist in a temporary
-    directory: the hook compiles in place, and in place must not be packages/worker-core/src (a stray `.so`
-    there would shadow the sources in every editable install).
-    """
-    out = Path(session.create_tmp()) / "compiled-wheel"
-    shutil.rmtree(out, ignore_errors=True)
-    python = session.python if isinstance(session.python, str) else PYTHONS[0]
-    session.run(
-        "uv", "build", f"--python={python}", "--out-dir", str(out), "packages/worker-core",
-        env={"HATCH_BUILD_HOOK_ENABLE_MYPYC": "1"}, external=True,
-    )  # fmt: skip
-    wheels = sorted(out.glob("worker_core-*.whl"))
-    if len(wheels) != 1 or wheels[0].name.endswith("-none-any.whl"):
-        session.error(f"expected one compiled worker-core wheel in {out}, found {[w.name for w in wheels]}")
-    return str(wheels[0])
-
-
-# Fails unless every module of COMPILED_MODULES imports as an extension module (not the .py beside it).
-_ASSERT_COMPILED = """
-import importlib, importlib.machinery, sys
-import worker_core.manager
-print("worker_core.manager:", worker_core.manager.__file__)
-pure = [m for m in sys.argv[1:] if not str(importlib.import_module(m).__file__).endswith(
-    tuple(importlib.machinery.EXTENSION_SUFFIXES))]
-sys.exit(f"not compiled (pure Python imported): {pure}" if pure else None)
-"""
-
-
-def _install_compiled_core(session: nox.Session, wheel: str) -> None:
-    """Put the compiled wheel over whatever worker-core the session has, and prove that it is what imports."""
-    python = str(Path(session.virtualenv.location) / "bin" / "python")
-    session.run("uv", "pip", "install", f"--python={python}", "--no-deps", "--reinstall", wheel, external=True)
-    session.run("python", "-c", _ASSERT_COMPILED, *COMPILED_MODULES)
-
-
-@nox.session(python=PYTHONS)
-def tests_compiled(session: nox.Session) -> None:
-    """worker-core's and worker-otel's tests against worker-core's mypyc-compiled wheel (built here)."""
-    wheel = _build_compiled_core(session)
-    # The tests import worker_core from site-packages: pytest puts only the tests' own directories on sys.path.
-    _sync(session, "--package", "worker-core", "--all-extras", "--group", "test", "--no-install-package", "worker-core")
-    _install_compiled_core(session, wheel)
-    session.run("pytest", "packages/worker-core/tests", *session.posargs)
-    # worker-otel reaches into the manager's internals: its tests run against the compiled core too.
-    _sync(session, "--package", "worker-otel", "--all-extras", "--group", "test", "--no-install-package", "worker-core")
-    _install_compiled_core(session, wheel)
-    session.run("pytest", "packages/worker-otel/tests", *session.posargs)
-
-
 @nox.session(python=PYTHONS[0])
 def examples(session: nox.Session) -> None:
     """Run every example program (examples/tests)."""
@@ -151,20 +92,12 @@ def examples(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[0])
 def bench(session: nox.Session) -> None:
-    """Benchmarks; figures and how to read them are in bench/README.md.
-
-    Every script runs against the editable, pure-Python workspace; bench/core.py (when it is among them) then
-    runs again against worker-core's mypyc-compiled wheel, installed over the editable one.
-    """
+    """Benchmarks, each against the editable workspace; figures and how to read them are in bench/README.md."""
     _sync(session, "--all-packages", "--all-extras", "--group", "bench")
     scripts = session.posargs or sorted(str(p) for p in (ROOT / "bench").glob("*.py") if not p.name.startswith("_"))
     env = {"PYTHONHASHSEED": "0", **os.environ}
     for script in scripts:
         session.run("python", script, env=env)
-    core = [s for s in scripts if Path(s).resolve() == ROOT / "bench" / "core.py"]
-    if core:
-        _install_compiled_core(session, _build_compiled_core(session))
-        session.run("python", core[0], env=env)
 
 
 def _codegen(session: nox.Session) -> None:

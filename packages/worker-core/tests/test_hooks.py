@@ -269,7 +269,7 @@ async def test_instrumentation_receives_every_event_until_removed() -> None:
     ]
 
 
-async def test_retry_attempt_numbers_and_delays_follow_the_capped_retries() -> None:
+async def test_retry_attempt_numbers_and_delays_follow_the_retries() -> None:
     seen: list[tuple[float, int]] = []
 
     async def fail(ctx: TaskContext) -> None:
@@ -277,7 +277,7 @@ async def test_retry_attempt_numbers_and_delays_follow_the_capped_retries() -> N
 
     async with manager(max_retries=2, retry_delay=0.001) as tm:
         tm.set_hooks(TaskHooks(on_retry=lambda task, delay, attempt: seen.append((delay, attempt))))
-        task = Task(fail, retries=10)  # capped to 2
+        task = Task(fail, retries=2)
         await tm.register_task(task)
         await tm.wait(10)
     assert [attempt for _, attempt in seen] == [1, 2]

@@ -10,6 +10,7 @@ import pytest
 from core_helpers import manager, until
 from worker_core import (
     Abort,
+    InvalidTaskError,
     ManagerStoppedError,
     QueueFullError,
     Retry,
@@ -169,7 +170,7 @@ async def test_retries_then_completes_and_counts_each_retry() -> None:
             raise RuntimeError("not yet")
         return "ok"
 
-    async with manager() as tm:
+    async with manager(max_retries=5) as tm:
         task = Task(flaky, retries=5)
         await tm.register_task(task)
         await tm.wait(10)
@@ -180,19 +181,25 @@ async def test_retries_then_completes_and_counts_each_retry() -> None:
     assert metrics.failed == 0
 
 
-async def test_retries_default_to_max_retries_and_are_capped_by_it() -> None:
+async def test_retries_default_to_max_retries_and_more_is_an_error_not_a_cap() -> None:
     async def fail(ctx: TaskContext) -> None:
         raise RuntimeError("no")
 
     async with manager(max_retries=2) as tm:
-        default, capped = Task(fail), Task(fail, retries=10)
-        await tm.register_tasks(default, capped)
+        default, fewer, too_many = Task(fail), Task(fail, retries=1), Task(fail, retries=10)
+        with pytest.raises(ExceptionGroup) as caught:
+            await tm.register_tasks(default, fewer, too_many)
+        (error,) = caught.value.exceptions
+        assert isinstance(error, InvalidTaskError)
+        assert "max_retries=2" in str(error)
+        assert too_many.status is TaskStatus.INVALID
         await tm.wait(10)
         metrics = tm.metrics()
     assert default.attempts == 3
-    assert capped.attempts == 3
+    assert fewer.attempts == 2
     assert metrics.failed == 2
-    assert metrics.retried == 4
+    assert metrics.retried == 3
+    assert len(tm.get_tasks()) == 2
 
 
 async def test_retry_signal_counts_against_retries_and_abort_fails_at_once() -> None:
@@ -231,17 +238,23 @@ async def test_default_timeout_ends_the_task_deadline_exceeded() -> None:
     assert isinstance(task.error, TimeoutError)
 
 
-async def test_task_timeout_sets_the_event_of_a_sync_function() -> None:
+async def test_task_timeout_ends_a_sync_function_at_its_deadline_and_sets_its_event() -> None:
+    saw_the_event = threading.Event()
+
     def polite(ctx: TaskContext) -> str:
-        assert ctx.cancelled.wait(10)
+        if ctx.cancelled.wait(10):
+            saw_the_event.set()
         raise TimeoutError("stopped as asked")
 
     async with manager(max_retries=0) as tm:
         task = Task(polite, timeout=0.05)
         await tm.register_task(task)
         await tm.wait(10)
-    assert task.status is TaskStatus.DEADLINE_EXCEEDED
-    assert str(task.error) == "stopped as asked"
+        # The attempt ended at its deadline, not when the function got round to returning.
+        assert task.status is TaskStatus.DEADLINE_EXCEEDED
+        assert isinstance(task.error, TaskTimeoutError)
+        await until(saw_the_event.is_set)
+        await until(lambda: tm.metrics().abandoned_threads == 0)
 
 
 async def test_timed_out_attempt_is_retried_with_a_fresh_deadline() -> None:

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import gc
 import inspect
-import weakref
 
 import worker_core
 from worker_core import Task, TaskContext, TaskManager, TaskStatus
@@ -22,7 +20,7 @@ def test_all_is_a_complete_sorted_tuple() -> None:
 
 
 def test_pinned_signatures_and_sync_async_split() -> None:
-    params = inspect.signature(TaskManager).parameters  # the class: a compiled __init__ has no signature
+    params = inspect.signature(TaskManager).parameters
     assert list(params)[:6] == [
         "max_workers",
         "max_tasks",
@@ -55,7 +53,6 @@ def test_status_values_and_go_names() -> None:
 
 
 async def test_task_and_manager_can_be_subclassed() -> None:
-    # In both builds: the compiled classes allow interpreted subclasses.
     class LabelledTask(Task):
         label = "mine"
 
@@ -73,21 +70,3 @@ async def test_task_and_manager_can_be_subclassed() -> None:
         assert await tm.execute_task(await tm.register_task(task)) == "done"
         assert tm.get_task(task.id).status is TaskStatus.COMPLETED
         assert task.label == "mine"
-
-
-async def test_the_anchor_lives_exactly_as_long_as_the_manager() -> None:
-    tm = TaskManager(max_workers=1, tasks_per_second=None)
-    anchor = tm.anchor
-    assert anchor is tm.anchor
-    assert anchor.manager is tm
-    ref = weakref.ref(anchor)
-    del anchor, tm
-    gc.collect()
-    assert ref() is None
-
-
-def test_compiled_flag_matches_the_loaded_modules() -> None:
-    import worker_core.manager
-
-    loaded = worker_core.manager.__file__ or ""
-    assert worker_core.COMPILED is (not loaded.endswith(".py"))

@@ -3,8 +3,8 @@ from __future__ import annotations
 import uuid
 
 from worker_core import Task, TaskContext
-from worker_core._ratelimit import TokenBucket
-from worker_core._scheduler import DelayedHeap, ReadyScheduler
+from worker_core._runtime.ratelimit import TokenBucket
+from worker_core._runtime.scheduler import DelayedTasks, ReadyQueues
 
 
 async def noop(ctx: TaskContext) -> None:
@@ -15,7 +15,7 @@ def make(queue: str, name: str = "", priority: int = 0, weight: int = 1, task_id
     return Task(noop, queue=queue, name=name, priority=priority, weight=weight, id=task_id)
 
 
-def drain(scheduler: ReadyScheduler) -> list[str]:
+def drain(scheduler: ReadyQueues) -> list[str]:
     names = []
     while (task := scheduler.pop()) is not None:
         names.append(task.name)
@@ -23,11 +23,12 @@ def drain(scheduler: ReadyScheduler) -> list[str]:
 
 
 def test_weighted_round_robin_reproduces_the_go_vector() -> None:
-    scheduler = ReadyScheduler({"critical": 3, "default": 1, "bulk": 2})
+    scheduler = ReadyQueues({"critical": 3, "default": 1, "bulk": 2})
+    serial = 0
     for queue in ("critical", "default", "bulk"):
         for i in range(6):
-            # Equal tasks: ids ascending so that each queue pops in push order.
-            scheduler.push(make(queue, f"{queue}-{i}", task_id=uuid.UUID(int=i + 1)))
+            serial += 1  # equal tasks, ids ascending (and unique, as a manager's are): each queue pops in push order
+            scheduler.push(make(queue, f"{queue}-{i}", task_id=uuid.UUID(int=serial)))
     assert drain(scheduler) == [
         "bulk-0", "bulk-1", "critical-0", "critical-1", "critical-2", "default-0",
         "bulk-2", "bulk-3", "critical-3", "critical-4", "critical-5", "default-1",
@@ -36,7 +37,7 @@ def test_weighted_round_robin_reproduces_the_go_vector() -> None:
 
 
 def test_priority_then_weight_then_id_string() -> None:
-    scheduler = ReadyScheduler({})
+    scheduler = ReadyQueues({})
     low_id = uuid.UUID("00000000-0000-4000-8000-000000000001")
     high_id = uuid.UUID("f0000000-0000-4000-8000-000000000000")
     scheduler.push(make("q", "p5", priority=5))
@@ -48,7 +49,7 @@ def test_priority_then_weight_then_id_string() -> None:
 
 
 def test_id_order_is_the_canonical_string_order() -> None:
-    scheduler = ReadyScheduler({})
+    scheduler = ReadyQueues({})
     ids = [uuid.uuid4() for _ in range(50)]
     for task_id in ids:
         scheduler.push(make("q", str(task_id), task_id=task_id))
@@ -56,7 +57,7 @@ def test_id_order_is_the_canonical_string_order() -> None:
 
 
 def test_removed_task_is_skipped_and_empty_queue_loses_its_turn() -> None:
-    scheduler = ReadyScheduler({"a": 2})
+    scheduler = ReadyQueues({"a": 2})
     a1, a2, b1 = make("a", "a1", task_id=uuid.UUID(int=1)), make("a", "a2", task_id=uuid.UUID(int=2)), make("b", "b1")
     for task in (a1, a2, b1):
         scheduler.push(task)
@@ -68,7 +69,7 @@ def test_removed_task_is_skipped_and_empty_queue_loses_its_turn() -> None:
 
 
 def test_delayed_heap_orders_by_due_time_then_id() -> None:
-    heap = DelayedHeap()
+    heap = DelayedTasks()
     late, early_b, early_a = (
         make("q", "late"),
         make("q", "b", task_id=uuid.UUID(int=9)),

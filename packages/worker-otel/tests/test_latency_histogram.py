@@ -213,7 +213,7 @@ async def test_the_merged_path_gives_the_same_points_as_record(
         tm = manager()
         set_meter_provider(tm, provider)
         assert metrics._latency_mode(tm) == mode
-        instrumentation = metrics._BINDINGS[tm.anchor][1].instrumentation
+        instrumentation = metrics._BINDINGS[tm][1].instrumentation
         found[mode] = []
         for batch in (latencies, latencies[2:9]):
             for index, latency in enumerate(batch):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from . import task as _task_module
-from ._anchor import ManagerAnchor as ManagerAnchor
 from .backoff import durable_retry_delay as durable_retry_delay
 from .backoff import retry_jitter as retry_jitter
 from .durable.codecs import DurableCodec as DurableCodec
@@ -36,8 +34,10 @@ from .errors import TaskNotFoundError as TaskNotFoundError
 from .errors import TaskSignal as TaskSignal
 from .errors import TaskTimeoutError as TaskTimeoutError
 from .errors import WorkerError as WorkerError
+from .errors import WrongLoopError as WrongLoopError
 from .hooks import TaskHooks as TaskHooks
 from .hookspecs import hookimpl as hookimpl
+from .manager import ManagerState as ManagerState
 from .manager import TaskManager as TaskManager
 from .metrics import MetricsSnapshot as MetricsSnapshot
 from .plugins import Plugins as Plugins
@@ -54,20 +54,18 @@ from .service import Service as Service
 from .service import register_middleware as register_middleware
 from .status import TERMINAL_STATUSES as TERMINAL_STATUSES
 from .status import TaskStatus as TaskStatus
+from .task import CancelEvent as CancelEvent
 from .task import Result as Result
 from .task import Task as Task
 from .task import TaskContext as TaskContext
 from .task import TaskFunction as TaskFunction
 
-#: Whether this install is the mypyc-compiled build of worker-core (see the README, "Compiled build").
-COMPILED: bool = (getattr(_task_module, "__file__", None) or "").endswith((".so", ".pyd"))
-
 __all__ = (
-    "COMPILED",
     "TERMINAL_STATUSES",
     "Abort",
     "BackendError",
     "BackendUnavailableError",
+    "CancelEvent",
     "ConfigurationError",
     "DropPolicy",
     "DurableBackend",
@@ -84,7 +82,7 @@ __all__ = (
     "InvalidTaskError",
     "LeaseLostError",
     "LoggerMiddleware",
-    "ManagerAnchor",
+    "ManagerState",
     "ManagerStoppedError",
     "MetricsSnapshot",
     "Middleware",
@@ -115,6 +113,7 @@ __all__ = (
     "TypedDurableRegistry",
     "TypedHandlerRegistry",
     "WorkerError",
+    "WrongLoopError",
     "durable_retry_delay",
     "hookimpl",
     "register_middleware",

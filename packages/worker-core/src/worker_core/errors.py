@@ -10,6 +10,7 @@ Catch :class:`WorkerError` to catch anything the library raises. Plugins subclas
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterable
 
@@ -37,11 +38,16 @@ __all__ = (
     "TaskSignal",
     "TaskTimeoutError",
     "WorkerError",
+    "WrongLoopError",
 )
 
 
 class WorkerError(Exception):
     """Base class for every error raised by worker packages."""
+
+
+class WrongLoopError(WorkerError, RuntimeError):
+    """A manager was used from another event loop than the one it belongs to (the loop it was first used on)."""
 
 
 class ConfigurationError(WorkerError, ValueError):
@@ -140,9 +146,12 @@ class Retry(TaskSignal):
 
     def __init__(self, delay: float | None = None, reason: str = "") -> None:
         super().__init__(reason or "retry requested")
-        if delay is not None and delay < 0:
-            raise ValueError("Retry delay must be >= 0")
-        self.delay = delay
+        value: object = delay
+        if value is not None and (
+            not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0
+        ):
+            raise ValueError(f"Retry delay must be a finite number of seconds >= 0, got {delay!r}")
+        self.delay = None if delay is None else float(delay)
 
 
 class Abort(TaskSignal):

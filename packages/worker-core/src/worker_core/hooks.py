@@ -1,10 +1,11 @@
-"""Lifecycle hooks a user sets on a manager (go-worker's TaskHooks)."""
+"""Lifecycle hooks a user sets on a manager (go-worker's TaskHooks), and the guard every user callback runs in."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, final
 
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
     from .status import TaskStatus
     from .task import Task
 
-__all__ = ("TaskHooks",)
+__all__ = ("TaskHooks", "call_guarded")
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,8 @@ _MaybeAwaitable = Awaitable[None] | None
 class TaskHooks:
     """Callbacks for task lifecycle events; each may be a plain or an ``async`` function, or ``None``.
 
-    An exception raised inside a hook is logged and never reaches the task or the caller.
+    Whatever a hook raises (``BaseException`` included) is logged and never reaches the task, the caller or
+    the manager; a hook never changes a task's outcome.
 
     Attributes:
         on_queued: ``(task)`` after a successful ``register_task`` (not on retries).
@@ -40,11 +42,31 @@ class TaskHooks:
     on_retry: Callable[[Task, float, int], _MaybeAwaitable] | None = None
 
 
-async def call_hook(name: str, hook: Callable[..., Any], *args: Any) -> None:
-    """Call ``hook(*args)``, awaiting it when it returns an awaitable; log (never raise) its errors."""
+def call_guarded(name: str, fn: Callable[..., Any], *args: Any) -> Coroutine[Any, Any, None] | None:
+    """Call a user callback; ``None`` when it is done, else a coroutine that awaits what it returned.
+
+    Either way nothing it raises escapes (it is logged), except a cancellation of the awaiting task itself
+    (``asyncio.current_task().cancelling()``), which propagates.
+    """
     try:
-        outcome = hook(*args)
-        if inspect.isawaitable(outcome):
-            await outcome
-    except Exception:
-        logger.exception("task hook %s raised; ignored", name)
+        outcome = fn(*args)
+    except BaseException:
+        logger.exception("%s raised; ignored", name)
+        return None
+    if outcome is None or not inspect.isawaitable(outcome):
+        return None
+    return _await_guarded(name, outcome)
+
+
+async def _await_guarded(name: str, awaitable: Awaitable[Any]) -> None:
+    try:
+        await awaitable
+    except GeneratorExit:
+        raise  # closed (the manager is going away): let the coroutine close
+    except asyncio.CancelledError:
+        me = asyncio.current_task()
+        if me is not None and me.cancelling():
+            raise  # a real cancellation of whoever awaits the hook
+        logger.exception("%s raised CancelledError on its own; ignored", name)
+    except BaseException:
+        logger.exception("%s raised; ignored", name)

@@ -1,67 +1,71 @@
-"""The public :class:`TaskManager`: prioritized, rate-limited, retried tasks on asyncio."""
+"""The public :class:`TaskManager`: prioritized, rate-limited, retried tasks on asyncio.
+
+A thin facade: it checks arguments and hands each call to the part of the runtime that owns it
+(``worker_core._runtime``: lifecycle, scheduler, worker pool, attempts, outcomes, registry; the durable
+runtime under ``worker_core.durable``).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
-import time
+import concurrent.futures
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
-from mypy_extensions import mypyc_attr
-
-from ._anchor import ManagerAnchor
-from ._config import config_int, config_seconds, is_plain_int, is_str, utc_timestamp
-from ._durable_api import DurableApi, DurableSettings, register_each
-from ._ratelimit import TokenBucket
-from ._settings import SettingsApi
-from .durable.types import DurableBackend, QueueConfigurableBackend
+from . import task as records
+from ._many import register_each
+from ._runtime.engine import Engine
+from ._runtime.lifecycle import Lifecycle, ManagerState
+from .durable.config import DurableConfig, DurableOptions
+from .durable.registration import DurableRegistrar
+from .durable.types import DurableBackend, DurableTask
 from .errors import (
     ConfigurationError,
     DurableOnlyError,
     InvalidTaskError,
     ManagerStoppedError,
-    QueueFullError,
-    TaskAlreadyStartedError,
-    TaskCancelledError,
-    TaskExistsError,
     TaskNotFoundError,
 )
-from .hooks import call_hook
+from .hooks import TaskHooks
+from .metrics import MetricsSnapshot
+from .options import (
+    DEFAULT_MAX_TASKS,
+    DEFAULT_MAX_WORKERS,
+    DEFAULT_STOP_TIMEOUT,
+    ManagerOptions,
+    config_int,
+    config_seconds,
+    delay_seconds,
+)
 from .plugins import Plugins
 from .protocols import TaskTracer
-from .status import TERMINAL_STATUSES, TaskStatus
+from .results import DropPolicy, ResultSubscription
+from .retention import RetentionPolicy
 from .task import Task
 
-__all__ = ("TaskManager",)
+__all__ = ("ManagerState", "TaskManager")
 
-logger = logging.getLogger(__name__)
-
-_QUEUED = TaskStatus.QUEUED
-_RETRYING = TaskStatus.RETRYING
-_RUNNING = TaskStatus.RUNNING
-_CANCELLED = TaskStatus.CANCELLED
-_INSTRUMENTATION_EVENTS = ("on_scheduled", "on_start", "on_finish", "on_retry", "on_result_dropped")
+_get_running_loop = asyncio.get_running_loop
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)  # compiled build: user code may still subclass it
-class TaskManager(SettingsApi, DurableApi):
+class TaskManager:
     """Runs tasks concurrently on asyncio: priorities, weighted queues, rate limit, retries, timeouts.
 
     Args:
-        max_workers: Tasks running at once; ``None`` means the CPU count.
+        max_workers: Tasks running at once (default 10); ``None`` means the CPU count.
         max_tasks: Most tasks waiting to start (queued, delayed); more raise :class:`QueueFullError`.
         tasks_per_second: Start rate (token bucket, burst ``min(max_workers, max_tasks)``, every attempt
-            takes a token); ``None`` or ``<= 0`` disables rate limiting.
+            takes a token); ``None`` (the default) or ``<= 0`` means no rate limit.
         timeout: Default seconds per attempt; ``None`` means no default timeout.
         retry_delay: Default base backoff in seconds.
-        max_retries: Default retries and the cap on a task's own ``retries``.
+        max_retries: Default retries, and the most a task may ask for.
         default_queue: Queue of tasks registered with ``queue=""``.
         queue_weights: Share of starts per queue (weighted round robin); missing queues weigh 1.
+        stop_timeout: Seconds a stop waits for cancelled attempts, threads and hooks before it gives up on
+            them (they are reported in the log and in ``metrics().abandoned``).
         durable_backend: A :class:`~worker_core.durable.types.DurableBackend`, or a URL resolved through
             the backend plugins (``"memory://"``). With a backend, tasks come from it (``register_task``
             raises :class:`DurableOnlyError`; use ``register_durable_task``).
@@ -81,21 +85,22 @@ class TaskManager(SettingsApi, DurableApi):
         ConfigurationError: a value of the wrong type or out of range.
 
     The constructor does no I/O and needs no running loop. ``async with TaskManager(...) as tm:``
-    starts it and stops it gracefully (``stop_now`` when the block raises). The manager is not
-    thread-safe: call it from the event loop it was started on.
+    starts it and stops it gracefully (``stop_now`` when the block raises). A manager belongs to the event
+    loop it is first used on; call it from that loop (``register_task_threadsafe`` from other threads).
     """
 
     def __init__(
         self,
-        max_workers: int | None = None,
-        max_tasks: int = 10,
-        tasks_per_second: float | None = 5.0,
+        max_workers: int | None = DEFAULT_MAX_WORKERS,
+        max_tasks: int = DEFAULT_MAX_TASKS,
+        tasks_per_second: float | None = None,
         timeout: float | timedelta | None = 300.0,
         retry_delay: float | timedelta = 1.0,
         max_retries: int = 3,
         *,
         default_queue: str = "default",
         queue_weights: Mapping[str, int] | None = None,
+        stop_timeout: float | timedelta = DEFAULT_STOP_TIMEOUT,
         durable_backend: DurableBackend | str | None = None,
         durable_handlers: Any = None,
         durable_codec: Any = None,
@@ -105,38 +110,23 @@ class TaskManager(SettingsApi, DurableApi):
         durable_lease_renewal_interval: float | timedelta | None = None,
         plugins: Plugins | None = None,
     ) -> None:
-        workers = (os.cpu_count() or 1) if max_workers is None else config_int(max_workers, "max_workers", 1)
-        tasks = config_int(max_tasks, "max_tasks", 1)
-        tps_value: object = tasks_per_second
-        if tps_value is not None and (not isinstance(tps_value, int | float) or isinstance(tps_value, bool)):
-            raise ConfigurationError(f"tasks_per_second must be a number or None, got {tasks_per_second!r}")
-        tps = float(tasks_per_second) if tasks_per_second is not None and tasks_per_second > 0 else None
-        timeout_s = config_seconds(timeout, "timeout")
-        retry_delay_s = config_seconds(retry_delay, "retry_delay")
-        if retry_delay_s is None:
-            raise ConfigurationError("retry_delay must be > 0")
-        retries = config_int(max_retries, "max_retries", 0)
-        if not is_str(default_queue) or not default_queue.strip():
-            raise ConfigurationError("default_queue must be a non-empty str")
-        weights: dict[str, int] = {}
-        for name, weight in (queue_weights or {}).items():
-            if not is_str(name) or not is_plain_int(weight):
-                raise ConfigurationError(f"queue_weights must map str to int, got {name!r}: {weight!r}")
-            if name.strip():
-                weights[name.strip()] = weight if weight > 0 else 1
-        super().__init__(
-            max_workers=workers,
-            max_tasks=tasks,
-            tasks_per_second=tps,
-            timeout_s=timeout_s,
-            retry_delay_s=retry_delay_s,
-            max_retries=retries,
-            default_queue=default_queue.strip(),
-            queue_weights=weights,
+        options = ManagerOptions.build(
+            max_workers=max_workers,
+            max_tasks=max_tasks,
+            tasks_per_second=tasks_per_second,
+            timeout=timeout,
+            retry_delay=retry_delay,
+            max_retries=max_retries,
+            default_queue=default_queue,
+            queue_weights=queue_weights,
+            stop_timeout=stop_timeout,
         )
-        settings = None
+        if plugins is not None and not isinstance(plugins, Plugins):
+            raise ConfigurationError("plugins must be a worker_core.Plugins")
+        self._plugins = plugins
+        durable = None
         if durable_backend is not None:
-            settings = DurableSettings(
+            durable_options = DurableOptions(
                 durable_backend,
                 durable_handlers,
                 durable_codec,
@@ -145,61 +135,32 @@ class TaskManager(SettingsApi, DurableApi):
                 durable_batch_size,
                 durable_lease_renewal_interval,
             )
-        if plugins is not None and not isinstance(plugins, Plugins):
-            raise ConfigurationError("plugins must be a worker_core.Plugins")
-        self._init_durable(settings, plugins)
-        self._stop_done: asyncio.Future[None] | None = None
-
-    @property
-    def anchor(self) -> ManagerAnchor:
-        """An object to weakly reference in place of this manager; it lives exactly as long as the manager.
-
-        The compiled build's ``TaskManager`` cannot be weakly referenced; ``weakref.ref(tm.anchor)`` works in
-        both builds, and ``ref().manager`` is the manager while it lives.
-        """
-        anchor = self._anchor
-        if anchor is None:
-            anchor = self._anchor = ManagerAnchor(self)
-        return anchor
+            durable = DurableConfig(durable_options, lambda: self.plugins)
+        self._engine = Engine(options, durable, self._check_open)
+        self._lifecycle = Lifecycle(self._engine, options.stop_timeout_s)
 
     @classmethod
     def with_defaults(cls) -> Self:
         """A manager with go-worker's defaults: CPU-count workers, 10 tasks, 5/s, 5 min, 1 s, 3 retries."""
-        return cls()
+        return cls(max_workers=None, max_tasks=10, tasks_per_second=5.0)
 
     # ------------------------------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        """Start the workers on the running loop; idempotent.
+        """Start the workers on the running loop; idempotent, and concurrent calls share one start.
 
         With a durable backend, ``start`` resolves it, connects it when it has ``connect()`` and picks every
-        handler's codec, so a bad URL, wrong credentials or an unreachable store fail here.
+        handler's codec, so a bad URL, wrong credentials or an unreachable store fail here. Cancelled while
+        it waits (and no other caller waits for the same start), the start is undone: the manager is new
+        again.
 
         Raises:
-            ManagerStoppedError: the manager was stopped (a manager does not restart).
+            ManagerStoppedError: the manager was stopped, or is stopped while it starts.
+            WrongLoopError: the manager belongs to another event loop.
             ConfigurationError: the durable backend or a codec cannot be set up (unknown scheme, bad credentials).
             BackendUnavailableError: the durable backend cannot be reached.
         """
-        if self._stopped:
-            raise ManagerStoppedError("the task manager is stopped")
-        if self._started:
-            return
-        backend = await self._open_durable() if self._durable_settings is not None else None
-        loop = self._loop = asyncio.get_running_loop()
-        self._started = True
-        if self._tps is not None:
-            self._limiter = TokenBucket(self._tps, min(self._max_workers, self._max_tasks), loop.time())
-        if backend is not None:
-            if isinstance(backend, QueueConfigurableBackend):
-                backend.configure_queues(self._default_queue, dict(self._queue_weights))
-            runner = self._durable = self._make_runner(self)
-            self._capacity_hook = runner.notify_capacity
-        self._spawn_workers()
-        self._arm_delayed()
-        if self._durable is not None:
-            self._durable.start()
-        if self._retention is not None and self._retention[0] is not None:
-            self._start_retention_loop()
+        await self._lifecycle.start()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -214,196 +175,109 @@ class TaskManager(SettingsApi, DurableApi):
             await self.stop_now()
 
     async def wait(self, timeout: float | timedelta | None = None) -> None:  # noqa: ASYNC109 - pinned API
-        """Wait until every registered task is terminal (its result published, its hooks done).
+        """Wait until every registered in-memory task is terminal (its result published, its hooks done).
 
         Raises:
             TimeoutError: ``timeout`` seconds passed first.
+            WorkerError: called from inside one of this manager's own tasks (it would wait for itself).
         """
         timeout_s = config_seconds(timeout, "timeout", allow_zero=True)
-        if not self._active:
-            return
-        future = asyncio.get_running_loop().create_future()
-        self._wait_futures.append(future)
-        async with asyncio.timeout(timeout_s):
-            await future
+        self._lifecycle.bind()
+        self._engine.check_wait_allowed()
+        await self._engine.registry.wait(timeout_s)
 
     async def stop_graceful(self, timeout: float | timedelta | None = None) -> None:  # noqa: ASYNC109 - pinned API
-        """Stop intake, let queued and running tasks finish, then stop.
+        """Stop intake, let queued and running tasks finish (for up to ``timeout`` seconds), then stop.
+
+        Durable: nothing more is leased, leases of tasks that have not started are handed back, running ones
+        finish. Past ``timeout`` what is left is cancelled, as :meth:`stop_now` does (bounded by the
+        manager's ``stop_timeout``). Called from inside one of the manager's own tasks, it starts the stop and
+        returns at once (the stop completes when that task has finished). A cancelled caller stops waiting;
+        the stop goes on.
 
         Raises:
             TimeoutError: ``timeout`` passed first; what was left has been cancelled and the manager
                 is stopped all the same.
         """
-        self._accepting = False
         timeout_s = config_seconds(timeout, "timeout", allow_zero=True)
-        try:
-            async with asyncio.timeout(timeout_s):
-                if self._durable is not None:
-                    # Lease nothing more, hand back what has not started, let the running ones finish.
-                    await self._durable.stop_leasing()
-                    self._durable.take_unstarted()
-                    await self._durable.running_done()
-                await self.wait()
-        except TimeoutError:
-            await self.stop_now()
-            raise
-        await self.stop_now()
-
-    async def stop_now(self) -> None:
-        """Cancel everything, and return once every worker (and worker thread) has exited; idempotent."""
-        self._accepting = False
-        if self._stopped:
-            if self._stop_done is not None:
-                await asyncio.shield(self._stop_done)  # a concurrent stop_now: return when it is done
+        loop = self._lifecycle.bind()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        stop = self._lifecycle.begin_stop(now=False, drain_timeout_s=timeout_s)
+        if stop is None or self._engine.within_own_task():
             return
-        self._stopped = self._closing = True
-        self._stop_done = asyncio.get_running_loop().create_future()
-        try:
-            await self._stop_everything()
-        finally:
-            self._stop_done.set_result(None)
+        await asyncio.shield(stop)
+        if not self._lifecycle.drained and deadline is not None and loop.time() >= deadline:
+            raise TimeoutError(f"stop_graceful: work was left after {timeout_s}s and has been cancelled")
 
-    async def _stop_everything(self) -> None:
-        durable = self._durable
-        if durable is not None:
-            durable._releasing = True  # interrupted durable tasks are handed back, not dead-lettered
-            await durable.stop_leasing()
-            durable.take_unstarted()
-        if self._delayed_timer is not None:
-            self._delayed_timer.cancel()
-            self._delayed_timer = None
-        for task in self._ready.drain() + self._delayed.drain():
-            await self._cancel_waiting(task)
-        for task in [t for t in self._tasks.values() if t._status is _RETRYING]:
-            await self._cancel_waiting(task)
-        for task in [t for t in self._tasks.values() if t._status is _RUNNING]:
-            if task._cancel_reason is None:
-                self._interrupt(task, _CANCELLED)
-        workers = list(self._workers.values())
-        # Idle workers are woken, not cancelled (a cancelled coroutine's traceback can keep the whole
-        # manager alive after it is gone); only a wait for a rate limiter token is cut short.
-        for index in self._throttled:
-            self._workers[index].cancel()
-        self._wake_all()
-        await asyncio.gather(*workers, return_exceptions=True)
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
-        if self._retention_task is not None:
-            self._retention_task.cancel()
-            await asyncio.gather(self._retention_task, return_exceptions=True)
-            self._retention_task = None
-        if self._deadline_timer is not None:
-            self._deadline_timer.cancel()
-            self._deadline_timer = None
-        self._deadlines.clear()
-        self._deadline_lane.clear()
-        self._worker_ctx[:] = [None] * len(self._worker_ctx)
-        for pool in self._pools:
-            pool.shutdown(wait=True)
-        self._pools.clear()
-        self._pool = None
-        if durable is not None:
-            await durable.close()
-        await self._close_durable()
-        for subscription in self._subscriptions:
-            subscription._finish()
-        self._subscriptions.clear()
+    async def stop_now(self, timeout: float | timedelta | None = None) -> None:  # noqa: ASYNC109
+        """Cancel everything and stop; idempotent, and concurrent calls share one stop.
 
-    @staticmethod
-    def _cancel_retry_timer(task: Task) -> None:
-        """Stop the backoff timer of a RETRYING task (it sits in ``task._entry`` meanwhile)."""
-        if task._status is _RETRYING and task._entry is not None:
-            timer: asyncio.TimerHandle = task._entry  # type: ignore[assignment]
-            timer.cancel()
-            task._entry = None
-
-    async def _cancel_waiting(self, task: Task) -> None:
-        self._cancel_retry_timer(task)
-        pending = self._finish(task, _CANCELLED, None, TaskCancelledError(f"task {task.id} was cancelled"))
-        if pending is not None:
-            await pending
+        Returns once every attempt has ended, or once ``timeout`` (default: the manager's ``stop_timeout``)
+        has passed: then what still runs (a plain function that ignores ``ctx.cancelled``, a task that
+        swallows its cancellation, a hook that hangs) is finished ``CANCELLED``, left to itself, logged and
+        counted in ``metrics().abandoned``. Called from inside one of the manager's own tasks, that task is
+        cancelled too. A cancelled caller stops waiting; the stop goes on.
+        """
+        bound_s = config_seconds(timeout, "timeout", allow_zero=True)
+        self._lifecycle.bind()
+        stop = self._lifecycle.begin_stop(now=True, bound_s=bound_s)
+        if stop is not None:
+            await asyncio.shield(stop)
 
     def set_max_workers(self, n: int) -> None:
         """Change how many tasks may run at once; ``0`` pauses starting new ones.
 
-        Shrinking lets the highest-numbered workers finish their current task, then exit.
+        Shrinking lets the running tasks finish; no new one starts until fewer than ``n`` run.
 
         Raises:
             ConfigurationError: ``n`` is negative or not an int.
         """
-        self._max_workers = config_int(n, "max_workers", 0)
-        if self._started and not self._stopped:
-            self._spawn_workers()
-            self._wake_all()
+        self._engine.pool.set_capacity(config_int(n, "max_workers", 0))
+
+    @property
+    def max_workers(self) -> int:
+        """How many tasks may run at once."""
+        return self._engine.pool.capacity
+
+    @property
+    def running(self) -> bool:
+        """True from the end of ``start()`` until the stop completes, while the manager's loop is open."""
+        return self._lifecycle.running
+
+    @property
+    def state(self) -> ManagerState:
+        """Where the manager is in its lifecycle."""
+        return self._lifecycle.state
 
     # ---------------------------------------------------------------------------------- registration
 
-    def _check_accepting(self) -> None:
-        if not self._accepting:
+    def _check_open(self) -> None:
+        if not self._engine.accepting:
             raise ManagerStoppedError("the task manager is not accepting new tasks")
 
     async def register_task(self, task: Task) -> uuid.UUID:
         """Queue ``task``; return its id.
 
         Raises:
-            InvalidTaskError: ``task`` is not a :class:`Task` or one of its fields is invalid.
+            InvalidTaskError: ``task`` is not a :class:`Task`, one of its fields is invalid, or it asks for
+                more retries than ``max_retries``.
             TaskExistsError: a task with this id is registered (or this object already was).
             QueueFullError: ``max_tasks`` tasks are already waiting to start.
             ManagerStoppedError: the manager is stopping or stopped.
             DurableOnlyError: a durable backend is configured.
+            WrongLoopError: the manager belongs to another event loop.
         """
         if type(task) is not Task and not isinstance(task, Task):
             raise InvalidTaskError(f"expected a Task, got {type(task).__name__}")
-        if self._durable_settings is not None:
+        if _get_running_loop() is not self._lifecycle.loop:
+            self._lifecycle.bind()
+        engine = self._engine
+        if engine.registrar is not None:
             raise DurableOnlyError("durable backend enabled; use register_durable_task")
-        if not self._accepting:
-            raise ManagerStoppedError("the task manager is not accepting new tasks")
-        if task._status is not None:
-            raise TaskExistsError(f"task {task.id} was already registered")
-        key = task._key
-        tasks = self._tasks
-        if key in tasks:
-            raise TaskExistsError(f"task {task.id} already exists")
-        if self._ready.size + self._delayed.size >= self._max_tasks:
-            raise QueueFullError(f"queue is full (max {self._max_tasks})")
-        self._prepare(task)
-        due = 0.0
-        if task.run_at is not None:
-            delay = utc_timestamp(task.run_at) - time.time()
-            if delay > 0:
-                due = asyncio.get_running_loop().time() + delay
-        task._status = _QUEUED  # before the task becomes visible to a worker
-        tasks[key] = task
-        self._active += 1
-        self._n_scheduled += 1
-        tracer = self._tracer
-        if tracer is not None:
-            self._inject(tracer, task)
-        if due:
-            self._delayed.push(task, due)
-            self._arm_delayed()
-        else:
-            self._ready.push(task)
-            if self._idle:
-                self._wake_one()
-        if self._i_scheduled:
-            for callback in self._i_scheduled:  # emit(), inline: once per task when metrics are on
-                try:
-                    callback(task)
-                except Exception:
-                    logger.exception("instrumentation callback %r raised; ignored", callback)
-        hooks = self._hooks
-        if hooks is not None and hooks.on_queued is not None:
-            await call_hook("on_queued", hooks.on_queued, task)
+        pending = engine.register(task)
+        if pending is not None:
+            await pending
         return task.id
-
-    def _inject(self, tracer: TaskTracer, task: Task) -> None:
-        metadata = task.metadata if task.metadata is not None else {}
-        try:
-            tracer.inject(metadata)
-        except Exception:
-            logger.warning("tracer inject raised for task %s; ignored", task.id, exc_info=True)
-        task.metadata = metadata
 
     async def register_tasks(self, *tasks: Task) -> list[uuid.UUID]:
         """Register each task in turn; return the ids of those accepted.
@@ -414,7 +288,7 @@ class TaskManager(SettingsApi, DurableApi):
         return await register_each(self.register_task, tasks, "tasks")
 
     async def register_task_at(self, task: Task, run_at: datetime) -> uuid.UUID:
-        """Register ``task`` to start no earlier than ``run_at`` (naive means UTC)."""
+        """Register ``task`` to start no earlier than ``run_at`` (a naive datetime is local time)."""
         if not isinstance(run_at, datetime):
             raise InvalidTaskError(f"run_at must be a datetime, got {type(run_at).__name__}")
         if not isinstance(task, Task):
@@ -424,51 +298,33 @@ class TaskManager(SettingsApi, DurableApi):
 
     async def register_task_after(self, task: Task, delay: float | timedelta) -> uuid.UUID:
         """Register ``task`` to start ``delay`` seconds from now (``<= 0``: as ``register_task``)."""
-        value: object = delay  # checked as an object: a compiled build would see an int typed as float
-        if isinstance(value, timedelta):
-            seconds = value.total_seconds()
-        elif is_plain_int(value) or isinstance(value, float):
-            seconds = float(value)  # type: ignore[arg-type]
-        else:
-            raise InvalidTaskError(f"delay must be seconds or a timedelta, got {type(value).__name__}")
+        seconds = delay_seconds(delay)
         if not isinstance(task, Task):
             raise InvalidTaskError(f"expected a Task, got {type(task).__name__}")
         if seconds > 0:
             task.run_at = datetime.now(UTC) + timedelta(seconds=seconds)
         return await self.register_task(task)
 
-    def _arm_delayed(self) -> None:
-        """(Re)arm the one timer that moves due delayed tasks to the ready queues."""
-        if not self._started or self._stopped:
-            return
-        due = self._delayed.next_due()
-        timer = self._delayed_timer
-        if due is None:
-            if timer is not None:
-                timer.cancel()
-                self._delayed_timer = None
-            return
-        if timer is not None:
-            if timer.when() <= due:
-                return
-            timer.cancel()
-        assert self._loop is not None
-        self._delayed_timer = self._loop.call_at(due, self._on_delayed_due)
+    def register_task_threadsafe(self, task: Task) -> concurrent.futures.Future[uuid.UUID]:
+        """Register ``task`` from any thread; a future with its id (or the error ``register_task`` raised).
 
-    def _on_delayed_due(self) -> None:
-        self._delayed_timer = None
-        assert self._loop is not None
-        for task in self._delayed.pop_due(self._loop.time()):
-            self._ready.push(task)
-            self._wake_one()
-        self._arm_delayed()
+        The registration runs on the manager's loop at its next turn (``call_soon_threadsafe`` underneath),
+        so the task starts as promptly as one registered there.
+
+        Raises:
+            ManagerStoppedError: the manager was never used on a loop, or its loop is closed.
+        """
+        loop = self._lifecycle.loop
+        if loop is None or loop.is_closed():
+            raise ManagerStoppedError("the task manager has no running event loop to register on")
+        return asyncio.run_coroutine_threadsafe(self.register_task(task), loop)
 
     # ------------------------------------------------------------------------- control and lookup
 
     def _lookup(self, task_id: uuid.UUID) -> Task:
         if not isinstance(task_id, uuid.UUID):
             raise TaskNotFoundError(f"task id must be a uuid.UUID, got {type(task_id).__name__}")
-        task = self._tasks.get(task_id.int)
+        task = self._engine.registry.get(task_id.int)
         if task is None:
             raise TaskNotFoundError(f"task with ID {task_id} not found")
         return task
@@ -476,31 +332,21 @@ class TaskManager(SettingsApi, DurableApi):
     async def cancel_task(self, task_id: uuid.UUID) -> None:
         """Cancel a queued, delayed, backing-off or running task; a finished task is left as it is.
 
-        A running ``async`` task is interrupted at once; a running plain function sees
-        ``ctx.cancelled`` set and ends when it returns.
+        A running ``async`` task is interrupted at once; a running plain function sees ``ctx.cancelled`` set
+        and ends when it returns (or at its deadline, when its thread is abandoned).
 
         Raises:
             TaskNotFoundError: no task has this id.
         """
         task = self._lookup(task_id)
-        status = task._status
-        if status in TERMINAL_STATUSES:
-            return
-        if status is _RUNNING:
-            if task._cancel_reason is None:
-                self._interrupt(task, _CANCELLED)
-            return
-        if task._lease is not None and self._durable is not None:
-            await self._durable.cancel_waiting(task)
-            return
-        self._ready.remove(task) or self._delayed.remove(task)
-        await self._cancel_waiting(task)
+        self._lifecycle.bind()
+        await self._engine.cancel(task)
 
     async def cancel_all(self) -> None:
         """Cancel every task that is not finished."""
-        for task in list(self._tasks.values()):
-            if task._status not in TERMINAL_STATUSES:
-                await self.cancel_task(task.id)
+        self._lifecycle.bind()
+        for task in self._engine.registry.tasks():
+            await self._engine.cancel(task)
 
     def get_task(self, task_id: uuid.UUID) -> Task:
         """The registered task with this id.
@@ -512,61 +358,207 @@ class TaskManager(SettingsApi, DurableApi):
 
     def get_tasks(self) -> list[Task]:
         """Every task in the registry, in registration order."""
-        return list(self._tasks.values())
+        return self._engine.registry.tasks()
 
     async def execute_task(self, task_id: uuid.UUID, timeout: float | timedelta | None = None) -> Any:  # noqa: ASYNC109 - pinned API
-        """Run a waiting task now, in the caller, and return its result (or raise its error).
+        """Run a waiting task now, outside the worker slots, and return its result (or raise its error).
 
-        The task leaves its queue (or its backoff), takes a rate-limiter token, and runs with
-        ``timeout`` (else its own). Its outcome also goes the normal way: result published, retry
-        scheduled when it fails and retries remain.
+        The task leaves its queue (or its backoff), takes a rate-limiter token, and runs with ``timeout``
+        (else its own) in its own asyncio task. Its outcome also goes the normal way: result published, retry
+        scheduled when it fails and retries remain. Cancelling the caller cancels the attempt.
 
         Raises:
             TaskNotFoundError: no task has this id.
             TaskAlreadyStartedError: the task is running or finished.
             TaskCancelledError: the task was cancelled before or while it ran.
             TaskTimeoutError: the attempt ran past its timeout.
+            ManagerStoppedError: the manager is not running.
         """
         timeout_s = config_seconds(timeout, "timeout")
         task = self._lookup(task_id)
-        if task._status not in (_QUEUED, _RETRYING):
-            raise TaskAlreadyStartedError(f"task {task.id} already started")
-        if not self._started or self._stopped:
+        self._lifecycle.bind()
+        if not self.running:
             raise ManagerStoppedError("the task manager is not running")
-        self._cancel_retry_timer(task)
-        self._ready.remove(task) or self._delayed.remove(task)
-        task._status = _QUEUED
-        loop = asyncio.get_running_loop()
-        limiter = self._limiter
+        return await self._engine.execute(task, timeout_s)
+
+    # ----------------------------------------------------------------------------------- results, settings
+
+    def subscribe_results(self, buffer: int = 10) -> ResultSubscription:
+        """Receive every result published from now on; see :class:`ResultSubscription`.
+
+        Raises:
+            ConfigurationError: ``buffer`` is not an int >= 1.
+        """
+        size = config_int(buffer, "buffer", 1)
+        return self._engine.bus.subscribe(size, closed=self._lifecycle.state is ManagerState.STOPPED)
+
+    def get_results(self) -> ResultSubscription:
+        """Compatibility shim for go-worker's ``GetResults``: ``subscribe_results(10)``."""
+        return self.subscribe_results(10)
+
+    def set_results_drop_policy(self, policy: DropPolicy) -> None:
+        """What a full subscriber buffer drops: the new result (default) or the oldest buffered one.
+
+        Raises:
+            ConfigurationError: ``policy`` is not a :class:`DropPolicy`.
+        """
+        if not isinstance(policy, DropPolicy):
+            raise ConfigurationError(f"policy must be a DropPolicy, got {policy!r}")
+        self._engine.bus.drop_oldest = policy is DropPolicy.DROP_OLDEST
+
+    def set_retention_policy(self, policy: RetentionPolicy | None) -> None:
+        """Evict finished tasks by TTL and count (``None``: keep everything); prunes at once.
+
+        A new manager keeps the 10,000 most recently finished tasks (``retention.DEFAULT_RETENTION``).
+
+        Raises:
+            ConfigurationError: a value is out of range.
+        """
+        if policy is not None and not isinstance(policy, RetentionPolicy):
+            raise ConfigurationError(f"policy must be a RetentionPolicy, got {policy!r}")
+        registry = self._engine.registry
+        registry.retention.set(policy, (t for t in registry.tasks() if records.completed_mono(t)))
+
+    def set_hooks(self, hooks: TaskHooks | None) -> None:
+        """Use ``hooks`` from now on (``None`` removes them).
+
+        Raises:
+            ConfigurationError: ``hooks`` is not a :class:`TaskHooks`.
+        """
+        if hooks is not None and not isinstance(hooks, TaskHooks):
+            raise ConfigurationError(f"hooks must be a TaskHooks, got {hooks!r}")
+        self._engine.events.set_hooks(hooks)
+
+    def set_tracer(self, tracer: TaskTracer | None) -> None:
+        """Trace every attempt with ``tracer`` (``None`` turns tracing off).
+
+        Raises:
+            ConfigurationError: ``tracer`` lacks ``start`` or ``inject``.
+        """
+        if tracer is not None and not isinstance(tracer, TaskTracer):
+            raise ConfigurationError("tracer must implement TaskTracer (start(task, ctx) and inject(metadata))")
+        self._engine.events.set_tracer(tracer)
+
+    def add_instrumentation(self, instrumentation: object) -> None:
+        """Receive task events (see :class:`~worker_core.protocols.Instrumentation`); worker-otel uses it."""
+        self._engine.events.add_instrumentation(instrumentation)
+
+    def remove_instrumentation(self, instrumentation: object) -> None:
+        """Stop sending events to ``instrumentation``; unknown objects are ignored."""
+        self._engine.events.remove_instrumentation(instrumentation)
+
+    def metrics(self) -> MetricsSnapshot:
+        """A snapshot of the counters."""
+        return self._engine.metrics()
+
+    def queue_depths(self) -> dict[str, int]:
+        """Ready tasks per queue, for the queues that have any (delayed tasks not included)."""
+        return self._engine.scheduler.ready.depths()
+
+    # ------------------------------------------------------------------------------------- plugins
+
+    @property
+    def plugins(self) -> Plugins:
+        """This manager's plugins (loaded on first use: entry points, built-ins, environment switches)."""
+        if self._plugins is None:
+            self._plugins = Plugins()
+        return self._plugins
+
+    def use_plugin_instrumentation(self, name: str, **options: Any) -> None:
+        """Bind this manager to the instrumentation a plugin registered as ``name``.
+
+        Plugins register binders through the ``worker_register_instrumentation`` hook; with worker-otel
+        installed, ``tm.use_plugin_instrumentation("otel", provider=meter_provider)`` exports the metrics
+        (``provider=None`` unbinds). The binder decides what ``options`` mean.
+
+        Raises:
+            ConfigurationError: no plugin registered ``name`` (the error names those that did), or the
+                binder rejected ``options``.
+        """
+        binder = self.plugins.instrumentation().get(name)
         try:
-            while limiter is not None and (wait_s := limiter.try_take(loop.time())):  # noqa: ASYNC110 - exact wait
-                await asyncio.sleep(wait_s)
-        except asyncio.CancelledError:
-            if task._status is _QUEUED:
-                self._ready.push(task)
-                self._wake_one()
-            raise
-        if task._status is not _QUEUED:
-            raise task._error or TaskCancelledError(f"task {task.id} was cancelled")
-        me = asyncio.current_task()
-        assert me is not None
-        _, result, error = await self._run(task, timeout_s, me)
-        if error is not None:
-            raise error
-        return result
+            binder(self, **options)
+        except TypeError as exc:
+            raise ConfigurationError(f"instrumentation {name!r}: {exc}") from exc
+
+    # ------------------------------------------------------------------------------------- durable
 
     @property
-    def max_workers(self) -> int:
-        """How many tasks may run at once."""
-        return self._max_workers
+    def durable(self) -> bool:
+        """True when a durable backend is configured."""
+        return self._engine.durable_config is not None
 
-    @property
-    def running(self) -> bool:
-        """True between ``start()`` and the end of ``stop_now()``."""
-        return self._started and not self._stopped
+    def _registrar(self) -> DurableRegistrar:
+        registrar = self._engine.registrar
+        if registrar is None:
+            raise ConfigurationError("durable backend not configured")
+        return registrar
+
+    def durable_backend(self) -> DurableBackend:
+        """The backend object (a URL is resolved through the backend plugins on first use).
+
+        Raises:
+            ConfigurationError: no backend configured, or an unknown URL scheme (the message names those installed).
+        """
+        config = self._engine.durable_config
+        if config is None:
+            raise ConfigurationError("durable backend not configured")
+        return config.backend()
+
+    async def register_durable_task(self, task: DurableTask) -> uuid.UUID:
+        """Encode and enqueue ``task`` on the durable backend; return its id.
+
+        With ``message`` the codec encodes it; with ``payload`` only, the bytes are decoded once to check them.
+
+        Raises:
+            ConfigurationError: no durable backend is configured.
+            InvalidTaskError: ``task`` is not a :class:`DurableTask`, a field is invalid, or it asks for more
+                retries than ``max_retries``.
+            HandlerNotFoundError: no handler has this name.
+            PayloadError: neither payload nor message, or they cannot be encoded/decoded.
+            DurableTaskExistsError: the backend already holds a task with this id.
+            ManagerStoppedError: the manager is stopping or stopped.
+            BackendError: the backend failed (``BackendUnavailableError`` when unreachable).
+        """
+        return await self._registrar().register(task)
+
+    async def register_durable_tasks(self, *tasks: DurableTask) -> list[uuid.UUID]:
+        """Register the durable tasks; the ids of those accepted, in order; the rejected ones are raised together.
+
+        Every task is checked and encoded as :meth:`register_durable_task` does. When the backend is a
+        :class:`~worker_core.durable.BatchEnqueueBackend`, the valid tasks then go to it in one
+        ``enqueue_many`` call (the Redis backend: one round trip per 500 tasks) instead of one ``enqueue``
+        each: a task whose id is already stored, or repeats an earlier task of the call, is rejected with
+        :class:`~worker_core.errors.DurableTaskExistsError` and the others are registered; any other error of
+        that call rejects every task it carried (the backend may have stored some of them: registering them
+        again reports those as duplicates). Other backends get one ``enqueue`` per task.
+
+        Raises:
+            ExceptionGroup: one or more tasks were rejected (the others are enqueued); the errors are those
+                of :meth:`register_durable_task`, in the order the tasks were given.
+        """
+        return await self._registrar().register_many(tasks)
+
+    async def register_durable_task_at(self, task: DurableTask, run_at: datetime) -> uuid.UUID:
+        """Register ``task`` to be delivered no earlier than ``run_at`` (a naive datetime is local time)."""
+        if not isinstance(run_at, datetime):
+            raise InvalidTaskError(f"run_at must be a datetime, got {type(run_at).__name__}")
+        if not isinstance(task, DurableTask):
+            raise InvalidTaskError(f"expected a DurableTask, got {type(task).__name__}")
+        task.run_at = run_at
+        return await self.register_durable_task(task)
+
+    async def register_durable_task_after(self, task: DurableTask, delay: float | timedelta) -> uuid.UUID:
+        """Register ``task`` to be delivered ``delay`` seconds from now (``<= 0``: at once)."""
+        seconds = delay_seconds(delay)
+        if not isinstance(task, DurableTask):
+            raise InvalidTaskError(f"expected a DurableTask, got {type(task).__name__}")
+        if seconds > 0:
+            task.run_at = datetime.now(UTC) + timedelta(seconds=seconds)
+        return await self.register_durable_task(task)
 
     def __repr__(self) -> str:
         return (
-            f"TaskManager(max_workers={self._max_workers}, max_tasks={self._max_tasks}, "
-            f"tasks={len(self._tasks)}, running={self.running})"
+            f"TaskManager(max_workers={self.max_workers}, max_tasks={self._engine.options.max_tasks}, "
+            f"tasks={len(self._engine.registry)}, state={self.state.value})"
         )

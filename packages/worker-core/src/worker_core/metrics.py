@@ -25,6 +25,10 @@ class MetricsSnapshot:
         latency_count: Finished tasks that had started.
         latency_total: Sum of their last attempt's duration.
         latency_max: The longest such duration.
+        abandoned: Attempts and hook calls the manager stopped waiting for, so far: a stop past its bound
+            finished them ``CANCELLED`` while their code still ran.
+        abandoned_threads: Threads still running a plain function whose attempt ended without it (a timeout,
+            a stop past its bound); each frees itself when the function returns.
     """
 
     scheduled: int
@@ -38,3 +42,5 @@ class MetricsSnapshot:
     latency_count: int
     latency_total: float
     latency_max: float
+    abandoned: int = 0
+    abandoned_threads: int = 0

@@ -1,4 +1,8 @@
-"""Fan-out of task results to subscribers, with a per-subscriber buffer and a drop policy."""
+"""Results: the bus that fans every finished task out to subscriptions, with a per-subscriber buffer and drop policy.
+
+Publishing never blocks and never awaits: a full buffer loses a result (the new one, or the oldest with
+:attr:`DropPolicy.DROP_OLDEST`) and every loss is counted.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import final
 
 from .task import Result, Task
 
-__all__ = ("DropPolicy", "ResultSubscription")
+__all__ = ("DropPolicy", "ResultBus", "ResultSubscription")
 
 
 class DropPolicy(StrEnum):
@@ -47,6 +51,23 @@ class ResultSubscription:
         """True once closed by :meth:`close` or by the manager stopping."""
         return self._closed
 
+    def _offer(self, task: Task, drop_oldest: bool) -> bool:
+        """Buffer ``task``'s result; False when one result (this or the oldest) was dropped."""
+        items = self._items
+        kept = True
+        if len(items) >= self._buffer:
+            kept = False
+            if not drop_oldest:
+                return False
+            items.popleft()
+        items.append(task)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        return kept
+
     def _finish(self) -> None:
         """The manager stopped: end iteration once the buffer is drained."""
         self._closed = True
@@ -70,16 +91,19 @@ class ResultSubscription:
         while True:
             items = self._items
             if items:
-                task = items.popleft()
-                return Result(task, task._status, task._result, task._error)  # type: ignore[arg-type]
+                return Result.of(items.popleft())
             if self._closed:
                 raise StopAsyncIteration
             waiter = self._waiter = asyncio.get_running_loop().create_future()
-            await waiter
+            try:
+                await waiter
+            finally:
+                if self._waiter is waiter:
+                    self._waiter = None
 
     def get_nowait(self) -> Result | None:
         """The next buffered result, or ``None`` when none is waiting."""
-        return _result(self._items.popleft()) if self._items else None
+        return Result.of(self._items.popleft()) if self._items else None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -101,5 +125,47 @@ class ResultSubscription:
         self.close()
 
 
-def _result(task: Task) -> Result:
-    return Result(task, task._status, task._result, task._error)  # type: ignore[arg-type]
+@final
+class ResultBus:
+    """Every finished task goes to every open subscription; counts what full buffers dropped."""
+
+    __slots__ = ("_on_dropped", "_subscriptions", "drop_oldest", "dropped")
+
+    def __init__(self, on_dropped: Callable[[int], None]) -> None:
+        self._subscriptions: list[ResultSubscription] = []
+        self._on_dropped = on_dropped
+        self.drop_oldest = False
+        self.dropped = 0
+
+    def subscribe(self, buffer: int, *, closed: bool) -> ResultSubscription:
+        """A new subscription (already finished when ``closed``: the manager has stopped)."""
+        subscription = ResultSubscription(buffer, self._unsubscribe)
+        if closed:
+            subscription._finish()
+        else:
+            self._subscriptions.append(subscription)
+        return subscription
+
+    def _unsubscribe(self, subscription: ResultSubscription) -> None:
+        if subscription in self._subscriptions:
+            self._subscriptions.remove(subscription)
+
+    def publish(self, task: Task) -> None:
+        """Offer the finished ``task`` to every subscription."""
+        subscriptions = self._subscriptions
+        if not subscriptions:
+            return
+        dropped = 0
+        drop_oldest = self.drop_oldest
+        for subscription in subscriptions:
+            if not subscription._offer(task, drop_oldest):
+                dropped += 1
+        if dropped:
+            self.dropped += dropped
+            self._on_dropped(dropped)
+
+    def close(self) -> None:
+        """The manager stopped: every subscription ends once drained."""
+        subscriptions, self._subscriptions = self._subscriptions, []
+        for subscription in subscriptions:
+            subscription._finish()

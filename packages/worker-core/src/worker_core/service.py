@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -51,8 +52,8 @@ class Service(Protocol):
         """Finish the work, then stop."""
         ...
 
-    async def stop_now(self) -> None:
-        """Cancel everything and stop."""
+    async def stop_now(self, timeout: float | timedelta | None = None) -> None:  # noqa: ASYNC109
+        """Cancel everything and stop (waiting at most ``timeout`` for what was cancelled)."""
         ...
 
     async def cancel_all(self) -> None:
@@ -118,12 +119,32 @@ class LoggerMiddleware:
     """Logs registrations, cancellations, executions and stops with their timings; never payloads.
 
     Use it as ``register_middleware(tm, LoggerMiddleware)`` or ``LoggerMiddleware(tm, logger=...)``.
-    Every other call passes straight through.
+    Every other attribute of the wrapped service (the whole manager API: ``register_durable_task``,
+    ``state``, ``queue_depths``, ...) passes straight through, and ``async with`` starts and stops the
+    wrapped service through this middleware (so the start and the stop are logged too).
     """
 
     def __init__(self, service: Service, logger: logging.Logger | None = None) -> None:
         self._next = service
         self._log = logger or logging.getLogger(__name__)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names this class does not define: the rest of the wrapped service's API.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._next, name)
+
+    async def __aenter__(self) -> LoggerMiddleware:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            await self.stop_graceful()
+        else:
+            await self.stop_now()
 
     def _took(self, name: str, started: float) -> None:
         self._log.info("`%s` took: %.6fs", name, time.perf_counter() - started)
@@ -174,11 +195,11 @@ class LoggerMiddleware:
         finally:
             self._took("stop_graceful", started)
 
-    async def stop_now(self) -> None:
+    async def stop_now(self, timeout: float | timedelta | None = None) -> None:  # noqa: ASYNC109
         """Stop now and log the time it took."""
         started = time.perf_counter()
         try:
-            await self._next.stop_now()
+            await self._next.stop_now(timeout)
         finally:
             self._took("stop_now", started)
 

@@ -1,7 +1,14 @@
-"""The task a user registers, the context one attempt receives, and the result a task ends with."""
+"""The task a user registers, the context one attempt receives, the result a task ends with, and their life.
+
+:class:`Task` and :class:`TaskContext` are records: users read them, and only this module changes what they
+hold. The runtime moves a task through its life by calling the transition functions at the end of this
+module (``bind``, ``begin``, ``retry_wait``, ``finish``, ...), never by assigning to a record's fields, so
+every state change of a task can be read in one place.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import threading
@@ -9,89 +16,76 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, final
-
-from mypy_extensions import mypyc_attr
+from types import FunctionType
+from typing import Any, Final, final
 
 from .errors import InvalidTaskError
+from .options import is_plain_int, to_seconds
 from .status import TaskStatus
 
-if TYPE_CHECKING:
-    import asyncio
-
-    from .durable.types import DurableTaskLease
-
-__all__ = ("Result", "Task", "TaskContext", "TaskFunction", "to_seconds")
+__all__ = ("CancelEvent", "Result", "Task", "TaskContext", "TaskFunction", "to_seconds")
 
 #: What ``Task.execute`` may be: ``async def f(ctx)`` or a plain ``def f(ctx)`` (run in a thread).
 TaskFunction = Callable[["TaskContext"], Any] | Callable[["TaskContext"], Awaitable[Any]]
 
+_QUEUED: Final = TaskStatus.QUEUED
+_RUNNING: Final = TaskStatus.RUNNING
+_RETRYING: Final = TaskStatus.RETRYING
 
-def to_seconds(value: object, name: str, *, allow_zero: bool = False) -> float | None:
-    """Normalise a duration given as float seconds or a ``timedelta``; ``None`` stays ``None``.
-
-    Raises:
-        TypeError: ``value`` is neither a number nor a ``timedelta``.
-        ValueError: ``value`` is negative (or zero when ``allow_zero`` is false).
-    """
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise TypeError(f"{name} must be seconds (float) or a timedelta, not {type(value).__name__}")
-    if seconds < 0 or (seconds == 0 and not allow_zero) or seconds != seconds:
-        raise ValueError(f"{name} must be {'>=' if allow_zero else '>'} 0, got {value!r}")
-    return seconds
-
-
-_async_cache: dict[object, bool] = {}
-_FunctionType: type = type(to_seconds)
+_CO_COROUTINE: Final = inspect.CO_COROUTINE
 
 
 def _is_async_callable(fn: object) -> bool:
-    """Whether ``fn(ctx)`` returns a coroutine; cached per function (tasks usually share a few)."""
-    try:
-        return _async_cache[fn]
-    except (KeyError, TypeError):
-        pass
-    result = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
-    try:
-        if len(_async_cache) >= 512:
-            _async_cache.clear()
-        _async_cache[fn] = result
-    except TypeError:  # unhashable callable
-        pass
-    return result
+    """Whether ``fn(ctx)`` returns a coroutine (no cache: a cache would keep users' callables alive).
+
+    A plain function is read from its code flags (what ``inspect`` does, minus its generality); anything else
+    (a ``functools.partial``, a callable object, a method) goes through ``inspect``. A callable that is not
+    detected and returns a coroutine all the same is still awaited (see ``Task``).
+    """
+    if type(fn) is FunctionType:
+        return bool(fn.__code__.co_flags & _CO_COROUTINE)
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+
+
+class CancelEvent(threading.Event):
+    """The cancellation flag of one attempt: a :class:`threading.Event` that is also true once set.
+
+    ``if ctx.cancelled:`` reads as it should, and a plain function can ``ctx.cancelled.wait(1.0)``.
+    """
+
+    def __bool__(self) -> bool:
+        return self.is_set()
 
 
 @final
 class TaskContext:
-    """What one attempt of a task receives: its id, the attempt number, its deadline and a cancel event.
+    """What one attempt of a task receives: the task, the attempt number, its deadline and a cancel flag.
 
     ``deadline`` is on the :func:`time.monotonic` clock (``None`` when the attempt has no timeout);
-    :meth:`remaining` gives the seconds left. ``cancelled`` is a :class:`threading.Event` set when the
-    attempt is cancelled or its deadline passes: a plain (threaded) function polls it to stop early.
+    :meth:`remaining` gives the seconds left. ``cancelled`` is a :class:`CancelEvent` (a
+    :class:`threading.Event` that is truthy once set) set when the attempt is cancelled or its deadline
+    passes: a plain (threaded) function polls it to stop early.
     """
 
-    __slots__ = ("_active", "_cancelled", "_runner", "attempt", "deadline", "task")
+    __slots__ = ("_cancels", "_event", "_reason", "_runner", "attempt", "deadline", "task")
 
-    def __init__(self, task: Task, attempt: int, deadline: float | None, cancelled: threading.Event | None = None):
+    def __init__(self, task: Task, attempt: int, deadline: float | None) -> None:
         self.task = task
         self.attempt = attempt
         self.deadline = deadline
-        self._cancelled = cancelled
-        self._active = True
-        self._runner: asyncio.Task[Any] | None = None  # the asyncio task awaiting an async attempt
+        self._event: CancelEvent | None = None  # made on first use: most attempts never look
+        self._reason: TaskStatus | None = None  # why the runtime interrupted this attempt, if it did
+        self._runner: asyncio.Task[Any] | None = None  # the asyncio task running the task's code, while it does
+        self._cancels = 0  # how often the runtime cancelled that asyncio task (it uncancels as often)
 
     @property
-    def cancelled(self) -> threading.Event:
-        """Set when this attempt is cancelled or times out (created on first use for ``async`` tasks)."""
-        event = self._cancelled
+    def cancelled(self) -> CancelEvent:
+        """Set when this attempt is cancelled or times out."""
+        event = self._event
         if event is None:
-            event = self._cancelled = threading.Event()
+            event = self._event = CancelEvent()
+            if self._reason is not None:
+                event.set()
         return event
 
     @property
@@ -113,9 +107,6 @@ class TaskContext:
             return None
         return max(0.0, self.deadline - time.monotonic())
 
-    def _cancel(self) -> None:
-        self.cancelled.set()
-
     def __repr__(self) -> str:
         return f"TaskContext(task_id={self.task_id}, attempt={self.attempt})"
 
@@ -131,9 +122,9 @@ _set_uuid_is_safe = uuid.UUID.__dict__["is_safe"].__set__
 # Task ids are UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74 bits of a counter that starts at a
 # random point (from os.urandom) in each new millisecond and counts up within it, around the version and
 # variant bits. Ids made by one process therefore increase strictly, so tasks of equal priority and weight
-# start in registration order (go-worker's UUIDv4 ids order them at random), and the ready heaps and the
-# registry see keys in ascending order, which keeps their memory accesses local (much faster than random
-# keys once a queue holds many tasks). Across processes ids stay unique through the random start points.
+# start in registration order (go-worker's UUIDv4 ids order them at random), and the ready queues see keys
+# in ascending order (a FIFO per band instead of a heap). Across processes ids stay unique through the
+# random start points.
 _RAND_B_BITS = 62
 _UUID7_BITS = (0x7 << 76) | (0x2 << _RAND_B_BITS)  # version 7, RFC 4122 variant
 _last_key = 0  # the last id handed out, as an int
@@ -161,11 +152,6 @@ def _new_task_key() -> int:
     if now < _ms_end_ns:
         _last_key += 1
         return _last_key
-    return _next_millisecond(now)
-
-
-def _next_millisecond(now: int) -> int:
-    global _last_key, _ms_end_ns
     ms = now // 1_000_000
     _ms_end_ns = (ms + 1) * 1_000_000
     rand = int.from_bytes(os.urandom(10))  # 80 random bits: 12 for rand_a, 61 for rand_b
@@ -176,21 +162,12 @@ def _next_millisecond(now: int) -> int:
     return key
 
 
-def _uuid_from_int(value: int) -> uuid.UUID:
-    """``uuid.UUID(int=value)`` without its argument checks (the value is known to be valid)."""
-    new_id: uuid.UUID = _new_object(uuid.UUID)
-    _set_uuid_int(new_id, value)
-    _set_uuid_is_safe(new_id, _SAFE_UNKNOWN)
-    return new_id
-
-
-@mypyc_attr(allow_interpreted_subclasses=True)  # compiled build: user code may still subclass it
 class Task:
     """A unit of work: ``execute(ctx)`` plus how and when to run it.
 
     Args:
-        execute: ``async def f(ctx)`` or a plain ``def f(ctx)`` (run in the manager's thread pool);
-            its return value is the result, an exception the failure.
+        execute: ``async def f(ctx)`` or a plain ``def f(ctx)`` (run in the manager's thread pool; when it
+            returns an awaitable, that is awaited); its return value is the result, an exception the failure.
         id: The task id; a new UUIDv7 when omitted (ids made by one process increase, so tasks
             of equal priority and weight start in registration order).
         name: A label for logs and results.
@@ -198,9 +175,10 @@ class Task:
         priority: Lower values run first.
         queue: The queue name; ``""`` means the manager's default queue.
         weight: Tie-break inside a priority, higher first (``<= 0`` means 1).
-        run_at: Earliest start (naive means UTC); ``None`` or a past time means now.
-        retries: Retries after the first attempt; ``None`` means the manager's ``max_retries``, an
-            explicit value is capped by it.
+        run_at: Earliest start (a naive datetime is local time); ``None`` or a past time means now.
+        retries: Retries after the first attempt; ``None`` means the manager's ``max_retries``, which is
+            also the most a task may ask for (more is an :class:`~worker_core.errors.InvalidTaskError`
+            at registration).
         retry_delay: Base backoff in seconds (doubling per retry, capped at 60 s, jittered);
             ``None`` means the manager's.
         timeout: Seconds per attempt; ``None`` means the manager's.
@@ -209,21 +187,18 @@ class Task:
     Raises:
         InvalidTaskError: ``execute`` is not callable or a field has the wrong type or range.
 
-    After registration the task exposes ``status``, ``result``, ``error``, ``started_at`` and
-    ``completed_at``; they are updated by the manager only.
+    After registration the task exposes ``status``, ``result``, ``error``, ``started_at``,
+    ``completed_at`` and ``attempts``; the manager changes them, nothing else does.
     """
 
     __slots__ = (
         "_attempt",
         "_backoff",
-        "_cancel_reason",
         "_completed_mono",
         "_ctx",
-        "_entry",
         "_error",
         "_is_async",
         "_key",
-        "_lease",
         "_result",
         "_retries_left",
         "_started_mono",
@@ -241,8 +216,8 @@ class Task:
         "weight",
     )
 
-    _retries_left: int
-    _backoff: float
+    #: Whether this is a durable task leased from a backend (its ``name`` is then the handler name).
+    durable: bool = False
 
     def __init__(
         self,
@@ -284,7 +259,7 @@ class Task:
             _raise_field_error(name, description, queue, priority, weight)
         if run_at is not None and not isinstance(run_at, datetime):
             raise InvalidTaskError(f"run_at must be a datetime, got {type(run_at).__name__}")
-        if retries is not None and (not _is_int(retries) or retries < 0):
+        if retries is not None and (not is_plain_int(retries) or retries < 0):
             raise InvalidTaskError(f"retries must be an int >= 0 or None, got {retries!r}")
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidTaskError("metadata must be a dict of str to str")
@@ -306,19 +281,18 @@ class Task:
         self.retries = retries
         self.metadata = metadata
         fn: object = execute
-        is_async = _async_cache.get(fn) if type(fn) is _FunctionType else None
-        self._is_async = _is_async_callable(execute) if is_async is None else is_async
+        self._is_async = (
+            bool(fn.__code__.co_flags & _CO_COROUTINE) if type(fn) is FunctionType else _is_async_callable(fn)
+        )
         self._status: TaskStatus | None = None
         self._result: Any = None
         self._error: BaseException | None = None
         self._started_mono = 0.0
         self._completed_mono = 0.0
-        self._lease: DurableTaskLease | None = None
-        self._entry: object = None
         self._ctx: TaskContext | None = None
-        self._cancel_reason: TaskStatus | None = None
         self._attempt = 0
-        # _retries_left and _backoff are set when the task is registered (Engine._prepare).
+        self._retries_left = 0
+        self._backoff = 0.0
 
     @property
     def id(self) -> uuid.UUID:
@@ -364,14 +338,6 @@ class Task:
         return datetime.fromtimestamp(mono + _EPOCH_OFFSET, UTC) if mono else None
 
     @property
-    def durable(self) -> bool:
-        """Whether this is a durable task leased from a backend (its ``name`` is then the handler name).
-
-        ``False`` for an in-memory task registered with ``register_task``.
-        """
-        return self._lease is not None
-
-    @property
     def attempts(self) -> int:
         """How many attempts have started."""
         return self._attempt
@@ -381,14 +347,10 @@ class Task:
         return f"Task(id={self.id}, name={self.name!r}, priority={self.priority}, status={status})"
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _raise_field_error(name: object, description: object, queue: object, priority: object, weight: object) -> None:
     if not all(isinstance(value, str) for value in (name, description, queue)):
         raise InvalidTaskError("name, description and queue must be str")
-    if not _is_int(priority) or not _is_int(weight):
+    if not is_plain_int(priority) or not is_plain_int(weight):
         raise InvalidTaskError("priority and weight must be int")
 
 
@@ -411,6 +373,13 @@ class Result:
         self.result = result
         self.error = error
 
+    @classmethod
+    def of(cls, task: Task) -> Result:
+        """The result of a finished ``task``."""
+        status = task._status
+        assert status is not None
+        return cls(task, status, task._result, task._error)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Result):
             return NotImplemented
@@ -428,3 +397,149 @@ class Result:
 
     def __str__(self) -> str:
         return f"Task: {self.task.id}, Status: {self.status.value}, Result: {self.result!r}, Error: {self.error!r}"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Transitions. The runtime (worker_core._runtime, worker_core.durable) changes a task only through these.
+
+
+def key(task: Task) -> int:
+    """The task's id as a 128-bit int (what the registry and the ready queues key by)."""
+    return task._key
+
+
+def is_async(task: Task) -> bool:
+    """Whether ``task.execute`` is a coroutine function (else it runs in a thread)."""
+    return task._is_async
+
+
+def bind(task: Task, retries: int, backoff_s: float) -> None:
+    """The task is registered: ``QUEUED``, with its retry budget and first backoff."""
+    task._retries_left = retries
+    task._backoff = backoff_s
+    task._status = _QUEUED
+
+
+def mark_invalid(task: Task) -> None:
+    """The task was rejected at registration."""
+    task._status = TaskStatus.INVALID
+
+
+def count_from(task: Task, attempts: int) -> None:
+    """Attempts already made elsewhere (a durable task's earlier deliveries): the next attempt is ``attempts + 1``."""
+    task._attempt = attempts
+
+
+def begin(task: Task, now: float, timeout_s: float | None) -> TaskContext:
+    """A new attempt starts: ``RUNNING``, attempt counted, deadline ``now + timeout_s``; its context."""
+    attempt = task._attempt = task._attempt + 1
+    task._started_mono = now
+    task._status = _RUNNING
+    ctx = task._ctx = TaskContext(task, attempt, None if timeout_s is None else now + timeout_s)
+    return ctx
+
+
+def end(task: Task, ctx: TaskContext) -> None:
+    """The attempt of ``ctx`` is over (its context is no longer the task's current one)."""
+    if task._ctx is ctx:
+        task._ctx = None
+
+
+def current(task: Task) -> TaskContext | None:
+    """The context of the attempt running now, if one is."""
+    return task._ctx
+
+
+def retry_wait(task: Task, error: BaseException | None) -> tuple[int, float]:
+    """The task waits in backoff (``RETRYING``), one retry used; returns (the failed attempt, its backoff base).
+
+    The base doubles for the next retry, capped at :data:`worker_core.backoff.MAX_BACKOFF`.
+    """
+    from .backoff import next_backoff
+
+    task._retries_left -= 1
+    base = task._backoff
+    task._backoff = next_backoff(base)
+    task._status = _RETRYING
+    task._error = error
+    return max(1, task._attempt), base
+
+
+def retries_left(task: Task) -> int:
+    """Retries the task may still use."""
+    return task._retries_left
+
+
+def backoff(task: Task) -> float:
+    """The backoff base of the task's next retry, in seconds."""
+    return task._backoff
+
+
+def requeue(task: Task) -> None:
+    """Backoff is over (or ``execute_task`` takes it): the task waits for a worker again."""
+    task._status = _QUEUED
+
+
+def finish(task: Task, status: TaskStatus, result: Any, error: BaseException | None, now: float) -> bool:
+    """Make the task terminal with this outcome; False (and nothing changed) when it already was."""
+    current_status = task._status
+    # Identity tests, not a set lookup: Enum.__hash__ is Python code and this is the hot path.
+    if current_status is not _RUNNING and current_status is not _QUEUED and current_status is not _RETRYING:
+        return False
+    task._status = status
+    task._result = result
+    task._error = error
+    task._completed_mono = now
+    return True
+
+
+def latency(task: Task) -> float | None:
+    """Seconds the last attempt of a finished task ran, or ``None`` when it never started."""
+    started = task._started_mono
+    return task._completed_mono - started if started else None
+
+
+def completed_mono(task: Task) -> float:
+    """When the task became terminal, on the monotonic clock (0.0 while it is not)."""
+    return task._completed_mono
+
+
+def interrupt(ctx: TaskContext, reason: TaskStatus) -> bool:
+    """Ask the attempt of ``ctx`` to stop for ``reason`` (CANCELLED or DEADLINE_EXCEEDED); the first reason wins.
+
+    Sets the attempt's cancel flag. Returns False when the attempt was already interrupted.
+    """
+    if ctx._reason is not None:
+        return False
+    ctx._reason = reason
+    event = ctx._event
+    if event is not None:
+        event.set()
+    return True
+
+
+def reason(ctx: TaskContext) -> TaskStatus | None:
+    """Why the runtime interrupted this attempt, or ``None``."""
+    return ctx._reason
+
+
+def attach(ctx: TaskContext, runner: asyncio.Task[Any]) -> None:
+    """``runner`` is about to run the task's code; cancelling it interrupts the attempt."""
+    ctx._runner = runner
+
+
+def cancel_runner(ctx: TaskContext) -> bool:
+    """Cancel the asyncio task running the task's code, if one is (counted, for :func:`detach`)."""
+    runner = ctx._runner
+    if runner is None:
+        return False
+    ctx._cancels += 1
+    runner.cancel()
+    return True
+
+
+def detach(ctx: TaskContext) -> int:
+    """The task's code returned or raised; how often the runtime cancelled its asyncio task meanwhile."""
+    ctx._runner = None
+    cancels, ctx._cancels = ctx._cancels, 0
+    return cancels

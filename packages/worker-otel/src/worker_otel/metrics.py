@@ -31,7 +31,7 @@ from operator import attrgetter
 from typing import Final, final
 
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvider, Observation
-from worker_core import ManagerAnchor, TaskManager
+from worker_core import TaskManager
 from worker_core.errors import ConfigurationError
 
 from . import semconv
@@ -58,12 +58,11 @@ _GAUGES: Final = ((semconv.METRIC_TASKS_RUNNING, "running"), (semconv.METRIC_QUE
 class _MeterBinding:
     """One manager bound to one meter: the instrumentation the manager calls, and a weak manager reference."""
 
-    __slots__ = ("__weakref__", "anchor", "instrumentation")
+    __slots__ = ("__weakref__", "instrumentation", "manager")
 
     def __init__(self, manager: TaskManager, instrumentation: TaskMetricsInstrumentation) -> None:
         # Weak: the provider keeps the instruments' callbacks, and through them this binding, for as long as it lives.
-        # Through the manager's anchor: a compiled TaskManager cannot be weakly referenced itself.
-        self.anchor: weakref.ref[ManagerAnchor] | None = weakref.ref(manager.anchor)
+        self.manager: weakref.ref[TaskManager] | None = weakref.ref(manager)
         self.instrumentation = instrumentation
 
 
@@ -98,7 +97,7 @@ class _MeterInstruments:
         """Hand over ``binding``'s pending latencies, then stop reporting it (the manager no longer calls it)."""
         self.flush_latency(binding)
         self.bindings = tuple(b for b in self.bindings if b is not binding)
-        binding.anchor = None
+        binding.manager = None
 
     def _create_missing(self, meter: Meter, latency_histogram: bool) -> None:
         desc = semconv.DESCRIPTIONS
@@ -172,9 +171,9 @@ class _MeterInstruments:
 
         def observe(options: CallbackOptions) -> Iterable[Observation]:
             snapshots = [
-                anchor.manager.metrics()
+                manager.metrics()
                 for binding in self.bindings
-                if binding.anchor is not None and (anchor := binding.anchor()) is not None
+                if binding.manager is not None and (manager := binding.manager()) is not None
             ]
             if not snapshots:
                 return ()
@@ -192,8 +191,8 @@ def _creating(name: str) -> Iterator[None]:
         raise ConfigurationError(f"otel metrics initialization failed: create {name}") from exc
 
 
-#: Each manager's current binding, and the meter it is bound to (keyed by the manager's anchor).
-_BINDINGS: weakref.WeakKeyDictionary[ManagerAnchor, tuple[_MeterInstruments, _MeterBinding]] = (
+#: Each manager's current binding, and the meter it is bound to.
+_BINDINGS: weakref.WeakKeyDictionary[TaskManager, tuple[_MeterInstruments, _MeterBinding]] = (
     weakref.WeakKeyDictionary()
 )
 #: The instruments created in each meter (weak: a provider dropped by its user takes its meters along).
@@ -258,14 +257,13 @@ def set_meter_provider(
                 )
             instruments = _instruments_of(meter)
             new = (instruments, instruments.bind(meter, manager, latency_histogram=latency_histogram))
-        anchor = manager.anchor
-        old = _BINDINGS.pop(anchor, None)
+        old = _BINDINGS.pop(manager, None)
         if old is not None:
             manager.remove_instrumentation(old[1].instrumentation)
             old[0].unbind(old[1])
         if new is not None:
             manager.add_instrumentation(new[1].instrumentation)
-            _BINDINGS[anchor] = new
+            _BINDINGS[manager] = new
 
 
 def _latency_mode(manager: TaskManager) -> str | None:
@@ -273,5 +271,5 @@ def _latency_mode(manager: TaskManager) -> str | None:
 
     For tests and debugging.
     """
-    bound = _BINDINGS.get(manager.anchor)
+    bound = _BINDINGS.get(manager)
     return None if bound is None else bound[1].instrumentation.latency_mode

@@ -1,0 +1,526 @@
+"""The runtime of one manager, composed of parts that each own their state.
+
+``Engine`` builds the parts, wires them together and carries the operations that span several of them
+(register, cancel, execute, the steps of a start and a stop). It holds no task state of its own: the
+registry, the scheduler, the pool, the attempt runner, the retries and the finisher do, each for its part.
+It is also the :class:`~worker_core.durable.runtime.WorkSink` the durable runtime talks to.
+
+Data flows one way: register -> scheduler -> pool -> attempt (own asyncio task) -> outcome -> retry timer or
+finisher -> result bus, events, registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import math
+import time
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Final
+
+from worker_core import task as records
+from worker_core.durable.registration import DurableRegistrar
+from worker_core.durable.runtime import DurableRuntime, LeasedTask
+from worker_core.durable.types import DurableBackend, QueueConfigurableBackend
+from worker_core.errors import (
+    InvalidTaskError,
+    ManagerStoppedError,
+    QueueFullError,
+    TaskAlreadyStartedError,
+    TaskCancelledError,
+    TaskExistsError,
+    WorkerError,
+)
+from worker_core.events import EventPipeline, Pending
+from worker_core.metrics import MetricsSnapshot
+from worker_core.options import epoch_seconds
+from worker_core.results import ResultBus
+from worker_core.retention import DEFAULT_RETENTION
+from worker_core.status import TERMINAL_STATUSES, TaskStatus
+from worker_core.task import Task
+
+from .attempt import CURRENT_CONTEXT, AttemptRunner
+from .outcomes import Finisher, Outcomes, Retries
+from .pool import WorkerPool
+from .ratelimit import TokenBucket
+from .registry import TaskRegistry
+from .scheduler import PRIORITY_MAX, PRIORITY_MIN, Scheduler
+from .supervisor import Supervisor
+from .threads import ThreadRunner
+
+if TYPE_CHECKING:
+    from worker_core.durable.config import DurableConfig
+    from worker_core.options import ManagerOptions
+
+__all__ = ("Engine",)
+
+logger = logging.getLogger("worker_core.manager")
+
+_QUEUED: Final = TaskStatus.QUEUED
+_RUNNING: Final = TaskStatus.RUNNING
+_RETRYING: Final = TaskStatus.RETRYING
+_CANCELLED: Final = TaskStatus.CANCELLED
+_HOOK_BATCH = 64  # async on_finish hooks of tasks cancelled by a stop run this many at a time
+_time = time.time
+
+
+class Engine:
+    """The parts of one manager, and the operations that span them."""
+
+    def __init__(self, options: ManagerOptions, durable: DurableConfig | None, check_open: Callable[[], None]) -> None:
+        self.options = options
+        self.events = EventPipeline()
+        self.registry = TaskRegistry()
+        self.registry.retention.set(DEFAULT_RETENTION, ())
+        self.bus = ResultBus(self.events.dropped)
+        self.supervisor = Supervisor()
+        self.scheduler = Scheduler(options.queue_weights, self._became_ready)
+        self.finisher = Finisher(self.registry, self.bus, self.events, self.supervisor.background)
+        self.retries = Retries(self.scheduler, self.finisher, self.events, options.max_tasks, self._became_ready)
+        self.outcomes = Outcomes(self.finisher, self.retries)
+        self.threads = ThreadRunner()
+        self.pool = WorkerPool(self.scheduler.ready, options.max_workers)
+        self.attempts = AttemptRunner(
+            events=self.events,
+            threads=self.threads,
+            finisher=self.finisher,
+            settle=self.outcomes.settle,
+            release=self.pool.released,
+            timeout_s=options.timeout_s,
+        )
+        self.pool.start_with(self.attempts.start)
+        self.accepting = True
+        self.scheduled = 0
+        self.abandoned = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.durable_config = durable
+        self.registrar = None if durable is None else DurableRegistrar(durable, options, self.events, check_open)
+        self.durable: DurableRuntime | None = None
+        self._stop_hooks: list[Coroutine[Any, Any, None]] = []  # on_finish hooks of tasks a stop cancelled
+
+    # ------------------------------------------------------------------------------------------ intake
+
+    def register(self, task: Task) -> Pending:
+        """Queue ``task`` (its checks done here); its async ``on_queued`` hook to await, if any.
+
+        Raises:
+            ManagerStoppedError, TaskExistsError, QueueFullError, InvalidTaskError: see ``register_task``.
+        """
+        if not self.accepting:
+            raise ManagerStoppedError("the task manager is not accepting new tasks")
+        if task.status is not None:
+            raise TaskExistsError(f"task {task.id} was already registered")
+        if records.key(task) in self.registry:
+            raise TaskExistsError(f"task {task.id} already exists")
+        scheduler = self.scheduler
+        options = self.options
+        if scheduler.waiting >= options.max_tasks:
+            raise QueueFullError(f"queue is full (max {options.max_tasks})")
+        retries = self._prepare(task)
+        due = 0.0
+        if task.run_at is not None:
+            delay = epoch_seconds(task.run_at) - _time()
+            if delay > 0:
+                loop = self.loop
+                assert loop is not None
+                due = loop.time() + delay
+        events = self.events
+        if events.tracer is not None:
+            task.metadata = events.inject(task.metadata)
+        records.bind(task, retries, options.retry_delay_s if task.retry_delay is None else task.retry_delay)
+        self.registry.add(task)
+        self.scheduled += 1
+        if due:
+            scheduler.add_delayed(task, due)
+        else:
+            scheduler.ready.push(task)
+            pool = self.pool
+            if pool.busy < pool.capacity:
+                pool.kick()
+        return events.scheduled(task) if events.has_scheduled else None
+
+    def _prepare(self, task: Task) -> int:
+        """Check the fields a user may have changed since construction, apply defaults; the task's retries."""
+        priority: object = task.priority
+        weight: object = task.weight
+        queue: object = task.queue
+        execute: object = task.execute
+        if (
+            type(priority) is not int
+            or type(weight) is not int
+            or type(queue) is not str
+            or not callable(execute)
+            or not PRIORITY_MIN <= priority <= PRIORITY_MAX
+        ):
+            _raise_invalid(task)
+        task.queue = task.queue.strip() or self.options.default_queue
+        if task.weight <= 0:
+            task.weight = 1
+        retries = task.retries
+        max_retries = self.options.max_retries
+        if retries is None:
+            return max_retries
+        if retries > max_retries:
+            records.mark_invalid(task)
+            raise InvalidTaskError(
+                f"task {task.id} asks for retries={retries}, more than the manager's max_retries={max_retries}"
+            )
+        return retries
+
+    def _became_ready(self) -> None:
+        pool = self.pool
+        if pool.busy < pool.capacity:
+            pool.kick()
+
+    # ----------------------------------------------------------------------------------------- control
+
+    async def cancel(self, task: Task) -> None:
+        """Cancel a waiting, backing-off or running task; a finished one is left as it is."""
+        status = task.status
+        if status in TERMINAL_STATUSES:
+            return
+        durable = self.durable
+        if status is _RUNNING:
+            if isinstance(task, LeasedTask) and durable is not None:
+                durable.policy.cancelled_by_user(task)
+            self.attempts.interrupt(task, _CANCELLED)
+            return
+        if isinstance(task, LeasedTask) and durable is not None:
+            await durable.cancel_waiting(task)
+            return
+        if not self.retries.take(task):
+            self.scheduler.remove(task)
+        pending = self.finisher.finish(task, _CANCELLED, None, TaskCancelledError(f"task {task.id} was cancelled"))
+        if pending is not None:
+            await pending
+
+    async def execute(self, task: Task, timeout_s: float | None) -> Any:
+        """Run a waiting task now, outside the worker slots; its result, or its error raised."""
+        if task.status is not _QUEUED and task.status is not _RETRYING:
+            raise TaskAlreadyStartedError(f"task {task.id} already started")
+        if not self.accepting:
+            raise ManagerStoppedError("the task manager is not running")
+        if not self.retries.take(task):
+            self.scheduler.remove(task)
+        records.requeue(task)
+        limiter = self.pool.limiter
+        loop = asyncio.get_running_loop()
+        try:
+            while limiter is not None and (wait_s := limiter.try_take(loop.time())):  # noqa: ASYNC110 - exact wait
+                await asyncio.sleep(wait_s)
+        except asyncio.CancelledError:
+            if task.status is _QUEUED and self.accepting:
+                self.scheduler.ready.push(task)
+                self._became_ready()
+            raise
+        if task.status is not _QUEUED:
+            raise task.error or TaskCancelledError(f"task {task.id} was cancelled")
+        if self._stopping():  # the manager began to stop while this waited for a token
+            pending = self.finisher.finish(task, _CANCELLED, None, TaskCancelledError(f"task {task.id} was cancelled"))
+            if pending is not None:
+                await pending
+            raise ManagerStoppedError("the task manager stopped before the task could run")
+        runner = self.attempts.start(task, timeout_s, pooled=False)
+        if not runner.done():
+            try:
+                await asyncio.shield(runner)
+            except asyncio.CancelledError:
+                self.attempts.give_up(task)  # the caller went away: so does the attempt (a thread is abandoned)
+                raise
+        _, result, error = runner.result()
+        if error is not None:
+            raise error
+        return result
+
+    def _stopping(self) -> bool:
+        return not self.accepting
+
+    def check_wait_allowed(self) -> None:
+        """``wait()`` from inside one of this manager's in-memory tasks would wait for that task itself.
+
+        Raises:
+            WorkerError: it would.
+        """
+        ctx = CURRENT_CONTEXT.get(None)
+        if ctx is not None and not ctx.task.durable and self.registry.get(records.key(ctx.task)) is ctx.task:
+            raise WorkerError(
+                "wait() inside a task of the same manager would wait for that task itself; "
+                "await the results you need (subscribe_results) instead"
+            )
+
+    def within_own_task(self) -> bool:
+        """Whether the caller runs inside an attempt of one of this manager's tasks."""
+        ctx = CURRENT_CONTEXT.get(None)
+        return ctx is not None and self.registry.get(records.key(ctx.task)) is ctx.task
+
+    def metrics(self) -> MetricsSnapshot:
+        finisher = self.finisher
+        durable = self.durable
+        registrar = self.registrar
+        return MetricsSnapshot(
+            scheduled=self.scheduled + (registrar.scheduled if registrar is not None else 0),
+            running=self.attempts.running,
+            completed=finisher.completed,
+            failed=finisher.failed,
+            cancelled=finisher.cancelled,
+            retried=self.retries.retried + (durable.policy.retried if durable is not None else 0),
+            results_dropped=self.bus.dropped,
+            queue_depth=self.scheduler.waiting,
+            latency_count=finisher.lat_count,
+            latency_total=finisher.lat_total,
+            latency_max=finisher.lat_max,
+            abandoned=self.abandoned,
+            abandoned_threads=self.threads.abandoned,
+        )
+
+    # -------------------------------------------------------------------------------- durable WorkSink
+
+    def free_slots(self) -> int:
+        return self.pool.free()
+
+    def tokens(self) -> float:
+        limiter = self.pool.limiter
+        return math.inf if limiter is None else limiter.tokens(asyncio.get_running_loop().time())
+
+    def token_wait(self) -> float:
+        limiter = self.pool.limiter
+        if limiter is None:
+            return 0.0
+        tokens = limiter.tokens(asyncio.get_running_loop().time())
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / limiter.rate
+
+    def on_capacity(self, listener: Callable[[], None]) -> None:
+        self.pool.on_capacity(listener)
+
+    def submit(self, task: LeasedTask, retries: int, backoff_s: float | None) -> None:
+        records.bind(task, retries, self.options.retry_delay_s if backoff_s is None else backoff_s)
+        if not self.accepting:
+            return  # leased while the manager stops: the lease is handed back with the others
+        self.registry.add(task)
+        self.scheduler.ready.push(task)
+        self._became_ready()
+
+    def withdraw(self, task: LeasedTask) -> bool:
+        return self.scheduler.ready.remove(task)
+
+    def finish(self, task: LeasedTask, status: TaskStatus, result: Any, error: BaseException | None) -> Pending:
+        return self.finisher.finish(task, status, result, error)
+
+    def forget(self, task: LeasedTask) -> None:
+        self.registry.forget(task)
+
+    def retrying(self, task: LeasedTask, delay_s: float, attempt: int) -> Pending:
+        events = self.events
+        return events.retrying(task, delay_s, attempt) if events.has_retry else None
+
+    # ------------------------------------------------------------------------------------ start, stop
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    async def acquire(self) -> DurableBackend | None:
+        """What a start must acquire before anything runs: the durable backend, connected (else ``None``).
+
+        A failure or a cancellation leaves nothing open (a backend built here is closed again).
+        """
+        config = self.durable_config
+        if config is None:
+            return None
+        try:
+            return await config.open()
+        except BaseException:
+            await _quietly(config.close())
+            raise
+
+    def activate(
+        self, loop: asyncio.AbstractEventLoop, context: contextvars.Context, backend: DurableBackend | None
+    ) -> None:
+        """Start every part (synchronously: nothing runs before the caller of ``start()`` resumes)."""
+        options = self.options
+        tps = options.tasks_per_second
+        limiter = None if tps is None else TokenBucket(tps, min(options.max_workers, options.max_tasks), loop.time())
+        self.supervisor.open(loop, context)
+        self.attempts.open(loop, context)
+        self.retries.open(loop)
+        self.registry.retention.open(loop)
+        self.scheduler.start(loop)
+        config = self.durable_config
+        if backend is not None and config is not None:
+            if isinstance(backend, QueueConfigurableBackend):
+                backend.configure_queues(options.default_queue, dict(options.queue_weights))
+            durable = self.durable = DurableRuntime(self, backend, config, default_queue=options.default_queue)
+            self.outcomes.durable = durable.policy.settle  # type: ignore[assignment]
+            _warn_without_renewal(config, options)
+            durable.start()
+            self.supervisor.supervise("durable-lease", durable.lease_loop)
+            if durable.renewal_s is not None:
+                self.supervisor.supervise("durable-renewal", durable.renew_loop)
+        self.pool.open(loop, context, limiter)
+
+    async def abort_open(self) -> None:
+        """A start that failed after :meth:`open` began: release what it took."""
+        if self.durable_config is not None:
+            await _quietly(self.durable_config.close())
+
+    def begin_stop(self, *, now: bool) -> None:
+        """The synchronous first step of a stop, before any ``await``.
+
+        Intake closes and nothing is leased any more; with ``now``, every timer stops and everything waiting
+        or running is cancelled too.
+        """
+        self.accepting = False
+        self.supervisor.stop_restarts()
+        durable = self.durable
+        if durable is not None:
+            durable.stop_leasing()
+        if not now:
+            return
+        self.outcomes.retrying = False
+        self.pool.close()
+        self.scheduler.stop()
+        self.registry.retention.close()
+        # Leased tasks waiting for a worker stay held: their leases are handed back at the end of the stop.
+        cancelled = [task for task in self.scheduler.drain() if not task.durable] + self.retries.stop()
+        for task in self.registry.tasks():  # tasks between two states (execute_task waiting for a token)
+            if task.status is _QUEUED and not task.durable:
+                cancelled.append(task)
+        finisher = self.finisher
+        for task in cancelled:
+            pending = finisher.finish(task, _CANCELLED, None, TaskCancelledError(f"task {task.id} was cancelled"))
+            if pending is not None:
+                self._stop_hooks.append(pending)
+        for task in self.registry.running():
+            self.attempts.interrupt(task, _CANCELLED)
+
+    async def drain(self) -> None:
+        """Graceful stop: lease nothing more, hand back unstarted leases, let queued and running work finish."""
+        durable = self.durable
+        if durable is not None:
+            await self._let_dequeue_finish(durable.in_dequeue, self.durable_config.options.lease_s)  # type: ignore[union-attr]
+            await durable.release(durable.take_unstarted())
+            await durable.until_idle()
+        await self.registry.wait(None)
+
+    async def _let_dequeue_finish(self, in_dequeue: bool, limit_s: float) -> None:
+        """A dequeue in flight may have leased tasks: let it finish (up to ``limit_s``) rather than cut it."""
+        if not in_dequeue:
+            return
+        lease_loop = self.supervisor.task("durable-lease")
+        if lease_loop is not None:
+            await asyncio.wait({lease_loop}, timeout=limit_s)
+
+    async def halt(self, bound_s: float) -> None:
+        """The rest of a stop, after :meth:`begin_stop` with ``now``.
+
+        Waits for what was cancelled up to ``bound_s``, gives up on what is left (reported), hands leases
+        back and releases every resource. Never raises, not even when cancelled: a cancellation only ends
+        the waiting early.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + bound_s
+        if self._stop_hooks:
+            hooks, self._stop_hooks = self._stop_hooks, []
+            self.supervisor.background(_run_in_batches(hooks))
+        durable = self.durable
+        if durable is not None and durable.in_dequeue:
+            await _bounded(self._let_dequeue_finish(True, max(0.0, deadline - loop.time())))
+        await _bounded(_wait_all(self._pending, deadline))
+        self._give_up(loop)
+        loops = self.supervisor.close()
+        await _bounded(_wait_all(lambda: {task for task in loops if not task.done()}, loop.time() + 1.0))
+        if durable is not None:
+            await _bounded(durable.release_held())
+        if self.durable_config is not None:
+            await _bounded(self.durable_config.close())
+        self.threads.close()
+        self.attempts.close()
+        self.bus.close()
+
+    def _pending(self) -> set[asyncio.Task[Any]]:
+        return self.attempts.runners | self.supervisor.pending_background()
+
+    def _give_up(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Past the stop's bound: stop waiting for what still runs, finish its tasks, count and log it.
+
+        An attempt still running (a plain function that ignores ``ctx.cancelled``, code that swallows its
+        cancellation) is finished ``CANCELLED`` and its code left to itself (a thread is abandoned); an attempt
+        stuck in a hook after its task finished, and a hook of a task the stop cancelled, are cancelled once
+        more and left.
+        """
+        stuck = list(self.registry.running())
+        for task in stuck:
+            logger.warning("task %s still running past the stop's bound: abandoned", task.id)
+            self.attempts.give_up(task)
+            self.finisher.finish_now(task, _CANCELLED, None, TaskCancelledError(f"task {task.id} was cancelled"))
+        left = self._pending()
+        for job in left:
+            job.cancel()
+        if len(left) > len(stuck):
+            logger.warning("%d task hooks still running past the stop's bound: abandoned", len(left) - len(stuck))
+        self.abandoned += max(len(stuck), len(left))
+
+
+def _raise_invalid(task: Task) -> None:
+    """Raise the InvalidTaskError that says which field of ``task`` is wrong (and mark it INVALID)."""
+    priority: object = task.priority
+    weight: object = task.weight
+    queue: object = task.queue
+    execute: object = task.execute
+    ints = isinstance(priority, int) and not isinstance(priority, bool) and isinstance(weight, int)
+    if not ints or isinstance(weight, bool) or not isinstance(queue, str):
+        message = "priority and weight must be int and queue a str"
+    elif not callable(execute):
+        message = "execute must be callable"
+    elif not PRIORITY_MIN <= task.priority <= PRIORITY_MAX:
+        message = f"priority must fit in a signed 64-bit int, got {priority}"
+    else:
+        return  # subclasses of int and str (an IntEnum priority, a StrEnum queue) are fine
+    records.mark_invalid(task)
+    raise InvalidTaskError(message)
+
+
+def _warn_without_renewal(config: DurableConfig, options: ManagerOptions) -> None:
+    durable = config.options
+    timeout_s = options.timeout_s
+    if durable.renewal_s is None and (timeout_s is None or timeout_s > durable.lease_s):
+        logger.info(
+            "durable lease (%.1fs) is shorter than the task timeout (%s) and lease renewal is off: "
+            "a task running longer than its lease is delivered again (set durable_lease_renewal_interval)",
+            durable.lease_s,
+            "none" if timeout_s is None else f"{timeout_s:.1f}s",
+        )
+
+
+async def _wait_all(pending: Callable[[], set[asyncio.Task[Any]]], deadline: float) -> None:
+    """Wait until ``pending()`` is empty or the loop clock reaches ``deadline``."""
+    loop = asyncio.get_running_loop()
+    while (tasks := pending()) and (left := deadline - loop.time()) > 0:
+        await asyncio.wait(tasks, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+
+
+async def _bounded(step: Coroutine[Any, Any, None]) -> None:
+    """Run one step of a stop; a cancellation ends the step (the stop goes on), any error is logged."""
+    try:
+        await step
+    except asyncio.CancelledError:
+        pass
+    except Exception:
+        logger.exception("a step of the stop failed; going on")
+
+
+async def _quietly(step: Coroutine[Any, Any, None]) -> None:
+    try:
+        await step
+    except Exception:
+        logger.warning("cleanup after a failed start failed", exc_info=True)
+
+
+async def _run_in_batches(hooks: list[Coroutine[Any, Any, None]]) -> None:
+    """Await ``hooks`` a batch at a time (each is guarded: none raises)."""
+    try:
+        for start in range(0, len(hooks), _HOOK_BATCH):
+            await asyncio.gather(*hooks[start : start + _HOOK_BATCH])
+    finally:
+        for hook in hooks:
+            hook.close()  # the ones a cancellation left unstarted

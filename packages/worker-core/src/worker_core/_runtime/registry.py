@@ -1,0 +1,106 @@
+"""Every task a manager knows, by id: what ``get_task`` finds, what ``wait()`` waits for, what retention evicts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+from worker_core import task as records
+from worker_core.errors import TaskExistsError
+from worker_core.retention import Retention
+from worker_core.status import TaskStatus
+from worker_core.task import Task
+
+__all__ = ("TaskRegistry",)
+
+_RUNNING = TaskStatus.RUNNING
+
+
+class TaskRegistry:
+    """Tasks by key (the id's int), the count of unfinished in-memory ones, and ``wait()``'s waiters.
+
+    Durable tasks are listed (``get_task`` finds them while this node holds them, and after they finish) but
+    not counted by ``wait()``: they belong to the backend, which may hand them to any node.
+    """
+
+    __slots__ = ("_tasks", "_waiters", "active", "retention")
+
+    def __init__(self) -> None:
+        self._tasks: dict[int, Task] = {}
+        self._waiters: set[asyncio.Future[None]] = set()
+        self.active = 0  # registered in-memory tasks not yet settled
+        self.retention = Retention(self._evict, self.__len__)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __contains__(self, key: int) -> bool:
+        return key in self._tasks
+
+    def get(self, key: int) -> Task | None:
+        return self._tasks.get(key)
+
+    def tasks(self) -> list[Task]:
+        """Every task, in registration order."""
+        return list(self._tasks.values())
+
+    def running(self) -> Iterator[Task]:
+        """Tasks with an attempt running now."""
+        return (task for task in list(self._tasks.values()) if task.status is _RUNNING)
+
+    def add(self, task: Task) -> None:
+        """List ``task`` (counted by ``wait()`` unless durable).
+
+        A durable task replaces an older copy with its id: the backend delivered it again (the older lease
+        expired), and the newest delivery is the one this node answers for.
+
+        Raises:
+            TaskExistsError: an in-memory task with this id is listed.
+        """
+        key = records.key(task)
+        tasks = self._tasks
+        if task.durable:
+            tasks[key] = task
+            return
+        if key in tasks:
+            raise TaskExistsError(f"task {task.id} already exists")
+        tasks[key] = task
+        self.active += 1
+
+    def settled(self, task: Task) -> None:
+        """``task`` is terminal and its hooks are done: release ``wait()`` callers, let retention have it."""
+        if not task.durable:
+            self.active -= 1
+            if not self.active and self._waiters:
+                waiters, self._waiters = self._waiters, set()
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+        self.retention.note(task)
+
+    def forget(self, task: Task) -> None:
+        """Drop a durable ``task`` that this node no longer holds (retried or handed back: not finished here)."""
+        key = records.key(task)
+        if self._tasks.get(key) is task:
+            del self._tasks[key]
+
+    def _evict(self, task: Task) -> None:
+        key = records.key(task)
+        if self._tasks.get(key) is task:
+            del self._tasks[key]
+
+    async def wait(self, timeout_s: float | None) -> None:
+        """Return once no counted task is unfinished (at once when none is).
+
+        Raises:
+            TimeoutError: ``timeout_s`` passed first.
+        """
+        if not self.active:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.add(waiter)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await waiter
+        finally:
+            self._waiters.discard(waiter)

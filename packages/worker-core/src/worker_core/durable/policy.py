@@ -1,0 +1,167 @@
+"""What a durable attempt's outcome means for its lease: ack, nack (retry later, any node) or fail (dead-letter).
+
+- ``COMPLETED``: ack, then the task finishes here.
+- ``CANCELLED`` by ``cancel_task``: fail with reason "task cancelled" (dead-lettered), then it finishes here.
+- ``CANCELLED`` any other way (a stop, the loop going away): the lease is handed back (``release``, or a
+  ``nack`` with no delay), so another node runs the task; this node forgets it.
+- a failure or timeout with deliveries left (and not :class:`~worker_core.errors.Abort`): nack with the
+  durable backoff (or ``Retry(delay)``); this node forgets it (the next delivery may go anywhere).
+- otherwise: fail with the error as the reason, then it finishes here.
+
+A backend that is unavailable is retried a few times with a short backoff; after that the lease is left to
+expire (the backend redelivers it). A lost lease (another consumer has the task now) is logged, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from worker_core import task as records
+from worker_core.backoff import durable_retry_delay
+from worker_core.errors import Abort, LeaseLostError, Retry
+from worker_core.events import Pending
+from worker_core.status import TaskStatus
+
+from .types import DurableBackend, DurableTaskLease, ReleasableBackend
+
+if TYPE_CHECKING:
+    from .runtime import LeasedTask
+
+__all__ = ("DurablePolicy", "Finishing")
+
+logger = logging.getLogger("worker_core.durable")
+
+_COMPLETED: Final = TaskStatus.COMPLETED
+_CANCELLED: Final = TaskStatus.CANCELLED
+_BACKOFF_MAX_S = 5.0
+_SETTLE_TRIES = 4  # ack/nack/fail attempts against an unavailable backend before giving up (expiry redelivers)
+
+
+class Finishing(Protocol):
+    """What the policy needs from the engine once a backend call is done."""
+
+    def finish(self, task: LeasedTask, status: TaskStatus, result: Any, error: BaseException | None) -> Pending:
+        """Make the task terminal here (result published, hooks run)."""
+        ...
+
+    def forget(self, task: LeasedTask) -> None:
+        """This node no longer holds the task (it runs again elsewhere, or later)."""
+        ...
+
+    def retrying(self, task: LeasedTask, delay_s: float, attempt: int) -> Pending:
+        """A retry was scheduled (the on_retry event)."""
+        ...
+
+
+class DurablePolicy:
+    """Settles durable attempts against the backend."""
+
+    __slots__ = ("_backend", "_cancelled", "_engine", "_release_done", "retried")
+
+    def __init__(self, backend: DurableBackend, engine: Finishing, release_done: Callable[[LeasedTask], None]) -> None:
+        self._backend = backend
+        self._engine = engine
+        self._release_done = release_done  # the runtime stops holding the task's lease
+        self._cancelled: set[int] = set()  # keys of tasks cancel_task asked to cancel (dead-lettered, not handed back)
+        self.retried = 0
+
+    def cancelled_by_user(self, task: LeasedTask) -> None:
+        """``cancel_task`` asked for this task: a cancelled outcome dead-letters it instead of handing it back."""
+        self._cancelled.add(records.key(task))
+
+    async def settle(self, task: LeasedTask, status: TaskStatus, result: Any, error: BaseException | None) -> None:
+        """Settle one attempt's outcome (see the module docstring)."""
+        engine = self._engine
+        lease = task.lease
+        try:
+            if status is _COMPLETED:
+                await self.call(lease, "ack")
+                await _await(engine.finish(task, _COMPLETED, result, None))
+            elif status is _CANCELLED and records.key(task) in self._cancelled:
+                await self.call(lease, "fail", "task cancelled")
+                await _await(engine.finish(task, _CANCELLED, None, error))
+            elif status is _CANCELLED:
+                await self.release([lease])
+                engine.forget(task)
+            elif lease.attempts <= lease.max_retries and not isinstance(error, Abort):
+                await self._retry(task, lease, error)
+            else:
+                await self.call(lease, "fail", reason_of(error))
+                await _await(engine.finish(task, status, None, error))
+        finally:
+            self._cancelled.discard(records.key(task))
+            self._release_done(task)
+
+    async def _retry(self, task: LeasedTask, lease: DurableTaskLease, error: BaseException | None) -> None:
+        attempt = lease.attempts
+        if isinstance(error, Retry) and error.delay is not None:
+            delay = error.delay
+        else:
+            delay = durable_retry_delay(records.backoff(task), attempt, task.id)
+        records.retry_wait(task, error)
+        self.retried += 1
+        await _await(self._engine.retrying(task, delay, attempt))
+        await self.call(lease, "nack", delay)
+        # The next delivery may go to any node: this node forgets the task (no never-ending RETRYING entry).
+        self._engine.forget(task)
+
+    async def call(self, lease: DurableTaskLease, op: str, arg: Any = None) -> None:
+        """ack/nack/fail, retried on an unavailable backend; a lost lease is logged, never raised."""
+        backend = self._backend
+        for attempt in range(1, _SETTLE_TRIES + 1):
+            try:
+                if op == "ack":
+                    await backend.ack(lease)
+                elif op == "nack":
+                    await backend.nack(lease, float(arg))
+                else:
+                    await backend.fail(lease, str(arg))
+                return
+            except LeaseLostError:
+                logger.warning("durable %s of task %s: lease lost (another consumer has it)", op, lease.lease_id)
+                return
+            except Exception as exc:
+                if attempt == _SETTLE_TRIES:
+                    logger.error(
+                        "durable %s of task %s failed %d times (%s); the lease will expire and redeliver",
+                        op,
+                        lease.lease_id,
+                        attempt,
+                        type(exc).__name__,
+                        exc_info=exc,
+                    )
+                    return
+                logger.warning("durable %s of task %s failed (%s); retrying", op, lease.lease_id, type(exc).__name__)
+                await asyncio.sleep(min(_BACKOFF_MAX_S, 0.05 * 2**attempt))
+
+    async def release(self, leases: Sequence[DurableTaskLease]) -> None:
+        """Hand ``leases`` back at once (``release`` when the backend can, else a nack without delay each)."""
+        if not leases:
+            return
+        backend = self._backend
+        if isinstance(backend, ReleasableBackend):
+            try:
+                await backend.release(leases)
+                return
+            except Exception as exc:
+                logger.warning(
+                    "durable release of %d leases failed (%s); nacking them", len(leases), type(exc).__name__
+                )
+        for lease in leases:
+            await self.call(lease, "nack", 0.0)
+
+
+def reason_of(error: BaseException | None) -> str:
+    """The dead-letter reason for ``error``: its type and message."""
+    if error is None:
+        return "failed"
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+async def _await(pending: Pending) -> None:
+    if pending is not None:
+        await pending

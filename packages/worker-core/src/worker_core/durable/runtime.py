@@ -1,0 +1,320 @@
+"""The durable runtime: lease tasks from a backend and hand them to the manager's own workers.
+
+It talks to the engine only through :class:`WorkSink`: how many tasks could start now, a way to be told when
+that changes, and submit / withdraw / finish / forget for the tasks it leased. A leased task becomes a
+:class:`LeasedTask` pushed into the same ready queues as in-memory tasks, so queue weights, priorities, the
+rate limiter, timeouts, the tracer, hooks and the results stream all apply. The lease loop leases only as many
+tasks as could start now (free workers minus leased tasks still waiting, and rate-limiter tokens), so a lease is
+rarely held by a task that cannot start.
+
+Neither a backend error nor a ``CancelledError`` that a backend call raises on its own ends the loop: both are
+logged and retried with capped exponential backoff. The loop runs under the manager's supervisor, which
+restarts it should it die anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from worker_core import task as records
+from worker_core.errors import InvalidTaskError, LeaseLostError, PayloadError, TaskCancelledError
+from worker_core.events import Pending
+from worker_core.status import TaskStatus
+from worker_core.task import Task, TaskContext
+
+from .policy import DurablePolicy
+from .types import DurableBackend, DurableTaskLease, WakeableBackend
+
+if TYPE_CHECKING:
+    from .config import DurableConfig
+
+__all__ = ("DurableRuntime", "LeasedTask", "WorkSink")
+
+logger = logging.getLogger("worker_core.durable")
+
+_CANCELLED: Final = TaskStatus.CANCELLED
+_BACKOFF_MAX_S = 5.0  # cap on the wait between retries of a failing backend call
+
+
+class LeasedTask(Task):
+    """A task leased from a durable backend: its ``name`` is the handler name, ``lease`` the delivery."""
+
+    __slots__ = ("lease",)
+
+    durable = True
+
+    def __init__(self, execute: Callable[[TaskContext], Any], lease: DurableTaskLease, **fields: Any) -> None:
+        super().__init__(execute, **fields)
+        self.lease = lease
+
+
+class WorkSink(Protocol):
+    """What the durable runtime needs from the engine."""
+
+    def free_slots(self) -> int:
+        """Tasks that could start now: free workers minus tasks already waiting for one."""
+        ...
+
+    def token_wait(self) -> float:
+        """Seconds until the rate limiter has a token (0.0: it has one, or there is none)."""
+        ...
+
+    def tokens(self) -> float:
+        """Tokens the rate limiter holds now (``inf`` without one)."""
+        ...
+
+    def on_capacity(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` whenever a worker frees up or the worker count changes."""
+        ...
+
+    def submit(self, task: LeasedTask, retries: int, backoff_s: float | None) -> None:
+        """List ``task`` and queue it for a worker (``backoff_s`` ``None``: the manager's retry delay)."""
+        ...
+
+    def withdraw(self, task: LeasedTask) -> bool:
+        """Take ``task`` out of the ready queues if it still waits there."""
+        ...
+
+    def finish(self, task: LeasedTask, status: TaskStatus, result: Any, error: BaseException | None) -> Pending:
+        """Make ``task`` terminal here."""
+        ...
+
+    def forget(self, task: LeasedTask) -> None:
+        """Drop ``task``: this node no longer holds it."""
+        ...
+
+    def retrying(self, task: LeasedTask, delay_s: float, attempt: int) -> Pending:
+        """Report a scheduled retry (the on_retry event and its counter)."""
+        ...
+
+
+class DurableRuntime:
+    """Owns one manager's leases: the lease loop, renewal, settling and handing leases back at stop."""
+
+    def __init__(self, sink: WorkSink, backend: DurableBackend, config: DurableConfig, *, default_queue: str) -> None:
+        options = config.options
+        self._sink = sink
+        self.backend = backend
+        self._config = config
+        self._default_queue = default_queue
+        self._lease_s = options.lease_s
+        self._poll_s = options.poll_s
+        self._batch = options.batch_size
+        self.renewal_s = options.renewal_s
+        self._held: dict[int, LeasedTask] = {}  # leases this node holds, by task key
+        self._leasing = False
+        self._in_dequeue = False
+        self._capacity: asyncio.Future[None] | None = None
+        self._idle_waiter: asyncio.Future[None] | None = None
+        self.policy = DurablePolicy(backend, sink, self._unhold)
+        sink.on_capacity(self._capacity_changed)
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Lease from now on (the caller supervises :meth:`lease_loop` and :meth:`renew_loop`)."""
+        self._leasing = True
+
+    @property
+    def in_dequeue(self) -> bool:
+        """A dequeue call is in flight (a stop lets it finish rather than cut it: leases may be on their way)."""
+        return self._in_dequeue
+
+    def stop_leasing(self) -> None:
+        """Lease nothing more (the first step of both stops)."""
+        self._leasing = False
+        self._capacity_changed()
+
+    def take_unstarted(self) -> list[LeasedTask]:
+        """Take leased tasks still waiting for a worker out of the ready queues (their leases stay held)."""
+        return [task for task in list(self._held.values()) if self._sink.withdraw(task)]
+
+    async def release(self, tasks: list[LeasedTask]) -> None:
+        """Hand the leases of ``tasks`` back (they have not started): another node runs them."""
+        await self.policy.release([task.lease for task in tasks])
+        for task in tasks:
+            self._sink.forget(task)
+            self._unhold(task)
+
+    async def release_held(self) -> None:
+        """Hand back every lease not settled (the workers are done): another node runs those tasks."""
+        await self.release(list(self._held.values()))
+
+    def held(self) -> int:
+        """Leases this node holds now."""
+        return len(self._held)
+
+    async def until_idle(self) -> None:
+        """Return once this node holds no lease (every leased task settled or handed back)."""
+        while self._held:
+            waiter = self._idle_waiter = asyncio.get_running_loop().create_future()
+            await waiter
+
+    def _unhold(self, task: LeasedTask) -> None:
+        key = records.key(task)
+        if self._held.get(key) is task:  # a redelivered copy may hold the key by now
+            del self._held[key]
+        waiter = self._idle_waiter
+        if waiter is not None and not self._held:
+            self._idle_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _capacity_changed(self) -> None:
+        future = self._capacity
+        if future is not None:
+            self._capacity = None
+            if not future.done():
+                future.set_result(None)
+
+    # ---------------------------------------------------------------------------------------- leasing
+
+    def _free(self) -> tuple[int, float]:
+        """How many tasks to lease now, and, when none only for want of a token, how long until one."""
+        sink = self._sink
+        free = sink.free_slots()
+        if free <= 0:
+            return 0, 0.0
+        tokens = sink.tokens()
+        if tokens < 1.0:
+            return 0, sink.token_wait()  # lease when it can start, not before
+        if tokens != math.inf:
+            free = min(free, math.floor(tokens))
+        if self._batch is not None:
+            free = min(free, self._batch)
+        return free, 0.0
+
+    async def lease_loop(self) -> None:
+        """Lease and submit tasks while the manager runs (supervised: restarted should it die)."""
+        failures = 0
+        backend = self.backend
+        loop = asyncio.get_running_loop()
+        while self._leasing:
+            limit, token_wait = self._free()
+            if limit <= 0:
+                if token_wait > 0:
+                    await asyncio.sleep(token_wait)
+                else:
+                    self._capacity = loop.create_future()
+                    await self._capacity
+                continue
+            self._in_dequeue = True
+            try:
+                leases = await backend.dequeue(limit, self._lease_s)
+            except (Exception, asyncio.CancelledError) as exc:
+                me = asyncio.current_task()
+                if isinstance(exc, asyncio.CancelledError) and me is not None and me.cancelling():
+                    raise  # a real cancellation (a stop)
+                failures += 1
+                delay = min(_BACKOFF_MAX_S, self._poll_s * 2 ** min(failures, 10))
+                logger.warning(
+                    "durable dequeue failed (%s); retrying in %.2fs", type(exc).__name__, delay, exc_info=exc
+                )
+                await asyncio.sleep(delay)
+                continue
+            finally:
+                self._in_dequeue = False
+            failures = 0
+            if not leases:
+                await self._idle()
+                continue
+            for lease in leases:
+                try:
+                    await self._admit(lease)
+                except Exception:  # a bug must not stop the loop; the lease expires and redelivers
+                    logger.exception("durable task %s could not be admitted", lease.lease_id)
+
+    async def _idle(self) -> None:
+        backend = self.backend
+        if isinstance(backend, WakeableBackend):
+            try:
+                await backend.wait_for_work(self._poll_s)
+                return
+            except (Exception, asyncio.CancelledError) as exc:
+                me = asyncio.current_task()
+                if isinstance(exc, asyncio.CancelledError) and me is not None and me.cancelling():
+                    raise
+                logger.warning("durable wait_for_work failed (%s); polling instead", type(exc).__name__)
+        await asyncio.sleep(self._poll_s)
+
+    async def _admit(self, lease: DurableTaskLease) -> None:
+        """Turn a lease into a ready task, or dead-letter it at once when it cannot run here."""
+        record = lease.task
+        spec = self._config.spec(record.handler)
+        if spec is None:
+            await self.policy.call(lease, "fail", f'handler "{record.handler}": durable handler not registered')
+            return
+        try:
+            payload = self._config.decode(record.handler, record.payload or b"")
+        except PayloadError as exc:
+            await self.policy.call(lease, "fail", f"undecodable payload: {exc}")
+            return
+        queue: object = record.queue
+        weight: object = record.weight
+        try:
+            task = LeasedTask(
+                _bind(spec.fn, payload),
+                lease,
+                id=record.id if isinstance(record.id, uuid.UUID) else None,
+                name=record.handler,
+                priority=record.priority,
+                queue=(queue.strip() if isinstance(queue, str) else queue) or self._default_queue,
+                weight=weight if isinstance(weight, int) and weight > 0 else 1,
+                metadata=record.metadata,
+            )
+        except InvalidTaskError as exc:
+            await self.policy.call(lease, "fail", f"invalid task record: {exc}")
+            return
+        if record.id is None:
+            record.id = task.id
+        records.count_from(task, max(0, lease.attempts - 1))  # ctx.attempt counts deliveries, across nodes
+        self._held[records.key(task)] = task
+        backoff = record.retry_delay if isinstance(record.retry_delay, int | float) and record.retry_delay > 0 else None
+        self._sink.submit(task, max(0, lease.max_retries), backoff)
+
+    async def cancel_waiting(self, task: LeasedTask) -> None:
+        """``cancel_task`` of a leased task still waiting for a worker: dead-letter it as cancelled."""
+        self._sink.withdraw(task)
+        self._unhold(task)
+        await self.policy.call(task.lease, "fail", "task cancelled")
+        pending = self._sink.finish(task, _CANCELLED, None, TaskCancelledError(f"task {task.id} was cancelled"))
+        if pending is not None:
+            await pending
+
+    # ------------------------------------------------------------------------------------- renewal
+
+    async def renew_loop(self) -> None:
+        """Extend every held lease each renewal interval (supervised)."""
+        assert self.renewal_s is not None
+        while True:
+            await asyncio.sleep(self.renewal_s)
+            for key, task in list(self._held.items()):
+                try:
+                    await self.backend.extend(task.lease, self._lease_s)
+                except LeaseLostError:
+                    logger.warning("durable lease of task %s lost; it may run elsewhere too", task.lease.lease_id)
+                    if self._held.get(key) is task:
+                        del self._held[key]
+                except Exception as exc:
+                    logger.warning("durable extend of task %s failed (%s)", task.lease.lease_id, type(exc).__name__)
+
+
+def _bind(fn: Callable[..., Any], payload: Any) -> Callable[[TaskContext], Any]:
+    """``execute(ctx)`` for a handler ``fn(ctx, payload)``, async when ``fn`` is."""
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):  # noqa: B004
+
+        async def run_async(ctx: TaskContext) -> Any:
+            return await fn(ctx, payload)
+
+        return run_async
+
+    def run_sync(ctx: TaskContext) -> Any:
+        return fn(ctx, payload)
+
+    return run_sync
