@@ -29,7 +29,8 @@ class RetentionPolicy:
 
     Attributes:
         ttl: Seconds (or a ``timedelta``) a finished task is kept; ``None`` keeps it forever.
-        max_entries: Most tasks kept; the oldest finished ones go first. ``None``: no limit.
+        max_entries: Most tasks kept; the oldest finished ones go first (in batches: once past the bound,
+            down to ``max_entries // 16`` below it). ``None``: no limit.
         cleanup_interval: How often the TTL sweep runs; ``None`` means ``clamp(ttl / 2, 1 s, 60 s)``.
     """
 
@@ -64,13 +65,14 @@ DEFAULT_RETENTION = RetentionPolicy(max_entries=10_000)
 class Retention:
     """Finished tasks in finish order, evicted (through ``evict``) by the policy's TTL and count.
 
-    ``size()`` is the registry's size (active tasks count against ``max_entries`` but are never evicted).
+    ``size()`` is the registry's size (active tasks count against ``max_entries`` but are never evicted);
+    ``evict(task)`` removes a task and returns the registry's size after.
     The TTL sweep is a timer on the loop, armed while a TTL is set and the manager runs.
     """
 
     __slots__ = ("_checked", "_evict", "_finished", "_interval", "_loop", "_max", "_size", "_timer", "_ttl")
 
-    def __init__(self, evict: Callable[[Task], None], size: Callable[[], int]) -> None:
+    def __init__(self, evict: Callable[[Task], int], size: Callable[[], int]) -> None:
         self._evict = evict
         self._size = size
         self._finished: deque[Task] = deque()
@@ -115,12 +117,22 @@ class Retention:
             self._timer.cancel()
             self._timer = None
 
-    def note(self, task: Task) -> None:
-        """``task`` just finished (its hooks are done): queue it for eviction and apply the count bound."""
-        if self._ttl is None and self._max is None:
+    def note(self, task: Task, size: int) -> None:
+        """``task`` just finished (its hooks are done; the registry holds ``size``): queue it, apply the bounds."""
+        limit = self._max
+        ttl = self._ttl
+        if limit is None and ttl is None:
             return
-        self._finished.append(task)
-        self.prune(records.completed_mono(task))
+        finished = self._finished
+        finished.append(task)
+        if limit is not None and size > limit:
+            # In batches: past the bound, down to 1/16 below it (one pass per batch, not one per task).
+            evict = self._evict
+            low = limit - (limit >> 4)
+            while finished and size > low:
+                size = evict(finished.popleft())
+        if ttl is not None:
+            self.prune(records.completed_mono(task))
 
     def prune(self, now: float, *, sweep: bool = False) -> None:
         """Evict by TTL (at most once per interval unless ``sweep``) and by count (every call)."""
@@ -132,8 +144,9 @@ class Retention:
                 self._evict(finished.popleft())
         limit = self._max
         if limit is not None:
-            while finished and self._size() > limit:
-                self._evict(finished.popleft())
+            size = self._size()
+            while finished and size > limit:
+                size = self._evict(finished.popleft())
 
     def _arm(self) -> None:
         if self._timer is not None:

@@ -1,17 +1,16 @@
 """The task a user registers, the context one attempt receives, the result a task ends with, and their life.
 
-:class:`Task` and :class:`TaskContext` are records: users read them, and only this module changes what they
-hold. The runtime moves a task through its life by calling the transition functions at the end of this
-module (``bind``, ``begin``, ``retry_wait``, ``finish``, ...), never by assigning to a record's fields, so
-every state change of a task can be read in one place.
+:class:`Task` is a record: users read it, and only this module changes what it holds. The runtime moves a
+task through its life by calling the transition functions at the end of this module (``bind``, ``begin``,
+``retry_wait``, ``finish``, ...), never by assigning to its fields, so every state change of a task can be
+read in one place. :class:`TaskContext`, what one attempt receives, belongs to the attempt runner
+(``worker_core._runtime.attempt``), which alone changes it; it is public from here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import os
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -45,70 +44,6 @@ def _is_async_callable(fn: object) -> bool:
     if type(fn) is FunctionType:
         return bool(fn.__code__.co_flags & _CO_COROUTINE)
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
-
-
-class CancelEvent(threading.Event):
-    """The cancellation flag of one attempt: a :class:`threading.Event` that is also true once set.
-
-    ``if ctx.cancelled:`` reads as it should, and a plain function can ``ctx.cancelled.wait(1.0)``.
-    """
-
-    def __bool__(self) -> bool:
-        return self.is_set()
-
-
-@final
-class TaskContext:
-    """What one attempt of a task receives: the task, the attempt number, its deadline and a cancel flag.
-
-    ``deadline`` is on the :func:`time.monotonic` clock (``None`` when the attempt has no timeout);
-    :meth:`remaining` gives the seconds left. ``cancelled`` is a :class:`CancelEvent` (a
-    :class:`threading.Event` that is truthy once set) set when the attempt is cancelled or its deadline
-    passes: a plain (threaded) function polls it to stop early.
-    """
-
-    __slots__ = ("_cancels", "_event", "_reason", "_runner", "attempt", "deadline", "task")
-
-    def __init__(self, task: Task, attempt: int, deadline: float | None) -> None:
-        self.task = task
-        self.attempt = attempt
-        self.deadline = deadline
-        self._event: CancelEvent | None = None  # made on first use: most attempts never look
-        self._reason: TaskStatus | None = None  # why the runtime interrupted this attempt, if it did
-        self._runner: asyncio.Task[Any] | None = None  # the asyncio task running the task's code, while it does
-        self._cancels = 0  # how often the runtime cancelled that asyncio task (it uncancels as often)
-
-    @property
-    def cancelled(self) -> CancelEvent:
-        """Set when this attempt is cancelled or times out."""
-        event = self._event
-        if event is None:
-            event = self._event = CancelEvent()
-            if self._reason is not None:
-                event.set()
-        return event
-
-    @property
-    def task_id(self) -> uuid.UUID:
-        """The id of the task this attempt belongs to."""
-        return self.task.id
-
-    @property
-    def metadata(self) -> dict[str, str]:
-        """The task's metadata (trace context, gRPC metadata); empty when it has none."""
-        metadata = self.task.metadata
-        if metadata is None:
-            metadata = self.task.metadata = {}
-        return metadata
-
-    def remaining(self) -> float | None:
-        """Seconds left before the deadline (never negative), or ``None`` without a deadline."""
-        if self.deadline is None:
-            return None
-        return max(0.0, self.deadline - time.monotonic())
-
-    def __repr__(self) -> str:
-        return f"TaskContext(task_id={self.task_id}, attempt={self.attempt})"
 
 
 # Timestamps are kept on the monotonic clock (cheap, and what latencies need) and shown as UTC datetimes.
@@ -420,6 +355,11 @@ def bind(task: Task, retries: int, backoff_s: float) -> None:
     task._status = _QUEUED
 
 
+def status(task: Task) -> TaskStatus | None:
+    """The task's status (``None``: not registered)."""
+    return task._status
+
+
 def mark_invalid(task: Task) -> None:
     """The task was rejected at registration."""
     task._status = TaskStatus.INVALID
@@ -430,19 +370,17 @@ def count_from(task: Task, attempts: int) -> None:
     task._attempt = attempts
 
 
-def begin(task: Task, now: float, timeout_s: float | None) -> TaskContext:
-    """A new attempt starts: ``RUNNING``, attempt counted, deadline ``now + timeout_s``; its context."""
-    attempt = task._attempt = task._attempt + 1
+def begin(task: Task, now: float, ctx: TaskContext) -> None:
+    """Attempt ``ctx`` (number ``task.attempts + 1``) starts at ``now``: the task is ``RUNNING``."""
+    task._attempt += 1
     task._started_mono = now
     task._status = _RUNNING
-    ctx = task._ctx = TaskContext(task, attempt, None if timeout_s is None else now + timeout_s)
-    return ctx
+    task._ctx = ctx
 
 
-def end(task: Task, ctx: TaskContext) -> None:
-    """The attempt of ``ctx`` is over (its context is no longer the task's current one)."""
-    if task._ctx is ctx:
-        task._ctx = None
+def set_current(task: Task, ctx: TaskContext | None) -> None:
+    """``ctx`` is the attempt running now (``None``: none is)."""
+    task._ctx = ctx
 
 
 def current(task: Task) -> TaskContext | None:
@@ -480,23 +418,21 @@ def requeue(task: Task) -> None:
     task._status = _QUEUED
 
 
-def finish(task: Task, status: TaskStatus, result: Any, error: BaseException | None, now: float) -> bool:
-    """Make the task terminal with this outcome; False (and nothing changed) when it already was."""
+def finish(task: Task, status: TaskStatus, result: Any, error: BaseException | None, now: float) -> float | None:
+    """Make the task terminal with this outcome; the seconds its last attempt ran (``-1.0``: it never started).
+
+    ``None`` (and nothing changed) when the task already was terminal.
+    """
     current_status = task._status
     # Identity tests, not a set lookup: Enum.__hash__ is Python code and this is the hot path.
     if current_status is not _RUNNING and current_status is not _QUEUED and current_status is not _RETRYING:
-        return False
+        return None
     task._status = status
     task._result = result
     task._error = error
     task._completed_mono = now
-    return True
-
-
-def latency(task: Task) -> float | None:
-    """Seconds the last attempt of a finished task ran, or ``None`` when it never started."""
     started = task._started_mono
-    return task._completed_mono - started if started else None
+    return now - started if started else -1.0
 
 
 def completed_mono(task: Task) -> float:
@@ -504,42 +440,5 @@ def completed_mono(task: Task) -> float:
     return task._completed_mono
 
 
-def interrupt(ctx: TaskContext, reason: TaskStatus) -> bool:
-    """Ask the attempt of ``ctx`` to stop for ``reason`` (CANCELLED or DEADLINE_EXCEEDED); the first reason wins.
-
-    Sets the attempt's cancel flag. Returns False when the attempt was already interrupted.
-    """
-    if ctx._reason is not None:
-        return False
-    ctx._reason = reason
-    event = ctx._event
-    if event is not None:
-        event.set()
-    return True
-
-
-def reason(ctx: TaskContext) -> TaskStatus | None:
-    """Why the runtime interrupted this attempt, or ``None``."""
-    return ctx._reason
-
-
-def attach(ctx: TaskContext, runner: asyncio.Task[Any]) -> None:
-    """``runner`` is about to run the task's code; cancelling it interrupts the attempt."""
-    ctx._runner = runner
-
-
-def cancel_runner(ctx: TaskContext) -> bool:
-    """Cancel the asyncio task running the task's code, if one is (counted, for :func:`detach`)."""
-    runner = ctx._runner
-    if runner is None:
-        return False
-    ctx._cancels += 1
-    runner.cancel()
-    return True
-
-
-def detach(ctx: TaskContext) -> int:
-    """The task's code returned or raised; how often the runtime cancelled its asyncio task meanwhile."""
-    ctx._runner = None
-    cancels, ctx._cancels = ctx._cancels, 0
-    return cancels
+# The attempt's context is the attempt runner's record (it alone changes it); it is public from here too.
+from ._runtime.attempt import CancelEvent, TaskContext  # noqa: E402

@@ -192,9 +192,7 @@ def _creating(name: str) -> Iterator[None]:
 
 
 #: Each manager's current binding, and the meter it is bound to.
-_BINDINGS: weakref.WeakKeyDictionary[TaskManager, tuple[_MeterInstruments, _MeterBinding]] = (
-    weakref.WeakKeyDictionary()
-)
+_BINDINGS: weakref.WeakKeyDictionary[TaskManager, tuple[_MeterInstruments, _MeterBinding]] = weakref.WeakKeyDictionary()
 #: The instruments created in each meter (weak: a provider dropped by its user takes its meters along).
 _METERS: weakref.WeakKeyDictionary[Meter, _MeterInstruments] = weakref.WeakKeyDictionary()
 _BINDINGS_LOCK = threading.Lock()

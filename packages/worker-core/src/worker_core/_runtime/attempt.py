@@ -11,6 +11,8 @@ Plain functions run on the :class:`~worker_core._runtime.threads.ThreadRunner`; 
 attempt ends ``DEADLINE_EXCEEDED`` at once and its thread is abandoned (it cannot be interrupted). On
 ``cancel_task`` or a stop, a thread attempt's cancel flag is set and the attempt waits for the function to
 return (a clean return wins, as in go-worker) until its deadline, or a stop's bound, ends the wait.
+
+:class:`TaskContext` is this module's record of one attempt: only this module changes it.
 """
 
 from __future__ import annotations
@@ -21,20 +23,26 @@ import functools
 import inspect
 import logging
 import sys
+import threading
+import time
+import uuid
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, final
 
 from worker_core import task as records
 from worker_core.errors import TaskCancelledError, TaskTimeoutError
-from worker_core.events import EventPipeline
 from worker_core.status import TaskStatus
-from worker_core.task import Task, TaskContext
 
 from .deadlines import Deadlines
-from .outcomes import Finisher, Settle
-from .threads import ThreadRunner
 
-__all__ = ("CURRENT_CONTEXT", "AttemptRunner", "Outcome")
+if TYPE_CHECKING:
+    from worker_core.events import EventPipeline
+    from worker_core.task import Task
+
+    from .outcomes import Finisher, Settle
+    from .threads import ThreadRunner
+
+__all__ = ("CURRENT_CONTEXT", "AttemptRunner", "CancelEvent", "Outcome", "TaskContext")
 
 logger = logging.getLogger("worker_core.manager")
 
@@ -42,17 +50,83 @@ _COMPLETED: Final = TaskStatus.COMPLETED
 _FAILED: Final = TaskStatus.FAILED
 _CANCELLED: Final = TaskStatus.CANCELLED
 _DEADLINE: Final = TaskStatus.DEADLINE_EXCEEDED
+_copy_context = contextvars.copy_context
+_isawaitable = inspect.isawaitable
 if sys.version_info >= (3, 12):
     # Eager: the attempt runs at once, up to its first suspension, inside this call (no loop turn).
     _new_task: Callable[..., asyncio.Task[Any]] = functools.partial(asyncio.Task, eager_start=True)
 else:
     _new_task = asyncio.Task
-_current_task = asyncio.current_task
-_copy_context = contextvars.copy_context
-_isawaitable = inspect.isawaitable
 
 #: What one attempt ended with: (status, result, error). ``COMPLETED`` means success.
 Outcome = tuple[TaskStatus, Any, "BaseException | None"]
+
+
+class CancelEvent(threading.Event):
+    """The cancellation flag of one attempt: a :class:`threading.Event` that is also true once set.
+
+    ``if ctx.cancelled:`` reads as it should, and a plain function can ``ctx.cancelled.wait(1.0)``.
+    """
+
+    def __bool__(self) -> bool:
+        return self.is_set()
+
+
+@final
+class TaskContext:
+    """What one attempt of a task receives: the task, the attempt number, its deadline and a cancel flag.
+
+    ``deadline`` is on the :func:`time.monotonic` clock (``None`` when the attempt has no timeout);
+    :meth:`remaining` gives the seconds left. ``cancelled`` is a :class:`CancelEvent` (a
+    :class:`threading.Event` that is truthy once set) set when the attempt is cancelled or its deadline
+    passes: a plain (threaded) function polls it to stop early.
+    """
+
+    __slots__ = ("_cancels", "_event", "_open", "_reason", "_runner", "_watch", "attempt", "deadline", "task")
+
+    def __init__(self, task: Task, attempt: int, deadline: float | None) -> None:
+        self.task = task
+        self.attempt = attempt
+        self.deadline = deadline
+        self._event: CancelEvent | None = None  # made on first use: most attempts never look
+        self._reason: TaskStatus | None = None  # why the runtime interrupted this attempt, if it did
+        self._runner: asyncio.Task[Any] | None = None  # the asyncio task of the attempt, once it has suspended
+        self._open = False  # the task's code (or its on_start hook) runs: a cancel of the runner interrupts it
+        self._cancels = 0  # how often the runtime cancelled the runner (it uncancels as often)
+        self._watch: Any = None  # the deadline watch, taken once the attempt suspends
+
+    @property
+    def cancelled(self) -> CancelEvent:
+        """Set when this attempt is cancelled or times out."""
+        event = self._event
+        if event is None:
+            event = self._event = CancelEvent()
+            if self._reason is not None:
+                event.set()
+        return event
+
+    @property
+    def task_id(self) -> uuid.UUID:
+        """The id of the task this attempt belongs to."""
+        return self.task.id
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The task's metadata (trace context, gRPC metadata); empty when it has none."""
+        metadata = self.task.metadata
+        if metadata is None:
+            metadata = self.task.metadata = {}
+        return metadata
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (never negative), or ``None`` without a deadline."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
+
+    def __repr__(self) -> str:
+        return f"TaskContext(task_id={self.task_id}, attempt={self.attempt})"
+
 
 #: The context of the attempt running in the current asyncio task (each attempt has its own context copy).
 CURRENT_CONTEXT: contextvars.ContextVar[TaskContext] = contextvars.ContextVar("worker_core.current_context")
@@ -70,8 +144,9 @@ class AttemptRunner:
         "_release",
         "_settle",
         "_threads",
+        "_time",
         "_timeout_s",
-        "runners",
+        "live",
         "running",
     )
 
@@ -94,19 +169,27 @@ class AttemptRunner:
         self._deadlines = Deadlines(timeout_s, self._expired)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._base: contextvars.Context | None = None
-        self.runners: set[asyncio.Task[Outcome]] = set()  # attempts that have suspended at least once, running
+        self._time: Callable[[], float] = time.monotonic
+        self.live: set[TaskContext] = set()  # attempts that suspended at least once and have not ended
         self.running = 0  # attempts executing the task's code now
 
     def open(self, loop: asyncio.AbstractEventLoop, context: contextvars.Context) -> None:
         """Run attempts on ``loop``, each in a copy of ``context``."""
         self._loop = loop
         self._base = context
+        # The loop's clock: time.monotonic itself when that is what loop.time() returns (one call less).
+        self._time = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
         self._deadlines.open(loop)
 
     def close(self) -> None:
+        """Forget every deadline (the manager stopped)."""
         self._deadlines.close()
 
-    def start(self, task: Task, timeout_s: float | None = None, *, pooled: bool = True) -> asyncio.Task[Outcome]:
+    def runners(self) -> set[asyncio.Task[Any]]:
+        """The asyncio tasks of the attempts still running."""
+        return {ctx._runner for ctx in self.live if ctx._runner is not None}
+
+    def start(self, task: Task, timeout_s: float | None = None, *, pooled: bool = True) -> asyncio.Task[Outcome | None]:
         """Begin an attempt of the waiting ``task`` (``RUNNING`` at once) in its own asyncio task.
 
         ``timeout_s`` overrides the task's own timeout (``execute_task``). A ``pooled`` attempt holds a worker
@@ -120,71 +203,79 @@ class AttemptRunner:
             timeout_s = task.timeout
             if timeout_s is None:
                 timeout_s = self._timeout_s
-        ctx = records.begin(task, loop.time(), timeout_s)
-        coro = self._run(task, ctx, timeout_s, pooled)
-        runner = _new_task(coro, loop=loop, context=base.copy())
+        now = self._time()
+        ctx = TaskContext(task, task.attempts + 1, None if timeout_s is None else now + timeout_s)
+        records.begin(task, now, ctx)
+        runner = _new_task(self._run(task, ctx, timeout_s, pooled), loop=loop, context=base.copy())
         if not runner.done():
-            self.runners.add(runner)
+            ctx._runner = runner
+            self.live.add(ctx)
+            # Only an attempt that suspends can be interrupted at its deadline: one that ran to its end inside
+            # this call (an eager start) needs no watch.
+            if timeout_s is not None:
+                ctx._watch = self._deadlines.watch(ctx, timeout_s)
+            reason = ctx._reason  # interrupted before it first suspended (it cancelled itself, say)
+            if reason is not None and ctx._open and (reason is _DEADLINE or records.is_async(task)):
+                _cancel(ctx)
         return runner
 
     def interrupt(self, task: Task, reason: TaskStatus) -> None:
         """Stop the running attempt of ``task`` for ``reason``: an async one at once, a thread one when it returns."""
         ctx = records.current(task)
-        if ctx is not None and records.interrupt(ctx, reason) and (records.is_async(task) or reason is _DEADLINE):
-            records.cancel_runner(ctx)
+        if ctx is not None and _interrupt(ctx, reason) and (reason is _DEADLINE or records.is_async(task)):
+            _cancel(ctx)
 
     def give_up(self, task: Task) -> None:
         """Stop waiting for the running attempt of ``task`` (a stop past its bound): its thread is abandoned."""
         ctx = records.current(task)
         if ctx is not None:
-            records.interrupt(ctx, _CANCELLED)
-            records.cancel_runner(ctx)
+            _interrupt(ctx, _CANCELLED)
+            _cancel(ctx)
 
     def _expired(self, ctx: TaskContext) -> None:
         """The deadline of ``ctx``'s attempt passed: it ends now (a thread attempt's thread is abandoned)."""
         if records.current(ctx.task) is ctx:
-            records.interrupt(ctx, _DEADLINE)
-            records.cancel_runner(ctx)
+            _interrupt(ctx, _DEADLINE)
+            _cancel(ctx)
 
-    async def _run(self, task: Task, ctx: TaskContext, timeout_s: float | None, pooled: bool) -> Outcome:
-        me = _current_task()
-        assert me is not None
+    async def _run(self, task: Task, ctx: TaskContext, timeout_s: float | None, pooled: bool) -> Outcome | None:
         CURRENT_CONTEXT.set(ctx)
-        watch = None if timeout_s is None else self._deadlines.watch(ctx, timeout_s)
         status = _COMPLETED
         result: Any = None
         error: BaseException | None = None
         self.running += 1
         executing = True
+        ctx._open = True
         try:
             events = self._events
-            if events.has_start:
-                pending = events.starting(task)
-                if pending is not None:
-                    await pending
-            if records.reason(ctx) is None:
-                span = None if events.tracer is None else events.open_span(task, ctx)
-                raised: BaseException | None = None
-                records.attach(ctx, me)
-                try:
-                    if records.is_async(task):
-                        result = await task.execute(ctx)
-                    else:
-                        result = await self._threads.run(task.execute, ctx, _copy_context())
-                        if _isawaitable(result):  # a plain callable that returned a coroutine: run it here
-                            result = await result
-                except BaseException as exc:
-                    raised = exc
-                    result = None
-                    status, error = self._classify(ctx, exc, me, timeout_s)
+            span = None
+            try:
+                if events.has_start:
+                    pending = events.starting(task)
+                    if pending is not None:
+                        await pending
+                if ctx._reason is not None:  # interrupted before its code began
+                    raise _NotStarted()
+                if events.tracer is not None:
+                    span = events.open_span(task, ctx)
+                if records.is_async(task):
+                    result = await task.execute(ctx)
                 else:
-                    for _ in range(records.detach(ctx)):
-                        me.uncancel()  # our cancel, swallowed by the task's code: a clean return wins
+                    result = await self._threads.run(task.execute, ctx, _copy_context())
+                    if _isawaitable(result):  # a plain callable that returned a coroutine: run it here
+                        result = await result
+            except BaseException as exc:
+                ctx._open = False
+                result = None
+                status, error = self._classify(ctx, exc, timeout_s)
                 if span is not None:
-                    events.close_span(span, raised)
-                del raised
-            else:  # interrupted before it began (while an on_start hook ran, or before this task's first step)
-                status, error = self._classify(ctx, None, me, timeout_s)
+                    events.close_span(span, exc)
+            else:
+                ctx._open = False
+                if ctx._cancels:
+                    await _absorb_cancels(ctx)  # ours, swallowed by the task's code: a clean return wins
+                if span is not None:
+                    events.close_span(span, None)
             self.running -= 1
             executing = False
             pending = self._settle(task, status, result, error)
@@ -203,22 +294,23 @@ class AttemptRunner:
             self._finisher.finish_now(task, _CANCELLED, None, TaskCancelledError(f"task {task.id} was cancelled"))
             raise
         finally:
-            records.end(task, ctx)
-            if watch is not None:
-                self._deadlines.forget(watch)
+            records.set_current(task, None)
+            if ctx._watch is not None:
+                self._deadlines.forget(ctx._watch)
             if pooled:
                 self._release()
-            self.runners.discard(me)
-        return status, result, error
+            self.live.discard(ctx)
+        return None if pooled else (status, result, error)  # only execute_task reads the outcome
 
     @staticmethod
-    def _classify(
-        ctx: TaskContext, exc: BaseException | None, me: asyncio.Task[Any], timeout_s: float | None
-    ) -> tuple[TaskStatus, BaseException]:
-        """The status and error of an attempt whose code raised ``exc`` (``None``: it never ran)."""
-        for _ in range(records.detach(ctx)):
-            me.uncancel()  # every cancel of ours is consumed here
-        why = records.reason(ctx)
+    def _classify(ctx: TaskContext, exc: BaseException, timeout_s: float | None) -> tuple[TaskStatus, BaseException]:
+        """The status and error of an attempt whose code raised ``exc`` (a ``_NotStarted``: it never ran)."""
+        runner = ctx._runner
+        if runner is not None:
+            for _ in range(ctx._cancels):
+                runner.uncancel()  # every cancel of ours is consumed here
+        ctx._cancels = 0
+        why = ctx._reason
         task = ctx.task
         if why is _DEADLINE:
             if isinstance(exc, Exception) and not records.is_async(task):
@@ -226,8 +318,51 @@ class AttemptRunner:
             return _DEADLINE, TaskTimeoutError(f"task {task.id} exceeded its timeout of {timeout_s}s")
         if why is not None:
             return _CANCELLED, TaskCancelledError(f"task {task.id} was cancelled")
-        assert exc is not None
-        if isinstance(exc, asyncio.CancelledError) and me.cancelling():
+        me = asyncio.current_task()
+        if isinstance(exc, asyncio.CancelledError) and me is not None and me.cancelling():
             logger.warning("attempt of task %s was cancelled from outside the manager", task.id)
             return _CANCELLED, TaskCancelledError(f"task {task.id} was cancelled from outside the manager")
         return _FAILED, exc
+
+
+class _NotStarted(BaseException):
+    """Raised inside an attempt interrupted before its code began (never escapes this module)."""
+
+
+def _interrupt(ctx: TaskContext, reason: TaskStatus) -> bool:
+    """Set why ``ctx``'s attempt is to stop (the first reason wins) and its cancel flag; False if already set."""
+    if ctx._reason is not None:
+        return False
+    ctx._reason = reason
+    event = ctx._event
+    if event is not None:
+        event.set()
+    return True
+
+
+def _cancel(ctx: TaskContext) -> None:
+    """Cancel the attempt's asyncio task while the task's code runs (counted, to be uncancelled)."""
+    runner = ctx._runner
+    if runner is not None and ctx._open:
+        ctx._cancels += 1
+        runner.cancel()
+
+
+async def _absorb_cancels(ctx: TaskContext) -> None:
+    """Consume this attempt's own cancels, which the task's code swallowed, so that nothing later sees them.
+
+    A cancel that reached the runner while it was running (not waiting) is delivered at its next suspension:
+    one loop turn takes it here rather than in the settling that follows. A cancellation from elsewhere
+    that arrives with it propagates.
+    """
+    runner = ctx._runner
+    assert runner is not None
+    cancels, ctx._cancels = ctx._cancels, 0
+    try:
+        await asyncio.sleep(0)
+    except asyncio.CancelledError:
+        if runner.cancelling() > cancels:
+            raise
+    finally:
+        for _ in range(cancels):
+            runner.uncancel()

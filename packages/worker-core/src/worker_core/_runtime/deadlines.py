@@ -14,9 +14,10 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from worker_core.task import TaskContext
+if TYPE_CHECKING:
+    from worker_core.task import TaskContext
 
 __all__ = ("Deadlines", "Watch")
 

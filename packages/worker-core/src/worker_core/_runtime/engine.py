@@ -109,39 +109,15 @@ class Engine:
         """
         if not self.accepting:
             raise ManagerStoppedError("the task manager is not accepting new tasks")
-        if task.status is not None:
+        if records.status(task) is not None:
             raise TaskExistsError(f"task {task.id} was already registered")
-        if records.key(task) in self.registry:
-            raise TaskExistsError(f"task {task.id} already exists")
         scheduler = self.scheduler
+        ready = scheduler.ready
         options = self.options
-        if scheduler.waiting >= options.max_tasks:
+        if ready.size + scheduler.delayed.size >= options.max_tasks:
             raise QueueFullError(f"queue is full (max {options.max_tasks})")
-        retries = self._prepare(task)
-        due = 0.0
-        if task.run_at is not None:
-            delay = epoch_seconds(task.run_at) - _time()
-            if delay > 0:
-                loop = self.loop
-                assert loop is not None
-                due = loop.time() + delay
-        events = self.events
-        if events.tracer is not None:
-            task.metadata = events.inject(task.metadata)
-        records.bind(task, retries, options.retry_delay_s if task.retry_delay is None else task.retry_delay)
-        self.registry.add(task)
-        self.scheduled += 1
-        if due:
-            scheduler.add_delayed(task, due)
-        else:
-            scheduler.ready.push(task)
-            pool = self.pool
-            if pool.busy < pool.capacity:
-                pool.kick()
-        return events.scheduled(task) if events.has_scheduled else None
-
-    def _prepare(self, task: Task) -> int:
-        """Check the fields a user may have changed since construction, apply defaults; the task's retries."""
+        # The fields a user may have changed since construction, checked (exact types: the quick test), and
+        # the manager's defaults applied.
         priority: object = task.priority
         weight: object = task.weight
         queue: object = task.queue
@@ -154,19 +130,39 @@ class Engine:
             or not PRIORITY_MIN <= priority <= PRIORITY_MAX
         ):
             _raise_invalid(task)
-        task.queue = task.queue.strip() or self.options.default_queue
+        task.queue = task.queue.strip() or options.default_queue
         if task.weight <= 0:
             task.weight = 1
         retries = task.retries
-        max_retries = self.options.max_retries
         if retries is None:
-            return max_retries
-        if retries > max_retries:
+            retries = options.max_retries
+        elif retries > options.max_retries:
             records.mark_invalid(task)
             raise InvalidTaskError(
-                f"task {task.id} asks for retries={retries}, more than the manager's max_retries={max_retries}"
+                f"task {task.id} asks for retries={retries}, more than the manager's max_retries={options.max_retries}"
             )
-        return retries
+        due = 0.0
+        if task.run_at is not None:
+            delay = epoch_seconds(task.run_at) - _time()
+            if delay > 0:
+                loop = self.loop
+                assert loop is not None
+                due = loop.time() + delay
+        key = records.key(task)
+        self.registry.add(task, key)  # raises TaskExistsError for a duplicate id
+        events = self.events
+        if events.tracer is not None:
+            task.metadata = events.inject(task.metadata)
+        records.bind(task, retries, options.retry_delay_s if task.retry_delay is None else task.retry_delay)
+        self.scheduled += 1
+        if due:
+            scheduler.add_delayed(task, due)
+        else:
+            ready.push(task, key)
+            pool = self.pool
+            if pool.busy < pool.capacity:
+                pool.kick()
+        return events.scheduled(task) if events.has_scheduled else None
 
     def _became_ready(self) -> None:
         pool = self.pool
@@ -228,7 +224,9 @@ class Engine:
             except asyncio.CancelledError:
                 self.attempts.give_up(task)  # the caller went away: so does the attempt (a thread is abandoned)
                 raise
-        _, result, error = runner.result()
+        outcome = runner.result()
+        assert outcome is not None
+        _, result, error = outcome
         if error is not None:
             raise error
         return result
@@ -297,7 +295,7 @@ class Engine:
         records.bind(task, retries, self.options.retry_delay_s if backoff_s is None else backoff_s)
         if not self.accepting:
             return  # leased while the manager stops: the lease is handed back with the others
-        self.registry.add(task)
+        self.registry.add(task, records.key(task))
         self.scheduler.ready.push(task)
         self._became_ready()
 
@@ -438,7 +436,7 @@ class Engine:
         self.bus.close()
 
     def _pending(self) -> set[asyncio.Task[Any]]:
-        return self.attempts.runners | self.supervisor.pending_background()
+        return self.attempts.runners() | self.supervisor.pending_background()
 
     def _give_up(self, loop: asyncio.AbstractEventLoop) -> None:
         """Past the stop's bound: stop waiting for what still runs, finish its tasks, count and log it.
@@ -449,8 +447,11 @@ class Engine:
         more and left.
         """
         stuck = list(self.registry.running())
+        if stuck:
+            shown = ", ".join(str(task.id) for task in stuck[:5])
+            more = f" and {len(stuck) - 5} more" if len(stuck) > 5 else ""
+            logger.warning("%d tasks still running past the stop's bound, abandoned: %s%s", len(stuck), shown, more)
         for task in stuck:
-            logger.warning("task %s still running past the stop's bound: abandoned", task.id)
             self.attempts.give_up(task)
             self.finisher.finish_now(task, _CANCELLED, None, TaskCancelledError(f"task {task.id} was cancelled"))
         left = self._pending()

@@ -75,17 +75,8 @@ class Finisher:
 
         Nothing happens when the task already is terminal.
         """
-        hook = self._record(task, status, result, error)
-        if hook is None:
-            return None
-        if hook is _DONE:
-            self._registry.settled(task)
-            return None
-        return self._settle_after(hook, task)
-
-    def _record(self, task: Task, status: TaskStatus, result: Any, error: BaseException | None) -> Any:
-        """Counters, result, finish event; ``None`` when already terminal, else the async hook or ``_DONE``."""
-        if not records.finish(task, status, result, error, _monotonic()):
+        ran = records.finish(task, status, result, error, _monotonic())
+        if ran is None:
             return None
         if status is _COMPLETED:
             self.completed += 1
@@ -93,19 +84,21 @@ class Finisher:
             self.cancelled += 1
         else:
             self.failed += 1
-        latency = records.latency(task)
-        if latency is not None:
+        latency: float | None = None
+        if ran >= 0.0:
+            latency = ran
             self.lat_count += 1
-            self.lat_total += latency
-            if latency > self.lat_max:
-                self.lat_max = latency
+            self.lat_total += ran
+            if ran > self.lat_max:
+                self.lat_max = ran
         self._bus.publish(task)
         events = self._events
         if events.has_finish:
             pending = events.finished(task, status, result, error, latency)
             if pending is not None:
-                return pending
-        return _DONE
+                return self._settle_after(pending, task)
+        self._registry.settled(task)
+        return None
 
     async def _settle_after(self, pending: Coroutine[Any, Any, None], task: Task) -> None:
         try:
@@ -124,15 +117,9 @@ class Finisher:
 
         An async ``on_finish`` hook runs up to its first suspension and is closed there.
         """
-        hook = self._record(task, status, result, error)
-        if hook is None:
-            return
-        if hook is not _DONE:
-            run_until_suspended(hook)
-        self._registry.settled(task)
-
-
-_DONE: Final = object()
+        pending = self.finish(task, status, result, error)
+        if pending is not None:
+            run_until_suspended(pending)  # its finally settles the task in the registry
 
 
 def run_until_suspended(coro: Coroutine[Any, Any, None]) -> None:

@@ -104,17 +104,24 @@ class WorkerPool:
         loop.call_soon(self._dispatch, context=self._context)
 
     def released(self) -> None:
-        """A pooled attempt ended: its slot is free."""
+        """A pooled attempt ended: its slot is free, and the next ready task starts now (in this step)."""
         self.busy -= 1
-        if self._ready.size and not self._dispatching:
-            self.kick()
-        for listener in self._listeners:
-            listener()
+        if self._ready.size and not self._dispatching and self._open:
+            self._fill()
+        if self._listeners:
+            for listener in self._listeners:
+                listener()
 
     def _dispatch(self) -> None:
         self._scheduled = False
-        if not self._open:
-            return
+        if self._open:
+            self._fill()
+
+    def _fill(self) -> None:
+        """Start ready tasks while slots are free.
+
+        Never re-entered: an attempt that ends inside it (eagerly) frees its slot for this same loop.
+        """
         ready = self._ready
         limiter = self._limiter
         start = self._start

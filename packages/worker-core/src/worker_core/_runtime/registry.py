@@ -48,16 +48,15 @@ class TaskRegistry:
         """Tasks with an attempt running now."""
         return (task for task in list(self._tasks.values()) if task.status is _RUNNING)
 
-    def add(self, task: Task) -> None:
+    def add(self, task: Task, key: int) -> None:
         """List ``task`` (counted by ``wait()`` unless durable).
 
         A durable task replaces an older copy with its id: the backend delivered it again (the older lease
         expired), and the newest delivery is the one this node answers for.
 
         Raises:
-            TaskExistsError: an in-memory task with this id is listed.
+            TaskExistsError: an in-memory task with this id (``key``) is listed.
         """
-        key = records.key(task)
         tasks = self._tasks
         if task.durable:
             tasks[key] = task
@@ -76,7 +75,7 @@ class TaskRegistry:
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_result(None)
-        self.retention.note(task)
+        self.retention.note(task, len(self._tasks))
 
     def forget(self, task: Task) -> None:
         """Drop a durable ``task`` that this node no longer holds (retried or handed back: not finished here)."""
@@ -84,10 +83,12 @@ class TaskRegistry:
         if self._tasks.get(key) is task:
             del self._tasks[key]
 
-    def _evict(self, task: Task) -> None:
+    def _evict(self, task: Task) -> int:
         key = records.key(task)
-        if self._tasks.get(key) is task:
-            del self._tasks[key]
+        tasks = self._tasks
+        if tasks.get(key) is task:
+            del tasks[key]
+        return len(tasks)
 
     async def wait(self, timeout_s: float | None) -> None:
         """Return once no counted task is unfinished (at once when none is).

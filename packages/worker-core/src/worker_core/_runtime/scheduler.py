@@ -140,19 +140,31 @@ class ReadyQueues:
         self._ring: list[str] = []  # their names, sorted: the round robin's order
         self._cursor = 0  # index in _ring of the queue being served
         self._idle: dict[str, _Queue] = {}  # a few empty queues kept for reuse, oldest first
-        self._where: dict[int, _Band] = {}  # the band of every waiting task, by task key
+        self._where: dict[Task, _Band] = {}  # the band of every waiting task (tasks hash by identity)
         self.size = 0
 
-    def push(self, task: Task) -> None:
-        """Make ``task`` ready in its queue (its queue, priority and weight are already normalised)."""
+    def push(self, task: Task, key: int | None = None) -> None:
+        """Make ``task`` ready in its queue (its queue, priority and weight are already normalised).
+
+        ``key`` is the task's key when the caller has it at hand.
+        """
         name = task.queue
         queue = self._queues.get(name)
         if queue is None:
             queue = self._activate(name)
-        band = queue.band(task.priority, task.weight)
-        key = _key(task)
-        band.add(task, key)
-        self._where[key] = band
+        priority = task.priority
+        weight = task.weight
+        band = queue.last_band  # most tasks share the band of the one before
+        if band is None or queue.last_priority != priority or queue.last_weight != weight:
+            band = queue.band(priority, weight)
+        if key is None:
+            key = _key(task)
+        if key > band.last:
+            band.fifo.append(task)
+            band.last = key
+        else:
+            heapq.heappush(band.heap, (key, task))
+        self._where[task] = band
         queue.live += 1
         self.size += 1
 
@@ -197,14 +209,16 @@ class ReadyQueues:
         while True:
             band = queue.front
             assert band is not None  # live > 0: there is a band with a live entry
-            task = band.pop_any()
+            fifo = band.fifo
+            task = fifo.popleft() if fifo and not band.heap else band.pop_any()  # the FIFO alone: the usual case
             if task is None:
                 queue.drop_front()
                 continue
-            key = _key(task)
-            if where.get(key) is band:
-                del where[key]
+            held = where.pop(task, None)
+            if held is band:
                 break
+            if held is not None:  # a stale entry of a task that waits in another band now
+                where[task] = held
             queue.stale -= 1
         if not band.fifo and not band.heap:
             queue.drop_front()
@@ -219,7 +233,7 @@ class ReadyQueues:
 
     def remove(self, task: Task) -> bool:
         """Take ``task`` out if it waits here; True when it did."""
-        band = self._where.pop(_key(task), None)
+        band = self._where.pop(task, None)
         if band is None:
             return False
         queue = band.queue
@@ -235,13 +249,13 @@ class ReadyQueues:
     def _compact(self, queue: _Queue) -> None:
         """Rebuild ``queue``'s bands from its live entries (stale ones hold tasks that left)."""
         where = self._where
-        live = [task for band in queue.bands.values() for task in band.entries() if where.get(_key(task)) is band]
+        live = [task for band in queue.bands.values() for task in band.entries() if where.get(task) is band]
         live_count, quantum = queue.live, queue.quantum
         queue.clear()
         for task in live:
             band = queue.band(task.priority, task.weight)
             band.add(task, _key(task))
-            where[_key(task)] = band
+            where[task] = band
         queue.live, queue.quantum = live_count, quantum
 
     def drain(self) -> list[Task]:
@@ -252,7 +266,7 @@ class ReadyQueues:
             for queue in self._queues.values()
             for band in queue.bands.values()
             for task in band.entries()
-            if where.get(_key(task)) is band
+            if where.get(task) is band
         ]
         for queue in list(self._queues.values()):
             self._deactivate(queue)
