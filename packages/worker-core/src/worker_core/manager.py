@@ -136,7 +136,7 @@ class TaskManager:
                 durable_lease_renewal_interval,
             )
             durable = DurableConfig(durable_options, lambda: self.plugins)
-        self._engine = Engine(options, durable, self._check_open)
+        self._engine = Engine(options, durable)
         self._lifecycle = Lifecycle(self._engine, options.stop_timeout_s)
 
     @classmethod
@@ -251,10 +251,6 @@ class TaskManager:
 
     # ---------------------------------------------------------------------------------- registration
 
-    def _check_open(self) -> None:
-        if not self._engine.accepting:
-            raise ManagerStoppedError("the task manager is not accepting new tasks")
-
     async def register_task(self, task: Task) -> uuid.UUID:
         """Queue ``task``; return its id.
 
@@ -274,7 +270,7 @@ class TaskManager:
         engine = self._engine
         if engine.registrar is not None:
             raise DurableOnlyError("durable backend enabled; use register_durable_task")
-        pending = engine.register(task)
+        pending = engine.intake.register(task)
         if pending is not None:
             await pending
         return task.id

@@ -3,7 +3,7 @@
 ``Engine`` builds the parts, wires them together and carries the operations that span several of them
 (register, cancel, execute, the steps of a start and a stop). It holds no task state of its own: the
 registry, the scheduler, the pool, the attempt runner, the retries and the finisher do, each for its part.
-It is also the :class:`~worker_core.durable.runtime.WorkSink` the durable runtime talks to.
+The durable runtime talks to the engine's parts through a :class:`~worker_core._runtime.sink.DurableSink`.
 
 Data flows one way: register -> scheduler -> pool -> attempt (own asyncio task) -> outcome -> retry timer or
 finisher -> result bus, events, registry.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import math
 import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final
@@ -24,28 +23,26 @@ from worker_core.durable.registration import DurableRegistrar
 from worker_core.durable.runtime import DurableRuntime, LeasedTask
 from worker_core.durable.types import DurableBackend, QueueConfigurableBackend
 from worker_core.errors import (
-    InvalidTaskError,
     ManagerStoppedError,
-    QueueFullError,
     TaskAlreadyStartedError,
     TaskCancelledError,
-    TaskExistsError,
     WorkerError,
 )
-from worker_core.events import EventPipeline, Pending
+from worker_core.events import EventPipeline
 from worker_core.metrics import MetricsSnapshot
-from worker_core.options import epoch_seconds
 from worker_core.results import ResultBus
 from worker_core.retention import DEFAULT_RETENTION
 from worker_core.status import TERMINAL_STATUSES, TaskStatus
 from worker_core.task import Task
 
 from .attempt import CURRENT_CONTEXT, AttemptRunner
+from .intake import Intake
 from .outcomes import Finisher, Outcomes, Retries
 from .pool import WorkerPool
 from .ratelimit import TokenBucket
 from .registry import TaskRegistry
-from .scheduler import PRIORITY_MAX, PRIORITY_MIN, Scheduler
+from .scheduler import Scheduler
+from .sink import DurableSink
 from .supervisor import Supervisor
 from .threads import ThreadRunner
 
@@ -68,7 +65,7 @@ _time = time.time
 class Engine:
     """The parts of one manager, and the operations that span them."""
 
-    def __init__(self, options: ManagerOptions, durable: DurableConfig | None, check_open: Callable[[], None]) -> None:
+    def __init__(self, options: ManagerOptions, durable: DurableConfig | None) -> None:
         self.options = options
         self.events = EventPipeline()
         self.registry = TaskRegistry()
@@ -90,79 +87,17 @@ class Engine:
             timeout_s=options.timeout_s,
         )
         self.pool.start_with(self.attempts.start)
-        self.accepting = True
-        self.scheduled = 0
+        self.intake = Intake(options, self.registry, self.scheduler, self.pool, self.events)
         self.abandoned = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.durable_config = durable
-        self.registrar = None if durable is None else DurableRegistrar(durable, options, self.events, check_open)
+        self.registrar = (
+            None if durable is None else DurableRegistrar(durable, options, self.events, self.intake.check_open)
+        )
         self.durable: DurableRuntime | None = None
         self._stop_hooks: list[Coroutine[Any, Any, None]] = []  # on_finish hooks of tasks a stop cancelled
 
     # ------------------------------------------------------------------------------------------ intake
-
-    def register(self, task: Task) -> Pending:
-        """Queue ``task`` (its checks done here); its async ``on_queued`` hook to await, if any.
-
-        Raises:
-            ManagerStoppedError, TaskExistsError, QueueFullError, InvalidTaskError: see ``register_task``.
-        """
-        if not self.accepting:
-            raise ManagerStoppedError("the task manager is not accepting new tasks")
-        if records.status(task) is not None:
-            raise TaskExistsError(f"task {task.id} was already registered")
-        scheduler = self.scheduler
-        ready = scheduler.ready
-        options = self.options
-        if ready.size + scheduler.delayed.size >= options.max_tasks:
-            raise QueueFullError(f"queue is full (max {options.max_tasks})")
-        # The fields a user may have changed since construction, checked (exact types: the quick test), and
-        # the manager's defaults applied.
-        priority: object = task.priority
-        weight: object = task.weight
-        queue: object = task.queue
-        execute: object = task.execute
-        if (
-            type(priority) is not int
-            or type(weight) is not int
-            or type(queue) is not str
-            or not callable(execute)
-            or not PRIORITY_MIN <= priority <= PRIORITY_MAX
-        ):
-            _raise_invalid(task)
-        task.queue = task.queue.strip() or options.default_queue
-        if task.weight <= 0:
-            task.weight = 1
-        retries = task.retries
-        if retries is None:
-            retries = options.max_retries
-        elif retries > options.max_retries:
-            records.mark_invalid(task)
-            raise InvalidTaskError(
-                f"task {task.id} asks for retries={retries}, more than the manager's max_retries={options.max_retries}"
-            )
-        due = 0.0
-        if task.run_at is not None:
-            delay = epoch_seconds(task.run_at) - _time()
-            if delay > 0:
-                loop = self.loop
-                assert loop is not None
-                due = loop.time() + delay
-        key = records.key(task)
-        self.registry.add(task, key)  # raises TaskExistsError for a duplicate id
-        events = self.events
-        if events.tracer is not None:
-            task.metadata = events.inject(task.metadata)
-        records.bind(task, retries, options.retry_delay_s if task.retry_delay is None else task.retry_delay)
-        self.scheduled += 1
-        if due:
-            scheduler.add_delayed(task, due)
-        else:
-            ready.push(task, key)
-            pool = self.pool
-            if pool.busy < pool.capacity:
-                pool.kick()
-        return events.scheduled(task) if events.has_scheduled else None
 
     def _became_ready(self) -> None:
         pool = self.pool
@@ -195,7 +130,7 @@ class Engine:
         """Run a waiting task now, outside the worker slots; its result, or its error raised."""
         if task.status is not _QUEUED and task.status is not _RETRYING:
             raise TaskAlreadyStartedError(f"task {task.id} already started")
-        if not self.accepting:
+        if not self.intake.open:
             raise ManagerStoppedError("the task manager is not running")
         if not self.retries.take(task):
             self.scheduler.remove(task)
@@ -206,7 +141,7 @@ class Engine:
             while limiter is not None and (wait_s := limiter.try_take(loop.time())):  # noqa: ASYNC110 - exact wait
                 await asyncio.sleep(wait_s)
         except asyncio.CancelledError:
-            if task.status is _QUEUED and self.accepting:
+            if task.status is _QUEUED and self.intake.open:
                 self.scheduler.ready.push(task)
                 self._became_ready()
             raise
@@ -232,7 +167,7 @@ class Engine:
         return result
 
     def _stopping(self) -> bool:
-        return not self.accepting
+        return not self.intake.open
 
     def check_wait_allowed(self) -> None:
         """``wait()`` from inside one of this manager's in-memory tasks would wait for that task itself.
@@ -257,7 +192,7 @@ class Engine:
         durable = self.durable
         registrar = self.registrar
         return MetricsSnapshot(
-            scheduled=self.scheduled + (registrar.scheduled if registrar is not None else 0),
+            scheduled=self.intake.scheduled + (registrar.scheduled if registrar is not None else 0),
             running=self.attempts.running,
             completed=finisher.completed,
             failed=finisher.failed,
@@ -272,50 +207,11 @@ class Engine:
             abandoned_threads=self.threads.abandoned,
         )
 
-    # -------------------------------------------------------------------------------- durable WorkSink
-
-    def free_slots(self) -> int:
-        return self.pool.free()
-
-    def tokens(self) -> float:
-        limiter = self.pool.limiter
-        return math.inf if limiter is None else limiter.tokens(asyncio.get_running_loop().time())
-
-    def token_wait(self) -> float:
-        limiter = self.pool.limiter
-        if limiter is None:
-            return 0.0
-        tokens = limiter.tokens(asyncio.get_running_loop().time())
-        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / limiter.rate
-
-    def on_capacity(self, listener: Callable[[], None]) -> None:
-        self.pool.on_capacity(listener)
-
-    def submit(self, task: LeasedTask, retries: int, backoff_s: float | None) -> None:
-        records.bind(task, retries, self.options.retry_delay_s if backoff_s is None else backoff_s)
-        if not self.accepting:
-            return  # leased while the manager stops: the lease is handed back with the others
-        self.registry.add(task, records.key(task))
-        self.scheduler.ready.push(task)
-        self._became_ready()
-
-    def withdraw(self, task: LeasedTask) -> bool:
-        return self.scheduler.ready.remove(task)
-
-    def finish(self, task: LeasedTask, status: TaskStatus, result: Any, error: BaseException | None) -> Pending:
-        return self.finisher.finish(task, status, result, error)
-
-    def forget(self, task: LeasedTask) -> None:
-        self.registry.forget(task)
-
-    def retrying(self, task: LeasedTask, delay_s: float, attempt: int) -> Pending:
-        events = self.events
-        return events.retrying(task, delay_s, attempt) if events.has_retry else None
-
     # ------------------------------------------------------------------------------------ start, stop
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self.intake.bind(loop)
 
     async def acquire(self) -> DurableBackend | None:
         """What a start must acquire before anything runs: the durable backend, connected (else ``None``).
@@ -347,7 +243,10 @@ class Engine:
         if backend is not None and config is not None:
             if isinstance(backend, QueueConfigurableBackend):
                 backend.configure_queues(options.default_queue, dict(options.queue_weights))
-            durable = self.durable = DurableRuntime(self, backend, config, default_queue=options.default_queue)
+            sink = DurableSink(
+                self.pool, self.scheduler, self.registry, self.finisher, self.events, self.intake, options
+            )
+            durable = self.durable = DurableRuntime(sink, backend, config, default_queue=options.default_queue)
             self.outcomes.durable = durable.policy.settle  # type: ignore[assignment]
             _warn_without_renewal(config, options)
             durable.start()
@@ -367,7 +266,7 @@ class Engine:
         Intake closes and nothing is leased any more; with ``now``, every timer stops and everything waiting
         or running is cancelled too.
         """
-        self.accepting = False
+        self.intake.close()
         self.supervisor.stop_restarts()
         durable = self.durable
         if durable is not None:
@@ -460,25 +359,6 @@ class Engine:
         if len(left) > len(stuck):
             logger.warning("%d task hooks still running past the stop's bound: abandoned", len(left) - len(stuck))
         self.abandoned += max(len(stuck), len(left))
-
-
-def _raise_invalid(task: Task) -> None:
-    """Raise the InvalidTaskError that says which field of ``task`` is wrong (and mark it INVALID)."""
-    priority: object = task.priority
-    weight: object = task.weight
-    queue: object = task.queue
-    execute: object = task.execute
-    ints = isinstance(priority, int) and not isinstance(priority, bool) and isinstance(weight, int)
-    if not ints or isinstance(weight, bool) or not isinstance(queue, str):
-        message = "priority and weight must be int and queue a str"
-    elif not callable(execute):
-        message = "execute must be callable"
-    elif not PRIORITY_MIN <= task.priority <= PRIORITY_MAX:
-        message = f"priority must fit in a signed 64-bit int, got {priority}"
-    else:
-        return  # subclasses of int and str (an IntEnum priority, a StrEnum queue) are fine
-    records.mark_invalid(task)
-    raise InvalidTaskError(message)
 
 
 def _warn_without_renewal(config: DurableConfig, options: ManagerOptions) -> None:

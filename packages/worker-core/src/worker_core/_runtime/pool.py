@@ -21,7 +21,7 @@ from .scheduler import ReadyQueues
 
 __all__ = ("WorkerPool",)
 
-_BUDGET = 256  # attempts one dispatch may start before it lets the loop run other callbacks
+_BUDGET = 64  # attempts one dispatch may start before the loop runs its other callbacks (and polls I/O)
 
 
 class WorkerPool:
