@@ -141,3 +141,35 @@ async def test_a_cancelled_error_raised_by_dequeue_does_not_end_the_lease_loop()
         assert tm.running
     finally:
         await stop_quietly(tm)
+
+
+async def test_a_lease_loop_killed_by_a_bug_is_restarted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    class Bug(BaseException):
+        """Not an Exception: the lease loop does not catch it, so it ends the loop."""
+
+    class Buggy(ForwardingBackend[InMemoryDurableBackend]):
+        failures = 1
+
+        async def dequeue(self, limit: int, lease: float) -> list[DurableTaskLease]:
+            if Buggy.failures:
+                Buggy.failures -= 1
+                raise Bug("a bug below the lease loop")
+            return await self.inner.dequeue(limit, lease)
+
+    done = asyncio.Event()
+
+    async def handle(ctx: TaskContext, payload: Any) -> None:
+        done.set()
+
+    tm = TaskManager(
+        max_workers=1,
+        durable_backend=Buggy(InMemoryDurableBackend()),
+        durable_handlers={"h": DurableHandlerSpec(None, handle)},
+        durable_poll_interval=0.01,
+    )
+    async with asyncio.timeout(GUARD):
+        async with tm:
+            await tm.register_durable_task(DurableTask("h", {"n": 1}))
+            await done.wait()
+            assert tm.running
+    assert any("durable-lease died; restarting it" in r.getMessage() for r in caplog.records)

@@ -556,3 +556,20 @@ async def test_cancel_task_while_its_async_on_finish_hook_awaits_keeps_its_statu
     finally:
         release.set()
         await stop_quietly(tm)
+
+
+async def test_wait_from_inside_one_of_the_managers_tasks_is_a_clear_error_not_a_hang() -> None:
+    from worker_core import WorkerError
+
+    async def waits_for_itself(ctx: TaskContext) -> None:
+        await tm.wait(1)
+
+    tm = manager(max_retries=0)
+    async with asyncio.timeout(GUARD):
+        async with tm:
+            task = Task(waits_for_itself)
+            await tm.register_task(task)
+            await tm.wait(GUARD)
+    assert task.status is TaskStatus.FAILED
+    assert isinstance(task.error, WorkerError)
+    assert "would wait for that task itself" in str(task.error)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 from core_helpers import manager
@@ -76,3 +76,27 @@ async def test_logger_middleware_logs_ids_and_timings_never_payloads(caplog: pyt
     assert "error while executing task ID" in text
     assert SECRET not in text
     assert service.get_task(task_id).result == SECRET
+
+
+async def test_a_wrapped_manager_keeps_the_whole_api_and_its_async_context_manager(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tm = manager()
+    service = register_middleware(tm, LoggerMiddleware, LoggerMiddleware)
+    with caplog.at_level(logging.INFO, logger="worker_core.service"):
+        async with service as running:
+            assert running is service
+            assert tm.running
+            # Names Service does not declare pass through every layer to the manager.
+            wrapped: Any = service
+            assert wrapped.state is tm.state
+            assert wrapped.queue_depths() == {}
+            handle_id = await service.register_task(Task(secret_task))
+            await service.wait(10)
+            assert tm.get_task(handle_id).result == SECRET
+    assert tm.state == "stopped"
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("`start` took" in m for m in logged)
+    assert any("`stop_graceful` took" in m for m in logged)
+    with pytest.raises(AttributeError):
+        wrapped.no_such_method  # noqa: B018

@@ -32,6 +32,16 @@ class Service(Protocol):
         """Start the workers."""
         ...
 
+    async def __aenter__(self) -> Any:
+        """Start; the service to use inside the block."""
+        ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Stop: gracefully, or at once when the block raised."""
+        ...
+
     def set_max_workers(self, n: int) -> None:
         """Change the number of workers."""
         ...
