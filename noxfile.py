@@ -90,9 +90,9 @@ def examples(session: nox.Session) -> None:
     session.run("pytest", "examples/tests", *session.posargs)
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=PYTHONS)
 def bench(session: nox.Session) -> None:
-    """Benchmarks, each against the editable workspace; figures and how to read them are in bench/README.md."""
+    """Benchmarks on each interpreter (`uvx nox -s bench -- bench/core.py`: one script); see bench/README.md."""
     _sync(session, "--all-packages", "--all-extras", "--group", "bench")
     scripts = session.posargs or sorted(str(p) for p in (ROOT / "bench").glob("*.py") if not p.name.startswith("_"))
     env = {"PYTHONHASHSEED": "0", **os.environ}

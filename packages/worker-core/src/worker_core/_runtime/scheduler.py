@@ -40,10 +40,11 @@ class _Band:
     (id, task). Popping takes the smaller id of the two fronts.
     """
 
-    __slots__ = ("fifo", "heap", "last", "queue")
+    __slots__ = ("fifo", "heap", "last", "lookup", "queue")
 
-    def __init__(self, queue: _Queue) -> None:
+    def __init__(self, queue: _Queue, lookup: object) -> None:
         self.queue = queue
+        self.lookup = lookup  # its key in the queue's lookup dict
         self.fifo: deque[Task] = deque()
         self.heap: list[tuple[int, Task]] = []
         self.last = -1  # id of the newest FIFO entry
@@ -78,6 +79,7 @@ class _Queue:
         "last_priority",
         "last_weight",
         "live",
+        "lookup",
         "name",
         "quantum",
         "stale",
@@ -87,8 +89,9 @@ class _Queue:
     def __init__(self, name: str, weight: int) -> None:
         self.name = name
         self.weight = weight
-        self.bands: dict[int, _Band] = {}
+        self.bands: dict[int, _Band] = {}  # by order key: (priority, then weight descending) as one int
         self.keys: list[int] = []  # band keys, ascending: the front band holds the next task
+        self.lookup: dict[object, _Band] = {}  # by priority (weight 1) or (priority, weight): cheap to hash
         self.front: _Band | None = None  # bands[keys[0]]
         self.live = 0  # tasks waiting here
         self.stale = 0  # entries of tasks taken out early, still in a band
@@ -100,10 +103,12 @@ class _Queue:
         band = self.last_band
         if band is not None and self.last_priority == priority and self.last_weight == weight:
             return band
-        band_key = ((priority + _PRIORITY_OFFSET) << 64) | (_WEIGHT_LIMIT - min(weight, _WEIGHT_LIMIT))
-        band = self.bands.get(band_key)
+        lookup: object = priority if weight == 1 else (priority, weight)
+        band = self.lookup.get(lookup)
         if band is None:
-            band = self.bands[band_key] = _Band(self)
+            band = self.lookup[lookup] = _Band(self, lookup)
+            band_key = ((priority + _PRIORITY_OFFSET) << 64) | (_WEIGHT_LIMIT - min(weight, _WEIGHT_LIMIT))
+            self.bands[band_key] = band
             bisect.insort(self.keys, band_key)
             self.front = self.bands[self.keys[0]]
         self.last_priority = priority
@@ -115,12 +120,14 @@ class _Queue:
         """The front band has no entries left: forget it."""
         keys = self.keys
         band = self.bands.pop(keys.pop(0))
+        del self.lookup[band.lookup]
         self.front = self.bands[keys[0]] if keys else None
         if band is self.last_band:
             self.last_band = None
 
     def clear(self) -> None:
         self.bands.clear()
+        self.lookup.clear()
         self.keys.clear()
         self.front = self.last_band = None
         self.live = self.stale = self.quantum = 0
