@@ -11,9 +11,9 @@ import asyncio
 import concurrent.futures
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from . import task as records
 from ._many import register_each
@@ -38,7 +38,7 @@ from .options import (
     ManagerOptions,
     config_int,
     config_seconds,
-    delay_seconds,
+    start_at,
 )
 from .plugins import Plugins
 from .protocols import TaskTracer
@@ -285,21 +285,11 @@ class TaskManager:
 
     async def register_task_at(self, task: Task, run_at: datetime) -> uuid.UUID:
         """Register ``task`` to start no earlier than ``run_at`` (a naive datetime is local time)."""
-        if not isinstance(run_at, datetime):
-            raise InvalidTaskError(f"run_at must be a datetime, got {type(run_at).__name__}")
-        if not isinstance(task, Task):
-            raise InvalidTaskError(f"expected a Task, got {type(task).__name__}")
-        task.run_at = run_at
-        return await self.register_task(task)
+        return await self.register_task(_scheduled(task, Task, start_at(run_at)))
 
     async def register_task_after(self, task: Task, delay: float | timedelta) -> uuid.UUID:
         """Register ``task`` to start ``delay`` seconds from now (``<= 0``: as ``register_task``)."""
-        seconds = delay_seconds(delay)
-        if not isinstance(task, Task):
-            raise InvalidTaskError(f"expected a Task, got {type(task).__name__}")
-        if seconds > 0:
-            task.run_at = datetime.now(UTC) + timedelta(seconds=seconds)
-        return await self.register_task(task)
+        return await self.register_task(_scheduled(task, Task, start_at(delay=delay), keep=True))
 
     def register_task_threadsafe(self, task: Task) -> concurrent.futures.Future[uuid.UUID]:
         """Register ``task`` from any thread; a future with its id (or the error ``register_task`` raised).
@@ -537,24 +527,30 @@ class TaskManager:
 
     async def register_durable_task_at(self, task: DurableTask, run_at: datetime) -> uuid.UUID:
         """Register ``task`` to be delivered no earlier than ``run_at`` (a naive datetime is local time)."""
-        if not isinstance(run_at, datetime):
-            raise InvalidTaskError(f"run_at must be a datetime, got {type(run_at).__name__}")
-        if not isinstance(task, DurableTask):
-            raise InvalidTaskError(f"expected a DurableTask, got {type(task).__name__}")
-        task.run_at = run_at
-        return await self.register_durable_task(task)
+        return await self.register_durable_task(_scheduled(task, DurableTask, start_at(run_at)))
 
     async def register_durable_task_after(self, task: DurableTask, delay: float | timedelta) -> uuid.UUID:
         """Register ``task`` to be delivered ``delay`` seconds from now (``<= 0``: at once)."""
-        seconds = delay_seconds(delay)
-        if not isinstance(task, DurableTask):
-            raise InvalidTaskError(f"expected a DurableTask, got {type(task).__name__}")
-        if seconds > 0:
-            task.run_at = datetime.now(UTC) + timedelta(seconds=seconds)
-        return await self.register_durable_task(task)
+        return await self.register_durable_task(_scheduled(task, DurableTask, start_at(delay=delay), keep=True))
 
     def __repr__(self) -> str:
         return (
             f"TaskManager(max_workers={self.max_workers}, max_tasks={self._engine.options.max_tasks}, "
             f"tasks={len(self._engine.registry)}, state={self.state.value})"
         )
+
+
+AnyTask = TypeVar("AnyTask", Task, DurableTask)
+
+
+def _scheduled(task: AnyTask, kind: type[AnyTask], run_at: datetime | None, *, keep: bool = False) -> AnyTask:
+    """``task`` with its ``run_at`` set (``keep``: a ``None`` leaves the task's own ``run_at``).
+
+    Raises:
+        InvalidTaskError: ``task`` is not a ``kind``.
+    """
+    if not isinstance(task, kind):
+        raise InvalidTaskError(f"expected a {kind.__name__}, got {type(task).__name__}")
+    if run_at is not None or not keep:
+        task.run_at = run_at
+    return task

@@ -11,7 +11,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import final
 
 from .errors import ConfigurationError, InvalidTaskError
@@ -26,6 +26,7 @@ __all__ = (
     "delay_seconds",
     "epoch_seconds",
     "is_plain_int",
+    "start_at",
     "to_seconds",
 )
 
@@ -87,6 +88,22 @@ def delay_seconds(delay: object) -> float:
     if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not math.isfinite(seconds):
         raise InvalidTaskError(f"delay must be seconds or a timedelta, got {delay!r}")
     return float(seconds)
+
+
+def start_at(run_at: object = None, *, delay: object = None) -> datetime | None:
+    """The ``run_at`` of a ``register_*_at`` (``run_at``) or ``register_*_after`` (``delay``) call.
+
+    ``None`` for a delay ``<= 0`` (start now).
+
+    Raises:
+        InvalidTaskError: ``run_at`` is not a datetime, or ``delay`` is not seconds nor a ``timedelta``.
+    """
+    if delay is not None:
+        seconds = delay_seconds(delay)
+        return datetime.now(UTC) + timedelta(seconds=seconds) if seconds > 0 else None
+    if not isinstance(run_at, datetime):
+        raise InvalidTaskError(f"run_at must be a datetime, got {type(run_at).__name__}")
+    return run_at
 
 
 def epoch_seconds(moment: datetime) -> float:
