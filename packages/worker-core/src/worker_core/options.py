@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import final
+from typing import TypeGuard, final
 
 from .errors import ConfigurationError, InvalidTaskError
 
@@ -38,7 +38,7 @@ DEFAULT_MAX_TASKS = 100_000
 DEFAULT_STOP_TIMEOUT = 5.0
 
 
-def is_plain_int(value: object) -> bool:
+def is_plain_int(value: object) -> TypeGuard[int]:
     """An ``int`` that is not a ``bool``."""
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -73,9 +73,9 @@ def config_seconds(value: object, name: str, *, allow_zero: bool = False) -> flo
 
 def config_int(value: object, name: str, minimum: int) -> int:
     """``value`` as an int of at least ``minimum``, or :class:`ConfigurationError`."""
-    if not is_plain_int(value) or value < minimum:  # type: ignore[operator]
+    if not is_plain_int(value) or value < minimum:
         raise ConfigurationError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def delay_seconds(delay: object) -> float:

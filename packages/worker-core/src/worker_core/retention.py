@@ -50,7 +50,7 @@ class RetentionPolicy:
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(str(exc)) from None
         max_entries: object = self.max_entries
-        if max_entries is not None and (not is_plain_int(max_entries) or max_entries < 1):  # type: ignore[operator]
+        if max_entries is not None and (not is_plain_int(max_entries) or max_entries < 1):
             raise ConfigurationError(f"max_entries must be an int >= 1 or None, got {max_entries!r}")
         if interval is None:
             interval = min(max(ttl / 2, 1.0), 60.0) if ttl is not None else 60.0

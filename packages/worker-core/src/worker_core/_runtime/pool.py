@@ -124,6 +124,7 @@ class WorkerPool:
         """
         ready = self._ready
         limiter = self._limiter
+        loop = self._loop
         start = self._start
         budget = _BUDGET
         self._dispatching = True
@@ -134,7 +135,7 @@ class WorkerPool:
                     return
                 budget -= 1
                 if limiter is not None:
-                    wait_s = limiter.try_take(self._loop.time())  # type: ignore[union-attr]
+                    wait_s = limiter.try_take(loop.time())  # type: ignore[union-attr]
                     if wait_s:
                         self._wait_for_token(wait_s)
                         return

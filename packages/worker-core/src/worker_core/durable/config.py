@@ -66,7 +66,7 @@ class DurableOptions:
         self.lease_s = _seconds(lease, "durable_lease")
         self.poll_s = _seconds(poll_interval, "durable_poll_interval")
         batch: object = batch_size
-        if batch is not None and (not is_plain_int(batch) or batch < 1):  # type: ignore[operator]
+        if batch is not None and (not is_plain_int(batch) or batch < 1):
             raise ConfigurationError(f"durable_batch_size must be an int >= 1 or None, got {batch!r}")
         self.batch_size = batch_size
         renewal = None if renewal_interval is None else _seconds(renewal_interval, "durable_lease_renewal_interval")

@@ -75,7 +75,7 @@ class DurableRegistrar:
             raise InvalidTaskError("durable task queue must be a str")
         retries: object = task.retries
         max_retries = self._options.max_retries
-        if retries is not None and (not is_plain_int(retries) or retries < 0):  # type: ignore[operator]
+        if retries is not None and (not is_plain_int(retries) or retries < 0):
             raise InvalidTaskError(f"durable task retries must be an int >= 0 or None, got {retries!r}")
         if task.retries is not None and task.retries > max_retries:
             raise InvalidTaskError(
