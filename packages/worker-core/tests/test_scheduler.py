@@ -3,8 +3,9 @@ from __future__ import annotations
 import uuid
 
 from worker_core import Task, TaskContext
+from worker_core._runtime.delayed import DelayedTasks
 from worker_core._runtime.ratelimit import TokenBucket
-from worker_core._runtime.scheduler import DelayedTasks, ReadyQueues
+from worker_core._runtime.scheduler import ReadyQueues
 
 
 async def noop(ctx: TaskContext) -> None:

@@ -46,6 +46,7 @@ from .protocols import TaskSpan as TaskSpan
 from .protocols import TaskTracer as TaskTracer
 from .registry import Registry as Registry
 from .results import DropPolicy as DropPolicy
+from .results import Result as Result
 from .results import ResultSubscription as ResultSubscription
 from .retention import RetentionPolicy as RetentionPolicy
 from .service import LoggerMiddleware as LoggerMiddleware
@@ -55,7 +56,6 @@ from .service import register_middleware as register_middleware
 from .status import TERMINAL_STATUSES as TERMINAL_STATUSES
 from .status import TaskStatus as TaskStatus
 from .task import CancelEvent as CancelEvent
-from .task import Result as Result
 from .task import Task as Task
 from .task import TaskContext as TaskContext
 from .task import TaskFunction as TaskFunction

@@ -1,4 +1,4 @@
-"""Results: the bus that fans every finished task out to subscriptions, with a per-subscriber buffer and drop policy.
+"""Results: the :class:`Result` of a task, and the bus that fans every finished task out to subscriptions.
 
 Publishing never blocks and never awaits: a full buffer loses a result (the new one, or the oldest with
 :attr:`DropPolicy.DROP_OLDEST`) and every loss is counted.
@@ -11,11 +11,58 @@ from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
 from types import TracebackType
-from typing import final
+from typing import Any, final
 
-from .task import Result, Task
+from . import task as records
+from .status import TaskStatus
+from .task import Task
 
-__all__ = ("DropPolicy", "ResultBus", "ResultSubscription")
+__all__ = ("DropPolicy", "Result", "ResultBus", "ResultSubscription")
+
+
+@final
+class Result:
+    """The outcome of one task, published once when it reaches a terminal status.
+
+    Attributes:
+        task: The task.
+        status: Its terminal status.
+        result: What ``execute`` returned (``None`` unless ``COMPLETED``).
+        error: The exception it ended with, or ``None``.
+    """
+
+    __slots__ = ("error", "result", "status", "task")
+
+    def __init__(self, task: Task, status: TaskStatus, result: Any = None, error: BaseException | None = None):
+        self.task = task
+        self.status = status
+        self.result = result
+        self.error = error
+
+    @classmethod
+    def of(cls, task: Task) -> Result:
+        """The result of a finished ``task``."""
+        status = records.status(task)
+        assert status is not None
+        return cls(task, status, task.result, task.error)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Result):
+            return NotImplemented
+        return (self.task, self.status, self.result, self.error) == (
+            other.task,
+            other.status,
+            other.result,
+            other.error,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Result(task={self.task!r}, status={self.status.value}, result={self.result!r}, error={self.error!r})"
+
+    def __str__(self) -> str:
+        return f"Task: {self.task.id}, Status: {self.status.value}, Result: {self.result!r}, Error: {self.error!r}"
 
 
 class DropPolicy(StrEnum):

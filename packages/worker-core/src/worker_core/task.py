@@ -1,4 +1,4 @@
-"""The task a user registers, the context one attempt receives, the result a task ends with, and their life.
+"""The task a user registers and its life (the context one attempt receives is re-exported here).
 
 :class:`Task` is a record: users read it, and only this module changes what it holds. The runtime moves a
 task through its life by calling the transition functions at the end of this module (``bind``, ``begin``,
@@ -16,13 +16,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from types import FunctionType
-from typing import Any, Final, final
+from typing import Any, Final
 
 from .errors import InvalidTaskError
 from .options import is_plain_int, to_seconds
 from .status import TaskStatus
 
-__all__ = ("CancelEvent", "Result", "Task", "TaskContext", "TaskFunction", "to_seconds")
+__all__ = ("CancelEvent", "Task", "TaskContext", "TaskFunction", "to_seconds")
 
 #: What ``Task.execute`` may be: ``async def f(ctx)`` or a plain ``def f(ctx)`` (run in a thread).
 TaskFunction = Callable[["TaskContext"], Any] | Callable[["TaskContext"], Awaitable[Any]]
@@ -287,51 +287,6 @@ def _raise_field_error(name: object, description: object, queue: object, priorit
         raise InvalidTaskError("name, description and queue must be str")
     if not is_plain_int(priority) or not is_plain_int(weight):
         raise InvalidTaskError("priority and weight must be int")
-
-
-@final
-class Result:
-    """The outcome of one task, published once when it reaches a terminal status.
-
-    Attributes:
-        task: The task.
-        status: Its terminal status.
-        result: What ``execute`` returned (``None`` unless ``COMPLETED``).
-        error: The exception it ended with, or ``None``.
-    """
-
-    __slots__ = ("error", "result", "status", "task")
-
-    def __init__(self, task: Task, status: TaskStatus, result: Any = None, error: BaseException | None = None):
-        self.task = task
-        self.status = status
-        self.result = result
-        self.error = error
-
-    @classmethod
-    def of(cls, task: Task) -> Result:
-        """The result of a finished ``task``."""
-        status = task._status
-        assert status is not None
-        return cls(task, status, task._result, task._error)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Result):
-            return NotImplemented
-        return (self.task, self.status, self.result, self.error) == (
-            other.task,
-            other.status,
-            other.result,
-            other.error,
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"Result(task={self.task!r}, status={self.status.value}, result={self.result!r}, error={self.error!r})"
-
-    def __str__(self) -> str:
-        return f"Task: {self.task.id}, Status: {self.status.value}, Result: {self.result!r}, Error: {self.error!r}"
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -16,12 +16,13 @@ import bisect
 import heapq
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from worker_core import task as records
 from worker_core.task import Task
 
-__all__ = ("PRIORITY_MAX", "PRIORITY_MIN", "DelayedTasks", "ReadyQueues", "Scheduler")
+from .delayed import DelayedTasks
+
+__all__ = ("PRIORITY_MAX", "PRIORITY_MIN", "ReadyQueues", "Scheduler")
 
 _key = records.key
 _PRIORITY_OFFSET = 1 << 63
@@ -284,65 +285,6 @@ class ReadyQueues:
     def depths(self) -> dict[str, int]:
         """Ready tasks per non-empty queue."""
         return {name: queue.live for name, queue in self._queues.items()}
-
-
-class DelayedTasks:
-    """Tasks whose ``run_at`` is ahead, earliest first, then by id; removal drops the task at once."""
-
-    __slots__ = ("_entries", "_heap", "size")
-
-    def __init__(self) -> None:
-        self._heap: list[list[Any]] = []  # [due, key, task or None once removed]
-        self._entries: dict[int, list[Any]] = {}  # live entries by task key
-        self.size = 0
-
-    def push(self, task: Task, due: float) -> None:
-        """Hold ``task`` until the loop clock reaches ``due``."""
-        key = _key(task)
-        entry = [due, key, task]
-        self._entries[key] = entry
-        heapq.heappush(self._heap, entry)
-        self.size += 1
-
-    def next_due(self) -> float | None:
-        """The earliest due time of a waiting task, or ``None``."""
-        heap = self._heap
-        while heap and heap[0][2] is None:
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
-
-    def pop_due(self, now: float) -> list[Task]:
-        """Remove and return every task due at ``now`` or earlier."""
-        heap = self._heap
-        due: list[Task] = []
-        while heap and heap[0][0] <= now:
-            _, key, task = heapq.heappop(heap)
-            if task is not None:
-                del self._entries[key]
-                self.size -= 1
-                due.append(task)
-        return due
-
-    def remove(self, task: Task) -> bool:
-        """Take ``task`` out; True when it was here."""
-        entry = self._entries.pop(_key(task), None)
-        if entry is None:
-            return False
-        entry[2] = None  # the heap keeps a marker, not the task
-        self.size -= 1
-        heap = self._heap
-        if len(heap) > 2 * self.size + _STALE_SLACK:
-            heap[:] = [e for e in heap if e[2] is not None]
-            heapq.heapify(heap)
-        return True
-
-    def drain(self) -> list[Task]:
-        """Remove and return every delayed task."""
-        tasks = [entry[2] for entry in self._entries.values()]
-        self._entries.clear()
-        self._heap.clear()
-        self.size = 0
-        return tasks
 
 
 class Scheduler:
