@@ -28,6 +28,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -60,7 +61,7 @@ class _NullSpan:
 class _NullTracer:
     """Does nothing: isolates the manager's own cost of running an attempt under a tracer."""
 
-    def start(self, task: Task, ctx: TaskContext) -> _NullSpan:
+    def start(self, task: Task[Any], ctx: TaskContext) -> _NullSpan:
         return _NullSpan()
 
     def inject(self, metadata: MutableMapping[str, str]) -> None:

@@ -447,7 +447,7 @@ class LeakySpan:
 class LeakyTracer:
     """Sets SPAN for tasks named "traced" only, and never resets it."""
 
-    def start(self, task: Task, ctx: TaskContext) -> LeakySpan:
+    def start(self, task: Task[Any], ctx: TaskContext) -> LeakySpan:
         if task.name == "traced":
             SPAN.set(f"span of attempt {ctx.attempt}")
         return LeakySpan()

@@ -507,7 +507,7 @@ class MetadataTracer:
     def inject(self, metadata: Any) -> None:
         metadata["traceparent"] = "00-producer"
 
-    def start(self, task: Task, ctx: TaskContext) -> Any:
+    def start(self, task: Task[Any], ctx: TaskContext) -> Any:
         self.seen.append(ctx.metadata.get("traceparent"))
         return self
 

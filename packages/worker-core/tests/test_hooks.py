@@ -37,11 +37,11 @@ async def test_retry_hook_fires_once_and_async_hooks_are_awaited() -> None:
     retries: list[tuple[float, int]] = []
     finished = asyncio.Event()
 
-    async def on_retry(task: Task, delay: float, attempt: int) -> None:
+    async def on_retry(task: Task[Any], delay: float, attempt: int) -> None:
         await asyncio.sleep(0)
         retries.append((delay, attempt))
 
-    async def on_finish(task: Task, status: TaskStatus, result: Any, error: BaseException | None) -> None:
+    async def on_finish(task: Task[Any], status: TaskStatus, result: Any, error: BaseException | None) -> None:
         await asyncio.sleep(0)
         finished.set()
 
@@ -98,7 +98,7 @@ class RecordingTracer:
         self.ended: list[BaseException | None] = []
         self.injected = 0
 
-    def start(self, task: Task, ctx: TaskContext) -> RecordingSpan:
+    def start(self, task: Task[Any], ctx: TaskContext) -> RecordingSpan:
         return RecordingSpan(self, CURRENT_SPAN.set(f"span-{ctx.attempt}-{ctx.metadata.get('traceparent')}"))
 
     def inject(self, metadata: MutableMapping[str, str]) -> None:
@@ -221,16 +221,16 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[Any, ...]] = []
 
-    def on_scheduled(self, task: Task) -> None:
+    def on_scheduled(self, task: Task[Any]) -> None:
         self.events.append(("scheduled",))
 
-    def on_start(self, task: Task) -> None:
+    def on_start(self, task: Task[Any]) -> None:
         self.events.append(("start",))
 
-    def on_finish(self, task: Task, status: TaskStatus, latency_s: float | None) -> None:
+    def on_finish(self, task: Task[Any], status: TaskStatus, latency_s: float | None) -> None:
         self.events.append(("finish", status, latency_s is not None))
 
-    def on_retry(self, task: Task, delay_s: float, attempt: int) -> None:
+    def on_retry(self, task: Task[Any], delay_s: float, attempt: int) -> None:
         self.events.append(("retry", attempt))
 
     def on_result_dropped(self, count: int) -> None:

@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 import weakref
+from typing import Any
 
 import pytest
 from core_helpers import manager
@@ -75,7 +76,7 @@ async def test_equal_tasks_start_in_registration_order() -> None:
     assert order == list(range(150))
 
 
-def _task(name: str, key: int | None = None, priority: int = 0) -> Task:
+def _task(name: str, key: int | None = None, priority: int = 0) -> Task[Any]:
     return Task(noop, name=name, queue="q", priority=priority, id=None if key is None else uuid.UUID(int=key))
 
 

@@ -296,7 +296,7 @@ async def test_a_stop_gives_up_on_a_thread_that_ignores_cancellation_past_its_bo
 async def test_an_on_finish_hook_that_never_returns_does_not_hold_up_stop_now(stubborn: bool) -> None:
     entered, release = asyncio.Event(), asyncio.Event()
 
-    async def on_finish(task: Task, status: TaskStatus, result: Any, error: BaseException | None) -> None:
+    async def on_finish(task: Task[Any], status: TaskStatus, result: Any, error: BaseException | None) -> None:
         entered.set()
         while not release.is_set():
             try:
@@ -504,7 +504,7 @@ async def test_cancel_task_while_its_async_on_start_hook_awaits_cancels_it_befor
     entered, release = asyncio.Event(), asyncio.Event()
     ran: list[int] = []
 
-    async def on_start(task: Task) -> None:
+    async def on_start(task: Task[Any]) -> None:
         entered.set()
         await release.wait()
 
@@ -532,7 +532,7 @@ async def test_cancel_task_while_its_async_on_start_hook_awaits_cancels_it_befor
 async def test_cancel_task_while_its_async_on_finish_hook_awaits_keeps_its_status() -> None:
     entered, release = asyncio.Event(), asyncio.Event()
 
-    async def on_finish(task: Task, status: TaskStatus, result: Any, error: BaseException | None) -> None:
+    async def on_finish(task: Task[Any], status: TaskStatus, result: Any, error: BaseException | None) -> None:
         entered.set()
         await release.wait()
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import worker_core
 from worker_core import Task, TaskContext, TaskManager, TaskStatus
@@ -53,7 +54,7 @@ def test_status_values_and_go_names() -> None:
 
 
 async def test_task_and_manager_can_be_subclassed() -> None:
-    class LabelledTask(Task):
+    class LabelledTask(Task[Any]):
         label = "mine"
 
     class CountingManager(TaskManager):

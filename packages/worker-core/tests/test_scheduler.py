@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from worker_core import Task, TaskContext
 from worker_core._runtime.delayed import DelayedTasks
@@ -12,7 +13,7 @@ async def noop(ctx: TaskContext) -> None:
     return None
 
 
-def make(queue: str, name: str = "", priority: int = 0, weight: int = 1, task_id: uuid.UUID | None = None) -> Task:
+def make(queue: str, name: str = "", priority: int = 0, weight: int = 1, task_id: uuid.UUID | None = None) -> Task[Any]:
     return Task(noop, queue=queue, name=name, priority=priority, weight=weight, id=task_id)
 
 

@@ -52,7 +52,7 @@ class LatencyLog:
         self.samples: list[tuple[Attrs, float]] = []
         self.first_ns = 0
 
-    def on_finish(self, task: Task, status: TaskStatus, latency_s: float | None) -> None:
+    def on_finish(self, task: Task[Any], status: TaskStatus, latency_s: float | None) -> None:
         if latency_s is None:
             return
         if not self.first_ns:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .backoff import durable_retry_delay as durable_retry_delay
 from .backoff import retry_jitter as retry_jitter
+from .context import current_context as current_context
 from .durable.codecs import DurableCodec as DurableCodec
 from .durable.handlers import DurableHandlerSpec as DurableHandlerSpec
 from .durable.handlers import TypedDurableRegistry as TypedDurableRegistry
@@ -23,6 +24,8 @@ from .errors import HandlerRegistrationError as HandlerRegistrationError
 from .errors import InvalidTaskError as InvalidTaskError
 from .errors import LeaseLostError as LeaseLostError
 from .errors import ManagerStoppedError as ManagerStoppedError
+from .errors import NotInTaskError as NotInTaskError
+from .errors import PartialRegistrationError as PartialRegistrationError
 from .errors import PayloadError as PayloadError
 from .errors import PluginError as PluginError
 from .errors import QueueFullError as QueueFullError
@@ -35,6 +38,7 @@ from .errors import TaskSignal as TaskSignal
 from .errors import TaskTimeoutError as TaskTimeoutError
 from .errors import WorkerError as WorkerError
 from .errors import WrongLoopError as WrongLoopError
+from .handles import TaskHandle as TaskHandle
 from .hooks import TaskHooks as TaskHooks
 from .hookspecs import hookimpl as hookimpl
 from .manager import ManagerState as ManagerState
@@ -55,9 +59,14 @@ from .service import Service as Service
 from .service import register_middleware as register_middleware
 from .status import TERMINAL_STATUSES as TERMINAL_STATUSES
 from .status import TaskStatus as TaskStatus
+from .submit import SubmitOptions as SubmitOptions
+from .submit import Submitter as Submitter
+from .submit import TaskDefinition as TaskDefinition
+from .submit import define_task as define_task
 from .task import CancelEvent as CancelEvent
 from .task import Task as Task
 from .task import TaskContext as TaskContext
+from .task import TaskFields as TaskFields
 from .task import TaskFunction as TaskFunction
 
 __all__ = (
@@ -86,6 +95,8 @@ __all__ = (
     "ManagerStoppedError",
     "MetricsSnapshot",
     "Middleware",
+    "NotInTaskError",
+    "PartialRegistrationError",
     "PayloadError",
     "PluginError",
     "Plugins",
@@ -96,12 +107,17 @@ __all__ = (
     "RetentionPolicy",
     "Retry",
     "Service",
+    "SubmitOptions",
+    "Submitter",
     "Task",
     "TaskAlreadyStartedError",
     "TaskCancelledError",
     "TaskContext",
+    "TaskDefinition",
     "TaskExistsError",
+    "TaskFields",
     "TaskFunction",
+    "TaskHandle",
     "TaskHooks",
     "TaskManager",
     "TaskNotFoundError",
@@ -114,6 +130,8 @@ __all__ = (
     "TypedHandlerRegistry",
     "WorkerError",
     "WrongLoopError",
+    "current_context",
+    "define_task",
     "durable_retry_delay",
     "hookimpl",
     "register_middleware",

@@ -6,6 +6,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from .errors import PartialRegistrationError
+
 __all__ = ("register_each", "rejected")
 
 T = TypeVar("T")
@@ -17,7 +19,8 @@ async def register_each(
     """Register every task with ``register``; the ids of those accepted, or the rejections raised together.
 
     Raises:
-        ExceptionGroup: one or more tasks were rejected (the others are registered all the same).
+        PartialRegistrationError: one or more tasks were rejected (the others are registered all the same;
+            its ``accepted`` holds their ids).
     """
     ids: list[uuid.UUID] = []
     errors: list[Exception] = []
@@ -27,10 +30,12 @@ async def register_each(
         except Exception as exc:
             errors.append(exc)
     if errors:
-        raise rejected(errors, len(tasks), noun)
+        raise rejected(errors, len(tasks), noun, ids)
     return ids
 
 
-def rejected(errors: Sequence[Exception], total: int, noun: str) -> ExceptionGroup[Exception]:
-    """The group ``register_*_tasks`` raises: every rejection, in the order the tasks were given."""
-    return ExceptionGroup(f"{len(errors)} of {total} {noun} were not registered", errors)
+def rejected(
+    errors: Sequence[Exception], total: int, noun: str, accepted: Sequence[uuid.UUID] = ()
+) -> PartialRegistrationError:
+    """The group ``register_*_tasks`` raises: every rejection in the order given, and the accepted ids."""
+    return PartialRegistrationError(f"{len(errors)} of {total} {noun} were not registered", errors, accepted)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 __all__ = (
     "Abort",
@@ -80,6 +80,34 @@ class TaskCancelledError(WorkerError):
 
 class TaskTimeoutError(WorkerError, TimeoutError):
     """An attempt ran past its timeout; the error a ``DEADLINE_EXCEEDED`` task ends with."""
+
+
+class NotInTaskError(WorkerError, LookupError):
+    """:func:`~worker_core.current_context` was called outside the code of a running task."""
+
+
+class PartialRegistrationError(ExceptionGroup[Exception]):
+    """``register_tasks`` / ``register_durable_tasks`` rejected some tasks; the others are registered.
+
+    The exceptions are the rejections, in the order the tasks were given; ``accepted`` holds the ids of the
+    tasks that were registered, in the same order. ``except* InvalidTaskError`` and ``except ExceptionGroup``
+    both still catch it.
+    """
+
+    accepted: list[uuid.UUID]
+
+    def __new__(
+        cls, message: str, exceptions: Sequence[Exception], accepted: Iterable[uuid.UUID] = ()
+    ) -> PartialRegistrationError:
+        self = super().__new__(cls, message, exceptions)
+        self.accepted = list(accepted)
+        return self
+
+    def __init__(self, message: str, exceptions: Sequence[Exception], accepted: Iterable[uuid.UUID] = ()) -> None:
+        super().__init__(message, exceptions)
+
+    def derive(self, excs: Sequence[Exception]) -> PartialRegistrationError:  # type: ignore[override]
+        return PartialRegistrationError(self.message, excs, self.accepted)
 
 
 class QueueFullError(WorkerError):

@@ -97,7 +97,7 @@ class EventPipeline:
 
     # ---------------------------------------------------------------------------------------------- events
 
-    def scheduled(self, task: Task) -> Pending:
+    def scheduled(self, task: Task[Any]) -> Pending:
         """A task was accepted by ``register_task``; its ``on_queued`` hook, if async."""
         for callback in self._scheduled:
             _notify(callback, task)
@@ -111,7 +111,7 @@ class EventPipeline:
         for callback in self._scheduled:
             _notify(callback, record)
 
-    def starting(self, task: Task) -> Pending:
+    def starting(self, task: Task[Any]) -> Pending:
         """An attempt is about to run; its ``on_start`` hook, if async."""
         for callback in self._start:
             _notify(callback, task)
@@ -120,7 +120,7 @@ class EventPipeline:
             return call_guarded("task hook on_start", hooks.on_start, task)
         return None
 
-    def retrying(self, task: Task, delay_s: float, attempt: int) -> Pending:
+    def retrying(self, task: Task[Any], delay_s: float, attempt: int) -> Pending:
         """A retry was scheduled; its ``on_retry`` hook, if async."""
         for callback in self._retry:
             _notify(callback, task, delay_s, attempt)
@@ -130,7 +130,7 @@ class EventPipeline:
         return None
 
     def finished(
-        self, task: Task, status: TaskStatus, result: Any, error: BaseException | None, latency_s: float | None
+        self, task: Task[Any], status: TaskStatus, result: Any, error: BaseException | None, latency_s: float | None
     ) -> Pending:
         """A task reached its terminal status; its ``on_finish`` hook, if async."""
         for callback in self._finish:
@@ -162,7 +162,7 @@ class EventPipeline:
             logger.warning("tracer inject raised; ignored", exc_info=True)
         return carrier
 
-    def open_span(self, task: Task, ctx: TaskContext) -> TaskSpan | None:
+    def open_span(self, task: Task[Any], ctx: TaskContext) -> TaskSpan | None:
         """The span of this attempt (in the attempt's own context), or ``None`` when the tracer failed."""
         tracer = self.tracer
         if tracer is None:

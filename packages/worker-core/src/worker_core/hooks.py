@@ -36,10 +36,10 @@ class TaskHooks:
         on_retry: ``(task, delay_seconds, attempt)`` when a retry is scheduled.
     """
 
-    on_queued: Callable[[Task], _MaybeAwaitable] | None = None
-    on_start: Callable[[Task], _MaybeAwaitable] | None = None
-    on_finish: Callable[[Task, TaskStatus, Any, BaseException | None], _MaybeAwaitable] | None = None
-    on_retry: Callable[[Task, float, int], _MaybeAwaitable] | None = None
+    on_queued: Callable[[Task[Any]], _MaybeAwaitable] | None = None
+    on_start: Callable[[Task[Any]], _MaybeAwaitable] | None = None
+    on_finish: Callable[[Task[Any], TaskStatus, Any, BaseException | None], _MaybeAwaitable] | None = None
+    on_retry: Callable[[Task[Any], float, int], _MaybeAwaitable] | None = None
 
 
 def call_guarded(name: str, fn: Callable[..., Any], *args: Any) -> Coroutine[Any, Any, None] | None:

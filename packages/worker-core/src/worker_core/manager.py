@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, ParamSpec, Self, TypeVar, Unpack, overload
 
 from . import task as records
 from ._many import register_each
@@ -29,6 +29,7 @@ from .errors import (
     ManagerStoppedError,
     TaskNotFoundError,
 )
+from .handles import LocalSource, TaskHandle
 from .hooks import TaskHooks
 from .metrics import MetricsSnapshot
 from .options import (
@@ -44,11 +45,14 @@ from .plugins import Plugins
 from .protocols import TaskTracer
 from .results import DropPolicy, ResultSubscription
 from .retention import RetentionPolicy
+from .submit import SubmitOptions, Submitter, build_task, checked_options
 from .task import Task
 
 __all__ = ("ManagerState", "TaskManager")
 
 _get_running_loop = asyncio.get_running_loop
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class TaskManager:
@@ -251,7 +255,7 @@ class TaskManager:
 
     # ---------------------------------------------------------------------------------- registration
 
-    async def register_task(self, task: Task) -> uuid.UUID:
+    async def register_task(self, task: Task[Any]) -> uuid.UUID:
         """Queue ``task``; return its id.
 
         Raises:
@@ -275,7 +279,7 @@ class TaskManager:
             await pending
         return task.id
 
-    async def register_tasks(self, *tasks: Task) -> list[uuid.UUID]:
+    async def register_tasks(self, *tasks: Task[Any]) -> list[uuid.UUID]:
         """Register each task in turn; return the ids of those accepted.
 
         Raises:
@@ -283,15 +287,15 @@ class TaskManager:
         """
         return await register_each(self.register_task, tasks, "tasks")
 
-    async def register_task_at(self, task: Task, run_at: datetime) -> uuid.UUID:
+    async def register_task_at(self, task: Task[Any], run_at: datetime) -> uuid.UUID:
         """Register ``task`` to start no earlier than ``run_at`` (a naive datetime is local time)."""
         return await self.register_task(_scheduled(task, Task, start_at(run_at)))
 
-    async def register_task_after(self, task: Task, delay: float | timedelta) -> uuid.UUID:
+    async def register_task_after(self, task: Task[Any], delay: float | timedelta) -> uuid.UUID:
         """Register ``task`` to start ``delay`` seconds from now (``<= 0``: as ``register_task``)."""
         return await self.register_task(_scheduled(task, Task, start_at(delay=delay), keep=True))
 
-    def register_task_threadsafe(self, task: Task) -> concurrent.futures.Future[uuid.UUID]:
+    def register_task_threadsafe(self, task: Task[Any]) -> concurrent.futures.Future[uuid.UUID]:
         """Register ``task`` from any thread; a future with its id (or the error ``register_task`` raised).
 
         The registration runs on the manager's loop at its next turn (``call_soon_threadsafe`` underneath),
@@ -307,7 +311,7 @@ class TaskManager:
 
     # ------------------------------------------------------------------------- control and lookup
 
-    def _lookup(self, task_id: uuid.UUID) -> Task:
+    def _lookup(self, task_id: uuid.UUID) -> Task[Any]:
         if not isinstance(task_id, uuid.UUID):
             raise TaskNotFoundError(f"task id must be a uuid.UUID, got {type(task_id).__name__}")
         task = self._engine.registry.get(task_id.int)
@@ -334,7 +338,7 @@ class TaskManager:
         for task in self._engine.registry.tasks():
             await self._engine.cancel(task)
 
-    def get_task(self, task_id: uuid.UUID) -> Task:
+    def get_task(self, task_id: uuid.UUID) -> Task[Any]:
         """The registered task with this id.
 
         Raises:
@@ -342,12 +346,20 @@ class TaskManager:
         """
         return self._lookup(task_id)
 
-    def get_tasks(self) -> list[Task]:
+    def get_tasks(self) -> list[Task[Any]]:
         """Every task in the registry, in registration order."""
         return self._engine.registry.tasks()
 
-    async def execute_task(self, task_id: uuid.UUID, timeout: float | timedelta | None = None) -> Any:  # noqa: ASYNC109 - pinned API
+    @overload
+    async def execute_task(self, task_id: TaskHandle[T], timeout: float | timedelta | None = None) -> T: ...  # noqa: ASYNC109
+
+    @overload
+    async def execute_task(self, task_id: uuid.UUID, timeout: float | timedelta | None = None) -> Any: ...  # noqa: ASYNC109
+
+    async def execute_task(self, task_id: uuid.UUID | TaskHandle[Any], timeout: float | timedelta | None = None) -> Any:  # noqa: ASYNC109 - pinned API
         """Run a waiting task now, outside the worker slots, and return its result (or raise its error).
+
+        ``task_id`` may be the task's :class:`~worker_core.TaskHandle` (the result is then typed).
 
         The task leaves its queue (or its backoff), takes a rate-limiter token, and runs with ``timeout``
         (else its own) in its own asyncio task. Its outcome also goes the normal way: result published, retry
@@ -361,11 +373,60 @@ class TaskManager:
             ManagerStoppedError: the manager is not running.
         """
         timeout_s = config_seconds(timeout, "timeout")
-        task = self._lookup(task_id)
+        task = self._lookup(task_id.id if isinstance(task_id, TaskHandle) else task_id)
         self._lifecycle.bind()
         if not self.running:
             raise ManagerStoppedError("the task manager is not running")
         return await self._engine.execute(task, timeout_s)
+
+    # ------------------------------------------------------------------------------- handles and submit
+
+    @overload
+    async def submit(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[T]: ...
+
+    @overload
+    async def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[T]: ...
+
+    async def submit(self, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[Any]:
+        """Run ``fn(*args, **kwargs)`` as a task; its :class:`~worker_core.TaskHandle` (``await`` it for the result).
+
+        An ``async def`` runs in its own asyncio task, a plain function in the thread pool; ``fn`` takes no
+        ``ctx`` (:func:`~worker_core.current_context` gives it). The task has the options ``fn`` was
+        declared with (:func:`~worker_core.define_task`), else the manager's defaults; ``with_options(...)``
+        gives per-call ones.
+
+        Raises:
+            InvalidTaskError, QueueFullError, ManagerStoppedError, DurableOnlyError, WrongLoopError: as
+                ``register_task``.
+        """
+        return await self._submit_task(build_task(fn, args, kwargs, {}))
+
+    def with_options(self, **options: Unpack[SubmitOptions]) -> Submitter:
+        """A submitter whose ``submit(fn, *args, **kwargs)`` gives the task these options.
+
+        ``priority``, ``queue``, ``weight``, ``retries``, ``retry_delay``, ``timeout``, ``run_at`` or
+        ``delay``, ``id``, ``name``, ``description``, ``metadata``: see :class:`~worker_core.SubmitOptions`.
+
+        Raises:
+            TypeError: an unknown option name.
+            InvalidTaskError: an option value of the wrong type or range.
+        """
+        return Submitter(self._submit_task, checked_options(options, "with_options"))
+
+    def handle(self, task_id: uuid.UUID) -> TaskHandle[Any]:
+        """A handle on the task with this id.
+
+        Raises:
+            TaskNotFoundError: no task has this id (or it was evicted by the retention policy).
+        """
+        return self._handle_of(self._lookup(task_id))
+
+    async def _submit_task(self, task: Task[T]) -> TaskHandle[T]:
+        await self.register_task(task)
+        return self._handle_of(task)
+
+    def _handle_of(self, task: Task[T]) -> TaskHandle[T]:
+        return TaskHandle(LocalSource(task, self._engine.bus, self.cancel_task, self._lifecycle.bind))
 
     # ----------------------------------------------------------------------------------- results, settings
 
@@ -540,7 +601,7 @@ class TaskManager:
         )
 
 
-AnyTask = TypeVar("AnyTask", Task, DurableTask)
+AnyTask = TypeVar("AnyTask", Task[Any], DurableTask)
 
 
 def _scheduled(task: AnyTask, kind: type[AnyTask], run_at: datetime | None, *, keep: bool = False) -> AnyTask:

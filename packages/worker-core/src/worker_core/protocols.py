@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from .status import TaskStatus
@@ -34,7 +34,7 @@ class TaskTracer(Protocol):
     possibly on another node.
     """
 
-    def start(self, task: Task, ctx: TaskContext) -> TaskSpan:
+    def start(self, task: Task[Any], ctx: TaskContext) -> TaskSpan:
         """Open a span for this attempt."""
         ...
 
@@ -53,6 +53,6 @@ class Instrumentation(Protocol):
     on the event loop, must be cheap and must not raise.
     """
 
-    def on_finish(self, task: Task, status: TaskStatus, latency_s: float | None) -> None:
+    def on_finish(self, task: Task[Any], status: TaskStatus, latency_s: float | None) -> None:
         """Called once per task when it reaches a terminal status."""
         ...

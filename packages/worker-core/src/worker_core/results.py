@@ -11,17 +11,20 @@ from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, final
+from typing import Any, Generic, TypeVar, final
 
 from . import task as records
-from .status import TaskStatus
+from .status import TERMINAL_STATUSES, TaskStatus
 from .task import Task
 
 __all__ = ("DropPolicy", "Result", "ResultBus", "ResultSubscription")
 
 
+T = TypeVar("T")
+
+
 @final
-class Result:
+class Result(Generic[T]):
     """The outcome of one task, published once when it reaches a terminal status.
 
     Attributes:
@@ -33,14 +36,16 @@ class Result:
 
     __slots__ = ("error", "result", "status", "task")
 
-    def __init__(self, task: Task, status: TaskStatus, result: Any = None, error: BaseException | None = None):
+    def __init__(
+        self, task: Task[T], status: TaskStatus, result: T | None = None, error: BaseException | None = None
+    ) -> None:
         self.task = task
         self.status = status
         self.result = result
         self.error = error
 
     @classmethod
-    def of(cls, task: Task) -> Result:
+    def of(cls, task: Task[T]) -> Result[T]:
         """The result of a finished ``task``."""
         status = records.status(task)
         assert status is not None
@@ -88,7 +93,7 @@ class ResultSubscription:
     def __init__(self, buffer: int, on_close: Callable[[ResultSubscription], None]) -> None:
         self._buffer = buffer
         # Finished tasks; each Result is built when taken (a task's outcome never changes once terminal).
-        self._items: deque[Task] = deque()
+        self._items: deque[Task[Any]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
         self._on_close = on_close
@@ -98,7 +103,7 @@ class ResultSubscription:
         """True once closed by :meth:`close` or by the manager stopping."""
         return self._closed
 
-    def _offer(self, task: Task, drop_oldest: bool) -> bool:
+    def _offer(self, task: Task[Any], drop_oldest: bool) -> bool:
         """Buffer ``task``'s result; False when one result (this or the oldest) was dropped."""
         items = self._items
         kept = True
@@ -134,7 +139,7 @@ class ResultSubscription:
     def __aiter__(self) -> ResultSubscription:
         return self
 
-    async def __anext__(self) -> Result:
+    async def __anext__(self) -> Result[Any]:
         while True:
             items = self._items
             if items:
@@ -148,7 +153,7 @@ class ResultSubscription:
                 if self._waiter is waiter:
                     self._waiter = None
 
-    def get_nowait(self) -> Result | None:
+    def get_nowait(self) -> Result[Any] | None:
         """The next buffered result, or ``None`` when none is waiting."""
         return Result.of(self._items.popleft()) if self._items else None
 
@@ -176,13 +181,44 @@ class ResultSubscription:
 class ResultBus:
     """Every finished task goes to every open subscription; counts what full buffers dropped."""
 
-    __slots__ = ("_on_dropped", "_subscriptions", "drop_oldest", "dropped")
+    __slots__ = ("_closed", "_on_dropped", "_subscriptions", "_watchers", "drop_oldest", "dropped")
 
     def __init__(self, on_dropped: Callable[[int], None]) -> None:
         self._subscriptions: list[ResultSubscription] = []
+        # Futures of callers awaiting one task (task handles), by task key; an entry lives while one waits.
+        self._watchers: dict[int, list[asyncio.Future[None]]] = {}
+        self._closed = False
         self._on_dropped = on_dropped
         self.drop_oldest = False
         self.dropped = 0
+
+    async def finished(self, task: Task[Any], timeout_s: float | None) -> bool:
+        """Return once ``task`` is terminal (True) or the manager stopped first (False).
+
+        Raises:
+            TimeoutError: ``timeout_s`` passed first.
+        """
+        if records.status(task) in TERMINAL_STATUSES:
+            return True
+        if self._closed:
+            return False
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        key = records.key(task)
+        watchers = self._watchers
+        waiting = watchers.get(key)
+        if waiting is None:
+            waiting = watchers[key] = []
+        waiting.append(waiter)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await waiter
+        finally:
+            waiting = watchers.get(key)
+            if waiting is not None and waiter in waiting:
+                waiting.remove(waiter)
+                if not waiting:
+                    del watchers[key]
+        return records.status(task) in TERMINAL_STATUSES
 
     def subscribe(self, buffer: int, *, closed: bool) -> ResultSubscription:
         """A new subscription (already finished when ``closed``: the manager has stopped)."""
@@ -197,8 +233,12 @@ class ResultBus:
         if subscription in self._subscriptions:
             self._subscriptions.remove(subscription)
 
-    def publish(self, task: Task) -> None:
-        """Offer the finished ``task`` to every subscription."""
+    def publish(self, task: Task[Any]) -> None:
+        """Wake the callers awaiting ``task``; offer it to every subscription."""
+        if self._watchers:
+            waiting = self._watchers.pop(records.key(task), None)
+            if waiting is not None:
+                _wake(waiting)
         subscriptions = self._subscriptions
         if not subscriptions:
             return
@@ -212,7 +252,17 @@ class ResultBus:
             self._on_dropped(dropped)
 
     def close(self) -> None:
-        """The manager stopped: every subscription ends once drained."""
+        """The manager stopped: every subscription ends once drained; callers awaiting a task are woken."""
+        self._closed = True
+        watchers, self._watchers = self._watchers, {}
+        for waiting in watchers.values():
+            _wake(waiting)
         subscriptions, self._subscriptions = self._subscriptions, []
         for subscription in subscriptions:
             subscription._finish()
+
+
+def _wake(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)

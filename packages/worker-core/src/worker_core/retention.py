@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import final
+from typing import Any, final
 
 from . import task as records
 from .errors import ConfigurationError
@@ -72,10 +72,10 @@ class Retention:
 
     __slots__ = ("_checked", "_evict", "_finished", "_interval", "_loop", "_max", "_size", "_timer", "_ttl")
 
-    def __init__(self, evict: Callable[[Task], int], size: Callable[[], int]) -> None:
+    def __init__(self, evict: Callable[[Task[Any]], int], size: Callable[[], int]) -> None:
         self._evict = evict
         self._size = size
-        self._finished: deque[Task] = deque()
+        self._finished: deque[Task[Any]] = deque()
         self._ttl: float | None = None
         self._max: int | None = None
         self._interval = 60.0
@@ -88,7 +88,7 @@ class Retention:
         """Whether finished tasks are evicted at all."""
         return self._ttl is not None or self._max is not None
 
-    def set(self, policy: RetentionPolicy | None, finished: Iterable[Task]) -> None:
+    def set(self, policy: RetentionPolicy | None, finished: Iterable[Task[Any]]) -> None:
         """Use ``policy`` from now on (``None``: keep everything); ``finished`` are the tasks finished so far.
 
         Raises:
@@ -117,7 +117,7 @@ class Retention:
             self._timer.cancel()
             self._timer = None
 
-    def note(self, task: Task, size: int) -> None:
+    def note(self, task: Task[Any], size: int) -> None:
         """``task`` just finished (its hooks are done; the registry holds ``size``): queue it, apply the bounds."""
         limit = self._max
         ttl = self._ttl

@@ -46,11 +46,11 @@ class Service(Protocol):
         """Change the number of workers."""
         ...
 
-    async def register_task(self, task: Task) -> uuid.UUID:
+    async def register_task(self, task: Task[Any]) -> uuid.UUID:
         """Queue a task."""
         ...
 
-    async def register_tasks(self, *tasks: Task) -> list[uuid.UUID]:
+    async def register_tasks(self, *tasks: Task[Any]) -> list[uuid.UUID]:
         """Queue several tasks."""
         ...
 
@@ -74,11 +74,11 @@ class Service(Protocol):
         """Cancel one task."""
         ...
 
-    def get_task(self, task_id: uuid.UUID) -> Task:
+    def get_task(self, task_id: uuid.UUID) -> Task[Any]:
         """Look a task up."""
         ...
 
-    def get_tasks(self) -> list[Task]:
+    def get_tasks(self) -> list[Task[Any]]:
         """Every registered task."""
         ...
 
@@ -169,7 +169,7 @@ class LoggerMiddleware:
         """Pass through."""
         self._next.set_max_workers(n)
 
-    async def register_task(self, task: Task) -> uuid.UUID:
+    async def register_task(self, task: Task[Any]) -> uuid.UUID:
         """Register and log the task id, priority and outcome."""
         started = time.perf_counter()
         try:
@@ -182,7 +182,7 @@ class LoggerMiddleware:
         self._log.info("registering task ID %s with priority: %s", task_id, task.priority)
         return task_id
 
-    async def register_tasks(self, *tasks: Task) -> list[uuid.UUID]:
+    async def register_tasks(self, *tasks: Task[Any]) -> list[uuid.UUID]:
         """Register several tasks and log each id."""
         started = time.perf_counter()
         try:
@@ -230,11 +230,11 @@ class LoggerMiddleware:
         finally:
             self._took("cancel_task", started)
 
-    def get_task(self, task_id: uuid.UUID) -> Task:
+    def get_task(self, task_id: uuid.UUID) -> Task[Any]:
         """Pass through."""
         return self._next.get_task(task_id)
 
-    def get_tasks(self) -> list[Task]:
+    def get_tasks(self) -> list[Task[Any]]:
         """Pass through."""
         return self._next.get_tasks()
 

@@ -16,16 +16,35 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from types import FunctionType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, TypeVar, Unpack, overload
 
 from .errors import InvalidTaskError
 from .options import is_plain_int, to_seconds
 from .status import TaskStatus
 
-__all__ = ("CancelEvent", "Task", "TaskContext", "TaskFunction", "to_seconds")
+__all__ = ("CancelEvent", "Task", "TaskContext", "TaskFields", "TaskFunction", "to_seconds")
 
 #: What ``Task.execute`` may be: ``async def f(ctx)`` or a plain ``def f(ctx)`` (run in a thread).
 TaskFunction = Callable[["TaskContext"], Any] | Callable[["TaskContext"], Awaitable[Any]]
+
+T = TypeVar("T")
+
+
+class TaskFields(TypedDict, total=False):
+    """The keyword arguments of :class:`Task` (and of ``TaskManager.with_options``), for typing ``**kwargs``."""
+
+    id: uuid.UUID | None
+    name: str
+    description: str
+    priority: int
+    queue: str
+    weight: int
+    run_at: datetime | None
+    retries: int | None
+    retry_delay: float | timedelta | None
+    timeout: float | timedelta | None
+    metadata: dict[str, str] | None
+
 
 _QUEUED: Final = TaskStatus.QUEUED
 _RUNNING: Final = TaskStatus.RUNNING
@@ -34,8 +53,8 @@ _RETRYING: Final = TaskStatus.RETRYING
 _CO_COROUTINE: Final = inspect.CO_COROUTINE
 
 
-def _is_async_callable(fn: object) -> bool:
-    """Whether ``fn(ctx)`` returns a coroutine (no cache: a cache would keep users' callables alive).
+def is_coroutine_callable(fn: object) -> bool:
+    """Whether calling ``fn`` returns a coroutine (no cache: a cache would keep users' callables alive).
 
     A plain function is read from its code flags (what ``inspect`` does, minus its generality); anything else
     (a ``functools.partial``, a callable object, a method) goes through ``inspect``. A callable that is not
@@ -97,7 +116,7 @@ def _new_task_key() -> int:
     return key
 
 
-class Task:
+class Task(Generic[T]):
     """A unit of work: ``execute(ctx)`` plus how and when to run it.
 
     Args:
@@ -154,7 +173,15 @@ class Task:
     #: Whether this is a durable task leased from a backend (its ``name`` is then the handler name).
     durable: bool = False
 
-    def __init__(
+    if TYPE_CHECKING:  # ``Task[T]``: T is what ``execute`` returns (awaited, for an ``async def``)
+
+        @overload
+        def __init__(self, execute: Callable[[TaskContext], Awaitable[T]], **fields: Unpack[TaskFields]) -> None: ...
+
+        @overload
+        def __init__(self, execute: Callable[[TaskContext], T], **fields: Unpack[TaskFields]) -> None: ...
+
+    def __init__(  # the overloads above are what callers see
         self,
         execute: TaskFunction,
         *,
@@ -217,7 +244,7 @@ class Task:
         self.metadata = metadata
         fn: object = execute
         self._is_async = (
-            bool(fn.__code__.co_flags & _CO_COROUTINE) if type(fn) is FunctionType else _is_async_callable(fn)
+            bool(fn.__code__.co_flags & _CO_COROUTINE) if type(fn) is FunctionType else is_coroutine_callable(fn)
         )
         self._status: TaskStatus | None = None
         self._result: Any = None
@@ -252,9 +279,10 @@ class Task:
         return self._status
 
     @property
-    def result(self) -> Any:
+    def result(self) -> T | None:
         """The value ``execute`` returned (``None`` until the task completes)."""
-        return self._result
+        result: T | None = self._result
+        return result
 
     @property
     def error(self) -> BaseException | None:
@@ -293,39 +321,39 @@ def _raise_field_error(name: object, description: object, queue: object, priorit
 # Transitions. The runtime (worker_core._runtime, worker_core.durable) changes a task only through these.
 
 
-def key(task: Task) -> int:
+def key(task: Task[Any]) -> int:
     """The task's id as a 128-bit int (what the registry and the ready queues key by)."""
     return task._key
 
 
-def is_async(task: Task) -> bool:
+def is_async(task: Task[Any]) -> bool:
     """Whether ``task.execute`` is a coroutine function (else it runs in a thread)."""
     return task._is_async
 
 
-def bind(task: Task, retries: int, backoff_s: float) -> None:
+def bind(task: Task[Any], retries: int, backoff_s: float) -> None:
     """The task is registered: ``QUEUED``, with its retry budget and first backoff."""
     task._retries_left = retries
     task._backoff = backoff_s
     task._status = _QUEUED
 
 
-def status(task: Task) -> TaskStatus | None:
+def status(task: Task[Any]) -> TaskStatus | None:
     """The task's status (``None``: not registered)."""
     return task._status
 
 
-def mark_invalid(task: Task) -> None:
+def mark_invalid(task: Task[Any]) -> None:
     """The task was rejected at registration."""
     task._status = TaskStatus.INVALID
 
 
-def count_from(task: Task, attempts: int) -> None:
+def count_from(task: Task[Any], attempts: int) -> None:
     """Attempts already made elsewhere (a durable task's earlier deliveries): the next attempt is ``attempts + 1``."""
     task._attempt = attempts
 
 
-def begin(task: Task, now: float, ctx: TaskContext) -> None:
+def begin(task: Task[Any], now: float, ctx: TaskContext) -> None:
     """Attempt ``ctx`` (number ``task.attempts + 1``) starts at ``now``: the task is ``RUNNING``."""
     task._attempt += 1
     task._started_mono = now
@@ -333,17 +361,17 @@ def begin(task: Task, now: float, ctx: TaskContext) -> None:
     task._ctx = ctx
 
 
-def set_current(task: Task, ctx: TaskContext | None) -> None:
+def set_current(task: Task[Any], ctx: TaskContext | None) -> None:
     """``ctx`` is the attempt running now (``None``: none is)."""
     task._ctx = ctx
 
 
-def current(task: Task) -> TaskContext | None:
+def current(task: Task[Any]) -> TaskContext | None:
     """The context of the attempt running now, if one is."""
     return task._ctx
 
 
-def retry_wait(task: Task, error: BaseException | None) -> tuple[int, float]:
+def retry_wait(task: Task[Any], error: BaseException | None) -> tuple[int, float]:
     """The task waits in backoff (``RETRYING``), one retry used; returns (the failed attempt, its backoff base).
 
     The base doubles for the next retry, capped at :data:`worker_core.backoff.MAX_BACKOFF`.
@@ -358,22 +386,22 @@ def retry_wait(task: Task, error: BaseException | None) -> tuple[int, float]:
     return max(1, task._attempt), base
 
 
-def retries_left(task: Task) -> int:
+def retries_left(task: Task[Any]) -> int:
     """Retries the task may still use."""
     return task._retries_left
 
 
-def backoff(task: Task) -> float:
+def backoff(task: Task[Any]) -> float:
     """The backoff base of the task's next retry, in seconds."""
     return task._backoff
 
 
-def requeue(task: Task) -> None:
+def requeue(task: Task[Any]) -> None:
     """Backoff is over (or ``execute_task`` takes it): the task waits for a worker again."""
     task._status = _QUEUED
 
 
-def finish(task: Task, status: TaskStatus, result: Any, error: BaseException | None, now: float) -> float | None:
+def finish(task: Task[Any], status: TaskStatus, result: Any, error: BaseException | None, now: float) -> float | None:
     """Make the task terminal with this outcome; the seconds its last attempt ran (``-1.0``: it never started).
 
     ``None`` (and nothing changed) when the task already was terminal.
@@ -390,7 +418,7 @@ def finish(task: Task, status: TaskStatus, result: Any, error: BaseException | N
     return now - started if started else -1.0
 
 
-def completed_mono(task: Task) -> float:
+def completed_mono(task: Task[Any]) -> float:
     """When the task became terminal, on the monotonic clock (0.0 while it is not)."""
     return task._completed_mono
 

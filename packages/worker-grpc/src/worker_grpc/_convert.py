@@ -100,7 +100,7 @@ def signature(message: Message) -> bytes:
     return hashlib.sha256(message.SerializeToString(deterministic=True)).digest()
 
 
-def build_task(handler: _Resolved, message: pb.Task) -> Task:
+def build_task(handler: _Resolved, message: pb.Task) -> Task[Any]:
     """An in-memory :class:`worker_core.Task` that calls ``handler.fn(ctx, payload)``.
 
     The task's ``metadata`` holds the request's metadata other than ``queue`` and ``weight`` (those become

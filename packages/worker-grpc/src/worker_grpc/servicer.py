@@ -127,7 +127,7 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
                 await _abort(context, exc, op, accepted=ids, index=index)
         return pb.RegisterTasksResponse(ids=[str(i) for i in ids])
 
-    async def _register_keyed(self, task: Task, key: str, sig: bytes) -> uuid.UUID:
+    async def _register_keyed(self, task: Task[Any], key: str, sig: bytes) -> uuid.UUID:
         cache = self._cache
         assert cache is not None
         while True:

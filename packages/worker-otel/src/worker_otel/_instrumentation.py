@@ -24,7 +24,7 @@ import math
 import threading
 import time
 from bisect import bisect_left
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 from worker_core import TaskStatus
 from worker_core.durable.types import DurableTask
@@ -132,7 +132,7 @@ class TaskMetricsInstrumentation:
 
     # ---------------------------------------------------------------------------- event loop side
 
-    def on_scheduled(self, task: Task | DurableTask) -> None:
+    def on_scheduled(self, task: Task[Any] | DurableTask) -> None:
         if task.__class__ is not DurableTask:  # register_task: an in-memory task (leased durable ones never come here)
             series = self._by_queue.get(task.queue)
             if series is not None:
@@ -140,16 +140,16 @@ class TaskMetricsInstrumentation:
                 return
         self._scheduled_slow(task)
 
-    def _scheduled_slow(self, task: Task | DurableTask) -> None:
+    def _scheduled_slow(self, task: Task[Any] | DurableTask) -> None:
         if isinstance(task, DurableTask):  # a durable registration: the record that went to the backend
             self._series_at(task.queue, task.handler).scheduled += 1
         else:
             self._series_for(task).scheduled += 1
 
-    def on_retry(self, task: Task, delay_s: float, attempt: int) -> None:
+    def on_retry(self, task: Task[Any], delay_s: float, attempt: int) -> None:
         self._series_for(task).retried += 1
 
-    def on_finish(self, task: Task, status: TaskStatus, latency_s: float | None) -> None:
+    def on_finish(self, task: Task[Any], status: TaskStatus, latency_s: float | None) -> None:
         # A durable task's name is its handler name.
         if self._durable and task.durable:
             series = self._by_handler.get((task.queue, task.name))
@@ -190,7 +190,7 @@ class TaskMetricsInstrumentation:
     def on_result_dropped(self, count: int) -> None:
         self.results_dropped += count
 
-    def _series_for(self, task: Task) -> Series:
+    def _series_for(self, task: Task[Any]) -> Series:
         if task.durable:
             return self._by_handler.get((task.queue, task.name)) or self._series_at(task.queue, task.name)
         return self._by_queue.get(task.queue) or self._series_at(task.queue, None)

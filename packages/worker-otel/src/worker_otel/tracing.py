@@ -10,7 +10,7 @@ context, opens the ``worker.task`` span and makes it current for the task code.
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -150,7 +150,7 @@ class OTelTracer:
             return
         propagator.inject(metadata)
 
-    def start(self, task: Task, ctx: TaskContext) -> _AttemptSpan:
+    def start(self, task: Task[Any], ctx: TaskContext) -> _AttemptSpan:
         """Open the attempt's span, child of the enqueuing code's span, and make it current."""
         parent = _NO_PARENT
         metadata = task.metadata

@@ -84,7 +84,7 @@ class TaskContext:
 
     __slots__ = ("_cancels", "_event", "_open", "_reason", "_runner", "_watch", "attempt", "deadline", "task")
 
-    def __init__(self, task: Task, attempt: int, deadline: float | None) -> None:
+    def __init__(self, task: Task[Any], attempt: int, deadline: float | None) -> None:
         self.task = task
         self.attempt = attempt
         self.deadline = deadline
@@ -189,7 +189,9 @@ class AttemptRunner:
         """The asyncio tasks of the attempts still running."""
         return {ctx._runner for ctx in self.live if ctx._runner is not None}
 
-    def start(self, task: Task, timeout_s: float | None = None, *, pooled: bool = True) -> asyncio.Task[Outcome | None]:
+    def start(
+        self, task: Task[Any], timeout_s: float | None = None, *, pooled: bool = True
+    ) -> asyncio.Task[Outcome | None]:
         """Begin an attempt of the waiting ``task`` (``RUNNING`` at once) in its own asyncio task.
 
         ``timeout_s`` overrides the task's own timeout (``execute_task``). A ``pooled`` attempt holds a worker
@@ -219,13 +221,13 @@ class AttemptRunner:
                 _cancel(ctx)
         return runner
 
-    def interrupt(self, task: Task, reason: TaskStatus) -> None:
+    def interrupt(self, task: Task[Any], reason: TaskStatus) -> None:
         """Stop the running attempt of ``task`` for ``reason``: an async one at once, a thread one when it returns."""
         ctx = records.current(task)
         if ctx is not None and _interrupt(ctx, reason) and (reason is _DEADLINE or records.is_async(task)):
             _cancel(ctx)
 
-    def give_up(self, task: Task) -> None:
+    def give_up(self, task: Task[Any]) -> None:
         """Stop waiting for the running attempt of ``task`` (a stop past its bound): its thread is abandoned."""
         ctx = records.current(task)
         if ctx is not None:
@@ -238,7 +240,7 @@ class AttemptRunner:
             _interrupt(ctx, _DEADLINE)
             _cancel(ctx)
 
-    async def _run(self, task: Task, ctx: TaskContext, timeout_s: float | None, pooled: bool) -> Outcome | None:
+    async def _run(self, task: Task[Any], ctx: TaskContext, timeout_s: float | None, pooled: bool) -> Outcome | None:
         CURRENT_CONTEXT.set(ctx)
         status = _COMPLETED
         result: Any = None

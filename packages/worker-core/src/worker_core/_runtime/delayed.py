@@ -30,7 +30,7 @@ class DelayedTasks:
         self._entries: dict[int, list[Any]] = {}  # live entries by task key
         self.size = 0
 
-    def push(self, task: Task, due: float) -> None:
+    def push(self, task: Task[Any], due: float) -> None:
         """Hold ``task`` until the loop clock reaches ``due``."""
         key = _key(task)
         entry = [due, key, task]
@@ -45,10 +45,10 @@ class DelayedTasks:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
-    def pop_due(self, now: float) -> list[Task]:
+    def pop_due(self, now: float) -> list[Task[Any]]:
         """Remove and return every task due at ``now`` or earlier."""
         heap = self._heap
-        due: list[Task] = []
+        due: list[Task[Any]] = []
         while heap and heap[0][0] <= now:
             _, key, task = heapq.heappop(heap)
             if task is not None:
@@ -57,7 +57,7 @@ class DelayedTasks:
                 due.append(task)
         return due
 
-    def remove(self, task: Task) -> bool:
+    def remove(self, task: Task[Any]) -> bool:
         """Take ``task`` out; True when it was here."""
         entry = self._entries.pop(_key(task), None)
         if entry is None:
@@ -70,7 +70,7 @@ class DelayedTasks:
             heapq.heapify(heap)
         return True
 
-    def drain(self) -> list[Task]:
+    def drain(self) -> list[Task[Any]]:
         """Remove and return every delayed task."""
         tasks = [entry[2] for entry in self._entries.values()]
         self._entries.clear()

@@ -106,7 +106,7 @@ class Engine:
 
     # ----------------------------------------------------------------------------------------- control
 
-    async def cancel(self, task: Task) -> None:
+    async def cancel(self, task: Task[Any]) -> None:
         """Cancel a waiting, backing-off or running task; a finished one is left as it is."""
         status = task.status
         if status in TERMINAL_STATUSES:
@@ -126,7 +126,7 @@ class Engine:
         if pending is not None:
             await pending
 
-    async def execute(self, task: Task, timeout_s: float | None) -> Any:
+    async def execute(self, task: Task[Any], timeout_s: float | None) -> Any:
         """Run a waiting task now, outside the worker slots; its result, or its error raised."""
         if task.status is not _QUEUED and task.status is not _RETRYING:
             raise TaskAlreadyStartedError(f"task {task.id} already started")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from worker_core import task as records
 from worker_core.errors import InvalidTaskError, ManagerStoppedError, QueueFullError, TaskExistsError
@@ -65,7 +65,7 @@ class Intake:
         if not self.open:
             raise ManagerStoppedError("the task manager is not accepting new tasks")
 
-    def register(self, task: Task) -> Pending:
+    def register(self, task: Task[Any]) -> Pending:
         """Queue ``task`` (its checks done here); its async ``on_queued`` hook to await, if any.
 
         Raises:
@@ -129,7 +129,7 @@ class Intake:
         return events.scheduled(task) if events.has_scheduled else None
 
 
-def _raise_invalid(task: Task) -> None:
+def _raise_invalid(task: Task[Any]) -> None:
     """Raise the InvalidTaskError that says which field of ``task`` is wrong (and mark it INVALID)."""
     priority: object = task.priority
     weight: object = task.weight

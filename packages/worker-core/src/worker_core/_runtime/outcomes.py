@@ -36,7 +36,7 @@ _FAILED: Final = TaskStatus.FAILED
 _monotonic = time.monotonic
 
 #: How an attempt's outcome is settled: ``settle(task, status, result, error)``; a coroutine to await, or None.
-Settle = Callable[[Task, TaskStatus, Any, "BaseException | None"], Pending]
+Settle = Callable[[Task[Any], TaskStatus, Any, "BaseException | None"], Pending]
 
 
 class Finisher:
@@ -70,7 +70,7 @@ class Finisher:
         self.lat_count = 0
         self.lat_total = self.lat_max = 0.0
 
-    def finish(self, task: Task, status: TaskStatus, result: Any, error: BaseException | None) -> Pending:
+    def finish(self, task: Task[Any], status: TaskStatus, result: Any, error: BaseException | None) -> Pending:
         """Make ``task`` terminal; a coroutine to await when an async ``on_finish`` hook runs, else ``None``.
 
         Nothing happens when the task already is terminal.
@@ -100,19 +100,19 @@ class Finisher:
         self._registry.settled(task)
         return None
 
-    async def _settle_after(self, pending: Coroutine[Any, Any, None], task: Task) -> None:
+    async def _settle_after(self, pending: Coroutine[Any, Any, None], task: Task[Any]) -> None:
         try:
             await pending
         finally:
             self._registry.settled(task)
 
-    def finish_soon(self, task: Task, status: TaskStatus, result: Any, error: BaseException | None) -> None:
+    def finish_soon(self, task: Task[Any], status: TaskStatus, result: Any, error: BaseException | None) -> None:
         """:meth:`finish` from a callback: an async hook runs in the background (owned, awaited at stop)."""
         pending = self.finish(task, status, result, error)
         if pending is not None:
             self._spawn(pending)
 
-    def finish_now(self, task: Task, status: TaskStatus, result: Any, error: BaseException | None) -> None:
+    def finish_now(self, task: Task[Any], status: TaskStatus, result: Any, error: BaseException | None) -> None:
         """:meth:`finish` where nothing may be awaited any more (the loop is going away).
 
         An async ``on_finish`` hook runs up to its first suspension and is closed there.
@@ -148,13 +148,13 @@ class Retries:
         self._max_tasks = max_tasks
         self._kick = kick
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timers: dict[int, tuple[Task, asyncio.TimerHandle]] = {}
+        self._timers: dict[int, tuple[Task[Any], asyncio.TimerHandle]] = {}
         self.retried = 0
 
     def open(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def schedule(self, task: Task, error: BaseException | None) -> Pending:
+    def schedule(self, task: Task[Any], error: BaseException | None) -> Pending:
         """``task`` waits in backoff (``RETRYING``), then competes for a worker again; its ``on_retry`` hook."""
         loop = self._loop
         assert loop is not None
@@ -167,7 +167,7 @@ class Retries:
         events = self._events
         return events.retrying(task, delay, attempt) if events.has_retry else None
 
-    def _due(self, task: Task) -> None:
+    def _due(self, task: Task[Any]) -> None:
         self._timers.pop(records.key(task), None)
         scheduler = self._scheduler
         if scheduler.waiting >= self._max_tasks:
@@ -178,7 +178,7 @@ class Retries:
         scheduler.add_ready(task)
         self._kick()
 
-    def take(self, task: Task) -> bool:
+    def take(self, task: Task[Any]) -> bool:
         """Stop ``task``'s backoff timer (it is cancelled, or ``execute_task`` runs it now); True when it had one."""
         entry = self._timers.pop(records.key(task), None)
         if entry is None:
@@ -186,7 +186,7 @@ class Retries:
         entry[1].cancel()
         return True
 
-    def stop(self) -> list[Task]:
+    def stop(self) -> list[Task[Any]]:
         """Stop every backoff timer; the tasks that were waiting."""
         entries, self._timers = self._timers, {}
         for _, timer in entries.values():
@@ -206,7 +206,7 @@ class Outcomes:
         self.durable: Settle | None = None  # set while a durable runtime runs
         self.retrying = True  # False once the manager stops: a failure then finishes the task
 
-    def settle(self, task: Task, status: TaskStatus, result: Any, error: BaseException | None) -> Pending:
+    def settle(self, task: Task[Any], status: TaskStatus, result: Any, error: BaseException | None) -> Pending:
         """Settle one attempt's outcome."""
         if task.durable:
             durable = self.durable

@@ -44,7 +44,7 @@ class WorkerPool:
 
     def __init__(self, ready: ReadyQueues, capacity: int) -> None:
         self._ready = ready
-        self._start: Callable[[Task], Any] = _unwired
+        self._start: Callable[[Task[Any]], Any] = _unwired
         self.capacity = capacity
         self.busy = 0  # slots held by running attempts
         self._limiter: TokenBucket | None = None
@@ -56,7 +56,7 @@ class WorkerPool:
         self._token_timer: asyncio.TimerHandle | None = None
         self._listeners: list[Callable[[], None]] = []
 
-    def start_with(self, start: Callable[[Task], Any]) -> None:
+    def start_with(self, start: Callable[[Task[Any]], Any]) -> None:
         """Begin attempts with ``start(task)`` (the attempt runner, which gives slots back via :meth:`released`)."""
         self._start = start
 
@@ -157,5 +157,5 @@ class WorkerPool:
         self.kick()
 
 
-def _unwired(task: Task) -> None:  # pragma: no cover - start_with() is called at construction
+def _unwired(task: Task[Any]) -> None:  # pragma: no cover - start_with() is called at construction
     raise RuntimeError("the worker pool has no attempt runner")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 from worker_core import task as records
 from worker_core.errors import TaskExistsError
@@ -26,7 +27,7 @@ class TaskRegistry:
     __slots__ = ("_tasks", "_waiters", "active", "retention")
 
     def __init__(self) -> None:
-        self._tasks: dict[int, Task] = {}
+        self._tasks: dict[int, Task[Any]] = {}
         self._waiters: set[asyncio.Future[None]] = set()
         self.active = 0  # registered in-memory tasks not yet settled
         self.retention = Retention(self._evict, self.__len__)
@@ -37,18 +38,18 @@ class TaskRegistry:
     def __contains__(self, key: int) -> bool:
         return key in self._tasks
 
-    def get(self, key: int) -> Task | None:
+    def get(self, key: int) -> Task[Any] | None:
         return self._tasks.get(key)
 
-    def tasks(self) -> list[Task]:
+    def tasks(self) -> list[Task[Any]]:
         """Every task, in registration order."""
         return list(self._tasks.values())
 
-    def running(self) -> Iterator[Task]:
+    def running(self) -> Iterator[Task[Any]]:
         """Tasks with an attempt running now."""
         return (task for task in list(self._tasks.values()) if task.status is _RUNNING)
 
-    def add(self, task: Task, key: int) -> None:
+    def add(self, task: Task[Any], key: int) -> None:
         """List ``task`` (counted by ``wait()`` unless durable).
 
         A durable task replaces an older copy with its id: the backend delivered it again (the older lease
@@ -66,7 +67,7 @@ class TaskRegistry:
         tasks[key] = task
         self.active += 1
 
-    def settled(self, task: Task) -> None:
+    def settled(self, task: Task[Any]) -> None:
         """``task`` is terminal and its hooks are done: release ``wait()`` callers, let retention have it."""
         if not task.durable:
             self.active -= 1
@@ -77,13 +78,13 @@ class TaskRegistry:
                         waiter.set_result(None)
         self.retention.note(task, len(self._tasks))
 
-    def forget(self, task: Task) -> None:
+    def forget(self, task: Task[Any]) -> None:
         """Drop a durable ``task`` that this node no longer holds (retried or handed back: not finished here)."""
         key = records.key(task)
         if self._tasks.get(key) is task:
             del self._tasks[key]
 
-    def _evict(self, task: Task) -> int:
+    def _evict(self, task: Task[Any]) -> int:
         key = records.key(task)
         tasks = self._tasks
         if tasks.get(key) is task:

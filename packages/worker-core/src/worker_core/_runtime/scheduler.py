@@ -16,6 +16,7 @@ import bisect
 import heapq
 from collections import deque
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from worker_core import task as records
 from worker_core.task import Task
@@ -46,18 +47,18 @@ class _Band:
     def __init__(self, queue: _Queue, lookup: object) -> None:
         self.queue = queue
         self.lookup = lookup  # its key in the queue's lookup dict
-        self.fifo: deque[Task] = deque()
-        self.heap: list[tuple[int, Task]] = []
+        self.fifo: deque[Task[Any]] = deque()
+        self.heap: list[tuple[int, Task[Any]]] = []
         self.last = -1  # id of the newest FIFO entry
 
-    def add(self, task: Task, key: int) -> None:
+    def add(self, task: Task[Any], key: int) -> None:
         if key > self.last:
             self.fifo.append(task)
             self.last = key
         else:
             heapq.heappush(self.heap, (key, task))
 
-    def pop_any(self) -> Task | None:
+    def pop_any(self) -> Task[Any] | None:
         """The entry with the smallest id (live or stale), or ``None`` when empty."""
         fifo = self.fifo
         heap = self.heap
@@ -65,7 +66,7 @@ class _Band:
             return heapq.heappop(heap)[1]
         return fifo.popleft() if fifo else None
 
-    def entries(self) -> list[Task]:
+    def entries(self) -> list[Task[Any]]:
         return [*self.fifo, *(entry[1] for entry in self.heap)]
 
 
@@ -148,10 +149,10 @@ class ReadyQueues:
         self._ring: list[str] = []  # their names, sorted: the round robin's order
         self._cursor = 0  # index in _ring of the queue being served
         self._idle: dict[str, _Queue] = {}  # a few empty queues kept for reuse, oldest first
-        self._where: dict[Task, _Band] = {}  # the band of every waiting task (tasks hash by identity)
+        self._where: dict[Task[Any], _Band] = {}  # the band of every waiting task (tasks hash by identity)
         self.size = 0
 
-    def push(self, task: Task, key: int | None = None) -> None:
+    def push(self, task: Task[Any], key: int | None = None) -> None:
         """Make ``task`` ready in its queue (its queue, priority and weight are already normalised).
 
         ``key`` is the task's key when the caller has it at hand.
@@ -206,7 +207,7 @@ class ReadyQueues:
         if len(idle) > _IDLE_QUEUES:
             del idle[next(iter(idle))]
 
-    def pop(self) -> Task | None:
+    def pop(self) -> Task[Any] | None:
         """Take the next task by weighted round robin, or ``None`` when nothing is ready."""
         if not self.size:
             return None
@@ -239,7 +240,7 @@ class ReadyQueues:
             self._cursor = (self._cursor + 1) % len(self._ring)
         return task
 
-    def remove(self, task: Task) -> bool:
+    def remove(self, task: Task[Any]) -> bool:
         """Take ``task`` out if it waits here; True when it did."""
         band = self._where.pop(task, None)
         if band is None:
@@ -266,7 +267,7 @@ class ReadyQueues:
             where[task] = band
         queue.live, queue.quantum = live_count, quantum
 
-    def drain(self) -> list[Task]:
+    def drain(self) -> list[Task[Any]]:
         """Remove and return every ready task, in no particular order."""
         where = self._where
         tasks = [
@@ -319,17 +320,17 @@ class Scheduler:
             self._timer.cancel()
             self._timer = None
 
-    def add_ready(self, task: Task) -> None:
+    def add_ready(self, task: Task[Any]) -> None:
         self.ready.push(task)
 
-    def add_delayed(self, task: Task, due: float) -> None:
+    def add_delayed(self, task: Task[Any], due: float) -> None:
         """Hold ``task`` until the loop clock reaches ``due``."""
         self.delayed.push(task, due)
         timer = self._timer
         if timer is None or due < timer.when():
             self._arm()
 
-    def remove(self, task: Task) -> bool:
+    def remove(self, task: Task[Any]) -> bool:
         """Take a waiting task out (ready or delayed); True when it was waiting."""
         if self.ready.remove(task):
             return True
@@ -339,7 +340,7 @@ class Scheduler:
             return True
         return False
 
-    def drain(self) -> list[Task]:
+    def drain(self) -> list[Task[Any]]:
         """Remove and return every waiting task."""
         return self.ready.drain() + self.delayed.drain()
 

@@ -177,7 +177,7 @@ class DurableRegistrar:
             else:
                 errors.append(outcome)
         if errors:
-            raise rejected(errors, len(tasks), "durable tasks")
+            raise rejected(errors, len(tasks), "durable tasks", ids)
         return ids
 
 

@@ -42,7 +42,7 @@ _CANCELLED: Final = TaskStatus.CANCELLED
 _BACKOFF_MAX_S = 5.0  # cap on the wait between retries of a failing backend call
 
 
-class LeasedTask(Task):
+class LeasedTask(Task[Any]):
     """A task leased from a durable backend: its ``name`` is the handler name, ``lease`` the delivery."""
 
     __slots__ = ("lease",)
