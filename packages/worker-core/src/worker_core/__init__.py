@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from .backoff import durable_retry_delay as durable_retry_delay
 from .backoff import retry_jitter as retry_jitter
+from .blocking import BlockingHandle as BlockingHandle
+from .blocking import BlockingManager as BlockingManager
+from .blocking import BlockingSubmitter as BlockingSubmitter
 from .context import current_context as current_context
 from .durable.codecs import DurableCodec as DurableCodec
 from .durable.handlers import DurableHandlerSpec as DurableHandlerSpec
@@ -74,6 +77,9 @@ __all__ = (
     "Abort",
     "BackendError",
     "BackendUnavailableError",
+    "BlockingHandle",
+    "BlockingManager",
+    "BlockingSubmitter",
     "CancelEvent",
     "ConfigurationError",
     "DropPolicy",
