@@ -152,6 +152,25 @@ async def manager_throughput(priorities: Sequence[int], fn: Callable[[TaskContex
     return n / elapsed
 
 
+async def noop_no_ctx() -> None:
+    return None
+
+
+async def submit_throughput(priorities: Sequence[int]) -> float:
+    """The same workload through ``submit`` (options per priority) and ``await handle`` for every result."""
+    from worker_core import TaskManager
+
+    n = len(priorities)
+    async with TaskManager(max_workers=WORKERS, max_tasks=n, tasks_per_second=None) as tm:
+        submitters = {p: tm.with_options(priority=p) for p in set(priorities)}
+        started = time.perf_counter()
+        handles = [await submitters[priority].submit(noop_no_ctx) for priority in priorities]
+        for handle in handles:
+            await handle
+        elapsed = time.perf_counter() - started
+    return n / elapsed
+
+
 async def memory_per_queued_task(n: int) -> float:
     """Bytes per task held by a manager with ``n`` tasks queued (no worker runs)."""
     from worker_core import Task, TaskManager
@@ -283,6 +302,7 @@ async def main() -> None:
     isolated_runs: list[float] = []
     bare_runs: list[float] = []
     managed_runs: list[float] = []
+    submit_runs: list[float] = []
     for i in range(ROUNDS):
         _progress(f"async throughput, round {i + 1}/{ROUNDS}")
         gc.collect()
@@ -291,7 +311,10 @@ async def main() -> None:
         bare_runs.append(await bare_pool(priorities))
         gc.collect()
         managed_runs.append(await manager_throughput(priorities, noop))
+        gc.collect()
+        submit_runs.append(await submit_throughput(priorities))
     isolated, bare, managed = max(isolated_runs), max(bare_runs), max(managed_runs)
+    submitted = max(submit_runs)
     _progress("sync throughput")
     gc.collect()
     sync = await manager_throughput(random_priorities(N_SYNC), noop_sync)
@@ -318,6 +341,12 @@ async def main() -> None:
             f">= {TARGET_RATIO:.1f} on Python {PY}: {_met(ratio >= TARGET_RATIO)}",
         ),
         ("ratio TaskManager / bare pool", f"{managed / bare:.2f}", "reference"),
+        (f"submit + await handle, async no-op x{N_ASYNC:,} (best of {ROUNDS})", f"{submitted:,.0f} tasks/s", ""),
+        (
+            "cost of submit + handle over register_task + subscription",
+            f"{managed / submitted - 1:+.0%}",
+            f"<= +10%: {_met(managed / submitted - 1 <= 0.10)}",
+        ),
         ("ratio isolated pool / bare pool", f"{isolated / bare:.2f}", "reference"),
         (f"sync no-op (thread pool) x{N_SYNC:,}", f"{sync:,.0f} tasks/s", ""),
         (

@@ -92,7 +92,8 @@ class BlockingSubmitter:
     def with_options(self, **options: Unpack[SubmitOptions]) -> BlockingSubmitter:
         """A submitter with ``options`` over these ones."""
         merged: SubmitOptions = {**self._options, **options}
-        return BlockingSubmitter(self._owner, checked_options(merged, "with_options"))
+        checked_options(merged, "with_options")
+        return BlockingSubmitter(self._owner, merged)
 
     @overload
     def submit(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> BlockingHandle[T]: ...
@@ -233,7 +234,8 @@ class BlockingManager:
 
     def with_options(self, **options: Unpack[SubmitOptions]) -> BlockingSubmitter:
         """A submitter giving tasks ``options`` (see ``TaskManager.with_options``)."""
-        return BlockingSubmitter(self, checked_options(options, "with_options"))
+        checked_options(options, "with_options")
+        return BlockingSubmitter(self, options)
 
     def register_task(self, task: Task[Any]) -> uuid.UUID:
         """``TaskManager.register_task``, blocking."""

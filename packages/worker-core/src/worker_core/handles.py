@@ -21,30 +21,35 @@ if TYPE_CHECKING:
     from .results import ResultBus
     from .task import Task
 
-__all__ = ("HandleSource", "LocalSource", "TaskHandle")
+__all__ = ("HandleSource", "LocalTasks", "TaskHandle")
 
 T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
 
 
-class HandleSource(Protocol[T_co]):
-    """Where a handle reads its task from (the manager that runs it; a result store, for durable tasks)."""
+class HandleSource(Protocol):
+    """Where handles read their tasks from: the manager that runs them (a result store, for durable tasks).
 
-    @property
-    def id(self) -> uuid.UUID:
+    One source serves many handles; each handle passes its own ``ref`` (the task itself for a local task,
+    its id for a stored one), so a handle is one small object.
+    """
+
+    def task_id(self, ref: Any) -> uuid.UUID:
         """The task id."""
         ...
 
-    @property
-    def status(self) -> TaskStatus | None:
+    def status(self, ref: Any) -> TaskStatus | None:
         """The last known status (``None``: not known yet)."""
         ...
 
-    async def outcome(self, timeout_s: float | None) -> T_co:
+    async def outcome(self, ref: Any, timeout_s: float | None) -> Any:
         """The result once the task is terminal, or its error raised."""
         ...
 
-    async def cancel(self) -> bool:
+    def done_outcome(self, ref: Any) -> Any:
+        """The result of the task, terminal now, or its error raised."""
+        ...
+
+    async def cancel(self, ref: Any) -> bool:
         """Ask for the task to be cancelled; False when it had already finished."""
         ...
 
@@ -61,24 +66,25 @@ class TaskHandle(Generic[T]):
     :class:`~worker_core.ManagerStoppedError` when the manager stopped before the task finished.
     """
 
-    __slots__ = ("_source",)
+    __slots__ = ("_ref", "_source")
 
-    def __init__(self, source: HandleSource[T]) -> None:
+    def __init__(self, source: HandleSource, ref: Any) -> None:
         self._source = source
+        self._ref = ref
 
     @property
     def id(self) -> uuid.UUID:
         """The task id."""
-        return self._source.id
+        return self._source.task_id(self._ref)
 
     @property
     def status(self) -> TaskStatus | None:
         """The task's status now."""
-        return self._source.status
+        return self._source.status(self._ref)
 
     def done(self) -> bool:
         """Whether the task reached a terminal status (its outcome is then known)."""
-        return self._source.status in TERMINAL_STATUSES
+        return self._source.status(self._ref) in TERMINAL_STATUSES
 
     async def result(self, timeout: float | timedelta | None = None) -> T:  # noqa: ASYNC109 - a wait bound, as in Future.result
         """Wait for the task to finish (at most ``timeout`` seconds) and return its result or raise its error.
@@ -88,14 +94,22 @@ class TaskHandle(Generic[T]):
                 :class:`~worker_core.TaskTimeoutError` is the task's own timeout instead).
             ConfigurationError: ``timeout`` is not seconds (> 0) nor a ``timedelta``.
         """
-        return await self._source.outcome(config_seconds(timeout, "timeout"))
+        result: T = await self._source.outcome(self._ref, config_seconds(timeout, "timeout"))
+        return result
 
     def __await__(self) -> Generator[Any, None, T]:
-        return self._source.outcome(None).__await__()
+        source = self._source
+        ref = self._ref
+        result: T
+        if source.status(ref) in TERMINAL_STATUSES:  # no coroutine for a task that already finished
+            result = source.done_outcome(ref)
+        else:
+            result = yield from source.outcome(ref, None).__await__()
+        return result
 
     async def cancel(self) -> bool:
         """Cancel the task (as ``cancel_task``); False when it had already finished, True otherwise."""
-        return await self._source.cancel()
+        return await self._source.cancel(self._ref)
 
     def __repr__(self) -> str:
         status = self.status
@@ -103,47 +117,47 @@ class TaskHandle(Generic[T]):
 
 
 @final
-class LocalSource(Generic[T]):
-    """A task of this process's manager: read from the task itself, woken by the manager's result bus."""
+class LocalTasks:
+    """The source of handles on one manager's tasks: the task itself, woken by the manager's result bus."""
 
-    __slots__ = ("_bind", "_bus", "_cancel", "_task")
+    __slots__ = ("_bind", "_bus", "_cancel")
 
     def __init__(
-        self,
-        task: Task[T],
-        bus: ResultBus,
-        cancel: Callable[[uuid.UUID], Awaitable[None]],
-        bind: Callable[[], object],
+        self, bus: ResultBus, cancel: Callable[[uuid.UUID], Awaitable[None]], bind: Callable[[], object]
     ) -> None:
-        self._task = task
         self._bus = bus
         self._cancel = cancel
         self._bind = bind  # raises WrongLoopError on another loop than the manager's
 
-    @property
-    def id(self) -> uuid.UUID:
+    def handle(self, task: Task[T]) -> TaskHandle[T]:
+        """A handle on ``task``, one of this manager's."""
+        return TaskHandle(self, task)
+
+    def task_id(self, ref: Task[Any]) -> uuid.UUID:
         """The task id."""
-        return self._task.id
+        return ref.id
 
-    @property
-    def status(self) -> TaskStatus | None:
+    def status(self, ref: Task[Any]) -> TaskStatus | None:
         """The task's status now."""
-        return records.status(self._task)
+        return records.status(ref)
 
-    async def outcome(self, timeout_s: float | None) -> T:
+    async def outcome(self, ref: Task[Any], timeout_s: float | None) -> Any:
         """The result once the task is terminal, or its error raised."""
-        task = self._task
-        if records.status(task) not in TERMINAL_STATUSES:
+        if records.status(ref) not in TERMINAL_STATUSES:
             self._bind()
-            if not await self._bus.finished(task, timeout_s):
-                raise ManagerStoppedError(f"the task manager stopped before task {task.id} finished")
-        return outcome_of(task)
+            if not await self._bus.finished(ref, timeout_s):
+                raise ManagerStoppedError(f"the task manager stopped before task {ref.id} finished")
+        return outcome_of(ref)
 
-    async def cancel(self) -> bool:
+    def done_outcome(self, ref: Task[Any]) -> Any:
+        """The result of the task, terminal now, or its error raised."""
+        return outcome_of(ref)
+
+    async def cancel(self, ref: Task[Any]) -> bool:
         """``cancel_task``; False when the task had already finished."""
-        if records.status(self._task) in TERMINAL_STATUSES:
+        if records.status(ref) in TERMINAL_STATUSES:
             return False
-        await self._cancel(self._task.id)
+        await self._cancel(ref.id)
         return True
 
 

@@ -29,7 +29,8 @@ from .errors import (
     ManagerStoppedError,
     TaskNotFoundError,
 )
-from .handles import LocalSource, TaskHandle
+from .events import Pending
+from .handles import LocalTasks, TaskHandle
 from .hooks import TaskHooks
 from .metrics import MetricsSnapshot
 from .options import (
@@ -45,7 +46,7 @@ from .plugins import Plugins
 from .protocols import TaskTracer
 from .results import DropPolicy, ResultSubscription
 from .retention import RetentionPolicy
-from .submit import SubmitOptions, Submitter, build_task, checked_options
+from .submit import NO_OPTIONS, SubmitOptions, Submitter, build_task, checked_options
 from .task import Task
 
 __all__ = ("ManagerState", "TaskManager")
@@ -142,6 +143,7 @@ class TaskManager:
             durable = DurableConfig(durable_options, lambda: self.plugins)
         self._engine = Engine(options, durable)
         self._lifecycle = Lifecycle(self._engine, options.stop_timeout_s)
+        self._local = LocalTasks(self._engine.bus, self.cancel_task, self._lifecycle.bind)
 
     @classmethod
     def with_defaults(cls) -> Self:
@@ -267,6 +269,13 @@ class TaskManager:
             DurableOnlyError: a durable backend is configured.
             WrongLoopError: the manager belongs to another event loop.
         """
+        pending = self._register(task)
+        if pending is not None:
+            await pending
+        return task.id
+
+    def _register(self, task: Task[Any]) -> Pending:
+        """``register_task`` up to its hook: what is left to await, if anything."""
         if type(task) is not Task and not isinstance(task, Task):
             raise InvalidTaskError(f"expected a Task, got {type(task).__name__}")
         if _get_running_loop() is not self._lifecycle.loop:
@@ -274,10 +283,7 @@ class TaskManager:
         engine = self._engine
         if engine.registrar is not None:
             raise DurableOnlyError("durable backend enabled; use register_durable_task")
-        pending = engine.intake.register(task)
-        if pending is not None:
-            await pending
-        return task.id
+        return engine.intake.register(task)
 
     async def register_tasks(self, *tasks: Task[Any]) -> list[uuid.UUID]:
         """Register each task in turn; return the ids of those accepted.
@@ -399,7 +405,11 @@ class TaskManager:
             InvalidTaskError, QueueFullError, ManagerStoppedError, DurableOnlyError, WrongLoopError: as
                 ``register_task``.
         """
-        return await self._submit_task(build_task(fn, args, kwargs, {}))
+        task = build_task(fn, args, kwargs, NO_OPTIONS)
+        pending = self._register(task)
+        if pending is not None:
+            await pending
+        return self._local.handle(task)
 
     def with_options(self, **options: Unpack[SubmitOptions]) -> Submitter:
         """A submitter whose ``submit(fn, *args, **kwargs)`` gives the task these options.
@@ -419,14 +429,13 @@ class TaskManager:
         Raises:
             TaskNotFoundError: no task has this id (or it was evicted by the retention policy).
         """
-        return self._handle_of(self._lookup(task_id))
+        return self._local.handle(self._lookup(task_id))
 
     async def _submit_task(self, task: Task[T]) -> TaskHandle[T]:
-        await self.register_task(task)
-        return self._handle_of(task)
-
-    def _handle_of(self, task: Task[T]) -> TaskHandle[T]:
-        return TaskHandle(LocalSource(task, self._engine.bus, self.cancel_task, self._lifecycle.bind))
+        pending = self._register(task)
+        if pending is not None:
+            await pending
+        return self._local.handle(task)
 
     # ----------------------------------------------------------------------------------- results, settings
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, Unpack, final, overload
+from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, TypeVar, Unpack, final, overload
 
+from ._calls import AsyncCall, Call
 from .errors import InvalidTaskError
 from .options import start_at
 from .task import Task, TaskFields, is_coroutine_callable
@@ -23,7 +24,7 @@ from .task import Task, TaskFields, is_coroutine_callable
 if TYPE_CHECKING:
     from .handles import TaskHandle
 
-__all__ = ("SubmitOptions", "Submitter", "TaskDefinition", "build_task", "define_task")
+__all__ = ("NO_OPTIONS", "Recipe", "SubmitOptions", "Submitter", "TaskDefinition", "build_task", "define_task")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -42,22 +43,78 @@ class SubmitOptions(TaskFields, total=False):
 _OPTION_NAMES: frozenset[str] = frozenset(SubmitOptions.__annotations__) | frozenset(TaskFields.__annotations__)
 
 
-def checked_options(options: SubmitOptions, where: str) -> SubmitOptions:
-    """``options`` if every name is a known option and the values make a valid task.
+def checked_options(options: SubmitOptions, where: str) -> Recipe:
+    """``options``, checked and prepared for building tasks.
 
     Raises:
         TypeError: an unknown option name.
-        InvalidTaskError: a value of the wrong type or range.
+        InvalidTaskError: a value of the wrong type or range, or both ``run_at`` and ``delay``.
     """
     unknown = options.keys() - _OPTION_NAMES
     if unknown:
         raise TypeError(f"{where}: unknown task option(s): {', '.join(sorted(unknown))}")
-    build_task(_probe, (), {}, options)  # the same checks a real task gets, now rather than at submit
-    return options
+    recipe = Recipe(options)
+    recipe.build(_probe, (), {})  # the same checks a real task gets, now rather than at submit
+    return recipe
 
 
 def _probe() -> None:
     return None
+
+
+@final
+class Recipe:
+    """Options prepared once for many tasks: ``Task``'s keyword arguments, the delay, the name if given."""
+
+    __slots__ = ("delay", "fields", "name", "options")
+
+    def __init__(self, options: SubmitOptions) -> None:
+        fields: dict[str, Any] = dict(options)
+        self.options = options
+        self.delay = fields.pop("delay", None)
+        self.name: str | None = fields.pop("name", None) or None
+        if self.delay is not None and fields.get("run_at") is not None:
+            raise InvalidTaskError("give run_at or delay, not both")
+        self.fields = fields
+
+    def over(self, base: Recipe) -> Recipe:
+        """These options over ``base``'s."""
+        if base is NO_OPTIONS:
+            return self
+        if self is NO_OPTIONS:
+            return base
+        return Recipe({**base.options, **self.options})
+
+    def build(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Task[Any]:
+        """The task that runs ``fn(*args, **kwargs)`` with these options.
+
+        Raises:
+            InvalidTaskError: ``fn`` is not callable, or an option is invalid.
+        """
+        if not callable(fn):
+            raise InvalidTaskError(f"submit needs a callable, got {type(fn).__name__}")
+        execute = AsyncCall(fn, args, kwargs) if is_coroutine_callable(fn) else Call(fn, args, kwargs)
+        name = self.name or _name_of(fn)
+        try:
+            if self.delay is None:
+                return Task(execute, name=name, **self.fields)
+            return Task(execute, name=name, run_at=start_at(delay=self.delay), **self.fields)
+        except TypeError as exc:  # a caller that bypassed the typed options with a name Task does not take
+            raise InvalidTaskError(str(exc)) from None
+
+
+NO_OPTIONS: Final = Recipe({})
+
+
+def build_task(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], recipe: Recipe) -> Task[Any]:
+    """The task that runs ``fn(*args, **kwargs)``: ``recipe``'s options over those ``fn`` was declared with.
+
+    Raises:
+        InvalidTaskError: ``fn`` is not callable, or an option is invalid.
+    """
+    if type(fn) is TaskDefinition:
+        return recipe.over(fn.recipe).build(fn.fn, args, kwargs)
+    return recipe.build(fn, args, kwargs)
 
 
 @final
@@ -68,16 +125,16 @@ class TaskDefinition(Generic[P, R]):
     *args, **kwargs)`` runs it as a task with the declared options.
     """
 
-    __slots__ = ("__dict__", "fn", "options")
+    __slots__ = ("__dict__", "fn", "recipe")
 
     __name__: str
     __qualname__: str
 
-    def __init__(self, fn: Callable[P, R], options: SubmitOptions) -> None:
+    def __init__(self, fn: Callable[P, R], recipe: Recipe) -> None:
         if not callable(fn):
             raise InvalidTaskError(f"a task definition needs a callable, got {type(fn).__name__}")
         self.fn = fn
-        self.options = options
+        self.recipe = recipe
         # What functools.update_wrapper would copy, for introspection and logs.
         for name in ("__module__", "__name__", "__qualname__", "__doc__"):
             value = getattr(fn, name, None)
@@ -89,7 +146,7 @@ class TaskDefinition(Generic[P, R]):
         return self.fn(*args, **kwargs)
 
     def __repr__(self) -> str:
-        return f"TaskDefinition({getattr(self.fn, '__qualname__', self.fn)!r}, {self.options!r})"
+        return f"TaskDefinition({getattr(self.fn, '__qualname__', self.fn)!r}, {self.recipe.options!r})"
 
 
 @overload
@@ -122,55 +179,6 @@ def define_task(
     return declare
 
 
-def build_task(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], options: SubmitOptions
-) -> Task[Any]:
-    """The task that runs ``fn(*args, **kwargs)`` with ``options`` over ``fn``'s declared ones.
-
-    Raises:
-        InvalidTaskError: an option is invalid, or ``run_at`` and ``delay`` are both given.
-    """
-    if isinstance(fn, TaskDefinition):
-        declared: SubmitOptions = fn.options
-        fn = fn.fn
-        if declared:
-            options = {**declared, **options} if options else declared
-    if not callable(fn):
-        raise InvalidTaskError(f"submit needs a callable, got {type(fn).__name__}")
-    execute = _async_call(fn, args, kwargs) if is_coroutine_callable(fn) else _call(fn, args, kwargs)
-    target = fn
-    if not options:
-        return Task(execute, name=_name_of(target))
-    fields: dict[str, Any] = dict(options)
-    delay = fields.pop("delay", None)
-    if delay is not None:
-        if fields.get("run_at") is not None:
-            raise InvalidTaskError("give run_at or delay, not both")
-        fields["run_at"] = start_at(delay=delay)
-    if not fields.get("name"):
-        fields["name"] = _name_of(target)
-    try:
-        return Task(execute, **fields)
-    except TypeError as exc:  # a caller that bypassed the typed options with a name Task does not take
-        raise InvalidTaskError(str(exc)) from None
-
-
-def _async_call(
-    fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Callable[[object], Awaitable[Any]]:
-    async def execute(ctx: object) -> Any:
-        return await fn(*args, **kwargs)
-
-    return execute
-
-
-def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[[object], Any]:
-    def execute(ctx: object) -> Any:
-        return fn(*args, **kwargs)
-
-    return execute
-
-
 def _name_of(fn: Callable[..., Any]) -> str:
     name = getattr(fn, "__qualname__", None)
     return name if isinstance(name, str) else type(fn).__qualname__
@@ -180,11 +188,11 @@ def _name_of(fn: Callable[..., Any]) -> str:
 class Submitter:
     """``tm.with_options(...)``: submits tasks with these options (see the module docs for the order)."""
 
-    __slots__ = ("_options", "_register")
+    __slots__ = ("_recipe", "_register")
 
-    def __init__(self, register: Callable[[Task[Any]], Awaitable[TaskHandle[Any]]], options: SubmitOptions) -> None:
+    def __init__(self, register: Callable[[Task[Any]], Awaitable[TaskHandle[Any]]], recipe: Recipe) -> None:
         self._register = register
-        self._options = options
+        self._recipe = recipe
 
     def with_options(self, **options: Unpack[SubmitOptions]) -> Submitter:
         """A submitter with ``options`` over these ones.
@@ -193,7 +201,7 @@ class Submitter:
             TypeError: an unknown option name.
             InvalidTaskError: an option value of the wrong type or range.
         """
-        merged: SubmitOptions = {**self._options, **options}
+        merged: SubmitOptions = {**self._recipe.options, **options}
         return Submitter(self._register, checked_options(merged, "with_options"))
 
     @overload
@@ -204,4 +212,4 @@ class Submitter:
 
     async def submit(self, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[Any]:
         """Run ``fn(*args, **kwargs)`` as a task with these options; its handle (see ``TaskManager.submit``)."""
-        return await self._register(build_task(fn, args, kwargs, self._options))
+        return await self._register(build_task(fn, args, kwargs, self._recipe))

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, TypeVar, Unpack, overload
 
+from ._calls import AsyncCall, Call
 from .errors import InvalidTaskError
 from .options import is_plain_int, to_seconds
 from .status import TaskStatus
@@ -60,8 +61,13 @@ def is_coroutine_callable(fn: object) -> bool:
     (a ``functools.partial``, a callable object, a method) goes through ``inspect``. A callable that is not
     detected and returns a coroutine all the same is still awaited (see ``Task``).
     """
-    if type(fn) is FunctionType:
-        return bool(fn.__code__.co_flags & _CO_COROUTINE)
+    kind = type(fn)
+    if kind is FunctionType:
+        return bool(fn.__code__.co_flags & _CO_COROUTINE)  # type: ignore[attr-defined]
+    if kind is AsyncCall:
+        return True
+    if kind is Call:
+        return False
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
 
 
