@@ -9,6 +9,7 @@ from .blocking import BlockingManager as BlockingManager
 from .blocking import BlockingSubmitter as BlockingSubmitter
 from .context import current_context as current_context
 from .durable.codecs import DurableCodec as DurableCodec
+from .durable.declare import DurableTaskType as DurableTaskType
 from .durable.handlers import DurableHandlerSpec as DurableHandlerSpec
 from .durable.handlers import TypedDurableRegistry as TypedDurableRegistry
 from .durable.handlers import TypedHandlerRegistry as TypedHandlerRegistry
@@ -90,6 +91,7 @@ __all__ = (
     "DurableTask",
     "DurableTaskExistsError",
     "DurableTaskLease",
+    "DurableTaskType",
     "HandlerNotFoundError",
     "HandlerPayloadTypeError",
     "HandlerRegistrationError",

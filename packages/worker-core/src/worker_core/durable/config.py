@@ -17,6 +17,7 @@ from worker_core.errors import ConfigurationError, PayloadError
 from worker_core.options import is_plain_int, to_seconds
 
 from .codecs import DurableCodec, default_codec_for, resolve_codec
+from .declare import declared_types
 from .types import DurableBackend
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class DurableOptions:
         if isinstance(backend, str) and "://" not in backend:
             raise ConfigurationError(f"durable_backend URL needs a scheme (like 'memory://'), got {backend!r}")
         self.backend = backend
-        self.handlers = handlers if handlers is not None else {}
+        self.handlers = declared_types(handlers) if handlers is not None else {}
         if not self.handlers:
             raise ConfigurationError("durable_backend needs durable_handlers (name -> DurableHandlerSpec)")
         self.codec = codec
@@ -143,7 +144,12 @@ class DurableConfig:
             logger.warning("closing the durable backend failed", exc_info=True)
 
     def spec(self, handler: str) -> Any:
-        """The spec of ``handler``, or ``None``."""
+        """The spec that runs ``handler`` here, or ``None`` (none, or only a declaration: it cannot run here)."""
+        spec = handler_spec(self.options.handlers, handler)
+        return None if spec is None or getattr(spec, "fn", None) is None else spec
+
+    def payload_spec(self, handler: str) -> Any:
+        """What encodes and decodes ``handler``'s payloads (its spec or its declaration), or ``None``."""
         return handler_spec(self.options.handlers, handler)
 
     def codec_for(self, handler: str, spec: Any) -> DurableCodec:
@@ -165,7 +171,7 @@ class DurableConfig:
         Raises:
             PayloadError: no such handler, or the bytes do not decode.
         """
-        spec = self.spec(handler)
+        spec = self.payload_spec(handler)
         if spec is None:
             raise PayloadError(f"no handler {handler!r}")
         codec = self.codec_for(handler, spec)

@@ -31,7 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, final, overload
 
-from worker_core.errors import HandlerPayloadTypeError, HandlerRegistrationError
+from worker_core.errors import HandlerNotFoundError, HandlerPayloadTypeError, HandlerRegistrationError
+
+from .declare import DurableTaskType
 
 __all__ = ("DurableHandlerSpec", "SpecFactory", "TypedDurableRegistry", "TypedHandlerRegistry", "spec_payload_type")
 
@@ -110,20 +112,66 @@ class TypedHandlerRegistry(Generic[SpecT]):
     def __init__(self, spec_factory: SpecFactory[Any] | None = None) -> None:
         self._factory: SpecFactory[Any] = spec_factory if spec_factory is not None else _durable_spec
         self._specs: dict[str, SpecT] = {}
+        self._types: dict[str, DurableTaskType[Any]] = {}
 
-    def handler(self, name: str) -> Callable[[F], F]:
+    def handler(
+        self,
+        name: str | DurableTaskType[Any],
+        *,
+        queue: str = "",
+        priority: int = 1,
+        weight: int = 1,
+        retries: int | None = None,
+        retry_delay: float | None = None,
+    ) -> Callable[[F], F]:
         """Decorator registering a function under ``name``; its payload type is its second parameter's annotation.
 
+        ``name`` may be a :class:`~worker_core.DurableTaskType` declaration: the function implements it (its
+        annotation must be the declared payload type) and the declaration's defaults apply. Otherwise the
+        keyword arguments are the handler's enqueue defaults, kept as a declaration (:meth:`task_type`).
         ``Optional[T]`` (``T | None``) lets the function receive ``None``; ``Any`` or ``object`` registers
         an untyped handler (plain data, no check). The decorated function is returned unchanged.
         """
 
         def register(fn: F) -> F:
             payload_type, optional = _payload_annotation(fn)
-            self._add(name, payload_type, fn, make=None, optional=optional)
+            if isinstance(name, DurableTaskType):
+                if payload_type is not Any and payload_type is not object and payload_type != name.payload_type:
+                    raise HandlerRegistrationError(
+                        f"handler {name.name!r}: {getattr(fn, '__qualname__', fn)} takes {payload_type!r}, "
+                        f"the declaration says {name.payload_type!r}"
+                    )
+                declared = name
+            else:
+                declared = None
+                if payload_type is not Any and payload_type is not object and _runtime_type(payload_type):
+                    declared = DurableTaskType(
+                        name,
+                        payload_type,
+                        queue=queue,
+                        priority=priority,
+                        weight=weight,
+                        retries=retries,
+                        retry_delay=retry_delay,
+                    )
+            handler_name = name.name if isinstance(name, DurableTaskType) else name
+            self._add(handler_name, payload_type, fn, make=None, optional=optional)
+            if declared is not None:
+                self._types[handler_name] = declared
             return fn
 
         return register
+
+    def task_type(self, name: str) -> DurableTaskType[Any]:
+        """The declaration of handler ``name`` (its payload type and defaults): ``registry.task_type(n).task(p)``.
+
+        Raises:
+            HandlerNotFoundError: no typed handler is registered under ``name``.
+        """
+        declared = self._types.get(name)
+        if declared is None:
+            raise HandlerNotFoundError(f"no typed handler {name!r} in this registry")
+        return declared
 
     def add(
         self,

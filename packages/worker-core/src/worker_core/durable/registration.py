@@ -62,7 +62,7 @@ class DurableRegistrar:
         handler: object = task.handler
         if not isinstance(handler, str) or not handler:
             raise InvalidTaskError("durable task handler is required")
-        spec = self._config.spec(task.handler)
+        spec = self._config.payload_spec(task.handler)
         if spec is None:
             raise HandlerNotFoundError(f"handler {task.handler!r}: durable handler not registered")
         if task.id is not None and not isinstance(task.id, uuid.UUID):
