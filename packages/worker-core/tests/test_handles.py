@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from core_helpers import GUARD, manager
@@ -341,3 +343,47 @@ async def test_register_tasks_reports_the_accepted_ids() -> None:
         assert matched.accepted == []
         assert rest is None
         await tm.cancel_all()  # with no worker the queued tasks would never finish
+
+
+class InjectingTracer:
+    def inject(self, metadata: MutableMapping[str, str]) -> None:
+        metadata["traceparent"] = "00-abc"
+
+    def start(self, task: Task[Any], ctx: TaskContext) -> InjectingTracer:
+        return self
+
+    def end(self, error: BaseException | None) -> None:
+        return None
+
+
+async def test_the_tracer_never_changes_the_callers_metadata() -> None:
+    async def noop(ctx: TaskContext) -> None:
+        return None
+
+    mine = {"tenant": "a"}
+    async with manager() as tm:
+        tm.set_tracer(InjectingTracer())
+        task = Task(noop, metadata=mine)
+        await tm.register_task(task)
+        handle = await tm.with_options(metadata=mine).submit(add, 1)
+        async with asyncio.timeout(GUARD):
+            await handle
+        await tm.wait(GUARD)
+        assert tm.get_task(handle.id).metadata == {"tenant": "a", "traceparent": "00-abc"}
+    assert mine == {"tenant": "a"}
+    assert task.metadata == {"tenant": "a", "traceparent": "00-abc"}
+
+
+async def test_tasks_of_one_submitter_never_share_a_metadata_dict() -> None:
+    async def tag(value: str) -> dict[str, str]:
+        metadata = current_context().metadata
+        metadata["seen"] = value
+        return dict(metadata)
+
+    async with manager() as tm:
+        tagged = tm.with_options(metadata={"tenant": "a"})
+        first, second = await tagged.submit(tag, "1"), await tagged.submit(tag, "2")
+        async with asyncio.timeout(GUARD):
+            assert await first == {"tenant": "a", "seen": "1"}
+            assert await second == {"tenant": "a", "seen": "2"}
+        assert tm.get_task(first.id).metadata == {"tenant": "a", "seen": "1"}

@@ -95,10 +95,14 @@ class Recipe:
             raise InvalidTaskError(f"submit needs a callable, got {type(fn).__name__}")
         execute = AsyncCall(fn, args, kwargs) if is_coroutine_callable(fn) else Call(fn, args, kwargs)
         name = self.name or _name_of(fn)
+        fields = self.fields
+        metadata = fields.get("metadata")
+        if metadata:  # each task its own copy: one task's changes are never another's
+            fields = {**fields, "metadata": dict(metadata)}
         try:
             if self.delay is None:
-                return Task(execute, name=name, **self.fields)
-            return Task(execute, name=name, run_at=start_at(delay=self.delay), **self.fields)
+                return Task(execute, name=name, **fields)
+            return Task(execute, name=name, run_at=start_at(delay=self.delay), **fields)
         except TypeError as exc:  # a caller that bypassed the typed options with a name Task does not take
             raise InvalidTaskError(str(exc)) from None
 
