@@ -26,11 +26,13 @@ import itertools
 import secrets
 import time
 import uuid
+from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal, final
 
+from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, TaskOutcome
 from worker_core.durable.types import DurableTask, DurableTaskLease
 from worker_core.errors import ConfigurationError, DurableTaskExistsError, InvalidTaskError, LeaseLostError
 
@@ -115,8 +117,11 @@ class InMemoryDurableBackend:
         *,
         default_queue: str = "default",
         queue_weights: Mapping[str, int] | None = None,
+        max_outcomes: int = 100_000,
+        recent_limit: int = DEFAULT_RECENT_OUTCOMES,
     ) -> None:
         self._clock: Clock = clock if clock is not None else _SystemClock()
+        self._outcomes = _OutcomeStore(self._clock, max_outcomes, recent_limit)
         self._default_queue = "default"
         self._weights: dict[str, int] = {}
         self.configure_queues(default_queue, queue_weights or {})
@@ -363,6 +368,30 @@ class InMemoryDurableBackend:
         except TimeoutError:
             pass
 
+    # -- results (ResultStoreBackend) ----------------------------------------------------------------
+
+    async def ack_with_outcome(self, lease: DurableTaskLease, outcome: TaskOutcome, ttl: float) -> None:
+        """``ack`` and keep ``outcome`` for ``ttl`` seconds. Raises :class:`LeaseLostError` (nothing kept)."""
+        await self.ack(lease)
+        self._outcomes.keep(outcome, ttl)
+
+    async def fail_with_outcome(self, lease: DurableTaskLease, error: str, outcome: TaskOutcome, ttl: float) -> None:
+        """``fail`` and keep ``outcome`` for ``ttl`` seconds. Raises :class:`LeaseLostError` (nothing kept)."""
+        await self.fail(lease, error)
+        self._outcomes.keep(outcome, ttl)
+
+    async def get_outcome(self, task_id: uuid.UUID) -> TaskOutcome | None:
+        """The kept outcome of ``task_id``, or ``None``."""
+        return self._outcomes.get(task_id)
+
+    async def wait_outcome(self, task_id: uuid.UUID, max_wait: float | None) -> TaskOutcome | None:
+        """The outcome of ``task_id`` once kept (at once if it is); ``None`` after ``max_wait`` seconds."""
+        return await self._outcomes.wait(task_id, max_wait)
+
+    async def recent_outcomes(self, queue: str, limit: int) -> list[TaskOutcome]:
+        """Up to ``limit`` of the outcomes kept for ``queue``, newest first."""
+        return self._outcomes.recent(queue, limit)
+
     # -- inspection ----------------------------------------------------------------------------------
 
     def dead_letters(self) -> list[DeadLetter]:
@@ -504,3 +533,73 @@ def _epoch(moment: datetime) -> float:
 def _copy(task: DurableTask) -> DurableTask:
     """A copy a consumer may mutate without touching the stored record."""
     return replace(task, metadata=dict(task.metadata) if task.metadata is not None else None)
+
+
+@final
+class _OutcomeStore:
+    """Outcomes kept by TTL and by count (the oldest go first past ``max_outcomes``), and their waiters."""
+
+    __slots__ = ("_clock", "_kept", "_max", "_recent", "_recent_limit", "_waiters")
+
+    def __init__(self, clock: Clock, max_outcomes: int, recent_limit: int) -> None:
+        if max_outcomes < 1 or recent_limit < 1:
+            raise ConfigurationError("max_outcomes and recent_limit must be >= 1")
+        self._clock = clock
+        self._max = max_outcomes
+        self._recent_limit = recent_limit
+        self._kept: OrderedDict[uuid.UUID, tuple[TaskOutcome, float]] = OrderedDict()  # oldest first
+        self._recent: dict[str, deque[uuid.UUID]] = {}
+        self._waiters: dict[uuid.UUID, list[asyncio.Future[TaskOutcome]]] = {}
+
+    def keep(self, outcome: TaskOutcome, ttl: float) -> None:
+        now = self._clock.time()
+        kept = self._kept
+        kept.pop(outcome.id, None)
+        kept[outcome.id] = (outcome, now + ttl)
+        while len(kept) > self._max or (kept and next(iter(kept.values()))[1] <= now):
+            kept.popitem(last=False)
+        recent = self._recent.get(outcome.queue)
+        if recent is None:
+            recent = self._recent[outcome.queue] = deque(maxlen=self._recent_limit)
+        recent.appendleft(outcome.id)
+        for waiter in self._waiters.pop(outcome.id, ()):
+            if not waiter.done():
+                waiter.set_result(outcome)
+
+    def get(self, task_id: uuid.UUID) -> TaskOutcome | None:
+        entry = self._kept.get(task_id)
+        if entry is None:
+            return None
+        if entry[1] <= self._clock.time():
+            del self._kept[task_id]
+            return None
+        return entry[0]
+
+    async def wait(self, task_id: uuid.UUID, max_wait: float | None) -> TaskOutcome | None:
+        outcome = self.get(task_id)
+        if outcome is not None:
+            return outcome
+        waiter: asyncio.Future[TaskOutcome] = asyncio.get_running_loop().create_future()
+        waiting = self._waiters.setdefault(task_id, [])
+        waiting.append(waiter)
+        try:
+            async with asyncio.timeout(max_wait):
+                return await waiter
+        except TimeoutError:
+            return None
+        finally:
+            waiting = self._waiters.get(task_id, [])
+            if waiter in waiting:
+                waiting.remove(waiter)
+                if not waiting:
+                    del self._waiters[task_id]
+
+    def recent(self, queue: str, limit: int) -> list[TaskOutcome]:
+        out: list[TaskOutcome] = []
+        for task_id in self._recent.get(queue, ()):
+            if len(out) >= limit:
+                break
+            outcome = self.get(task_id)
+            if outcome is not None and outcome.queue == queue:
+                out.append(outcome)
+        return out

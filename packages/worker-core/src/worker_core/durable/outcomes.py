@@ -1,0 +1,201 @@
+"""Results across processes: what became of a finished durable task, kept by a backend for a while.
+
+A backend with the optional :class:`ResultStoreBackend` capability stores a :class:`TaskOutcome` in the same
+step that settles the task (``ack_with_outcome`` / ``fail_with_outcome``), keeps it for a TTL, and wakes
+whoever waits for it (``wait_outcome``), in this process or another. ``TaskManager.handle(task_id)`` of a
+durable task reads it there, so a producer that never started its manager can await a result.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback as tb
+import uuid
+from collections.abc import Sequence
+from typing import Any, Final, Protocol, runtime_checkable
+
+import msgspec
+
+from worker_core.errors import PayloadError, WorkerError
+from worker_core.status import TERMINAL_STATUSES, TaskStatus
+
+from .types import DurableTaskLease
+
+__all__ = (
+    "DEFAULT_RECENT_OUTCOMES",
+    "DEFAULT_RESULT_TTL",
+    "TRACEBACK_CHARS",
+    "RemoteTaskError",
+    "ResultNotStoredError",
+    "ResultStoreBackend",
+    "TaskOutcome",
+    "outcome_for",
+)
+
+#: Seconds a finished durable task's outcome is kept by default (``durable_result_ttl``).
+DEFAULT_RESULT_TTL: Final = 3600.0
+#: Finished tasks listed per queue by default (``recent_outcomes``), newest first.
+DEFAULT_RECENT_OUTCOMES: Final = 100
+#: Characters of a traceback an outcome keeps at most (its end: the innermost frames and the error).
+TRACEBACK_CHARS: Final = 8000
+
+
+class TaskOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What became of one finished durable task (``status`` is terminal).
+
+    ``result`` is the task's return value encoded as JSON by msgspec (``None`` when it had none or it is not
+    ``COMPLETED``); :meth:`value` decodes it. A result that could not be encoded is not stored: ``error_type``
+    then says ``ResultNotStoredError`` and the task is still ``COMPLETED``. Times are epoch seconds.
+    """
+
+    id: uuid.UUID
+    handler: str
+    queue: str
+    status: TaskStatus
+    result: bytes | None = None
+    error_type: str = ""
+    error_message: str = ""
+    traceback: str = ""
+    attempts: int = 0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+    def encode(self) -> bytes:
+        """The outcome as stored (JSON)."""
+        return _ENCODER.encode(self)
+
+    @classmethod
+    def decode(cls, data: bytes | bytearray | memoryview | str) -> TaskOutcome:
+        """An outcome read back from a store.
+
+        Raises:
+            PayloadError: the bytes are not an outcome (corrupt or foreign data), or its status is not terminal.
+        """
+        try:
+            outcome = _DECODER.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            raise PayloadError(f"stored task outcome cannot be decoded: {exc}") from None
+        if outcome.status not in TERMINAL_STATUSES:
+            raise PayloadError(f"stored task outcome has a non-terminal status {outcome.status}")
+        return outcome
+
+    def value(self, type: Any = Any) -> Any:
+        """The task's result decoded (into ``type`` when given), or its error raised.
+
+        Raises:
+            RemoteTaskError: the task ``FAILED`` (its type, message and traceback are on the error).
+            TaskCancelledError, TaskTimeoutError: it was cancelled, or its last attempt timed out.
+            ResultNotStoredError: it completed but its result could not be encoded.
+            PayloadError: the stored result does not decode (into ``type``).
+        """
+        from worker_core.errors import TaskCancelledError, TaskTimeoutError
+
+        status = self.status
+        if status is TaskStatus.COMPLETED:
+            if self.error_type == ResultNotStoredError.__name__:
+                raise ResultNotStoredError(self.error_message)
+            if self.result is None:
+                return None
+            try:
+                return msgspec.json.decode(self.result, type=type)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise PayloadError(f"result of task {self.id} cannot be decoded: {exc}") from None
+        if status is TaskStatus.CANCELLED:
+            raise TaskCancelledError(self.error_message or f"task {self.id} was cancelled")
+        if status is TaskStatus.DEADLINE_EXCEEDED:
+            raise TaskTimeoutError(self.error_message or f"task {self.id} exceeded its timeout")
+        raise RemoteTaskError(self)
+
+
+_ENCODER: Final = msgspec.json.Encoder()
+_DECODER: Final = msgspec.json.Decoder(TaskOutcome)
+
+
+class RemoteTaskError(WorkerError):
+    """A durable task failed (possibly on another node): ``error_type``, ``error_message``, ``traceback``."""
+
+    def __init__(self, outcome: TaskOutcome) -> None:
+        self.outcome = outcome
+        self.error_type = outcome.error_type
+        self.error_message = outcome.error_message
+        self.traceback = outcome.traceback
+        super().__init__(f"{outcome.error_type}: {outcome.error_message}" if outcome.error_type else "task failed")
+
+
+class ResultNotStoredError(WorkerError):
+    """A durable task completed, but its result could not be encoded for the result store (not kept)."""
+
+
+def outcome_for(
+    lease: DurableTaskLease,
+    status: TaskStatus,
+    result: Any,
+    error: BaseException | None,
+    *,
+    started_at: float = 0.0,
+) -> TaskOutcome:
+    """The outcome to store for the attempt of ``lease`` that ended ``status`` (``result``, ``error``)."""
+    record = lease.task
+    assert record.id is not None
+    encoded: bytes | None = None
+    error_type = error_message = trace = ""
+    if status is TaskStatus.COMPLETED:
+        if result is not None:
+            try:
+                encoded = _ENCODER.encode(result)
+            except (TypeError, ValueError, OverflowError) as exc:  # not JSON-able: said so, never lost silently
+                error_type = ResultNotStoredError.__name__
+                error_message = f"the result ({type(result).__qualname__}) could not be encoded: {exc}"
+    elif error is not None:
+        error_type = _qualified(type(error))
+        error_message = str(error)
+        if error.__traceback__ is not None:
+            trace = "".join(tb.format_exception(error))[-TRACEBACK_CHARS:]
+    return TaskOutcome(
+        id=record.id,
+        handler=record.handler,
+        queue=record.queue,
+        status=status,
+        result=encoded,
+        error_type=error_type,
+        error_message=error_message,
+        traceback=trace,
+        attempts=lease.attempts,
+        started_at=started_at,
+        finished_at=time.time(),
+    )
+
+
+def _qualified(kind: type[BaseException]) -> str:
+    module = kind.__module__
+    return kind.__qualname__ if module in ("builtins", "__main__") else f"{module}.{kind.__qualname__}"
+
+
+@runtime_checkable
+class ResultStoreBackend(Protocol):
+    """Optional: keep finished tasks' outcomes for a while, and wake whoever waits for one.
+
+    ``ttl`` is seconds (> 0). Storing happens in the same step as the settle it goes with, so an outcome is
+    visible exactly when the task left the queue. ``recent_outcomes`` lists at most the last
+    ``recent_limit`` outcomes per queue (the backend's bound), newest first; expired ones are left out.
+    """
+
+    async def ack_with_outcome(self, lease: DurableTaskLease, outcome: TaskOutcome, ttl: float) -> None:
+        """``ack`` and store ``outcome`` at once. Raises LeaseLostError (nothing stored) like ``ack``."""
+        ...
+
+    async def fail_with_outcome(self, lease: DurableTaskLease, error: str, outcome: TaskOutcome, ttl: float) -> None:
+        """``fail`` (dead-letter) and store ``outcome`` at once. Raises LeaseLostError like ``fail``."""
+        ...
+
+    async def get_outcome(self, task_id: uuid.UUID) -> TaskOutcome | None:
+        """The stored outcome of ``task_id``, or ``None`` (unknown, not finished, or expired)."""
+        ...
+
+    async def wait_outcome(self, task_id: uuid.UUID, max_wait: float | None) -> TaskOutcome | None:
+        """The outcome of ``task_id`` as soon as it is stored (at once if it is); ``None`` after ``max_wait`` s."""
+        ...
+
+    async def recent_outcomes(self, queue: str, limit: int) -> Sequence[TaskOutcome]:
+        """Up to ``limit`` outcomes of tasks of ``queue`` that finished most recently, newest first."""
+        ...
