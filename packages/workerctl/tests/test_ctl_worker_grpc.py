@@ -130,12 +130,12 @@ def node(request: pytest.FixtureRequest, node_env: dict[str, str]) -> Iterator[t
 
 def get_task(port: int, metadata: tuple[tuple[str, str], ...]) -> grpc.StatusCode:
     with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.enable_http_proxy", 0)]) as channel:
-        call = channel.unary_unary("/worker.v1.WorkerService/GetTask")
+        call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/worker.v1.WorkerService/GetTask")
         request = b"\x0a\x24" + str(uuid.uuid4()).encode()  # GetTaskRequest{id = 1: a 36-character UUID}
         try:
             call(request, metadata=metadata, timeout=10)
         except grpc.RpcError as exc:
-            code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]  # the call's error is also a grpc.Call
+            code: grpc.StatusCode = exc.code()
             return code
         return grpc.StatusCode.OK
 
@@ -190,7 +190,7 @@ def test_a_token_file_and_mtls(ctl: Ctl, tmp_path: Path, node_env: dict[str, str
                 stub: Any = health_pb2_grpc.HealthStub(channel)
                 with pytest.raises(grpc.RpcError) as caught:
                     stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
-                assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+                assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
                 reply = stub.Check(
                     health_pb2.HealthCheckRequest(service=""), metadata=(("authorization", "Bearer second-token"),)
                 )
