@@ -119,7 +119,9 @@ async def test_a_request_of_100_durable_tasks_is_one_script_call(
     before = await script_calls(raw)
     ids = await alice.register_durable_tasks([email(f"u{i}@example.com") for i in range(100)])
     after = await script_calls(raw)
-    assert after - before == 1  # not 100
+    # One enqueue script call, not 100 (a lease poll already on its way when the workers went to 0 may land in
+    # the window too: nothing else runs a script here).
+    assert 1 <= after - before <= 2
     assert len(set(ids)) == 100
     redis_manager.set_max_workers(8)
     await eventually(lambda: len(sent) == 101, within=30)

@@ -31,6 +31,7 @@ from worker_core.durable import DurableTask
 from worker_core.errors import TaskNotFoundError
 
 from . import _convert
+from ._durable_batch import store_durable
 from ._proto.worker.v1 import worker_pb2 as pb
 from ._proto.worker.v1 import worker_pb2_grpc as pb_grpc
 from ._status import ACCEPTED_IDS_KEY, ERROR_KEY, FAILED_INDEX_KEY, status_for
@@ -38,7 +39,7 @@ from .access import Access, Authorizer, stamped
 from .auth import ANONYMOUS, AuthHook, Principal, check_auth
 from .errors import IdempotencyConflictError, StatusError
 from .handlers import Handlers, resolve_handlers
-from .idempotency import IdempotencyCache, IdempotencyClaim
+from .idempotency import IdempotencyCache
 from .streams import ResultFanout, StreamLimits, StreamMetrics, TooManyStreamsError
 
 if TYPE_CHECKING:
@@ -193,83 +194,12 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
                 built.append((durable, key, sig))
             except Exception as exc:
                 await _abort(context, exc, op, accepted=(), index=index)
-        ids, errors = await self._store_durable(built, principal.name)
+        ids, errors = await store_durable(self._manager, self._cache, built, principal.name)
         if errors:
             first = min(errors)
             accepted = [task_id for task_id in ids if task_id is not None]
             await _abort(context, errors[first], op, accepted=accepted, index=first)
         return pb.RegisterDurableTasksResponse(ids=[str(i) for i in ids])
-
-    async def _store_durable(
-        self, built: Sequence[tuple[DurableTask, str, bytes]], scope: str
-    ) -> tuple[list[uuid.UUID | None], dict[int, Exception]]:
-        """Claim the keys, store the unclaimed tasks in one call; per task its id, or (by index) its error."""
-        cache = self._cache
-        ids: list[uuid.UUID | None] = [None] * len(built)
-        errors: dict[int, Exception] = {}
-        claims: dict[str, IdempotencyClaim] = {}
-        first_of_key: dict[str, int] = {}  # a key given twice in a request: its first task is stored once
-        try:
-            if cache is not None:
-                # In key order: two requests that share keys never wait for each other's claims in a cycle.
-                for key, sig in sorted({(key, sig) for _, key, sig in built if key}):
-                    try:
-                        claims[key] = await cache.claim(key, sig, scope=scope)
-                    except IdempotencyConflictError as exc:  # another request took the key meanwhile
-                        errors.update((index, exc) for index, (_, k, _s) in enumerate(built) if k == key)
-                        return ids, errors  # nothing stored yet
-            to_store: list[int] = []
-            for index, (_, key, _sig) in enumerate(built):
-                if key:
-                    known = claims[key].task_id
-                    if known is not None:  # durable: the backend owns it; no existence check (go-worker)
-                        ids[index] = known
-                        continue
-                    if first_of_key.setdefault(key, index) != index:
-                        continue
-                to_store.append(index)
-            if to_store:
-                await self._enqueue(built, to_store, ids, errors)
-            for index, (_, key, _sig) in enumerate(built):
-                first = first_of_key.get(key, index) if key else index
-                if first != index:
-                    if ids[first] is not None:
-                        ids[index] = ids[first]
-                    else:
-                        errors[index] = errors[first]
-            for key, claim in claims.items():
-                position = first_of_key.get(key)
-                stored = ids[position] if position is not None else None
-                if stored is not None:
-                    claim.commit(stored)
-        finally:
-            for claim in claims.values():
-                claim.release()  # does nothing for a committed claim: a failed task leaves its key free
-        return ids, errors
-
-    async def _enqueue(
-        self,
-        built: Sequence[tuple[DurableTask, str, bytes]],
-        to_store: Sequence[int],
-        ids: list[uuid.UUID | None],
-        errors: dict[int, Exception],
-    ) -> None:
-        tasks = [built[index][0] for index in to_store]
-        try:
-            await self._manager.register_durable_tasks(*tasks)
-        except ExceptionGroup as group:
-            # The manager sets the id of each task it accepted and raises one error per other task, in order.
-            rejected = [index for index in to_store if built[index][0].id is None]
-            reasons = list(group.exceptions)
-            if len(reasons) != len(rejected):  # pragma: no cover - the manager's documented contract
-                reasons = [group] * len(rejected)
-            errors.update(zip(rejected, reasons, strict=True))
-        except Exception as exc:  # e.g. no durable backend: the request as a whole fails
-            for index in to_store:
-                if built[index][0].id is None:
-                    errors[index] = exc
-        for index in to_store:
-            ids[index] = built[index][0].id
 
     async def StreamResults(
         self, request: pb.StreamResultsRequest, context: _Context

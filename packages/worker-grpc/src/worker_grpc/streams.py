@@ -21,9 +21,10 @@ Bounds:
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections import Counter, deque
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, final
 
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from worker_core import TaskManager
 
 __all__ = ("ResultFanout", "ResultStream", "StreamLimits", "StreamMetrics", "TooManyStreamsError")
+
+logger = logging.getLogger(__name__)
 
 
 @final
@@ -293,13 +296,21 @@ class ResultFanout:
         """Take every result of ``subscription`` and hand it to the interested streams, until it closes."""
         dispatch = self._dispatch
         async for result in subscription:
-            dispatch(result.task)
+            self._guarded(dispatch, result.task)
             while (more := subscription.get_nowait()) is not None:
-                dispatch(more.task)
+                self._guarded(dispatch, more.task)
         if self._subscription is subscription:  # the manager stopped: every open stream ends, once drained
             self._subscription = None
             for stream in self._open_streams():
                 stream._finish()
+
+    @staticmethod
+    def _guarded(dispatch: Callable[[Task], None], task: Task) -> None:
+        # A bug here must not end the pump: every stream of the server would wait forever.
+        try:
+            dispatch(task)
+        except Exception:
+            logger.exception("result fan-out failed for task %s", task.id)
 
     def _open_streams(self) -> list[ResultStream]:
         found = set(self._everyone)
