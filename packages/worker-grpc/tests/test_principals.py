@@ -78,6 +78,9 @@ async def test_streams_see_only_their_principals_results(served: Served, manager
     manager.set_max_workers(1)  # one worker: alice's task finishes first, then bob's
     assert (await asyncio.wait_for(everything, 10)).id == bob_id  # alice's result, published first, never came
     assert (await asyncio.wait_for(admin, 10)).id == alice_id
+    # Both tasks were handed out by now (bob's, the last, reached his stream): alice's went to the admin only,
+    # bob's to his stream and the admin's. Had bob's stream listing alice's id been offered it, this would be 4.
+    assert servicer.stream_metrics().results_offered == 3
     assert not listed.done()
     assert (await alice.get_task(alice_id)).output == "alice's"
     listed.cancel()
