@@ -124,7 +124,7 @@ async def serve(manager: TaskManager, gate: Gate) -> AsyncIterator[ServeFactory]
         tm = kwargs.pop("manager", manager)
         handlers = kwargs.pop("handlers", make_handlers(gate))
         server = await worker_grpc.serve(tm, handlers, "127.0.0.1:0", **kwargs)
-        served = Served(server, worker_grpc.server_port(server))
+        served = Served(server, worker_grpc.server_port(server), worker_grpc.server_servicer(server))
         started.append(served)
         return served
 

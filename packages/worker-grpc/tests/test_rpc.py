@@ -204,7 +204,8 @@ async def test_a_go_style_protobuf_client_works(served: Served, manager: TaskMan
         )
 
 
-async def test_health_and_reflection(served: Served) -> None:
+async def test_health_and_reflection(serve: ServeFactory) -> None:
+    served = await serve(reflection="open")
     async with channel(served.address) as aio_channel:
         chan: Any = aio_channel  # the health and reflection stubs are typed for sync channels only
         health: Any = health_pb2_grpc.HealthStub(chan)

@@ -168,7 +168,7 @@ def test_worker_serves_grpc_over_tls(ctl: Ctl, tmp_path: Path) -> None:
     with subprocess.Popen(cmd, cwd=HERE, env=env, stderr=subprocess.PIPE, text=True) as proc:
         assert proc.stderr is not None
         started = line_with(proc.stderr, "worker started")
-        assert "(TLS)" in started, started
+        assert "(TLS, no auth)" in started, started
         port = int(started.split("grpc=127.0.0.1:")[1].split()[0])
         credentials = grpc.ssl_channel_credentials(root_certificates=ca.cert_pem.bytes())
         with grpc.secure_channel(f"127.0.0.1:{port}", credentials) as channel:

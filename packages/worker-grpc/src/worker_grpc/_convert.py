@@ -148,8 +148,11 @@ def build_task(handler: _Resolved, message: pb.Task) -> Task[Any]:
     )
 
 
-def build_durable_task(handler: _Resolved, message: pb.DurableTask, task_id: uuid.UUID) -> DurableTask:
-    """A :class:`worker_core.durable.DurableTask` for the manager's durable backend; the payload is required."""
+def build_durable_task(handler: _Resolved, message: pb.DurableTask, task_id: uuid.UUID | None) -> DurableTask:
+    """A :class:`worker_core.durable.DurableTask` for the manager's durable backend; the payload is required.
+
+    With ``task_id=None`` the manager assigns the id when it accepts the task.
+    """
     if not message.HasField("payload"):
         raise PayloadError(f"missing payload for {_shown(handler.name)}")
     payload = unpack(handler, message.payload)

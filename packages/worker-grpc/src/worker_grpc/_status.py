@@ -7,10 +7,10 @@ manager ``UNAVAILABLE``). Besides the status, a failed call carries trailing met
 ``worker-error``
     The worker-core error class name (``QueueFullError``, ``HandlerNotFoundError``, ...).
 ``worker-accepted-ids``
-    Registration RPCs only: comma-separated ids of the request's tasks that were accepted before the
-    failure (empty when none was). They are registered and will run.
+    Registration RPCs only: comma-separated ids of the request's tasks that were accepted, in request
+    order (empty when none was). They are registered and will run.
 ``worker-failed-index``
-    Registration RPCs only: the 0-based index in the request of the task that failed.
+    Registration RPCs only: the 0-based index in the request of the first task that failed.
 
 Client side, :func:`error_from_rpc` turns a ``grpc.aio.AioRpcError`` into a :mod:`worker_grpc.errors` class.
 """

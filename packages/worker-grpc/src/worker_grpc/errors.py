@@ -54,9 +54,10 @@ class RpcError(WorkerError):
     """A WorkerService call failed; ``code`` and ``details`` are the gRPC status.
 
     For ``RegisterTasks`` and ``RegisterDurableTasks``, ``accepted_ids`` lists the ids of the tasks of
-    the request that the server accepted before the failure (they are registered and will run), and
-    ``failed_index`` the position in the request of the task that failed (``None`` when the request as
-    a whole was refused).
+    the request that the server accepted (they are registered and will run; for ``RegisterTasks`` those
+    before the failed one, for ``RegisterDurableTasks``, stored in one batch, possibly some after it too),
+    and ``failed_index`` the position in the request of the first task that failed (``None`` when the
+    request as a whole was refused).
     """
 
     def __init__(

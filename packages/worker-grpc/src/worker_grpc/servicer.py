@@ -8,10 +8,14 @@ Semantics are go-worker's (spec §6.3-6.5) with its bugs fixed:
   weight, retries, idempotency conflicts): a bad task rejects the request and registers nothing. A
   failure while registering (queue full, manager stopping) stops at that task; the tasks before it
   stay registered and their ids are in the ``worker-accepted-ids`` trailing metadata.
-- ``StreamResults`` first sends the results of listed ids that already finished, then follows the
-  manager's results through a bounded subscription (a slow client loses results under the manager's
-  drop policy, counted in its metrics; it never slows the manager). A client that goes away ends the
-  stream at once: grpc.aio cancels the handler, which closes the subscription.
+- ``StreamResults`` first sends the results of listed ids that already finished, then follows new
+  results through the servicer's fan-out (:mod:`worker_grpc.streams`): one core subscription, an index
+  by task id, bounded buffers and stream limits. A client that goes away ends the stream at once:
+  grpc.aio cancels the handler, which unregisters the stream.
+- Every call runs as a principal (what the auth hook returned) and sees only that principal's tasks,
+  plus what the authorizer grants (:mod:`worker_grpc.access`); idempotency keys are per principal.
+- ``RegisterDurableTasks`` stores the request's tasks with one ``register_durable_tasks`` call (the
+  backend's batch path when it has one: one Redis round trip per batch).
 """
 
 from __future__ import annotations
@@ -23,16 +27,20 @@ from typing import TYPE_CHECKING, Any, NoReturn, final
 
 import grpc
 from worker_core import Task
+from worker_core.durable import DurableTask
 from worker_core.errors import TaskNotFoundError
 
 from . import _convert
+from ._durable_batch import store_durable
 from ._proto.worker.v1 import worker_pb2 as pb
 from ._proto.worker.v1 import worker_pb2_grpc as pb_grpc
 from ._status import ACCEPTED_IDS_KEY, ERROR_KEY, FAILED_INDEX_KEY, status_for
-from .auth import AuthHook, check_auth
-from .errors import StatusError
+from .access import Access, Authorizer, stamped
+from .auth import ANONYMOUS, AuthHook, Principal, check_auth
+from .errors import IdempotencyConflictError, StatusError
 from .handlers import Handlers, resolve_handlers
 from .idempotency import IdempotencyCache
+from .streams import ResultFanout, StreamLimits, StreamMetrics, TooManyStreamsError
 
 if TYPE_CHECKING:
     from worker_core import TaskManager
@@ -67,10 +75,15 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
         handlers: Name -> :class:`~worker_grpc.HandlerSpec` mapping, or a :class:`~worker_grpc.HandlerRegistry`.
             They decode the payloads of both registration RPCs; a durable task's name must also be a
             durable handler of the manager, which runs it.
-        auth: Called at the start of every RPC (see :mod:`worker_grpc.auth`); ``None`` allows all.
+        auth: Called at the start of every RPC (see :mod:`worker_grpc.auth`); it returns the caller's
+            principal. ``None``: every caller is the anonymous principal.
+        authorize: Grants a principal access to tasks of other principals (see :mod:`worker_grpc.access`);
+            ``None``: each principal sees its own tasks only.
         idempotency: The idempotency cache (a bounded :class:`IdempotencyCache` by default);
             ``None`` turns idempotency keys off.
-        stream_buffer: Results buffered per ``StreamResults`` client before the manager's drop policy applies.
+        stream_buffer: Results buffered per ``StreamResults`` call without ids before the drop policy applies
+            (the ``buffer`` of the default :class:`~worker_grpc.StreamLimits`).
+        stream_limits: Every stream bound at once (``stream_buffer`` is then ignored).
     """
 
     def __init__(
@@ -79,40 +92,53 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
         handlers: Handlers,
         *,
         auth: AuthHook | None = None,
+        authorize: Authorizer | None = None,
         idempotency: IdempotencyCache | _Default | None = _DEFAULT_CACHE,
         stream_buffer: int = 256,
+        stream_limits: StreamLimits | None = None,
     ) -> None:
         if stream_buffer < 1:
             raise ValueError("stream_buffer must be >= 1")
         self._manager = manager
         self._handlers = resolve_handlers(handlers)
         self._auth = auth
+        self._access = Access(authorize)
         self._cache = IdempotencyCache() if isinstance(idempotency, _Default) else idempotency
-        self._stream_buffer = stream_buffer
-        self._streams = 0
+        limits = stream_limits if stream_limits is not None else StreamLimits(buffer=stream_buffer)
+        self._fanout = ResultFanout(manager, self._access, limits, _STREAM_RESULTS)
 
     @property
     def active_streams(self) -> int:
         """``StreamResults`` calls being served right now."""
-        return self._streams
+        return self._fanout.active
+
+    def stream_metrics(self) -> StreamMetrics:
+        """Open streams, streams refused by a limit, and results lost to full stream buffers."""
+        return self._fanout.metrics()
+
+    async def _principal(self, context: _Context, method: str, request: Any) -> Principal:
+        auth = self._auth
+        if auth is None:
+            return ANONYMOUS
+        return await check_auth(auth, context, method, request)
 
     async def RegisterTasks(self, request: pb.RegisterTasksRequest, context: _Context) -> pb.RegisterTasksResponse:
         """Register in-memory tasks; the response lists their ids in request order."""
-        if self._auth is not None:
-            await check_auth(self._auth, context, _REGISTER_TASKS, request)
+        principal = await self._principal(context, _REGISTER_TASKS, request)
         op = "register tasks"
         if not request.tasks:
             await _abort(context, StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"{op}: no tasks in the request"), op)
         cache = self._cache
+        scope = principal.name
         trace = _trace_context(context)
         built = []
+        keys = _RequestKeys(cache, scope)
         for index, message in enumerate(request.tasks):
             try:
                 handler = self._handlers.get(message.name) or _convert.handler_for(self._handlers, message.name)
-                key, sig = _idempotency(cache, message)
+                key, sig = keys.check(message)
                 task = _convert.build_task(handler, message)
-                if trace:
-                    task.metadata = _with_trace(task.metadata, trace)
+                task.metadata = stamped(_with_trace(task.metadata, trace) if trace else task.metadata, principal)
                 built.append((task, key, sig))
             except Exception as exc:
                 await _abort(context, exc, op, accepted=(), index=index)
@@ -120,23 +146,23 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
         for index, (task, key, sig) in enumerate(built):
             try:
                 if key:
-                    ids.append(await self._register_keyed(task, key, sig))
+                    ids.append(await self._register_keyed(task, key, sig, scope))
                 else:
                     ids.append(await self._manager.register_task(task))
             except Exception as exc:
                 await _abort(context, exc, op, accepted=ids, index=index)
         return pb.RegisterTasksResponse(ids=[str(i) for i in ids])
 
-    async def _register_keyed(self, task: Task[Any], key: str, sig: bytes) -> uuid.UUID:
+    async def _register_keyed(self, task: Task[Any], key: str, sig: bytes, scope: str) -> uuid.UUID:
         cache = self._cache
         assert cache is not None
         while True:
-            claim = await cache.claim(key, sig)
+            claim = await cache.claim(key, sig, scope=scope)
             if claim.task_id is not None:
                 try:
                     self._manager.get_task(claim.task_id)
                 except TaskNotFoundError:
-                    cache.forget(key)  # pruned by retention: register it anew (go-worker does the same)
+                    cache.forget(key, scope=scope)  # pruned by retention: register it anew (go-worker does the same)
                     continue
                 return claim.task_id
             try:
@@ -150,89 +176,83 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
     async def RegisterDurableTasks(
         self, request: pb.RegisterDurableTasksRequest, context: _Context
     ) -> pb.RegisterDurableTasksResponse:
-        """Register durable tasks with the manager's durable backend; ids are generated here."""
-        if self._auth is not None:
-            await check_auth(self._auth, context, _REGISTER_DURABLE, request)
+        """Register durable tasks with the manager's durable backend in one batch; ids are generated here."""
+        principal = await self._principal(context, _REGISTER_DURABLE, request)
         op = "register durable tasks"
         if not request.tasks:
             await _abort(context, StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"{op}: no tasks in the request"), op)
-        cache = self._cache
         trace = _trace_context(context)
-        built = []
+        built: list[tuple[DurableTask, str, bytes]] = []
+        keys = _RequestKeys(self._cache, principal.name)
         for index, message in enumerate(request.tasks):
             try:
                 handler = _convert.handler_for(self._handlers, message.name)
-                key, sig = _idempotency(cache, message)
-                durable = _convert.build_durable_task(handler, message, uuid.uuid4())
-                if trace:
-                    durable.metadata = _with_trace(durable.metadata, trace)
+                key, sig = keys.check(message)
+                durable = _convert.build_durable_task(handler, message, None)
+                metadata = _with_trace(durable.metadata, trace) if trace else durable.metadata
+                durable.metadata = stamped(metadata, principal)
                 built.append((durable, key, sig))
             except Exception as exc:
                 await _abort(context, exc, op, accepted=(), index=index)
-        ids: list[uuid.UUID] = []
-        for index, (task, key, sig) in enumerate(built):
-            try:
-                if cache is None or not key:
-                    ids.append(await self._manager.register_durable_task(task))
-                    continue
-                claim = await cache.claim(key, sig)
-                if claim.task_id is not None:
-                    ids.append(claim.task_id)  # durable: the backend owns it; no existence check (go-worker)
-                    continue
-                try:
-                    task_id = await self._manager.register_durable_task(task)
-                except BaseException:
-                    claim.release()
-                    raise
-                claim.commit(task_id)
-                ids.append(task_id)
-            except Exception as exc:
-                await _abort(context, exc, op, accepted=ids, index=index)
+        ids, errors = await store_durable(self._manager, self._cache, built, principal.name)
+        if errors:
+            first = min(errors)
+            accepted = [task_id for task_id in ids if task_id is not None]
+            await _abort(context, errors[first], op, accepted=accepted, index=first)
         return pb.RegisterDurableTasksResponse(ids=[str(i) for i in ids])
 
     async def StreamResults(
         self, request: pb.StreamResultsRequest, context: _Context
     ) -> AsyncIterator[pb.StreamResultsResponse]:
         """Stream results (of the listed ids only, when any); see the module docstring."""
-        if self._auth is not None:
-            await check_auth(self._auth, context, _STREAM_RESULTS, request)
+        principal = await self._principal(context, _STREAM_RESULTS, request)
+        op = "stream results"
         try:
             wanted = list(dict.fromkeys(_convert.parse_id(raw) for raw in request.ids))
         except Exception as exc:
-            await _abort(context, exc, "stream results")
+            await _abort(context, exc, op)
+        try:
+            stream = self._fanout.open(principal, wanted)
+        except TooManyStreamsError as exc:
+            await _abort(context, StatusError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)), op)
         close = request.close_on_completion
         pending = set(wanted)
-        self._streams += 1
         try:
-            # Subscribe first, then look at finished tasks: a task finishing in between is seen by the
-            # subscription and skipped there, so no result is lost and none is sent twice.
-            with self._manager.subscribe_results(self._stream_buffer) as results:
-                for task_id in wanted:
-                    done = self._finished(task_id)
-                    if done is not None:
-                        pending.discard(task_id)
-                        yield done
+            # Registered first, then look at finished tasks: a task finishing in between reaches the stream
+            # and is skipped there, so no result is lost and none is sent twice.
+            for task_id in wanted:
+                done = self._finished(task_id, principal)
+                if done is not None:
+                    pending.discard(task_id)
+                    yield done
+            if wanted and close and not pending:
+                return
+            while (task := await stream.next()) is not None:
+                task_id = task.id
+                if wanted:
+                    if task_id not in pending:
+                        continue
+                    pending.discard(task_id)
+                yield pb.StreamResultsResponse(
+                    id=str(task_id),
+                    output=_convert.output_text(task.result),
+                    error=_convert.error_text(task.error),
+                )
                 if wanted and close and not pending:
                     return
-                async for result in results:
-                    task_id = result.task.id
-                    if wanted:
-                        if task_id not in pending:
-                            continue
-                        pending.discard(task_id)
-                    yield pb.StreamResultsResponse(
-                        id=str(task_id),
-                        output=_convert.output_text(result.result),
-                        error=_convert.error_text(result.error),
-                    )
-                    if wanted and close and not pending:
-                        return
         finally:
-            self._streams -= 1
+            self._fanout.close(stream)
 
-    def _finished(self, task_id: uuid.UUID) -> pb.StreamResultsResponse | None:
+    def _visible(self, task_id: uuid.UUID, principal: Principal, method: str) -> Task[Any]:
+        """The task, if ``principal`` may call ``method`` on it; another principal's task is "not found"."""
+        task = self._manager.get_task(task_id)
+        if not self._access.sees(principal, method, task):
+            raise TaskNotFoundError(f"task with ID {task_id} not found")
+        return task
+
+    def _finished(self, task_id: uuid.UUID, principal: Principal) -> pb.StreamResultsResponse | None:
         try:
-            task = self._manager.get_task(task_id)
+            task = self._visible(task_id, principal, _STREAM_RESULTS)
         except TaskNotFoundError:
             return None  # unknown here (yet): maybe a durable task another node runs; wait for it
         status = task.status
@@ -244,21 +264,21 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
 
     async def CancelTask(self, request: pb.CancelTaskRequest, context: _Context) -> pb.CancelTaskResponse:
         """Cancel a task; an empty response, also for a task that already finished."""
-        if self._auth is not None:
-            await check_auth(self._auth, context, _CANCEL_TASK, request)
+        principal = await self._principal(context, _CANCEL_TASK, request)
         try:
-            await self._manager.cancel_task(_convert.parse_id(request.id))
+            task_id = _convert.parse_id(request.id)
+            self._visible(task_id, principal, _CANCEL_TASK)
+            await self._manager.cancel_task(task_id)
         except Exception as exc:
             await _abort(context, exc, "cancel task")
         return pb.CancelTaskResponse()
 
     async def GetTask(self, request: pb.GetTaskRequest, context: _Context) -> pb.GetTaskResponse:
         """A task's name, go-worker status name, output and error."""
-        if self._auth is not None:
-            await check_auth(self._auth, context, _GET_TASK, request)
+        principal = await self._principal(context, _GET_TASK, request)
         try:
             task_id = _convert.parse_id(request.id)
-            task = self._manager.get_task(task_id)
+            task = self._visible(task_id, principal, _GET_TASK)
         except Exception as exc:
             await _abort(context, exc, "get task")
         return pb.GetTaskResponse(
@@ -270,19 +290,34 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
         )
 
 
-def _idempotency(cache: IdempotencyCache | None, message: pb.Task | pb.DurableTask) -> tuple[str, bytes]:
-    """The task's idempotency key and signature (``""`` when it has none or keys are off).
+@final
+class _RequestKeys:
+    """The idempotency keys of one request: checked against the cache and against each other."""
 
-    A key already used for another task raises here, before anything of the request is registered.
-    """
-    raw = message.idempotency_key
-    key = raw.strip() if raw and cache is not None else ""
-    if not key or cache is None:
-        return "", b""
-    # The message type is part of what a key binds to: a Task and a DurableTask never share one.
-    sig = message.DESCRIPTOR.full_name.encode() + b":" + _convert.signature(message)
-    cache.peek(key, sig)
-    return key, sig
+    __slots__ = ("_cache", "_scope", "_seen")
+
+    def __init__(self, cache: IdempotencyCache | None, scope: str) -> None:
+        self._cache = cache
+        self._scope = scope
+        self._seen: dict[str, bytes] = {}
+
+    def check(self, message: pb.Task | pb.DurableTask) -> tuple[str, bytes]:
+        """The task's key and signature (``""`` when it has none or keys are off).
+
+        A key already used for another task (in the cache, or earlier in this request) raises here,
+        before anything of the request is registered.
+        """
+        cache = self._cache
+        raw = message.idempotency_key
+        key = raw.strip() if raw and cache is not None else ""
+        if not key or cache is None:
+            return "", b""
+        # The message type is part of what a key binds to: a Task and a DurableTask never share one.
+        sig = message.DESCRIPTOR.full_name.encode() + b":" + _convert.signature(message)
+        cache.peek(key, sig, scope=self._scope)
+        if self._seen.setdefault(key, sig) != sig:
+            raise IdempotencyConflictError(f"idempotency key {key!r} already used for a different task")
+        return key, sig
 
 
 async def _abort(

@@ -19,6 +19,7 @@ from worker_core.errors import WorkerError
 from ._connection import fail
 from ._duration import DURATION
 from ._groups import CONTEXT, cli
+from ._worker_grpc import GrpcOptions, grpc_options, start_grpc
 
 __all__ = ("WorkerOptions", "load_app", "worker")
 
@@ -37,12 +38,8 @@ class WorkerOptions:
     concurrency: int | None
     default_queue: str | None
     queue_weights: dict[str, int] | None
-    grpc_listen: str | None
-    grpc_handlers: str | None
-    tls_cert: str | None
-    tls_key: str | None
-    tls_client_ca: str | None
     shutdown_timeout: float
+    grpc: GrpcOptions
 
 
 def _import_attr(spec: str, what: str) -> Any:
@@ -115,36 +112,6 @@ async def load_app(opts: WorkerOptions) -> Any:
     return manager
 
 
-def _grpc_handlers(opts: WorkerOptions, manager: Any) -> Any:
-    if opts.grpc_handlers:
-        return _import_attr(opts.grpc_handlers, "'--grpc-handlers'")
-    module = importlib.import_module(opts.app.partition(":")[0])
-    handlers = getattr(module, "grpc_handlers", None)
-    if handlers is None:
-        raise fail("--grpc-listen needs handlers: --grpc-handlers module:attr, or `grpc_handlers` in the app module")
-    return handlers
-
-
-async def _start_grpc(opts: WorkerOptions, manager: Any) -> tuple[Any, str]:
-    try:
-        from worker_grpc import ServerTLS, serve, server_port
-    except ImportError:
-        raise fail("--grpc-listen needs worker-grpc: pip install 'workerctl[grpc]'") from None
-    tls = None
-    if opts.tls_cert or opts.tls_key:
-        if not (opts.tls_cert and opts.tls_key):
-            raise click.UsageError("--tls-cert and --tls-key go together")
-        try:
-            tls = ServerTLS.from_files(opts.tls_cert, opts.tls_key, opts.tls_client_ca)
-        except OSError as exc:
-            raise fail(f"cannot read TLS files: {exc}") from None
-    assert opts.grpc_listen is not None
-    server = await serve(manager, _grpc_handlers(opts, manager), opts.grpc_listen, tls=tls)
-    host = opts.grpc_listen.rpartition(":")[0]
-    mode = "mTLS" if opts.tls_client_ca else ("TLS" if tls else "plaintext")
-    return server, f"{host}:{server_port(server)} ({mode})"
-
-
 def _describe_durable(opts: WorkerOptions) -> str:
     if not opts.durable_url:
         return "from the app"
@@ -174,8 +141,8 @@ async def run_node(opts: WorkerOptions) -> int:
     server = None
     grpc_text = "off"
     try:
-        if opts.grpc_listen:
-            server, grpc_text = await _start_grpc(opts, manager)
+        if opts.grpc.listen:
+            server, grpc_text = await start_grpc(opts.grpc, opts.app, manager, _import_attr)
         weights = ",".join(f"{q}={w}" for q, w in (opts.queue_weights or {}).items()) or "all"
         logger.info(
             "worker started: app=%s pid=%d concurrency=%d durable=%s queues=%s grpc=%s",
@@ -243,11 +210,7 @@ def _weights(values: tuple[str, ...]) -> dict[str, int] | None:
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None, help="Tasks run at once.")
 @click.option("--queue", "queues", multiple=True, help="Queue weight NAME[=WEIGHT] (repeatable).")
 @click.option("--default-queue", default=None, help="Queue of tasks that name none.")
-@click.option("--grpc-listen", default=None, metavar="HOST:PORT", help="Also serve go-worker's gRPC API here.")
-@click.option("--grpc-handlers", default=None, metavar="MODULE:ATTR", help="gRPC handlers (default: the app's).")
-@click.option("--tls-cert", type=click.Path(dir_okay=False), default=None, help="gRPC server certificate (PEM).")
-@click.option("--tls-key", type=click.Path(dir_okay=False), default=None, help="gRPC server private key (PEM).")
-@click.option("--tls-client-ca", type=click.Path(dir_okay=False), default=None, help="Require client certs (mTLS).")
+@grpc_options
 @click.option("--shutdown-timeout", type=DURATION, default="0", help="Graceful stop limit (0 = wait for tasks).")
 @click.option(
     "--log-level",
@@ -263,13 +226,9 @@ def worker(
     concurrency: int | None,
     queues: tuple[str, ...],
     default_queue: str | None,
-    grpc_listen: str | None,
-    grpc_handlers: str | None,
-    tls_cert: str | None,
-    tls_key: str | None,
-    tls_client_ca: str | None,
     shutdown_timeout: float,
     log_level: str,
+    grpc: GrpcOptions,
 ) -> None:
     """Run a worker node for APP (module:attribute naming a TaskManager, or a factory returning one).
 
@@ -277,10 +236,15 @@ def worker(
     max_workers, default_queue, queue_weights. SIGTERM or SIGINT stops the node gracefully (running
     tasks finish); a second signal stops it at once.
 
+    gRPC on an address other than loopback needs a bearer token (--grpc-token-file, --grpc-token or
+    $WORKER_GRPC_TOKEN) or mutual TLS, unless --insecure is given.
+
     \b
     Example:
       workerctl worker myapp.tasks:create_manager --redis-url redis://localhost:6379/0 \\
-          -c 16 --queue emails=3 --queue default --grpc-listen 0.0.0.0:50052
+          -c 16 --queue emails=3 --queue default --grpc-listen 0.0.0.0:50052 \\
+          --grpc-token-file /etc/worker/grpc-tokens \\
+          --grpc-tls-cert server.pem --grpc-tls-key server-key.pem
     """
     logging.basicConfig(
         level=getattr(logging, log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -294,12 +258,8 @@ def worker(
         concurrency=concurrency,
         default_queue=default_queue,
         queue_weights=_weights(queues),
-        grpc_listen=grpc_listen,
-        grpc_handlers=grpc_handlers,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        tls_client_ca=tls_client_ca,
         shutdown_timeout=shutdown_timeout,
+        grpc=grpc,
     )
     try:
         code = asyncio.run(run_node(opts))
