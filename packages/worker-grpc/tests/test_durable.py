@@ -10,7 +10,7 @@ import grpc
 import pytest
 from conftest import ServeFactory, eventually
 from google.protobuf.any_pb2 import Any as AnyMessage
-from worker_core import TaskContext, TaskManager, TaskStatus
+from worker_core import RetentionPolicy, TaskContext, TaskManager, TaskStatus
 from worker_core.durable import DurableTask, DurableTaskLease, TypedDurableRegistry
 from worker_core.errors import BackendUnavailableError
 from worker_core.testing import ForwardingBackend, InMemoryDurableBackend
@@ -205,3 +205,31 @@ async def test_backend_failure_mid_request_reports_the_accepted_tasks(
             return False  # not leased yet
 
     await eventually(all_completed)
+
+
+async def test_get_task_reads_a_finished_durable_task_from_the_result_store(serve: ServeFactory) -> None:
+    """Once this node's retention dropped the task, GetTask answers from the backend's result store."""
+    tm = TaskManager(
+        max_workers=1,
+        tasks_per_second=None,
+        durable_backend=InMemoryDurableBackend(),
+        durable_handlers=durable_registry().handlers(),
+    )
+    tm.set_retention_policy(RetentionPolicy(max_entries=1))
+    await tm.start()
+    try:
+        client = (await serve(manager=tm, handlers=durable_registry().handlers())).client()
+        first = await client.register_durable_task(email("first@example.com"))
+        await client.register_durable_task(email("second@example.com"))
+        await eventually(lambda: not _known(tm, first))  # run, then evicted here once the second finished
+        info = await client.get_task(first)
+        assert (info.name, info.status, info.output) == (
+            "send_email",
+            "Completed",
+            'message_id: "msg-first@example.com"',
+        )
+        with pytest.raises(RpcError) as missing:
+            await client.get_task(uuid.uuid4())
+        assert missing.value.code is grpc.StatusCode.NOT_FOUND
+    finally:
+        await tm.stop_now()

@@ -13,15 +13,16 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, final
 
 from . import task as records
-from .errors import InvalidTaskError, ManagerStoppedError, TaskCancelledError
+from .errors import InvalidTaskError, ManagerStoppedError, TaskCancelledError, TaskNotFoundError
 from .options import config_seconds
 from .status import TERMINAL_STATUSES, TaskStatus
 
 if TYPE_CHECKING:
+    from .durable.outcomes import ResultStoreBackend, TaskOutcome
     from .results import ResultBus
     from .task import Task
 
-__all__ = ("HandleSource", "LocalTasks", "TaskHandle")
+__all__ = ("HandleSource", "LocalTasks", "StoredRef", "StoredTasks", "TaskHandle")
 
 T = TypeVar("T")
 
@@ -173,3 +174,63 @@ def outcome_of(task: Task[T]) -> T:
     if status is TaskStatus.INVALID:
         raise InvalidTaskError(f"task {task.id} was rejected at registration")
     raise TaskCancelledError(f"task {task.id} ended {status}")
+
+
+@final
+class StoredRef:
+    """One handle's view of a durable task in a result store: its id and the outcome, once read."""
+
+    __slots__ = ("id", "outcome")
+
+    def __init__(self, task_id: uuid.UUID) -> None:
+        self.id = task_id
+        self.outcome: TaskOutcome | None = None
+
+
+@final
+class StoredTasks:
+    """The source of handles on durable tasks that this node does not hold: the backend's result store.
+
+    ``status`` is ``None`` until the outcome has been read (awaiting the handle reads it, woken by the store
+    when the task finishes anywhere).
+    """
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: ResultStoreBackend) -> None:
+        self._store = store
+
+    def handle(self, task_id: uuid.UUID) -> TaskHandle[Any]:
+        """A handle on the durable task ``task_id``."""
+        return TaskHandle(self, StoredRef(task_id))
+
+    def task_id(self, ref: StoredRef) -> uuid.UUID:
+        """The task id."""
+        return ref.id
+
+    def status(self, ref: StoredRef) -> TaskStatus | None:
+        """The status of the outcome read so far (``None``: none read yet)."""
+        return None if ref.outcome is None else ref.outcome.status
+
+    async def outcome(self, ref: StoredRef, timeout_s: float | None) -> Any:
+        """The task's result once its outcome is stored, or its error raised."""
+        outcome = ref.outcome
+        if outcome is None:
+            outcome = await self._store.wait_outcome(ref.id, timeout_s)
+            if outcome is None:
+                raise TimeoutError(f"no outcome of durable task {ref.id} within {timeout_s}s")
+            ref.outcome = outcome
+        return outcome.value()
+
+    def done_outcome(self, ref: StoredRef) -> Any:
+        """The result of the outcome already read, or its error raised."""
+        assert ref.outcome is not None
+        return ref.outcome.value()
+
+    async def cancel(self, ref: StoredRef) -> bool:
+        """False when it has finished; a task another node holds cannot be cancelled from here."""
+        if ref.outcome is None:
+            ref.outcome = await self._store.get_outcome(ref.id)
+        if ref.outcome is not None:
+            return False
+        raise TaskNotFoundError(f"durable task {ref.id} is not held by this node: it cannot be cancelled from here")

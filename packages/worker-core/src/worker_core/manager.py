@@ -20,6 +20,7 @@ from ._many import register_each
 from ._runtime.engine import Engine
 from ._runtime.lifecycle import Lifecycle, ManagerState
 from .durable.config import DurableConfig, DurableOptions
+from .durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, ResultStoreBackend, TaskOutcome
 from .durable.registration import DurableRegistrar
 from .durable.types import DurableBackend, DurableTask
 from .errors import (
@@ -30,7 +31,7 @@ from .errors import (
     TaskNotFoundError,
 )
 from .events import Pending
-from .handles import LocalTasks, TaskHandle
+from .handles import LocalTasks, StoredTasks, TaskHandle
 from .hooks import TaskHooks
 from .metrics import MetricsSnapshot
 from .options import (
@@ -84,6 +85,8 @@ class TaskManager:
         durable_batch_size: Most leases per dequeue; by default as many as there are free workers.
         durable_lease_renewal_interval: Extend held leases this often (``None``: never; at least every
             ``durable_lease / 2`` when set higher).
+        durable_result_ttl: Seconds a finished durable task's outcome (status, result, error) is kept by a
+            backend that stores results, for ``handle(id)`` in any process; ``None`` or ``0``: not stored.
         plugins: The plugins to resolve backend URLs and codec names with (loaded on first use if omitted).
 
     Raises:
@@ -113,6 +116,7 @@ class TaskManager:
         durable_poll_interval: float | timedelta = 0.2,
         durable_batch_size: int | None = None,
         durable_lease_renewal_interval: float | timedelta | None = None,
+        durable_result_ttl: float | timedelta | None = DEFAULT_RESULT_TTL,
         plugins: Plugins | None = None,
     ) -> None:
         options = ManagerOptions.build(
@@ -139,6 +143,7 @@ class TaskManager:
                 durable_poll_interval,
                 durable_batch_size,
                 durable_lease_renewal_interval,
+                durable_result_ttl,
             )
             durable = DurableConfig(durable_options, lambda: self.plugins)
         self._engine = Engine(options, durable)
@@ -426,10 +431,53 @@ class TaskManager:
     def handle(self, task_id: uuid.UUID) -> TaskHandle[Any]:
         """A handle on the task with this id.
 
+        A task this manager holds is read from the task itself. With a durable backend that stores results
+        (``ResultStoreBackend``), any other id is a durable task read from the result store: awaiting the
+        handle waits until some node finishes it (the manager need not be started).
+
         Raises:
-            TaskNotFoundError: no task has this id (or it was evicted by the retention policy).
+            TaskNotFoundError: no task has this id here (or it was evicted by the retention policy) and the
+                durable backend, if any, stores no results.
         """
-        return self._local.handle(self._lookup(task_id))
+        if not isinstance(task_id, uuid.UUID):
+            raise TaskNotFoundError(f"task id must be a uuid.UUID, got {type(task_id).__name__}")
+        task = self._engine.registry.get(task_id.int)
+        if task is not None:
+            return self._local.handle(task)
+        store = self._result_store()
+        if store is None:
+            raise TaskNotFoundError(f"task with ID {task_id} not found")
+        return StoredTasks(store).handle(task_id)
+
+    async def durable_outcome(self, task_id: uuid.UUID) -> TaskOutcome | None:
+        """The stored outcome of a finished durable task (kept for ``durable_result_ttl``), or ``None``.
+
+        Raises:
+            ConfigurationError: no durable backend, or one that stores no results.
+        """
+        return await self._require_store().get_outcome(task_id)
+
+    async def recent_outcomes(self, queue: str = "", limit: int = DEFAULT_RECENT_OUTCOMES) -> list[TaskOutcome]:
+        """The durable tasks of ``queue`` (default: the default queue) that finished last, newest first.
+
+        Raises:
+            ConfigurationError: no durable backend, or one that stores no results.
+        """
+        size = config_int(limit, "limit", 1)
+        return list(await self._require_store().recent_outcomes(queue or self._engine.options.default_queue, size))
+
+    def _result_store(self) -> ResultStoreBackend | None:
+        config = self._engine.durable_config
+        if config is None:
+            return None
+        backend = config.backend()
+        return backend if isinstance(backend, ResultStoreBackend) else None
+
+    def _require_store(self) -> ResultStoreBackend:
+        store = self._result_store()
+        if store is None:
+            raise ConfigurationError("the durable backend does not store task results")
+        return store
 
     async def _submit_task(self, task: Task[T]) -> TaskHandle[T]:
         pending = self._register(task)

@@ -26,16 +26,16 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, final
 
 import grpc
-from worker_core import Task
+from worker_core import Task, TaskStatus
 from worker_core.durable import DurableTask
-from worker_core.errors import TaskNotFoundError
+from worker_core.errors import ConfigurationError, TaskNotFoundError
 
 from . import _convert
 from ._durable_batch import store_durable
 from ._proto.worker.v1 import worker_pb2 as pb
 from ._proto.worker.v1 import worker_pb2_grpc as pb_grpc
 from ._status import ACCEPTED_IDS_KEY, ERROR_KEY, FAILED_INDEX_KEY, status_for
-from .access import Access, Authorizer, stamped
+from .access import OWNER_KEY, Access, Authorizer, stamped
 from .auth import ANONYMOUS, AuthHook, Principal, check_auth
 from .errors import IdempotencyConflictError, StatusError
 from .handlers import Handlers, resolve_handlers
@@ -250,6 +250,23 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
             raise TaskNotFoundError(f"task with ID {task_id} not found")
         return task
 
+    async def _stored(self, task_id: uuid.UUID, principal: Principal) -> pb.GetTaskResponse | None:
+        """A finished durable task from the result store (another node ran it), if ``principal`` may see it."""
+        try:
+            outcome = await self._manager.durable_outcome(task_id)
+        except ConfigurationError:  # not durable, or a backend that stores no results
+            return None
+        if outcome is None or not self._access.allows(principal, _GET_TASK, outcome.metadata.get(OWNER_KEY, "")):
+            return None
+        output = error = ""
+        if outcome.status is TaskStatus.COMPLETED and not outcome.error_type:
+            output = outcome.result_text
+        else:
+            error = outcome.error_message or outcome.error_type or outcome.status.value
+        return pb.GetTaskResponse(
+            id=str(task_id), name=outcome.handler, status=outcome.status.go_name, output=output, error=error
+        )
+
     def _finished(self, task_id: uuid.UUID, principal: Principal) -> pb.StreamResultsResponse | None:
         try:
             task = self._visible(task_id, principal, _STREAM_RESULTS)
@@ -278,7 +295,13 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
         principal = await self._principal(context, _GET_TASK, request)
         try:
             task_id = _convert.parse_id(request.id)
-            task = self._visible(task_id, principal, _GET_TASK)
+            try:
+                task = self._visible(task_id, principal, _GET_TASK)
+            except TaskNotFoundError:
+                stored = await self._stored(task_id, principal)
+                if stored is None:
+                    raise
+                return stored
         except Exception as exc:
             await _abort(context, exc, "get task")
         return pb.GetTaskResponse(

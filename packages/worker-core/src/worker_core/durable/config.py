@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, final
 
 from worker_core.errors import ConfigurationError, PayloadError
-from worker_core.options import is_plain_int, to_seconds
+from worker_core.options import config_seconds, is_plain_int, to_seconds
 
 from .codecs import DurableCodec, default_codec_for, resolve_codec
 from .declare import declared_types
@@ -42,7 +42,7 @@ def _seconds(value: object, name: str) -> float:
 class DurableOptions:
     """The validated durable options of one manager (no I/O: a backend URL is resolved at start)."""
 
-    __slots__ = ("backend", "batch_size", "codec", "handlers", "lease_s", "poll_s", "renewal_s")
+    __slots__ = ("backend", "batch_size", "codec", "handlers", "lease_s", "poll_s", "renewal_s", "result_ttl_s")
 
     def __init__(
         self,
@@ -53,6 +53,7 @@ class DurableOptions:
         poll_interval: float | timedelta,
         batch_size: int | None,
         renewal_interval: float | timedelta | None,
+        result_ttl: float | timedelta | None = None,
     ) -> None:
         candidate: object = backend
         if not isinstance(candidate, str) and not isinstance(candidate, DurableBackend):
@@ -72,6 +73,8 @@ class DurableOptions:
         self.batch_size = batch_size
         renewal = None if renewal_interval is None else _seconds(renewal_interval, "durable_lease_renewal_interval")
         # Renew at least twice per lease: a renewal that comes after the lease ran out is too late.
+        ttl = config_seconds(result_ttl, "durable_result_ttl", allow_zero=True)
+        self.result_ttl_s = ttl or None  # None: outcomes are not stored
         self.renewal_s = renewal if renewal is None or renewal < self.lease_s else self.lease_s / 2
 
 

@@ -8,6 +8,7 @@ durable task reads it there, so a producer that never started its manager can aw
 
 from __future__ import annotations
 
+import sys
 import time
 import traceback as tb
 import uuid
@@ -38,6 +39,8 @@ DEFAULT_RESULT_TTL: Final = 3600.0
 DEFAULT_RECENT_OUTCOMES: Final = 100
 #: Characters of a traceback an outcome keeps at most (its end: the innermost frames and the error).
 TRACEBACK_CHARS: Final = 8000
+#: Characters of a result's display text an outcome keeps at most.
+RESULT_TEXT_CHARS: Final = 4096
 
 
 class TaskOutcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,7 +48,10 @@ class TaskOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
     ``result`` is the task's return value encoded as JSON by msgspec (``None`` when it had none or it is not
     ``COMPLETED``); :meth:`value` decodes it. A result that could not be encoded is not stored: ``error_type``
-    then says ``ResultNotStoredError`` and the task is still ``COMPLETED``. Times are epoch seconds.
+    then says ``ResultNotStoredError`` and the task is still ``COMPLETED``. A protobuf message result is kept
+    as its JSON mapping. ``result_text`` is the result for display (what gRPC ``GetTask`` and a dashboard show:
+    a protobuf message in one-line text format), at most :data:`RESULT_TEXT_CHARS` characters. Times are epoch
+    seconds; ``metadata`` is the task's (trace context, the gRPC owner).
     """
 
     id: uuid.UUID
@@ -59,6 +65,8 @@ class TaskOutcome(msgspec.Struct, frozen=True, kw_only=True):
     attempts: int = 0
     started_at: float = 0.0
     finished_at: float = 0.0
+    metadata: dict[str, str] = {}
+    result_text: str = ""
 
     def encode(self) -> bytes:
         """The outcome as stored (JSON)."""
@@ -138,11 +146,12 @@ def outcome_for(
     record = lease.task
     assert record.id is not None
     encoded: bytes | None = None
-    error_type = error_message = trace = ""
+    error_type = error_message = trace = text = ""
     if status is TaskStatus.COMPLETED:
         if result is not None:
+            text = display_text(result)
             try:
-                encoded = _ENCODER.encode(result)
+                encoded = _ENCODER.encode(_protobuf_mapping(result))
             except (TypeError, ValueError, OverflowError) as exc:  # not JSON-able: said so, never lost silently
                 error_type = ResultNotStoredError.__name__
                 error_message = f"the result ({type(result).__qualname__}) could not be encoded: {exc}"
@@ -163,7 +172,38 @@ def outcome_for(
         attempts=lease.attempts,
         started_at=started_at,
         finished_at=time.time(),
+        metadata=dict(record.metadata) if record.metadata else {},
+        result_text=text,
     )
+
+
+def display_text(value: object) -> str:
+    """``value`` as text for display: a string as is, bytes decoded, a protobuf message in one-line text format."""
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bytes | bytearray):
+        text = bytes(value).decode("utf-8", "backslashreplace")
+    elif _is_protobuf(value):
+        from google.protobuf import text_format
+
+        text = text_format.MessageToString(value, as_one_line=True)  # type: ignore[arg-type]
+    else:
+        text = str(value)
+    return text[:RESULT_TEXT_CHARS]
+
+
+def _is_protobuf(value: object) -> bool:
+    module = sys.modules.get("google.protobuf.message")  # protobuf is optional: a message means it is loaded
+    return module is not None and isinstance(value, module.Message)
+
+
+def _protobuf_mapping(value: object) -> object:
+    """A protobuf message as its JSON mapping (msgspec encodes the rest as it is)."""
+    if not _is_protobuf(value):
+        return value
+    from google.protobuf import json_format
+
+    return json_format.MessageToDict(value)  # type: ignore[arg-type]
 
 
 def _qualified(kind: type[BaseException]) -> str:

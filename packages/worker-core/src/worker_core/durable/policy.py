@@ -25,6 +25,7 @@ from worker_core.errors import Abort, LeaseLostError, Retry
 from worker_core.events import Pending
 from worker_core.status import TaskStatus
 
+from .outcomes import ResultStoreBackend, TaskOutcome, outcome_for
 from .types import DurableBackend, DurableTaskLease, ReleasableBackend
 
 if TYPE_CHECKING:
@@ -59,10 +60,20 @@ class Finishing(Protocol):
 class DurablePolicy:
     """Settles durable attempts against the backend."""
 
-    __slots__ = ("_backend", "_cancelled", "_engine", "_release_done", "retried")
+    __slots__ = ("_backend", "_cancelled", "_engine", "_release_done", "_store", "_ttl_s", "retried")
 
-    def __init__(self, backend: DurableBackend, engine: Finishing, release_done: Callable[[LeasedTask], None]) -> None:
+    def __init__(
+        self,
+        backend: DurableBackend,
+        engine: Finishing,
+        release_done: Callable[[LeasedTask], None],
+        *,
+        result_ttl_s: float | None = None,
+    ) -> None:
         self._backend = backend
+        # Outcomes go to the result store in the settling call itself (one round trip), when there is one.
+        self._store = backend if result_ttl_s and isinstance(backend, ResultStoreBackend) else None
+        self._ttl_s = result_ttl_s or 0.0
         self._engine = engine
         self._release_done = release_done  # the runtime stops holding the task's lease
         self._cancelled: set[int] = set()  # keys of tasks cancel_task asked to cancel (dead-lettered, not handed back)
@@ -78,10 +89,10 @@ class DurablePolicy:
         lease = task.lease
         try:
             if status is _COMPLETED:
-                await self.call(lease, "ack")
+                await self.call(lease, "ack", outcome=self._outcome(task, status, result, None))
                 await _await(engine.finish(task, _COMPLETED, result, None))
             elif status is _CANCELLED and records.key(task) in self._cancelled:
-                await self.call(lease, "fail", "task cancelled")
+                await self.call(lease, "fail", "task cancelled", outcome=self._outcome(task, status, None, error))
                 await _await(engine.finish(task, _CANCELLED, None, error))
             elif status is _CANCELLED:
                 await self.release([lease])
@@ -89,7 +100,7 @@ class DurablePolicy:
             elif lease.attempts <= lease.max_retries and not isinstance(error, Abort):
                 await self._retry(task, lease, error)
             else:
-                await self.call(lease, "fail", reason_of(error))
+                await self.call(lease, "fail", reason_of(error), outcome=self._outcome(task, status, None, error))
                 await _await(engine.finish(task, status, None, error))
         finally:
             self._cancelled.discard(records.key(task))
@@ -108,12 +119,31 @@ class DurablePolicy:
         # The next delivery may go to any node: this node forgets the task (no never-ending RETRYING entry).
         self._engine.forget(task)
 
-    async def call(self, lease: DurableTaskLease, op: str, arg: Any = None) -> None:
-        """ack/nack/fail, retried on an unavailable backend; a lost lease is logged, never raised."""
+    def _outcome(
+        self, task: LeasedTask, status: TaskStatus, result: Any, error: BaseException | None
+    ) -> TaskOutcome | None:
+        """What the result store keeps of this settled attempt (``None``: no store, or storing is off)."""
+        if self._store is None:
+            return None
+        started = task.started_at
+        return outcome_for(task.lease, status, result, error, started_at=started.timestamp() if started else 0.0)
+
+    async def call(
+        self, lease: DurableTaskLease, op: str, arg: Any = None, *, outcome: TaskOutcome | None = None
+    ) -> None:
+        """ack/nack/fail (with ``outcome`` stored in the same call), retried on an unavailable backend.
+
+        A lost lease is logged, never raised.
+        """
         backend = self._backend
+        store = self._store if outcome is not None else None
         for attempt in range(1, _SETTLE_TRIES + 1):
             try:
-                if op == "ack":
+                if store is not None and outcome is not None and op == "ack":
+                    await store.ack_with_outcome(lease, outcome, self._ttl_s)
+                elif store is not None and outcome is not None and op == "fail":
+                    await store.fail_with_outcome(lease, str(arg), outcome, self._ttl_s)
+                elif op == "ack":
                     await backend.ack(lease)
                 elif op == "nack":
                     await backend.nack(lease, float(arg))

@@ -112,7 +112,7 @@ class DurableRuntime:
         self._in_dequeue = False
         self._capacity: asyncio.Future[None] | None = None
         self._idle_waiter: asyncio.Future[None] | None = None
-        self.policy = DurablePolicy(backend, sink, self._unhold)
+        self.policy = DurablePolicy(backend, sink, self._unhold, result_ttl_s=options.result_ttl_s)
         sink.on_capacity(self._capacity_changed)
 
     # ------------------------------------------------------------------------------------ lifecycle

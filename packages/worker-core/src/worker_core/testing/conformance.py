@@ -23,7 +23,7 @@ which uses ``backend.dead_letters()`` when the backend has it; override it other
 With real time, the lease-expiry tests wait about ``lease`` (0.5 s) or ``delay`` (0.5 s) each, then poll
 for the expected state with a generous deadline (``patience`` seconds), so a slow machine makes them
 slower, not flaky. Optional protocols (``BatchEnqueueBackend``, ``ReleasableBackend``,
-``QueueConfigurableBackend``) are tested when the backend implements them and skipped otherwise.
+``QueueConfigurableBackend``, ``ResultStoreBackend``) are tested when the backend implements them and skipped otherwise.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from worker_core.durable.outcomes import ResultStoreBackend, TaskOutcome
 from worker_core.durable.types import (
     BatchEnqueueBackend,
     DurableBackend,
@@ -46,6 +47,7 @@ from worker_core.durable.types import (
     ReleasableBackend,
 )
 from worker_core.errors import DurableTaskExistsError, InvalidTaskError, LeaseLostError
+from worker_core.status import TaskStatus
 
 __all__ = ("DurableBackendConformance",)
 
@@ -485,3 +487,111 @@ class DurableBackendConformance:
         assert set(deliveries) == ids
         assert all(count == 1 for count in deliveries.values())
         await self.assert_empty(backend)
+
+    # -- result store (ResultStoreBackend, optional) -------------------------------------------------
+
+    def _store(self, backend: DurableBackend) -> ResultStoreBackend:
+        if not isinstance(backend, ResultStoreBackend):
+            pytest.skip("the backend stores no task results")
+        return backend
+
+    @staticmethod
+    def make_outcome(lease: DurableTaskLease, status: TaskStatus = TaskStatus.COMPLETED, **fields: Any) -> TaskOutcome:
+        """An outcome of the attempt of ``lease``, as the manager builds one."""
+        record = lease.task
+        assert record.id is not None
+        return TaskOutcome(
+            id=record.id,
+            handler=record.handler,
+            queue=record.queue,
+            status=status,
+            attempts=lease.attempts,
+            finished_at=time.time(),
+            **fields,
+        )
+
+    async def test_ack_with_outcome_acks_and_stores_it(self, backend: DurableBackend) -> None:
+        """Ack with outcome acks and stores it."""
+        store = self._store(backend)
+        task = self.make_task()
+        await backend.enqueue(task)
+        lease = await self.dequeue_one(backend)
+        assert task.id is not None
+        assert await store.get_outcome(task.id) is None
+        outcome = self.make_outcome(lease, result=b'{"answer":42}')
+        await store.ack_with_outcome(lease, outcome, 60.0)
+        assert await store.get_outcome(task.id) == outcome
+        assert (await store.get_outcome(task.id) or outcome).value() == {"answer": 42}
+        with pytest.raises(LeaseLostError):
+            await backend.ack(lease)  # acked by the call above
+        await self.assert_empty(backend)
+
+    async def test_fail_with_outcome_dead_letters_and_stores_it(self, backend: DurableBackend) -> None:
+        """Fail with outcome dead letters and stores it."""
+        store = self._store(backend)
+        task = self.make_task()
+        await backend.enqueue(task)
+        lease = await self.dequeue_one(backend)
+        outcome = self.make_outcome(lease, TaskStatus.FAILED, error_type="ValueError", error_message="bad")
+        await store.fail_with_outcome(lease, "ValueError: bad", outcome, 60.0)
+        assert task.id is not None
+        assert await store.get_outcome(task.id) == outcome
+        assert "ValueError: bad" in (await self.dead_letters(backend))[str(task.id)]
+
+    async def test_a_lost_lease_stores_no_outcome(self, backend: DurableBackend) -> None:
+        """A lost lease stores no outcome."""
+        store = self._store(backend)
+        task = self.make_task()
+        await backend.enqueue(task)
+        lease = await self.dequeue_one(backend)
+        await backend.ack(lease)
+        with pytest.raises(LeaseLostError):
+            await store.ack_with_outcome(lease, self.make_outcome(lease), 60.0)
+        assert task.id is not None
+        assert await store.get_outcome(task.id) is None
+
+    async def test_wait_outcome_wakes_when_it_is_stored(self, backend: DurableBackend) -> None:
+        """Wait outcome wakes when it is stored."""
+        store = self._store(backend)
+        task = self.make_task()
+        await backend.enqueue(task)
+        assert task.id is not None
+        waiter = asyncio.create_task(store.wait_outcome(task.id, self.patience))
+        await asyncio.sleep(0)
+        lease = await self.dequeue_one(backend)
+        outcome = self.make_outcome(lease)
+        await store.ack_with_outcome(lease, outcome, 60.0)
+        async with asyncio.timeout(self.patience):
+            assert await waiter == outcome
+        assert await store.wait_outcome(task.id, 0.01) == outcome  # already stored: at once
+        assert await store.wait_outcome(uuid.uuid4(), 0.01) is None  # never stored: after the wait
+
+    async def test_outcomes_expire_after_their_ttl(self, backend: DurableBackend) -> None:
+        """Outcomes expire after their ttl."""
+        store = self._store(backend)
+        task = self.make_task()
+        await backend.enqueue(task)
+        lease = await self.dequeue_one(backend)
+        await store.ack_with_outcome(lease, self.make_outcome(lease), self.lease)
+        assert task.id is not None
+        assert await store.get_outcome(task.id) is not None
+        await self.advance(self.lease * 2 + 0.1)
+        assert await store.get_outcome(task.id) is None
+
+    async def test_recent_outcomes_newest_first_per_queue(self, backend: DurableBackend) -> None:
+        """Recent outcomes newest first per queue."""
+        store = self._store(backend)
+        ids = []
+        for n in range(3):
+            task = self.make_task(queue="recent-a", priority=n)
+            other = self.make_task(queue="recent-b")
+            await backend.enqueue(task)
+            await backend.enqueue(other)
+            for _ in range(2):
+                lease = await self.dequeue_one(backend)
+                await store.ack_with_outcome(lease, self.make_outcome(lease), 60.0)
+            ids.append(task.id)
+        recent = await store.recent_outcomes("recent-a", 10)
+        assert [o.id for o in recent] == ids[::-1]
+        assert len(await store.recent_outcomes("recent-a", 2)) == 2
+        assert {o.queue for o in await store.recent_outcomes("recent-b", 10)} == {"recent-b"}

@@ -1,0 +1,138 @@
+"""Results across managers: a producer's handle on a durable task another manager runs (in-memory store).
+
+The same flow across two OS processes and a real redis-server is in worker-redis's tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import msgspec
+import pytest
+from core_helpers import GUARD
+from worker_core import (
+    ConfigurationError,
+    DurableTaskType,
+    Retry,
+    TaskCancelledError,
+    TaskContext,
+    TaskManager,
+    TaskNotFoundError,
+    TaskStatus,
+    TypedDurableRegistry,
+)
+from worker_core.durable.outcomes import RemoteTaskError, ResultNotStoredError
+from worker_core.testing import InMemoryDurableBackend
+
+
+class Job(msgspec.Struct):
+    n: int
+    mode: str = "ok"
+
+
+job = DurableTaskType("job", Job, retries=1, retry_delay=0.001)
+registry = TypedDurableRegistry()
+started = asyncio.Event()
+
+
+@registry.handler(job)
+async def run_job(ctx: TaskContext, payload: Job) -> Any:
+    if payload.mode == "fail":
+        raise ValueError(f"bad input {payload.n}")
+    if payload.mode == "retry" and ctx.attempt == 1:
+        raise Retry(delay=0.001)
+    if payload.mode == "opaque":
+        return object()  # cannot be encoded
+    if payload.mode == "block":
+        started.set()
+        await asyncio.Event().wait()
+    return {"double": payload.n * 2}
+
+
+def worker(backend: InMemoryDurableBackend, **options: Any) -> TaskManager:
+    return TaskManager(durable_backend=backend, durable_handlers=registry.handlers(), **options)
+
+
+async def test_a_producer_awaits_a_result_another_manager_produced() -> None:
+    backend = InMemoryDurableBackend()
+    producer = TaskManager(durable_backend=backend, durable_handlers=[job])  # never started
+    task_id = await producer.register_durable_task(job.task(Job(n=21)))
+    handle = producer.handle(task_id)
+    before = handle.status
+    assert before is None  # nothing read yet
+    waiting = asyncio.create_task(handle.result(timeout=GUARD))
+    async with worker(backend), asyncio.timeout(GUARD):
+        assert await waiting == {"double": 42}
+    assert handle.status is TaskStatus.COMPLETED
+    assert handle.done()
+    outcome = await producer.durable_outcome(task_id)
+    assert outcome is not None
+    assert (outcome.status, outcome.attempts, outcome.handler, outcome.queue) == (
+        TaskStatus.COMPLETED,
+        1,
+        "job",
+        "default",
+    )
+    assert outcome.finished_at >= outcome.started_at > 0
+
+
+async def test_failures_retries_and_unencodable_results_are_kept() -> None:
+    backend = InMemoryDurableBackend()
+    producer = TaskManager(durable_backend=backend, durable_handlers=[job])
+    failed = await producer.register_durable_task(job.task(Job(n=1, mode="fail")))
+    retried = await producer.register_durable_task(job.task(Job(n=2, mode="retry")))
+    opaque = await producer.register_durable_task(job.task(Job(n=3, mode="opaque")))
+    async with worker(backend), asyncio.timeout(GUARD):
+        with pytest.raises(RemoteTaskError) as caught:
+            await producer.handle(failed)
+        assert await producer.handle(retried) == {"double": 4}
+        with pytest.raises(ResultNotStoredError, match="could not be encoded"):
+            await producer.handle(opaque)
+    assert caught.value.error_type == "ValueError"
+    assert caught.value.error_message == "bad input 1"
+    assert "run_job" in caught.value.traceback
+    failed_outcome = await producer.durable_outcome(failed)
+    assert failed_outcome is not None
+    assert failed_outcome.attempts == 2  # retries=1: both deliveries failed
+    retried_outcome = await producer.durable_outcome(retried)
+    assert retried_outcome is not None
+    assert retried_outcome.attempts == 2
+    recent = await producer.recent_outcomes()
+    assert {o.id for o in recent} == {failed, retried, opaque}
+
+
+async def test_a_cancelled_durable_task_is_reported_cancelled() -> None:
+    backend = InMemoryDurableBackend()
+    producer = TaskManager(durable_backend=backend, durable_handlers=[job])
+    task_id = await producer.register_durable_task(job.task(Job(n=0, mode="block")))
+    started.clear()
+    async with worker(backend) as running, asyncio.timeout(GUARD):
+        await started.wait()
+        await running.cancel_task(task_id)
+        with pytest.raises(TaskCancelledError):
+            await producer.handle(task_id)
+
+
+async def test_storing_results_can_be_turned_off() -> None:
+    backend = InMemoryDurableBackend()
+    producer = TaskManager(durable_backend=backend, durable_handlers=[job])
+    task_id = await producer.register_durable_task(job.task(Job(n=5)))
+    async with worker(backend, durable_result_ttl=None) as running:
+        async with asyncio.timeout(GUARD):
+            while backend.get(task_id) is not None:  # noqa: ASYNC110 - acked: the record is gone
+                await asyncio.sleep(0.005)
+        assert await running.durable_outcome(task_id) is None
+    with pytest.raises(TimeoutError):
+        await producer.handle(task_id).result(timeout=0.05)
+
+
+async def test_handles_and_lookups_without_a_result_store() -> None:
+    async with TaskManager() as tm:
+        with pytest.raises(TaskNotFoundError):
+            tm.handle(uuid.uuid4())
+        with pytest.raises(ConfigurationError, match="does not store task results"):
+            await tm.durable_outcome(uuid.uuid4())
+    with pytest.raises(ConfigurationError):
+        TaskManager(durable_backend="memory://", durable_handlers=[job], durable_result_ttl=-1)
