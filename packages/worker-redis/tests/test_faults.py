@@ -23,6 +23,7 @@ from worker_core import TaskContext, TaskManager
 from worker_core.durable import DurableHandlerSpec, DurableTask, DurableTaskLease
 from worker_core.errors import BackendUnavailableError, LeaseLostError
 from worker_redis import Keys, RedisDurableBackend
+from worker_redis._records import now_ms
 from worker_redis.testing import RedisServer, redis_server
 
 WORKER = Path(__file__).with_name("fault_worker.py")
@@ -43,11 +44,14 @@ class Fleet:
     folder: Path
     work_ms: int = 20
     concurrency: int = 8
+    renewal: str | None = None  # "default": the manager's own lease renewal; None: a quarter of the lease
     workers: list[Worker] = field(default_factory=list)
 
     def spawn(self) -> Worker:
         log = self.folder / f"worker-{len(self.workers)}.log"
         argv = [str(WORKER), self.url, self.prefix, str(log), str(LEASE_S), str(self.work_ms), str(self.concurrency)]
+        if self.renewal is not None:
+            argv.append(self.renewal)
         with log.with_suffix(".err").open("wb") as err:  # the worker's warnings, for whoever debugs a failure
             process = subprocess.Popen(
                 [sys.executable, *argv],
@@ -257,19 +261,28 @@ async def test_d_poison_payload_is_dead_lettered_at_once_with_the_reason(
 
     poison = DurableTask("work", payload=b"\xff{not json", id=uuid.uuid4(), retries=3)
     unknown = DurableTask("nobody", payload=b"1", id=uuid.uuid4(), retries=3)
-    await backend.enqueue_many([poison, unknown])
+    known_nowhere = DurableTask("nobody", payload=b"2", id=uuid.uuid4(), retries=3)
+    await backend.enqueue_many([poison, unknown, known_nowhere])
+    # Two nodes without the handler already put this one back: its third delivery dead-letters it.
+    await raw.hset(backend.keys.task(str(known_nowhere.id)), "attempts", 2)
+    started = now_ms()
     async with manager(backend, work):
 
-        async def two_dead() -> bool:
-            return int(await raw.llen(backend.keys.dead)) == 2
+        async def settled() -> bool:
+            ready_at = await raw.zscore(backend.keys.ready("default"), str(unknown.id))
+            return int(await raw.llen(backend.keys.dead)) == 2 and ready_at is not None and ready_at > started
 
-        await until(two_dead)
+        await until(settled)
     assert calls == []
     poison_record = await raw.hgetall(backend.keys.task(str(poison.id)))
     assert poison_record[b"attempts"] == b"1"
     assert b"undecodable payload" in poison_record[b"last_error"]
+    nowhere_record = await raw.hgetall(backend.keys.task(str(known_nowhere.id)))
+    assert b"not registered" in nowhere_record[b"last_error"]
+    # A handler this node does not know may be known by a newer node (a rolling deploy): put back, 10 s later.
     unknown_record = await raw.hgetall(backend.keys.task(str(unknown.id)))
-    assert b"not registered" in unknown_record[b"last_error"]
+    assert b"last_error" not in unknown_record
+    assert int(unknown_record[b"ready_at_ms"]) >= started + 10_000
 
 
 class RecordingBackend(RedisDurableBackend):
@@ -304,7 +317,7 @@ async def test_e_stale_worker_cannot_ack_the_task_another_worker_holds(
         await release_fresh.wait()
 
     # One worker: while it is busy the stale node leases nothing, so the redelivery goes to the fresh node.
-    stale = manager(stale_backend, slow, max_workers=1, durable_lease=0.3, durable_lease_renewal_interval=None)
+    stale = manager(stale_backend, slow, max_workers=1, durable_lease=0.3, durable_lease_renewal_interval=0)
     fresh = manager(fresh_backend, held, durable_lease=30.0)
     try:
         async with stale:

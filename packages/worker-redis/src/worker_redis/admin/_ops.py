@@ -10,10 +10,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Self
-from urllib.parse import urlsplit
 
 from worker_core.errors import ConfigurationError, TaskNotFoundError
 
+from worker_redis._connect import parse_url
 from worker_redis._errors import redis_errors
 from worker_redis.backend import WAKE_CAP
 from worker_redis.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, Keys, normalize_queue
@@ -102,30 +102,32 @@ class AdminOps:
         cls,
         url: str,
         *,
-        prefix: str = DEFAULT_PREFIX,
-        default_queue: str = DEFAULT_QUEUE,
+        prefix: str | None = None,
+        default_queue: str | None = None,
         timeout: float = 5.0,
         tls_insecure: bool = False,
     ) -> Self:
-        """Connect lazily to ``redis://`` or ``rediss://`` ``url`` (user and password may be in it)."""
+        """Connect lazily to ``redis://`` or ``rediss://`` ``url`` (user and password may be in it).
+
+        The URL is read as the backend reads it (:func:`worker_redis._connect.parse_url`): its ``?prefix=`` and
+        ``?default_queue=`` apply unless given here, and the backend's other options are ignored.
+        """
         from redis.asyncio import Redis  # lazy: keeps `import worker_redis.admin` light
 
-        parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ConfigurationError(f"redis URL must start with redis://, rediss:// or unix://, not {parts.scheme!r}")
-        try:
-            port = parts.port
-        except ValueError:
-            raise ConfigurationError("redis URL has an invalid port") from None
-        where = f"redis at {parts.hostname or 'localhost'}:{port or 6379}"
+        parsed = parse_url(url)
         options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-        if parts.scheme == "rediss" and tls_insecure:
+        if parsed.url.startswith("rediss:") and tls_insecure:
             options.update(ssl_cert_reqs="none", ssl_check_hostname=False)
         try:
-            client = Redis.from_url(url, **options)
-        except ValueError as exc:
+            client = Redis.from_url(parsed.url, **options)
+        except (ValueError, TypeError) as exc:
             raise ConfigurationError(f"invalid redis URL: {exc}") from None
-        return cls(client, prefix=prefix, default_queue=default_queue, where=where)
+        return cls(
+            client,
+            prefix=prefix if prefix is not None else parsed.prefix or DEFAULT_PREFIX,
+            default_queue=default_queue if default_queue is not None else parsed.default_queue or DEFAULT_QUEUE,
+            where=parsed.where,
+        )
 
     async def aclose(self) -> None:
         """Close the client's connections."""

@@ -160,6 +160,8 @@ class DLQEntryDetail:
     updated_at_ms: int
     payload_size: int
     metadata: Mapping[str, str]
+    error_type: str = ""
+    traceback: str = ""
 
 
 def _text(value: bytes | None) -> str:
@@ -212,6 +214,9 @@ class TaskRecord:
     metadata: Mapping[str, str]
     payload_size: int
     score: int = 0
+    error_type: str = ""  # ours: the exception type of the last failure
+    error_traceback: str = ""  # ours: its traceback, bounded
+    dead_reason: str = ""  # ours: "failed", or why the dequeue script moved the task aside ("delivery limit: ...")
 
     @classmethod
     def from_fields(
@@ -242,6 +247,9 @@ class TaskRecord:
             metadata=parse_metadata(fields.get("metadata")),
             payload_size=len(fields.get("payload") or b""),
             score=score,
+            error_type=_text(fields.get("error_type")),
+            error_traceback=_text(fields.get("error_traceback")),
+            dead_reason=_text(fields.get("dead_reason")),
         )
 
     def to_dump(self, *, include_metadata: bool = False) -> dict[str, Any]:
