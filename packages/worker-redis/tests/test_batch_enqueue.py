@@ -113,8 +113,8 @@ async def test_enqueue_many_that_runs_out_of_memory_reports_exactly_what_was_sto
             assert raised.value.unknown == ()
             assert 0 < len(stored) < len(batch)
             assert len(stored) % 500 == 0  # whole calls, never part of one
-            ready: list[bytes] = await client.zrange(backend.keys.ready("default"), 0, -1)
-            in_redis = {uuid.UUID(i.decode()) for i in ready}
+            ready: list[Any] = await client.zrange(backend.keys.ready("default"), 0, -1)
+            in_redis = {uuid.UUID(bytes(i).decode()) for i in ready}
             assert in_redis == stored
             assert stored == {t.id for t in batch[: len(stored)]}
             assert "maxmemory" in str(raised.value)
