@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 import uuid
 from collections import Counter
@@ -26,6 +27,7 @@ from test_faults import LEASE_S, Fleet, wait_ready
 from worker_core import TaskContext, TaskManager, TaskStatus
 from worker_core.durable import DurableHandlerSpec, DurableTask, delivery_limit
 from worker_redis import Keys, RedisDurableBackend
+from worker_redis.admin import NodeInfo, RedisAdmin
 from worker_redis.testing import RedisServer
 
 
@@ -298,3 +300,67 @@ async def test_renewal_at_200_ms_latency_keeps_every_long_task_single(
     report(f"\n200 ms latency: 16 tasks of 3 s on 1.5 s leases, runs {sum(runs.values())}")
     assert set(runs) == {str(i) for i in ids}
     assert max(runs.values()) == 1
+
+
+# -- operations: node heartbeats and the backlog -------------------------------------------------------
+
+
+async def test_nodes_heartbeat_with_the_renewal_and_a_killed_one_drops_out(fleet: Fleet) -> None:
+    admin = RedisAdmin.from_url(f"{fleet.url}?prefix={fleet.prefix}")
+    try:
+        worker = fleet.spawn()
+        await wait_ready(fleet, worker)
+
+        async def one_node() -> list[NodeInfo]:
+            return await admin.nodes()
+
+        [node] = await until(one_node)
+        assert node.pid == worker.process.pid
+        assert node.host == socket.gethostname()
+        assert node.queues == ()  # every queue
+        assert node.last_seen_ms > 0
+        fleet.kill(worker)
+
+        async def gone() -> bool:
+            return not await admin.nodes()
+
+        await until(gone, timeout=15)  # two leases after its last heartbeat
+    finally:
+        await admin.aclose()
+
+
+async def test_backlog_is_in_stats_and_on_the_backend_for_a_gauge(redis_srv: RedisServer, prefix: str) -> None:
+    backend = RedisDurableBackend.from_url(redis_srv.url, prefix=prefix)
+    admin = RedisAdmin.from_url(redis_srv.url, prefix=prefix)
+
+    async def work(ctx: TaskContext, payload: object) -> None:
+        return None
+
+    tm = TaskManager(
+        max_workers=1,
+        tasks_per_second=None,
+        durable_backend=backend,
+        durable_handlers={"work": DurableHandlerSpec(None, work)},
+        durable_codec="json",
+        durable_lease=0.6,
+    )
+    try:
+        await backend.enqueue_many([DurableTask("work", payload=b"1", id=uuid.uuid4()) for _ in range(5)])
+        tm.set_max_workers(0)  # nothing is leased: the five stay due
+        async with tm:
+
+            async def seen() -> dict[str, tuple[int, float]]:
+                return backend.backlog()
+
+            backlog = await until(seen)  # learned by the heartbeat, in the renewal round trip
+            assert backlog["default"][0] == 5
+            assert backlog["default"][1] >= 0.0
+            [queue] = (await admin.overview()).queues
+            assert (queue.name, queue.ready, queue.due) == ("default", 5, 5)
+            assert queue.oldest_due_age_s > 0.0
+            assert queue.to_json()["due"] == 5
+            assert [n.id for n in await admin.nodes()] == [backend.owner]
+        assert await admin.nodes() == []  # a node that stops leaves the list at once
+    finally:
+        await backend.aclose()
+        await admin.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 from click.testing import CliRunner
 from ctl_helpers import Ctl
 from test_ctl_worker import HERE, eventually, line_with, run_worker
+from worker_redis import RedisDurableBackend
 
 from workerctl import cli
 
@@ -82,3 +84,30 @@ def test_without_rate_a_factory_gets_no_rate_limit(ctl: Ctl, tmp_path: Path) -> 
     options = json.loads((tmp_path / "options.json").read_text())
     assert options["tasks_per_second"] is None
     assert "durable_lease" not in options
+
+
+def test_durable_workers_lists_the_live_nodes(ctl: Ctl) -> None:
+    async def scenario() -> tuple[list[dict[str, object]], str, list[dict[str, object]]]:
+        backend = RedisDurableBackend.from_url(ctl.url, prefix=ctl.prefix, queues=["emails"])
+        try:
+            backend.register_node({"host": "node-a", "pid": 42, "started": 1_767_225_600.5}, lambda: 3)
+            await backend.extend_many([], 30.0)  # the heartbeat rides on the renewal call
+            env = {"WORKER_REDIS_URL": ctl.url, "WORKER_REDIS_PREFIX": ctl.prefix}
+            listed = await asyncio.to_thread(CliRunner().invoke, cli, ["durable", "workers", "--json"], env=env)
+            table = await asyncio.to_thread(CliRunner().invoke, cli, ["durable", "workers"], env=env)
+            await backend.unregister_node()
+            after = await asyncio.to_thread(CliRunner().invoke, cli, ["durable", "workers", "--json"], env=env)
+            return json.loads(listed.stdout), table.stdout, json.loads(after.stdout)
+        finally:
+            await backend.aclose()
+
+    listed, table, after = asyncio.run(scenario())
+    [node] = listed
+    assert node["host"] == "node-a"
+    assert node["pid"] == 42
+    assert node["queues"] == ["emails"]
+    assert node["running"] == 3
+    assert node["started"] == "2026-01-01T00:00:00Z"  # rfc3339 of the epoch seconds it gave
+    assert table.splitlines()[0].split() == ["ID", "HOST", "PID", "STARTED", "QUEUES", "RUNNING", "SEEN"]
+    assert "node-a" in table
+    assert after == []

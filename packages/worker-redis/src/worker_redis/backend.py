@@ -113,6 +113,7 @@ class RedisDurableBackend:
         self.queues: tuple[str, ...] | None = None if queues is None else tuple(normalize_queue(q) for q in queues)
         self._node_info: dict[str, object] = {}  # set by register_node: this node heartbeats
         self._node_held: Any = None
+        self._backlog: dict[str, tuple[int, float]] = {}
         self.where = where
         self.owner = str(uuid.uuid4())
         self._default_queue = DEFAULT_QUEUE
@@ -205,9 +206,8 @@ class RedisDurableBackend:
         """Flush pending acks, leave the node list, give up the leader lock, close the client if built here."""
         await self._acks.drain()
         if self._node_info and self._connected:
-            self._node_info = {}
-            with contextlib.suppress(*_REDIS_ERRORS):
-                await self._s.node_leave((self.keys.nodes, self.keys.node(self.owner)), (self.owner,))
+            with contextlib.suppress(WorkerError):
+                await self.unregister_node()
         if self._leader is not None:
             await self._leader.close()
         if self._owns_client:
@@ -452,31 +452,57 @@ class RedisDurableBackend:
         until = now + int((duration if duration > 0 else _DEFAULT_LEASE_S) * 1000)
         node, ttl, info = "", 0, ""
         if self._node_info:
-            node, ttl = self.owner, max(3 * int(duration * 1000), 10_000)
+            node, ttl = self.owner, max(2 * int(duration * 1000), 1000)  # two leases without a heartbeat
             held = self._node_held() if self._node_held is not None else len(leases)
             info = json.dumps({**self._node_info, "running": int(held)}, separators=(",", ":"), default=str)
         args: list[Any] = [self._p, now, until, node, ttl, info]
         for lease in leases:
             args += (lease.lease_id, lease.task.queue, lease.token, lease.attempts)
         try:
-            result = await self._s.extend_many(self._ack_keys, args)
+            result, backlog = await self._s.extend_many(self._ack_keys, args)
         except _REDIS_ERRORS as exc:
             raise translate(exc, self.where) from exc
+        if backlog:
+            self._backlog = {
+                backlog[i].decode(errors="replace"): (
+                    int(backlog[i + 1]),
+                    max(0, now - int(backlog[i + 2])) / 1000 if int(backlog[i + 2]) >= 0 else 0.0,
+                )
+                for i in range(0, len(backlog), 3)
+            }
         out = [bool(ok) for ok in result]
         for lease, ok in zip(leases, out, strict=True):
             if ok:
                 lease.expires_at = until / 1000
         return out
 
+    def backlog(self) -> dict[str, tuple[int, float]]:
+        """Per queue: tasks due now and how long the oldest has waited (seconds), as of the last heartbeat.
+
+        Read with no I/O (an OTel gauge callback reads it); empty until this node heartbeats
+        (:meth:`register_node`, which a ``TaskManager`` calls at start).
+        """
+        return dict(self._backlog)
+
     def register_node(self, info: Mapping[str, object], held: Any) -> None:
         """Heartbeat as a worker node from now on (``NodeRegistryBackend``): ``P:nodes`` and ``P:node:<id>``.
 
         ``info`` (host, pid, started, ...) is stored with the queues this backend leases from and the count
         ``held()`` returns; :meth:`extend_many` refreshes it, :meth:`aclose` removes it, and a node that dies
-        drops out of ``workerctl durable workers`` once its heartbeat is older than three renewal rounds.
+        drops out of ``workerctl durable workers`` once its last heartbeat is two leases old.
         """
         self._node_info = {**info, "id": self.owner, "queues": list(self.queues or ()) or "all"}
         self._node_held = held
+
+    async def unregister_node(self) -> None:
+        """Leave the node list now (``NodeRegistryBackend``): heartbeats stop until :meth:`register_node` again."""
+        if not self._node_info:
+            return
+        self._node_info = {}
+        try:
+            await self._s.node_leave((self.keys.nodes, self.keys.node(self.owner)), (self.owner,))
+        except _REDIS_ERRORS as exc:
+            raise translate(exc, self.where) from exc
 
     async def release(self, leases: Sequence[DurableTaskLease]) -> None:
         """Hand leases back now (graceful shutdown): ready again in their place, the delivery not counted.

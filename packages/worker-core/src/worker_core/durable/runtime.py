@@ -171,8 +171,14 @@ class DurableRuntime:
             self._unhold(task)
 
     async def release_held(self) -> None:
-        """Hand back every lease not settled (the workers are done): another node runs those tasks."""
+        """Hand back every lease not settled (the workers are done), then leave the backend's node list."""
         await self.release(list(self._held.values()))
+        backend = self.backend
+        if isinstance(backend, NodeRegistryBackend):
+            try:
+                await backend.unregister_node()
+            except Exception as exc:  # its heartbeat expires by itself
+                logger.warning("durable node could not leave the node list (%s)", type(exc).__name__)
 
     def held(self) -> int:
         """Leases this node holds now."""

@@ -182,9 +182,13 @@ class NodeRegistryBackend(Protocol):
         """Describe this node (``host``, ``pid``, ``started``, ``queues``); ``held()`` counts the leases it holds.
 
         The manager calls it at start; the backend heartbeats from then on (in the same round trip as the
-        lease renewal when it can) and removes the node when it closes. A node that dies drops out once its
-        last heartbeat is older than its time to live.
+        lease renewal when it can). A node that dies drops out once its last heartbeat is older than its time
+        to live.
         """
+        ...
+
+    async def unregister_node(self) -> None:
+        """This node stops: take it off the list now (the manager calls it last thing at stop)."""
         ...
 
 

@@ -18,7 +18,7 @@ from worker_redis._errors import redis_errors
 from worker_redis.backend import WAKE_CAP
 from worker_redis.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, Keys, normalize_queue
 
-from ._records import Overview, PauseState, QueueInfo, TaskRecord, TaskState
+from ._records import NodeInfo, Overview, PauseState, QueueInfo, TaskRecord, TaskState
 from ._scripts import AdminScripts
 
 __all__ = ("DEAD_COUNT_LIMIT", "MAX_IDS", "SOURCES", "AdminOps", "clean_ids", "now_ms")
@@ -31,6 +31,7 @@ SOURCES = ("dlq", "ready", "processing")
 _BATCH = 200
 # Queues one overview may list; a bigger queue set is refused rather than read whole.
 _MAX_QUEUES = 10_000
+_MAX_NODES = 1000  # nodes one `workers` listing reads at most
 # Dead ids read to count the DLQ per queue; beyond that the per-queue dead count is unknown.
 DEAD_COUNT_LIMIT = 10_000
 # Wake-up tokens kept in P:wake: the backend's cap (an admin move may make work ready for idle workers).
@@ -187,19 +188,25 @@ class AdminOps:
         that (or with ``count_dead=False``) they are ``None``.
         """
         k = self.keys
+        now = now_ms()
         names = [normalize_queue(q, self.default_queue) for q in queues]
         with redis_errors(self.where):
             raw = await self.scripts.overview(
                 keys=[k.paused, k.paused_queues, k.queues, k.dead],
-                args=[self._p, self.default_queue, _MAX_QUEUES, *names],
+                args=[self._p, self.default_queue, _MAX_QUEUES, now, *names],
             )
             paused, dead_len, paused_raw, flat = int(raw[0]), int(raw[1]), raw[2], raw[3]
             dead_by_queue = await self._dead_by_queue(dead_len) if count_dead else None
         infos = []
-        for i in range(0, len(flat), 4):
+        for i in range(0, len(flat), 6):
             name = _s(flat[i])
             dead = None if dead_by_queue is None else dead_by_queue.get(name, 0)
-            infos.append(QueueInfo(name, int(flat[i + 1]), int(flat[i + 2]), dead, bool(int(flat[i + 3]))))
+            oldest = int(float(flat[i + 5]))
+            age = max(0, now - oldest) / 1000 if oldest >= 0 else 0.0
+            info = QueueInfo(
+                name, int(flat[i + 1]), int(flat[i + 2]), dead, bool(int(flat[i + 3])), int(flat[i + 4]), age
+            )
+            infos.append(info)
         infos.sort(key=lambda q: q.name)
         return Overview(
             queues=tuple(infos),
@@ -291,6 +298,18 @@ class AdminOps:
         return missing
 
     # -- one task ----------------------------------------------------------------------------------
+    async def nodes(self) -> list[NodeInfo]:
+        """The live worker nodes (heartbeat not expired), most recently started first; at most 1,000."""
+        now = now_ms()
+        with redis_errors(self.where):
+            ids = await self.client.zrangebyscore(self.keys.nodes, now, "+inf", start=0, num=_MAX_NODES)
+            async with self.client.pipeline(transaction=False) as pipe:
+                for raw in ids:
+                    pipe.hgetall(self.keys.node(_s(raw)))
+                hashes = await pipe.execute() if ids else []
+        nodes = [NodeInfo.from_fields(_s(raw), fields) for raw, fields in zip(ids, hashes, strict=True) if fields]
+        return sorted(nodes, key=lambda node: (-node.started_ms, node.id))
+
     async def get(self, task_id: str) -> TaskRecord:
         """The task's hash and state; :class:`~worker_core.errors.TaskNotFoundError` when there is no hash."""
         task_id = task_id.strip()

@@ -8,9 +8,12 @@
 -- ARGV[5]  node ttl ms      how long the node's record lives without another heartbeat
 -- ARGV[6]  node fields      "" or a JSON object of the node's description (written when not ""), running count
 -- ARGV[7..] per lease, 4 values: id, queue, fencing token, attempts
--- Touches: P:processing:<queue> (ZADD XX), P:task:<id> (HSET lease_at_ms, updated_at_ms), P:nodes, P:node:<id>.
+-- Touches: P:processing:<queue> (ZADD), P:task:<id> (HSET lease_at_ms, updated_at_ms), P:nodes, P:node:<id>;
+--          with a node, reads P:queues and each queue's P:ready:<q> (at most 100 queues) for the backlog.
 -- Safe to run twice: it only sets expiries.
--- Returns one integer per lease: 1 renewed, 0 lost (not in processing, or another token/attempts: unchanged).
+-- Returns {renewed, backlog}: renewed has one integer per lease, 1 renewed or 0 lost (not in processing, or
+-- another token/attempts: unchanged); backlog is, with a node, a flat list of queue, due ready count, oldest
+-- due ready-at ms (-1: none) (nodes whose heartbeat expired are dropped from P:nodes on the way).
 local p = ARGV[1]
 local now = ARGV[2]
 local until_ms = ARGV[3]
@@ -31,12 +34,27 @@ for i = 7, #ARGV, 4 do
   out[#out + 1] = ok
 end
 local node = ARGV[4]
+local backlog = {}
 if node ~= '' then
   local ttl = tonumber(ARGV[5])
-  redis.call('ZADD', p .. 'nodes', tonumber(now) + ttl, node)
+  local t = tonumber(now)
+  redis.call('ZREMRANGEBYSCORE', p .. 'nodes', '-inf', t)
+  redis.call('ZADD', p .. 'nodes', t + ttl, node)
   local nk = p .. 'node:' .. node
   if ARGV[6] ~= '' then redis.call('HSET', nk, 'info', ARGV[6]) end
   redis.call('HSET', nk, 'last_seen_ms', now, 'leases', #out)
   redis.call('PEXPIRE', nk, ttl)
+  if redis.call('SCARD', p .. 'queues') <= 100 then
+    for _, q in ipairs(redis.call('SMEMBERS', p .. 'queues')) do
+      local rk = p .. 'ready:' .. q
+      local due = redis.pcall('ZCOUNT', rk, '-inf', t)
+      if type(due) == 'number' then
+        local first = redis.call('ZRANGEBYSCORE', rk, '-inf', t, 'WITHSCORES', 'LIMIT', 0, 1)
+        backlog[#backlog + 1] = q
+        backlog[#backlog + 1] = due
+        backlog[#backlog + 1] = first[2] and tonumber(first[2]) or -1
+      end
+    end
+  end
 end
-return out
+return {out, backlog}
