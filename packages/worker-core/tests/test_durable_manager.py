@@ -27,7 +27,7 @@ from worker_core import (
     TaskManager,
     TaskStatus,
 )
-from worker_core.durable import DurableHandlerSpec, DurableTask, DurableTaskLease, MsgspecJsonCodec
+from worker_core.durable import DurableHandlerSpec, DurableTask, DurableTaskLease, FailureReason, MsgspecJsonCodec
 from worker_core.testing import FakeClock, InMemoryDurableBackend
 
 
@@ -208,12 +208,13 @@ async def test_lease_is_extended_while_the_handler_runs() -> None:
     assert backend.count("ack") == 1
 
 
-async def test_error_without_retries_fails_to_the_dead_letter_queue() -> None:
+async def test_error_without_retries_fails_to_the_dead_letter_queue(caplog: pytest.LogCaptureFixture) -> None:
     backend = RecordingBackend()
 
     async def broken(ctx: TaskContext, payload: Email) -> None:
         raise ValueError("mailbox full")
 
+    caplog.set_level(logging.ERROR, logger="worker_core.durable")
     async with durable_manager(backend, broken) as tm:
         with tm.subscribe_results(5) as results:
             await tm.register_durable_task(DurableTask("email", Email("x"), retries=0))
@@ -226,6 +227,15 @@ async def test_error_without_retries_fails_to_the_dead_letter_queue() -> None:
     [dead] = backend.inner.dead_letters()
     assert "mailbox full" in dead.error
     assert metrics.failed == 1
+    [(_, reason)] = backend.args("fail")
+    assert isinstance(reason, FailureReason)  # the backend gets the type and the traceback with the text
+    assert reason == "ValueError: mailbox full"
+    assert reason.error_type == "ValueError"
+    assert 'raise ValueError("mailbox full")' in reason.traceback
+    [logged] = [r for r in caplog.records if "dead-lettered" in r.getMessage()]
+    assert logged.levelno == logging.ERROR
+    assert logged.exc_info is not None  # what Sentry's and OTel's logging integrations read
+    assert logged.exc_info[1] is result.error
 
 
 async def test_error_with_retries_left_nacks_with_a_positive_delay() -> None:

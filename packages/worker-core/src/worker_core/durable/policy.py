@@ -150,7 +150,7 @@ class DurablePolicy:
                 elif op == "nack":
                     await backend.nack(lease, float(arg))
                 else:
-                    await backend.fail(lease, str(arg))
+                    await backend.fail(lease, arg if isinstance(arg, str) else str(arg))  # a FailureReason stays one
                 return
             except LeaseLostError:
                 logger.warning("durable %s of task %s: lease lost (another consumer has it)", op, lease.lease_id)
