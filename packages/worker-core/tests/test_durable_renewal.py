@@ -15,7 +15,7 @@ from core_helpers import until
 from worker_core import TaskContext, TaskManager, TaskStatus
 from worker_core.durable import DurableHandlerSpec, DurableTask, DurableTaskLease
 from worker_core.durable.config import DurableOptions
-from worker_core.errors import ConfigurationError
+from worker_core.errors import BackendUnavailableError, ConfigurationError
 from worker_core.testing import ForwardingBackend, InMemoryDurableBackend
 
 
@@ -156,3 +156,81 @@ async def test_a_thread_attempt_sees_ctx_cancelled_when_its_lease_is_lost() -> N
     assert reasons[0] is not None
     assert "lease lost" in reasons[0]
     assert backend.settled == []
+
+
+class UnreachableRenewals(RenewingBackend):
+    """The store becomes unreachable once ``unreachable`` is set: renewals and dequeues fail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unreachable = False
+
+    async def dequeue(self, limit: int, lease: float) -> list[DurableTaskLease]:
+        if self.unreachable:
+            raise BackendUnavailableError("store unreachable")
+        return await super().dequeue(limit, lease)
+
+    async def extend_many(self, leases: Sequence[DurableTaskLease], duration: float) -> list[bool]:
+        if self.unreachable:
+            self.renewals.append(-1)
+            raise BackendUnavailableError("store unreachable")
+        return await super().extend_many(leases, duration)
+
+
+async def test_a_lease_that_runs_out_while_renewals_fail_cancels_its_attempt() -> None:
+    backend = UnreachableRenewals()
+    reasons: list[str | None] = []
+    running = asyncio.Event()
+    ended = asyncio.Event()
+
+    async def long(ctx: TaskContext, job: Job) -> None:
+        running.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            reasons.append(ctx.cancel_reason)
+            ended.set()
+
+    async with manager(backend, long, durable_lease=0.3) as tm:
+        await tm.register_durable_task(DurableTask("job", Job(3)))
+        await asyncio.wait_for(running.wait(), 10)
+        backend.unreachable = True
+        await asyncio.wait_for(ended.wait(), 10)  # once the lease's own expiry passed, not after 60 s
+        await until(lambda: tm.metrics().running == 0)
+    assert reasons[0] is not None
+    assert reasons[0].startswith("lease expired")
+    assert -1 in backend.renewals
+    assert backend.settled == []
+
+
+async def test_a_task_delivered_again_to_the_same_node_cancels_the_older_attempt() -> None:
+    backend = RenewingBackend()
+    reasons: list[str | None] = []
+    attempts: list[int] = []
+    first_ended = asyncio.Event()
+    release = asyncio.Event()
+
+    async def long(ctx: TaskContext, job: Job) -> str:
+        attempts.append(ctx.attempt)
+        if ctx.attempt > 1:
+            await release.wait()
+            return "second"
+        try:
+            await asyncio.sleep(60)
+        finally:
+            reasons.append(ctx.cancel_reason)
+            first_ended.set()
+        return "first"
+
+    # No renewal: the first lease runs out while its attempt runs, and this node, with free workers, leases again.
+    async with manager(backend, long, durable_lease=0.3, durable_lease_renewal_interval=0) as tm:
+        with tm.subscribe_results(4) as results:
+            await tm.register_durable_task(DurableTask("job", Job(4)))
+            await asyncio.wait_for(first_ended.wait(), 10)
+            release.set()
+            result = await anext(results)
+    assert attempts[:2] == [1, 2]
+    assert reasons[0] is not None
+    assert reasons[0].startswith("lease expired")
+    assert result.result == "second"
+    assert [op for op, _ in backend.settled] == ["ack"]  # only the current delivery settles

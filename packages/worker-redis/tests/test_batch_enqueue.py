@@ -151,3 +151,12 @@ async def test_a_re_sent_nack_or_fail_recognises_its_own_effect(make_backend: Ma
     assert await raw.lrange(backend.keys.dead, 0, -1) == [second.lease_id.encode()]
     assert await raw.zscore(backend.keys.ready("default"), first.lease_id) is not None
     assert await raw.zcard(backend.keys.processing("default")) == 0
+
+
+async def test_a_re_sent_global_rate_call_takes_its_tokens_once(make_backend: MakeBackend) -> None:
+    backend = await make_backend(global_rate_limit=(0.001, 5))
+    keys = (backend.keys.global_rate,)
+    args: list[Any] = [1_000, "0.001", 5, 3, 60_000, "rate-1"]
+    assert await backend._s.global_rate(keys, args) == 3
+    assert await backend._s.global_rate(keys, args) == 3  # the same call again: nothing more taken
+    assert await backend._s.global_rate(keys, [*args[:5], "rate-2"]) == 2  # a new call: the 2 tokens left

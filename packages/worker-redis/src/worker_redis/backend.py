@@ -535,7 +535,7 @@ class RedisDurableBackend:
     async def _rate_call(self, requested: int) -> int:
         assert self._rate is not None
         rate, burst = self._rate
-        args = (now_ms(), repr(rate), burst, requested, self._rate_ttl_ms)
+        args = (now_ms(), repr(rate), burst, requested, self._rate_ttl_ms, secrets.token_hex(8))
         try:
             return int(await self._s.global_rate((self.keys.global_rate,), args))
         except _REDIS_ERRORS as exc:

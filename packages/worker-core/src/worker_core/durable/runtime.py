@@ -309,7 +309,12 @@ class DurableRuntime:
         if record.id is None:
             record.id = task.id
         records.count_from(task, max(0, lease.attempts - 1))  # ctx.attempt counts deliveries, across nodes
-        self._held[records.key(task)] = task
+        key = records.key(task)
+        older = self._held.get(key)
+        if older is not None and older.lost is None:
+            # Delivered again to this very node: the older lease expired, so its attempt must not go on.
+            self.lost(older, "lease expired: the task was delivered again")
+        self._held[key] = task
         backoff = record.retry_delay if isinstance(record.retry_delay, int | float) and record.retry_delay > 0 else None
         self._sink.submit(task, max(0, lease.max_retries), backoff)
 

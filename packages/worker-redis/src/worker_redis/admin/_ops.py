@@ -116,7 +116,15 @@ class AdminOps:
         from redis.asyncio import Redis  # lazy: keeps `import worker_redis.admin` light
 
         parsed = parse_url(url)
-        options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        # One attempt: an admin script is never re-sent blindly after a lost reply (and an operator wants the error).
+        options: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "retry": Retry(NoBackoff(), 0),
+        }
         if parsed.url.startswith("rediss:") and tls_insecure:
             options.update(ssl_cert_reqs="none", ssl_check_hostname=False)
         try:
