@@ -27,8 +27,8 @@ from worker_core import (
     TaskManager,
     TaskStatus,
 )
-from worker_core.durable import DurableHandlerSpec, DurableTask, DurableTaskLease, MsgspecJsonCodec
-from worker_core.testing import InMemoryDurableBackend
+from worker_core.durable import DurableHandlerSpec, DurableTask, DurableTaskLease, FailureReason, MsgspecJsonCodec
+from worker_core.testing import FakeClock, InMemoryDurableBackend
 
 
 class Email(msgspec.Struct):
@@ -38,8 +38,8 @@ class Email(msgspec.Struct):
 class RecordingBackend:
     """The in-memory backend, with every call recorded (and optional unavailability on dequeue)."""
 
-    def __init__(self, dequeue_failures: int = 0) -> None:
-        self.inner = InMemoryDurableBackend()
+    def __init__(self, dequeue_failures: int = 0, clock: FakeClock | None = None) -> None:
+        self.inner = InMemoryDurableBackend(clock)
         self.calls: list[tuple[Any, ...]] = []
         self.enqueued: list[DurableTask] = []
         self.dequeue_failures = dequeue_failures
@@ -208,12 +208,13 @@ async def test_lease_is_extended_while_the_handler_runs() -> None:
     assert backend.count("ack") == 1
 
 
-async def test_error_without_retries_fails_to_the_dead_letter_queue() -> None:
+async def test_error_without_retries_fails_to_the_dead_letter_queue(caplog: pytest.LogCaptureFixture) -> None:
     backend = RecordingBackend()
 
     async def broken(ctx: TaskContext, payload: Email) -> None:
         raise ValueError("mailbox full")
 
+    caplog.set_level(logging.ERROR, logger="worker_core.durable")
     async with durable_manager(backend, broken) as tm:
         with tm.subscribe_results(5) as results:
             await tm.register_durable_task(DurableTask("email", Email("x"), retries=0))
@@ -226,6 +227,15 @@ async def test_error_without_retries_fails_to_the_dead_letter_queue() -> None:
     [dead] = backend.inner.dead_letters()
     assert "mailbox full" in dead.error
     assert metrics.failed == 1
+    [(_, reason)] = backend.args("fail")
+    assert isinstance(reason, FailureReason)  # the backend gets the type and the traceback with the text
+    assert reason == "ValueError: mailbox full"
+    assert reason.error_type == "ValueError"
+    assert 'raise ValueError("mailbox full")' in reason.traceback
+    [logged] = [r for r in caplog.records if "dead-lettered" in r.getMessage()]
+    assert logged.levelno == logging.ERROR
+    assert logged.exc_info is not None  # what Sentry's and OTel's logging integrations read
+    assert logged.exc_info[1] is result.error
 
 
 async def test_error_with_retries_left_nacks_with_a_positive_delay() -> None:
@@ -263,8 +273,9 @@ async def test_deadline_with_retries_nacks_and_without_fails() -> None:
             assert "TaskTimeoutError" in dead.error
 
 
-async def test_bad_payload_or_unknown_handler_is_dead_lettered_at_once_and_the_rest_runs() -> None:
-    backend = RecordingBackend()
+async def test_bad_payload_is_dead_lettered_at_once_an_unknown_handler_is_put_back_first() -> None:
+    clock = FakeClock()
+    backend = RecordingBackend(clock=clock)
     async with durable_manager(backend, send) as tm:
         with tm.subscribe_results(5) as results:
             # Bypass the manager's checks: another producer (or another version) wrote these.
@@ -272,12 +283,19 @@ async def test_bad_payload_or_unknown_handler_is_dead_lettered_at_once_and_the_r
             await backend.inner.enqueue(DurableTask("sms", payload=b"{}", id=uuid.uuid4(), retries=3))
             good = await tm.register_durable_task(DurableTask("email", Email("ok")))
             result = await anext(results)
+            await until(lambda: len(backend.inner.dead_letters()) == 1 and backend.count("nack") == 1)
+            # A rolling deploy: a node that knows "sms" may take it; this one puts it back, twice, then gives up.
+            assert [delay for _, delay in backend.args("nack")] == [10.0]
+            clock.advance(10.0)
+            await until(lambda: backend.count("nack") == 2)
+            assert backend.args("nack")[1][1] == 30.0
+            clock.advance(30.0)
             await until(lambda: len(backend.inner.dead_letters()) == 2)
     assert result.task.id == good
     reasons = sorted(d.error for d in backend.inner.dead_letters())
     assert "undecodable payload" in reasons[1]
     assert 'handler "sms"' in reasons[0]
-    assert backend.count("nack") == 0
+    assert "delivered 3 times" in reasons[0]
 
 
 async def test_registration_errors_are_typed_and_enqueue_nothing() -> None:

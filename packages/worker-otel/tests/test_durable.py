@@ -14,11 +14,12 @@ from otel_helpers import attrs, collect, manager, until
 from worker_core import TaskContext, TaskManager
 from worker_core.durable.handlers import DurableHandlerSpec
 from worker_core.durable.types import DurableTask
+from worker_core.testing import ForwardingBackend
 from worker_core.testing.memory import InMemoryDurableBackend
 from worker_otel import OTelTracer, set_meter_provider
 
 
-def durable_manager(backend: InMemoryDurableBackend, handlers: dict[str, Any], **options: Any) -> TaskManager:
+def durable_manager(backend: Any, handlers: dict[str, Any], **options: Any) -> TaskManager:
     return manager(
         durable_backend=backend, durable_handlers=handlers, durable_poll_interval=0.01, retry_delay=0.001, **options
     )
@@ -113,3 +114,31 @@ async def test_durable_registrations_are_counted_as_scheduled(
         await tm.register_durable_task(DurableTask("ok", {}, queue="jobs"))
         got = collect(metric_reader)
     assert got.get("tasks_scheduled_total") == {attrs(queue="jobs", handler="ok"): 1}
+
+
+class BacklogBackend(ForwardingBackend[InMemoryDurableBackend]):
+    """The in-memory backend plus what a backend that heartbeats reports: its per-queue backlog."""
+
+    def __init__(self) -> None:
+        super().__init__(InMemoryDurableBackend())
+        self.figures: dict[str, tuple[int, float]] = {}
+
+    def backlog(self) -> dict[str, tuple[int, float]]:
+        return dict(self.figures)
+
+
+async def test_the_durable_backlog_is_a_gauge_per_queue() -> None:
+    reader = InMemoryMetricReader()
+    backend = BacklogBackend()
+
+    async def noop(ctx: TaskContext, payload: Any) -> None:
+        return None
+
+    tm = durable_manager(backend, {"noop": DurableHandlerSpec(None, noop)})
+    set_meter_provider(tm, MeterProvider(metric_readers=[reader]))
+    async with tm:
+        assert "durable_backlog" not in collect(reader)  # nothing reported yet: no series
+        backend.figures = {"default": (7, 2.5), "emails": (0, 0.0)}
+        got = collect(reader)
+    assert got["durable_backlog"] == {attrs(queue="default"): 7, attrs(queue="emails"): 0}
+    assert got["durable_backlog_oldest_seconds"] == {attrs(queue="default"): 2.5, attrs(queue="emails"): 0.0}

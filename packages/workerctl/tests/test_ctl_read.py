@@ -26,6 +26,9 @@ def test_inspect_prints_go_lines_totals_and_ids(ctl: Ctl) -> None:
     out = ctl.ok("durable", "inspect", "--queue", "mail", "--show-ids")
     assert out.splitlines()[-1] == f"ready IDs: {a}"
     data = ctl.json("durable", "inspect", "--queue", "mail", "--show-ids", "--json")
+    [mail] = data["queues"]
+    assert mail.pop("due") == 1  # the backlog: ready and due now
+    assert mail.pop("oldest_due_age_s") >= 0
     assert data["queues"] == [{"name": "mail", "ready": 1, "processing": 1, "paused": False}]
     assert data["ready_ids"] == [a]
     assert ctl.ok("durable", "inspect", "--queue", "img", "--show-ids").splitlines()[-1] == "ready IDs: none"
@@ -51,6 +54,7 @@ def test_stats_json_has_real_per_queue_counts_and_text_is_a_table(ctl: Ctl) -> N
     ctl.put(queue="b", state="processing")
     ctl.put(queue="b", state="dead")
     data = ctl.json("durable", "stats", "--json")
+    assert [(q.pop("due"), q.pop("oldest_due_age_s") >= 0) for q in data["queues"]] == [(2, True), (0, True)]
     assert data["queues"] == [
         {"name": "a", "ready": 2, "processing": 0, "dead": 0, "paused": False},
         {"name": "b", "ready": 0, "processing": 1, "dead": 1, "paused": False},

@@ -115,7 +115,9 @@ def test_worker_runs_imported_tasks_serves_grpc_and_finishes_its_task_on_sigterm
             assert "Traceback" not in rest
             assert target.ok("durable", "stats", "--json").count('"processing":0') == 2
             assert json.loads(target.ok("durable", "stats", "--json"))["total_ready"] == 0
-            assert target.state().keys() <= {target.keys.queues.encode()}  # every task acked and deleted
+            # Every task acked and deleted; what is left are the calls' request records, which expire by themselves.
+            left = {key for key in target.state() if not any(part in key for part in (b":ack:", b":dequeue:"))}
+            assert left <= {target.keys.queues.encode()}
         finally:
             target.r.close()
 

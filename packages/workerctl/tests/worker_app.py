@@ -7,6 +7,7 @@ waits until the test creates the ``release`` file, so the test controls when it 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,3 +45,22 @@ def create_manager(
         durable_lease=10.0,
         durable_lease_renewal_interval=3.0,
     )
+
+
+def configured(**options: Any) -> TaskManager:
+    """Takes every setting workerctl may pass and writes what it got to ``$WORKER_TEST_OUT/options.json``."""
+    backend = options.get("durable_backend")
+    seen = {key: value for key, value in options.items() if key != "durable_backend"}
+    seen["consume"] = list(getattr(backend, "queues", None) or [])
+    (OUT / "options.json").write_text(json.dumps(seen))
+    return TaskManager(durable_handlers={"record": DurableHandlerSpec(None, record)}, **options)
+
+
+def in_memory_only() -> TaskManager:
+    """An app without a durable backend: a node would consume nothing."""
+    return TaskManager()
+
+
+def without_handlers(*, durable_backend: Any) -> TaskManager:
+    """A durable backend but no handlers."""
+    return TaskManager(durable_backend=durable_backend)

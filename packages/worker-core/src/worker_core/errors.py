@@ -27,6 +27,7 @@ __all__ = (
     "InvalidTaskError",
     "LeaseLostError",
     "ManagerStoppedError",
+    "PartialEnqueueError",
     "PayloadError",
     "PluginError",
     "QueueFullError",
@@ -156,6 +157,27 @@ class DurableTaskExistsError(TaskExistsError, BackendError):
     def __init__(self, *args: object, ids: Iterable[uuid.UUID] = ()) -> None:
         super().__init__(*args)
         self.ids: tuple[uuid.UUID, ...] = tuple(ids)
+
+
+class PartialEnqueueError(BackendError):
+    """A batch enqueue failed part way; it says exactly what was stored (``__cause__`` holds the failure).
+
+    ``stored``: stored for sure. ``unknown``: the call that failed was cut off (the connection was lost) after it
+    was sent, so these may or may not be stored. Every other task of the batch was not stored. ``duplicates``:
+    skipped before the failure because their id was already stored.
+    """
+
+    def __init__(
+        self,
+        *args: object,
+        stored: Iterable[uuid.UUID] = (),
+        unknown: Iterable[uuid.UUID] = (),
+        duplicates: Iterable[uuid.UUID] = (),
+    ) -> None:
+        super().__init__(*args)
+        self.stored: tuple[uuid.UUID, ...] = tuple(stored)
+        self.unknown: tuple[uuid.UUID, ...] = tuple(unknown)
+        self.duplicates: tuple[uuid.UUID, ...] = tuple(duplicates)
 
 
 class LeaseLostError(BackendError):

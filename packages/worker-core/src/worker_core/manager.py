@@ -83,8 +83,8 @@ class TaskManager:
         durable_poll_interval: Seconds between polls of an empty backend (a backend that can wake the
             loop is waited on instead).
         durable_batch_size: Most leases per dequeue; by default as many as there are free workers.
-        durable_lease_renewal_interval: Extend held leases this often (``None``: never; at least every
-            ``durable_lease / 2`` when set higher).
+        durable_lease_renewal_interval: Extend every held lease this often, in one backend call (``None``,
+            the default: a third of ``durable_lease``; ``0``: never; at most ``durable_lease / 2``).
         durable_result_ttl: Seconds a finished durable task's outcome (status, result, error) is kept by a
             backend that stores results, for ``handle(id)`` in any process; ``None`` or ``0``: not stored.
         plugins: The plugins to resolve backend URLs and codec names with (loaded on first use if omitted).

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from operator import attrgetter
 from typing import Final, final
@@ -100,7 +100,7 @@ class _MeterInstruments:
         binding.manager = None
 
     def _create_missing(self, meter: Meter, latency_histogram: bool) -> None:
-        desc = semconv.DESCRIPTIONS
+        desc = {**semconv.DESCRIPTIONS, **semconv.DURABLE_DESCRIPTIONS}
         name = semconv.METRIC_TASK_LATENCY
         if latency_histogram and self.histogram is None:
             with _creating(name):
@@ -120,6 +120,10 @@ class _MeterInstruments:
         ]
         callbacks.append((semconv.METRIC_RESULTS_DROPPED, meter.create_observable_counter, self._observe_dropped))
         callbacks += [(name, meter.create_observable_gauge, self._from_snapshot(field)) for name, field in _GAUGES]
+        callbacks += [
+            (semconv.METRIC_DURABLE_BACKLOG, meter.create_observable_gauge, self._backlog(0)),
+            (semconv.METRIC_DURABLE_BACKLOG_AGE, meter.create_observable_gauge, self._backlog(1)),
+        ]
         for name, create, callback in callbacks:
             if name not in self._created:
                 with _creating(name):
@@ -165,6 +169,32 @@ class _MeterInstruments:
         if not bindings:
             return ()
         return (Observation(sum(b.instrumentation.results_dropped for b in bindings)),)
+
+    def _backlog(self, index: int) -> _Callback:
+        """Per queue, from a durable backend that reports its backlog (``backlog()``, no I/O).
+
+        The highest figure wins when several managers see the same queue (it is the deployment's, not theirs).
+        """
+
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            seen: dict[str, float] = {}
+            for binding in self.bindings:
+                manager = binding.manager() if binding.manager is not None else None
+                if manager is None or not manager.durable:
+                    continue
+                try:
+                    report = getattr(manager.durable_backend(), "backlog", None)
+                    backlog = report() if callable(report) else None
+                except Exception:  # a backend that cannot say: nothing to report for it
+                    continue
+                if not isinstance(backlog, Mapping):
+                    continue
+                for queue, figures in backlog.items():
+                    value = float(figures[index])
+                    seen[str(queue)] = max(value, seen.get(str(queue), value))
+            return [Observation(value, {semconv.ATTR_QUEUE: queue}) for queue, value in seen.items()]
+
+        return observe
 
     def _from_snapshot(self, field: str) -> _Callback:
         get = attrgetter(field)

@@ -14,7 +14,10 @@ __all__ = (
     "ATTR_QUEUE",
     "DEFAULT_INSTRUMENTATION_NAME",
     "DESCRIPTIONS",
+    "DURABLE_DESCRIPTIONS",
     "LATENCY_BUCKETS_S",
+    "METRIC_DURABLE_BACKLOG",
+    "METRIC_DURABLE_BACKLOG_AGE",
     "METRIC_QUEUE_DEPTH",
     "METRIC_RESULTS_DROPPED",
     "METRIC_TASKS_CANCELLED",
@@ -55,6 +58,10 @@ METRIC_RESULTS_DROPPED: Final = "results_dropped_total"
 METRIC_QUEUE_DEPTH: Final = "queue_depth"
 #: Histogram in seconds: start of the first attempt to the terminal finish, for tasks that started.
 METRIC_TASK_LATENCY: Final = "task_latency_seconds"
+#: Gauge (ours): durable tasks due now and not leased, per queue, deployment-wide (for autoscaling).
+METRIC_DURABLE_BACKLOG: Final = "durable_backlog"
+#: Gauge (ours), seconds: how long the oldest due durable task of a queue has waited.
+METRIC_DURABLE_BACKLOG_AGE: Final = "durable_backlog_oldest_seconds"
 
 DESCRIPTIONS: Final[dict[str, str]] = {
     METRIC_TASKS_SCHEDULED: "Total number of tasks scheduled",
@@ -66,6 +73,12 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     METRIC_RESULTS_DROPPED: "Total number of dropped results",
     METRIC_QUEUE_DEPTH: "Number of tasks queued",
     METRIC_TASK_LATENCY: "Task execution latency",
+}
+
+#: Descriptions of our additive instruments (reported only for a durable backend that knows its backlog).
+DURABLE_DESCRIPTIONS: Final[dict[str, str]] = {
+    METRIC_DURABLE_BACKLOG: "Durable tasks due and waiting for a worker, per queue",
+    METRIC_DURABLE_BACKLOG_AGE: "Seconds the oldest due durable task of a queue has waited",
 }
 
 #: Advisory histogram boundaries in seconds (OTel semconv's duration buckets); a View overrides them.

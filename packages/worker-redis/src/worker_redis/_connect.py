@@ -1,8 +1,13 @@
 """Parse a ``redis://`` / ``rediss://`` URL into a redis-py client plus the backend's own options.
 
+This is the one place a Redis target is read: the backend (``from_url``, a ``TaskManager`` URL), the admin
+API (``RedisAdmin.from_url``) and workerctl all call :func:`parse_url`, so one URL means the same queues
+everywhere (``?prefix=`` included).
+
 The backend's options may ride in the URL's query (so ``TaskManager(durable_backend="redis://...")`` can
 set them): ``prefix``, ``default_queue``, ``batch_size``, ``cluster`` (``1``/``0``; absent: detected),
-``rate_limit`` (``<rate>/<burst>``) and ``leader_lock`` (seconds). Every other query argument goes to
+``rate_limit`` (``<rate>/<burst>``), ``leader_lock`` (seconds), ``extra_deliveries`` and ``queues``
+(``a,b``: lease only from these). Every other query argument goes to
 redis-py. Nothing here does I/O.
 """
 
@@ -19,7 +24,9 @@ from worker_core.errors import ConfigurationError
 
 __all__ = ("UrlOptions", "default_client_options", "make_client", "parse_url")
 
-_OURS = frozenset({"prefix", "default_queue", "batch_size", "cluster", "rate_limit", "leader_lock"})
+_OURS = frozenset(
+    {"prefix", "default_queue", "batch_size", "cluster", "rate_limit", "leader_lock", "extra_deliveries", "queues"}
+)
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -32,6 +39,18 @@ class UrlOptions:
     where: str
     cluster: bool | None
     backend: dict[str, Any]
+
+    @property
+    def prefix(self) -> str | None:
+        """The ``?prefix=`` of the URL (``None`` when it has none)."""
+        value = self.backend.get("prefix")
+        return None if value is None else str(value)
+
+    @property
+    def default_queue(self) -> str | None:
+        """The ``?default_queue=`` of the URL (``None`` when it has none)."""
+        value = self.backend.get("default_queue")
+        return None if value is None else str(value)
 
 
 def parse_url(url: object) -> UrlOptions:
@@ -62,8 +81,10 @@ def parse_url(url: object) -> UrlOptions:
             cluster = low in _TRUE
         elif key in ("prefix", "default_queue"):
             ours[key] = value
-        elif key == "batch_size":
+        elif key in ("batch_size", "extra_deliveries"):
             ours[key] = _number(key, value, int)
+        elif key == "queues":  # queues=a,b: lease only from these (repeatable)
+            ours[key] = [*ours.get(key, []), *(q.strip() for q in value.split(",") if q.strip())]
         elif key == "leader_lock":
             ours[key] = _number(key, value, float)
         else:  # rate_limit=<rate>/<burst>

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from worker_core.durable.types import DurableTask, DurableTaskLease
+from worker_core.durable.types import TRACEBACK_LIMIT, DurableTask, DurableTaskLease
 from worker_core.errors import InvalidTaskError
 
 from .keys import normalize_queue
 
-__all__ = ("LEASE_WIDTH", "TASK_WIDTH", "enqueue_args", "now_ms", "parse_leases")
+__all__ = ("LEASE_WIDTH", "TASK_WIDTH", "TRACEBACK_LIMIT", "enqueue_args", "now_ms", "parse_leases")
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def _int(value: bytes, default: int = 0) -> int:
     except ValueError:
         try:
             return int(float(value))
-        except ValueError:
+        except (ValueError, OverflowError):
             return default
 
 
@@ -99,33 +99,48 @@ def _metadata(raw: bytes, task_id: str) -> dict[str, str] | None:
     return {str(k): str(v) for k, v in value.items()}
 
 
-def parse_leases(flat: Sequence[Any], lease_ms: int, now: int) -> tuple[list[DurableTaskLease], list[DurableTaskLease]]:
-    """Leases from dequeue.lua's flat reply, and the leases of entries whose id is not a UUID (``task.id`` None)."""
+def parse_leases(
+    flat: Sequence[Any], lease_ms: int, now: int
+) -> tuple[list[DurableTaskLease], list[tuple[DurableTaskLease, str]]]:
+    """Leases from dequeue.lua's flat reply, and the leases that cannot be served here, each with the reason.
+
+    The script already moves corrupt records aside; a record this side still cannot read (a foreign writer's
+    id that is not a UUID, say) is returned as ``(lease, reason)`` for the caller to dead-letter, never raised,
+    so one record never costs the rest of the batch.
+    """
     leases: list[DurableTaskLease] = []
-    bad: list[DurableTaskLease] = []
+    bad: list[tuple[DurableTaskLease, str]] = []
     expires = (now + lease_ms) / 1000
     for i in range(0, len(flat), LEASE_WIDTH):
         raw_id, handler, payload, prio, retries, delay, attempts, meta, queue, weight, token, _ready = flat[
             i : i + LEASE_WIDTH
         ]
-        task_id = raw_id.decode()
+        task_id = raw_id.decode(errors="replace")
         retries_n = _int(retries)
         try:
             uid = uuid.UUID(task_id)
-        except ValueError:
-            poison = DurableTask(handler.decode(), payload=payload, queue=queue.decode())
-            bad.append(DurableTaskLease(poison, task_id, int(attempts), retries_n, token.decode(), expires))
+            task = DurableTask(
+                handler.decode(),
+                payload=payload,
+                id=uid,
+                priority=_int(prio),
+                queue=queue.decode(),
+                weight=_int(weight, 1) or 1,
+                retries=retries_n,
+                retry_delay=_int(delay) / 1000,
+                metadata=_metadata(meta, task_id),
+            )
+        except ValueError as exc:  # not a UUID, or not UTF-8 (UnicodeDecodeError is a ValueError)
+            poison = DurableTask(
+                handler.decode(errors="replace"), payload=payload, queue=queue.decode(errors="replace")
+            )
+            lease = DurableTaskLease(
+                poison, task_id, _int(attempts), retries_n, token.decode(errors="replace"), expires
+            )
+            reason = (
+                "a field is not UTF-8" if isinstance(exc, UnicodeDecodeError) else f"task id {task_id!r} is not a UUID"
+            )
+            bad.append((lease, f"corrupt record: {reason}"))
             continue
-        task = DurableTask(
-            handler.decode(),
-            payload=payload,
-            id=uid,
-            priority=_int(prio),
-            queue=queue.decode(),
-            weight=_int(weight, 1) or 1,
-            retries=retries_n,
-            retry_delay=_int(delay) / 1000,
-            metadata=_metadata(meta, task_id),
-        )
         leases.append(DurableTaskLease(task, task_id, int(attempts), retries_n, token.decode(), expires))
     return leases, bad

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import secrets
@@ -12,14 +13,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 from redis import exceptions as rex
-from worker_core.durable.types import DurableTask, DurableTaskLease
-from worker_core.errors import ConfigurationError, DurableTaskExistsError, LeaseLostError, WorkerError
+from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease
+from worker_core.errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    DurableTaskExistsError,
+    LeaseLostError,
+    PartialEnqueueError,
+    WorkerError,
+)
 
 from ._acks import AckBatcher
 from ._connect import make_client, parse_url
 from ._errors import redis_errors, translate
 from ._leader import LeaderLock
-from ._records import TASK_WIDTH, enqueue_args, now_ms, parse_leases
+from ._records import TASK_WIDTH, TRACEBACK_LIMIT, enqueue_args, now_ms, parse_leases
 from .keys import DEFAULT_PREFIX, DEFAULT_QUEUE, Keys, normalize_queue
 from .scripts import BackendScripts
 
@@ -55,6 +63,9 @@ class RedisDurableBackend:
             (go-worker's key ``<prefix>:global_rate``); tokens are spent only on tasks actually leased.
         leader_lock: seconds; when set, only the node holding the lock ``<prefix>:leader`` dequeues. The
             lock is renewed by a background task every third of this, independently of dequeue calls.
+        extra_deliveries: deliveries a task may have beyond ``retries + 1`` without being settled (its worker
+            died, or lost the lease) before the dequeue script dead-letters it with reason "delivery limit".
+        queues: lease only from these queues (``None``: from every queue); enqueue is not limited.
         where: how errors name the server (``redis at host:port``); never includes a password.
 
     Every state change is one Lua script (``worker_redis/lua``). A lease carries a fencing token:
@@ -72,6 +83,8 @@ class RedisDurableBackend:
         batch_size: int = 50,
         global_rate_limit: tuple[float, int] | None = None,
         leader_lock: float | None = None,
+        extra_deliveries: int = DEFAULT_EXTRA_DELIVERIES,
+        queues: Sequence[str] | None = None,
         where: str = "redis",
     ) -> None:
         if client is None:
@@ -91,6 +104,16 @@ class RedisDurableBackend:
             self._rate_ttl_ms = max(int(2 * self._rate[1] / self._rate[0] * 1000), 1000)
         if leader_lock is not None and not (leader_lock > 0 and math.isfinite(leader_lock)):
             raise ConfigurationError(f"leader_lock must be a positive number of seconds, not {leader_lock!r}")
+        extra: object = extra_deliveries
+        if (not _positive_int(extra) and extra != 0) or isinstance(extra, bool):
+            raise ConfigurationError(f"extra_deliveries must be an int >= 0, not {extra_deliveries!r}")
+        self._extra = extra_deliveries
+        if queues is not None and (isinstance(queues, str) or not all(isinstance(q, str) for q in queues)):
+            raise ConfigurationError(f"queues must be a sequence of queue names, not {queues!r}")
+        self.queues: tuple[str, ...] | None = None if queues is None else tuple(normalize_queue(q) for q in queues)
+        self._node_info: dict[str, object] = {}  # set by register_node: this node heartbeats
+        self._node_held: Any = None
+        self._backlog: dict[str, tuple[int, float]] = {}
         self.where = where
         self.owner = str(uuid.uuid4())
         self._default_queue = DEFAULT_QUEUE
@@ -180,8 +203,11 @@ class RedisDurableBackend:
         return self._connected
 
     async def aclose(self) -> None:
-        """Flush pending acks, give up the leader lock, close the client when this backend built it."""
+        """Flush pending acks, leave the node list, give up the leader lock, close the client if built here."""
         await self._acks.drain()
+        if self._node_info and self._connected:
+            with contextlib.suppress(WorkerError):
+                await self.unregister_node()
         if self._leader is not None:
             await self._leader.close()
         if self._owns_client:
@@ -218,7 +244,7 @@ class RedisDurableBackend:
         if not self._connected:
             await self.connect()
         now = now_ms()
-        args: list[Any] = [self._p, now, WAKE_CAP]
+        args: list[Any] = [self._p, now, WAKE_CAP, secrets.token_hex(8)]
         enqueue_args(task, self._default_queue, now, args)
         try:
             result = await self._s.enqueue(self._enqueue_keys, args)
@@ -232,12 +258,17 @@ class RedisDurableBackend:
 
         Every task is validated before anything is written. Duplicates are skipped and reported at the end:
         an id already stored, or repeated in ``tasks`` (the script stores the first copy and finds the task
-        when it reaches the next one, in the same or a later call).
+        when it reaches the next one, in the same or a later call). Each script call of 500 is all-or-nothing
+        and carries a request id, so a call that redis-py re-sends after a lost reply is not run twice.
 
         Raises:
             DurableTaskExistsError: some tasks were skipped, the others were stored; ``ids`` has one entry per
                 skipped task, in order (the message names the first ten).
             InvalidTaskError: a task has no id, handler or encoded payload (nothing was stored).
+            PartialEnqueueError: a call after the first failed (out of memory, connection lost): ``stored``
+                names what was stored, ``unknown`` what a cut-off call may have stored; nothing else was.
+            BackendError: the first call failed and nothing was stored (a lost connection raises
+                ``PartialEnqueueError`` instead, its first 500 tasks in ``unknown``).
         """
         if not tasks:
             return
@@ -248,14 +279,29 @@ class RedisDurableBackend:
         for task in tasks:
             enqueue_args(task, self._default_queue, now, flat)
         duplicates: list[uuid.UUID] = []
+        stored: list[uuid.UUID] = []
         for first in range(0, len(tasks), _ENQUEUE_CHUNK):
             chunk = flat[first * TASK_WIDTH : (first + _ENQUEUE_CHUNK) * TASK_WIDTH]
             try:
-                result = await self._s.enqueue(self._enqueue_keys, [self._p, now, WAKE_CAP, *chunk])
+                result = await self._s.enqueue(
+                    self._enqueue_keys, [self._p, now, WAKE_CAP, secrets.token_hex(8), *chunk]
+                )
             except _REDIS_ERRORS as exc:
-                raise translate(exc, self.where) from exc
-            skipped = (tasks[first + i].id for i, ok in enumerate(result) if not ok)
-            duplicates += [task_id for task_id in skipped if task_id is not None]  # ids were checked above
+                error = translate(exc, self.where)
+                cut = isinstance(error, BackendUnavailableError)
+                if first == 0 and not cut:
+                    raise error from exc
+                sent = [t.id for t in tasks[first : first + _ENQUEUE_CHUNK] if t.id is not None]
+                raise PartialEnqueueError(
+                    f"enqueue_many stopped after {len(stored)} of {len(tasks)} tasks were stored: {error}",
+                    stored=stored,
+                    unknown=sent if cut else (),
+                    duplicates=duplicates,
+                ) from exc
+            for i, ok in enumerate(result):
+                task_id = tasks[first + i].id
+                if task_id is not None:  # ids were checked above
+                    (stored if ok else duplicates).append(task_id)
         if duplicates:
             shown = ", ".join(map(str, duplicates[:10])) + (" ..." if len(duplicates) > 10 else "")
             raise DurableTaskExistsError(f"{len(duplicates)} durable task(s) already exist: {shown}", ids=duplicates)
@@ -281,11 +327,13 @@ class RedisDurableBackend:
                 return []
         now = now_ms()
         args: list[Any] = [self._p, now, lease_ms, granted, self._batch, self._default_queue, secrets.token_hex(6)]
+        only = self.queues or ()
+        args += (self._extra, len(only), *only)
         weights = self._weights
         for name, current in self._wrr.items():
             args += (name, weights.get(name, 1), current)
         try:
-            flat, next_ms, wrr = await self._s.dequeue(self._dequeue_keys, args)
+            flat, next_ms, wrr, moved = await self._s.dequeue(self._dequeue_keys, args)
         except _REDIS_ERRORS as exc:
             if self._rate is not None:
                 with contextlib.suppress(WorkerError):
@@ -293,11 +341,18 @@ class RedisDurableBackend:
             raise translate(exc, self.where) from exc
         self._next_ms = int(next_ms)
         if wrr:
-            self._wrr = {wrr[i].decode(): int(wrr[i + 1]) for i in range(0, len(wrr), 2)}
+            self._wrr = {wrr[i].decode(errors="replace"): int(wrr[i + 1]) for i in range(0, len(wrr), 2)}
+        for i in range(0, len(moved), 2):
+            logger.error(
+                "durable task %r moved aside by dequeue: %s",
+                moved[i].decode(errors="replace"),
+                moved[i + 1].decode(errors="replace"),
+            )
         leases, bad = parse_leases(flat, lease_ms, now)
-        for poison in bad:
+        for poison, why in bad:
+            logger.error("durable task %r dead-lettered: %s", poison.lease_id, why)
             with contextlib.suppress(WorkerError):
-                await self.fail(poison, f"task id {poison.lease_id!r} is not a UUID")
+                await self.fail(poison, why)
         if self._rate is not None and len(leases) < granted:
             with contextlib.suppress(WorkerError):
                 await self._rate_call(len(leases) - granted)
@@ -337,7 +392,7 @@ class RedisDurableBackend:
     async def _send_acks(self, leases: Sequence[DurableTaskLease]) -> Sequence[int]:
         if not self._connected:
             await self.connect()
-        args: list[Any] = [self._p]
+        args: list[Any] = [self._p, secrets.token_hex(8)]
         for lease in leases:
             args += (lease.lease_id, lease.task.queue, lease.token, lease.attempts)
         try:
@@ -366,7 +421,10 @@ class RedisDurableBackend:
         """
         queue = lease.task.queue
         keys = (self.keys.processing(queue), self.keys.ready(queue), self.keys.dead, self.keys.task(lease.lease_id))
-        await self._fenced(self._s.fail, keys, (lease.lease_id, lease.token, lease.attempts, now_ms(), str(error)))
+        kind = str(getattr(error, "error_type", "") or "")
+        trace = str(getattr(error, "traceback", "") or "")[-TRACEBACK_LIMIT:]
+        args = (lease.lease_id, lease.token, lease.attempts, now_ms(), str(error), kind, trace)
+        await self._fenced(self._s.fail, keys, args)
 
     async def extend(self, lease: DurableTaskLease, duration: float) -> None:
         """Push the lease's expiry to now + ``duration`` seconds (``<= 0``: 30 s, as go-worker).
@@ -379,6 +437,72 @@ class RedisDurableBackend:
         keys = (self.keys.processing(lease.task.queue), self.keys.task(lease.lease_id))
         await self._fenced(self._s.extend, keys, (lease.lease_id, lease.token, lease.attempts, until, now))
         lease.expires_at = until / 1000
+
+    async def extend_many(self, leases: Sequence[DurableTaskLease], duration: float) -> list[bool]:
+        """Renew every lease in one script call (``BatchExtendBackend``); per lease, whether it is still held.
+
+        The call also refreshes this node's heartbeat (:meth:`register_node`), so renewal and heartbeat cost
+        one round trip per interval together, whatever the number of leases. Safe to re-send.
+        """
+        if not leases and not self._node_info:
+            return []
+        if not self._connected:
+            await self.connect()
+        now = now_ms()
+        until = now + int((duration if duration > 0 else _DEFAULT_LEASE_S) * 1000)
+        node, ttl, info = "", 0, ""
+        if self._node_info:
+            node, ttl = self.owner, max(2 * int(duration * 1000), 1000)  # two leases without a heartbeat
+            held = self._node_held() if self._node_held is not None else len(leases)
+            info = json.dumps({**self._node_info, "running": int(held)}, separators=(",", ":"), default=str)
+        args: list[Any] = [self._p, now, until, node, ttl, info]
+        for lease in leases:
+            args += (lease.lease_id, lease.task.queue, lease.token, lease.attempts)
+        try:
+            result, backlog = await self._s.extend_many(self._ack_keys, args)
+        except _REDIS_ERRORS as exc:
+            raise translate(exc, self.where) from exc
+        if backlog:
+            self._backlog = {
+                backlog[i].decode(errors="replace"): (
+                    int(backlog[i + 1]),
+                    max(0, now - int(backlog[i + 2])) / 1000 if int(backlog[i + 2]) >= 0 else 0.0,
+                )
+                for i in range(0, len(backlog), 3)
+            }
+        out = [bool(ok) for ok in result]
+        for lease, ok in zip(leases, out, strict=True):
+            if ok:
+                lease.expires_at = until / 1000
+        return out
+
+    def backlog(self) -> dict[str, tuple[int, float]]:
+        """Per queue: tasks due now and how long the oldest has waited (seconds), as of the last heartbeat.
+
+        Read with no I/O (an OTel gauge callback reads it); empty until this node heartbeats
+        (:meth:`register_node`, which a ``TaskManager`` calls at start).
+        """
+        return dict(self._backlog)
+
+    def register_node(self, info: Mapping[str, object], held: Any) -> None:
+        """Heartbeat as a worker node from now on (``NodeRegistryBackend``): ``P:nodes`` and ``P:node:<id>``.
+
+        ``info`` (host, pid, started, ...) is stored with the queues this backend leases from and the count
+        ``held()`` returns; :meth:`extend_many` refreshes it, :meth:`aclose` removes it, and a node that dies
+        drops out of ``workerctl durable workers`` once its last heartbeat is two leases old.
+        """
+        self._node_info = {**info, "id": self.owner, "queues": list(self.queues or ()) or "all"}
+        self._node_held = held
+
+    async def unregister_node(self) -> None:
+        """Leave the node list now (``NodeRegistryBackend``): heartbeats stop until :meth:`register_node` again."""
+        if not self._node_info:
+            return
+        self._node_info = {}
+        try:
+            await self._s.node_leave((self.keys.nodes, self.keys.node(self.owner)), (self.owner,))
+        except _REDIS_ERRORS as exc:
+            raise translate(exc, self.where) from exc
 
     async def release(self, leases: Sequence[DurableTaskLease]) -> None:
         """Hand leases back now (graceful shutdown): ready again in their place, the delivery not counted.
@@ -411,7 +535,7 @@ class RedisDurableBackend:
     async def _rate_call(self, requested: int) -> int:
         assert self._rate is not None
         rate, burst = self._rate
-        args = (now_ms(), repr(rate), burst, requested, self._rate_ttl_ms)
+        args = (now_ms(), repr(rate), burst, requested, self._rate_ttl_ms, secrets.token_hex(8))
         try:
             return int(await self._s.global_rate((self.keys.global_rate,), args))
         except _REDIS_ERRORS as exc:

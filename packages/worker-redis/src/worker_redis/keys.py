@@ -14,13 +14,22 @@ key                           type    content
 ``P:paused``                  STRING  ``"1"`` pauses every dequeue
 ``P:paused_queues``           SET     paused queue names
 ``P:wake``                    LIST    ours: wake-up tokens for idle workers (BLPOP), capped
+``P:quarantine``              HASH    ours: key or id -> reason, for records too broken to dead-letter
+``P:nodes``                   ZSET    ours: worker node id -> expiry epoch ms of its last heartbeat
+``P:node:<id>``               HASH    ours: ``info`` (JSON: host, pid, started, queues), ``last_seen_ms``,
+                                      ``leases``, ``running``; expires with the heartbeat
+``P:dequeue:<request>``       LIST    ours: ids one dequeue call leased, kept for a lease so that a
+                                      call re-sent after a lost reply returns the same leases
+``P:enqueue:<request>``       STRING  ours: an enqueue call's result, kept 60 s for a re-sent call
+``P:ack:<request>``           STRING  ours: an ack call's result, kept 60 s for a re-sent call
 ``prefix:global_rate``        HASH    cluster-wide token bucket (go-worker: raw prefix, no braces)
 ``prefix:leader``             STRING  leader lock owner (go-worker: raw prefix, no braces)
 ============================  ======  ==============================================================
 
 Task hash fields written by go-worker's enqueue: ``handler, payload, priority, queue, weight, retries,
 retry_delay_ms, attempts, ready_at_ms, updated_at_ms, metadata``; later ``lease_at_ms``,
-``last_error``, ``failed_at_ms``. Ours (additive): ``lease_token``.
+``last_error``, ``failed_at_ms``. Ours (additive): ``lease_token``, ``error_type``, ``error_traceback``,
+``dead_reason``.
 """
 
 from __future__ import annotations
@@ -117,6 +126,20 @@ class Keys:
     def wake(self) -> str:
         """LIST of wake-up tokens (ours)."""
         return f"{self.prefix}:wake"
+
+    @property
+    def quarantine(self) -> str:
+        """HASH of records moved aside as unreadable: key or id -> reason (ours)."""
+        return f"{self.prefix}:quarantine"
+
+    @property
+    def nodes(self) -> str:
+        """ZSET of live worker nodes: id -> expiry of the last heartbeat, epoch ms (ours)."""
+        return f"{self.prefix}:nodes"
+
+    def node(self, node_id: str) -> str:
+        """HASH describing one worker node (ours)."""
+        return f"{self.prefix}:node:{node_id}"
 
     @property
     def global_rate(self) -> str:

@@ -18,7 +18,19 @@ if TYPE_CHECKING:
 __all__ = ("BACKEND_SCRIPTS", "BackendScripts", "register", "script_source")
 
 #: Scripts of the durable backend (file stems under ``worker_redis/lua``).
-BACKEND_SCRIPTS = ("enqueue", "dequeue", "ack", "nack", "fail", "extend", "release", "global_rate", "leader")
+BACKEND_SCRIPTS = (
+    "enqueue",
+    "dequeue",
+    "ack",
+    "nack",
+    "fail",
+    "extend",
+    "extend_many",
+    "release",
+    "global_rate",
+    "leader",
+    "node_leave",
+)
 
 
 @cache
@@ -43,9 +55,11 @@ class BackendScripts:
     nack: AsyncScript
     fail: AsyncScript
     extend: AsyncScript
+    extend_many: AsyncScript
     release: AsyncScript
     global_rate: AsyncScript
     leader: AsyncScript
+    node_leave: AsyncScript
 
     @classmethod
     def bind(cls, client: Any) -> BackendScripts:

@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 import click
 from worker_core.errors import ConfigurationError, WorkerError
+from worker_redis import UrlOptions, parse_url
 from worker_redis.admin import RedisAdmin
 from worker_redis.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, wrap_prefix
 
@@ -22,6 +23,7 @@ __all__ = ("Connection", "connection_options", "fail", "run_admin")
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
+_DEFAULT = click.core.ParameterSource.DEFAULT
 #: go-worker's workerctl default address (its docker-compose Redis); the password default is empty.
 DEFAULT_ADDR = "localhost:6380"
 
@@ -40,6 +42,7 @@ class Connection:
     timeout: float
     prefix: str
     default_queue: str
+    url: str | None = None  # the --redis-url for redis-py (the backend's own query options taken out), if given
 
     @property
     def where(self) -> str:
@@ -57,6 +60,22 @@ class Connection:
             options.update(ssl=True, ssl_min_version=ssl.TLSVersion.TLSv1_2)
             if self.tls_insecure:
                 options.update(ssl_cert_reqs="none", ssl_check_hostname=False)
+        if self.url is not None:  # every option of the URL (ssl_ca_certs=..., say) applies, as for the worker
+            url = self.url
+            options.pop("ssl", None)  # the scheme says it: --tls turns redis:// into rediss://
+            if self.tls and url.startswith("redis:"):
+                url = "rediss:" + url[len("redis:") :]
+            try:
+                return Redis.from_url(
+                    url,
+                    password=self.password,
+                    socket_timeout=self.timeout,
+                    socket_connect_timeout=self.timeout,
+                    retry=Retry(NoBackoff(), 0),
+                    **options,
+                )
+            except (TypeError, ValueError) as exc:
+                raise click.BadParameter(f"invalid options: {exc}", param_hint="'--redis-url'") from None
         return Redis(
             host=self.host,
             port=self.port,
@@ -84,20 +103,18 @@ def _split_addr(addr: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _from_url(url: str) -> tuple[str, int, int, str | None, str | None, bool]:
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("redis", "rediss"):
-        raise click.BadParameter("must start with redis:// or rediss://", param_hint="'--redis-url'")
+def _from_url(url: str) -> tuple[UrlOptions, str, int, int, str | None, str | None, bool]:
+    """Read ``--redis-url`` exactly as the worker's backend reads it (one parser: ``?prefix=`` included)."""
     try:
-        port = parts.port or 6379
-    except ValueError:
-        raise click.BadParameter("has an invalid port", param_hint="'--redis-url'") from None
+        parsed = parse_url(url)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--redis-url'") from None
+    parts = urlsplit(parsed.url)
     path = parts.path.strip("/")
-    if path and not path.isdigit():
-        raise click.BadParameter("database must be a number (redis://host:port/0)", param_hint="'--redis-url'")
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
-    return parts.hostname or "localhost", port, int(path or 0), username, password, parts.scheme == "rediss"
+    host, port = parts.hostname or "localhost", parts.port or 6379
+    return parsed, host, port, int(path or 0), username, password, parts.scheme == "rediss"
 
 
 def connection_options(fn: F) -> F:
@@ -147,10 +164,16 @@ def connection_options(fn: F) -> F:
         url_from_cli = ctx.get_parameter_source("redis_url") == click.core.ParameterSource.COMMANDLINE
         if redis_url and redis_addr and url_from_cli:
             raise click.UsageError("use only one of --redis-url or --redis-addr")
+        parsed: UrlOptions | None = None
         if redis_url and not redis_addr:
-            host, port, db, username, password, url_tls = _from_url(redis_url)
+            parsed, host, port, db, username, password, url_tls = _from_url(redis_url)
             tls = tls or url_tls
             password = password or redis_password or None
+            # The URL's ?prefix= and ?default_queue= hold unless the flag (or its variable) says otherwise.
+            if parsed.prefix is not None and ctx.get_parameter_source("redis_prefix") == _DEFAULT:
+                redis_prefix = parsed.prefix
+            if parsed.default_queue is not None and ctx.get_parameter_source("default_queue") == _DEFAULT:
+                default_queue = parsed.default_queue
         else:
             host, port = _split_addr(redis_addr or DEFAULT_ADDR)
             db, username, password = 0, None, redis_password or None
@@ -169,6 +192,7 @@ def connection_options(fn: F) -> F:
             timeout=timeout if timeout > 0 else 5.0,
             prefix=redis_prefix.strip() or DEFAULT_PREFIX,
             default_queue=default_queue.strip() or DEFAULT_QUEUE,
+            url=parsed.url if parsed is not None else None,
         )
         return fn(*args, conn=conn, **kwargs)
 

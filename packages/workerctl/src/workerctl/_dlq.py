@@ -72,7 +72,7 @@ def dlq_list(limit: int, offset: int, queue: str, handler: str, query: str, as_j
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @connection_options
 def dlq_show(task_id: str, as_json: bool, conn: Connection) -> None:
-    """Show one dead task: queue, handler, attempts, when and why it failed, payload size, metadata.
+    """Show one dead task: queue, handler, attempts, when and why it failed (type, message, traceback), metadata.
 
     \b
     Example:
@@ -85,6 +85,8 @@ def dlq_show(task_id: str, as_json: bool, conn: Connection) -> None:
         updated_at_ms=detail.updated_at_ms,
         payload_size=detail.payload_size,
         metadata=dict(detail.metadata),
+        error_type=detail.error_type,
+        traceback=detail.traceback,
     )
     if as_json:
         emit_json(data)
@@ -100,9 +102,14 @@ def dlq_show(task_id: str, as_json: bool, conn: Connection) -> None:
         ("payload_size", f"{detail.payload_size} bytes"),
         ("metadata", json.dumps(dict(detail.metadata), sort_keys=True)),
         ("last_error", e.last_error or "-"),
+        ("error_type", detail.error_type or "-"),
     ]
     for key, value in lines:
         click.echo(f"{key + ':':<14}{value}")
+    if detail.traceback:
+        click.echo("traceback:")
+        for line in detail.traceback.rstrip().splitlines():
+            click.echo(f"  {line}")
 
 
 @dlq.command("replay", context_settings=CONTEXT)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 from worker_core.errors import WorkerError
-from worker_redis.admin import Overview, RedisAdmin, TaskRecord
+from worker_redis.admin import Overview, RedisAdmin, TaskRecord, rfc3339
 
 from ._connection import Connection, connection_options, fail, run_admin
 from ._duration import DURATION
@@ -169,6 +169,37 @@ def stats(queue: str, as_json: bool, watch: float, conn: Connection) -> None:
         return
     except WorkerError as exc:
         raise fail(str(exc)) from None
+
+
+@durable.command(context_settings=CONTEXT)
+@json_option
+@connection_options
+def workers(as_json: bool, conn: Connection) -> None:
+    """List the live worker nodes: id, host, pid, started, queues, running leases, last heartbeat.
+
+    A node heartbeats with its lease renewal (every third of its lease by default) and drops out once its
+    last heartbeat is two leases old (at least 1 s): a killed node disappears by itself.
+
+    \b
+    Example:
+      workerctl durable workers --json | jq length
+    """
+    nodes = run_admin(conn, lambda admin: admin.nodes())
+    if as_json:
+        emit_json([node.to_json() for node in nodes])
+        return
+    if not nodes:
+        click.echo("no live worker nodes")
+        return
+    now = time.time() * 1000
+    rows = [("ID", "HOST", "PID", "STARTED", "QUEUES", "RUNNING", "SEEN")]
+    for n in nodes:
+        started = rfc3339(n.started_ms) if n.started_ms else "-"
+        seen = f"{max(0.0, now - n.last_seen_ms) / 1000:.1f}s ago"
+        rows.append((n.id, n.host, str(n.pid), started, ",".join(n.queues) or "all", str(n.running), seen))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 @durable.command(context_settings=CONTEXT)

@@ -40,6 +40,10 @@ class WorkerOptions:
     queue_weights: dict[str, int] | None
     shutdown_timeout: float
     grpc: GrpcOptions
+    rate: float | None = None  # tasks/s; 0: no limit; None: not given (no limit for a factory that takes it)
+    consume: tuple[str, ...] = ()  # lease only from these queues (empty: every queue)
+    lease: float | None = None
+    renewal: float | None = None  # 0: off
 
 
 def _import_attr(spec: str, what: str) -> Any:
@@ -61,24 +65,45 @@ def _import_attr(spec: str, what: str) -> Any:
 
 
 def _backend(opts: WorkerOptions) -> Any:
-    """The durable backend for ``--redis-url``: the URL itself, or a backend object when a prefix is set."""
-    if opts.durable_url is None or opts.prefix is None:
+    """The durable backend for ``--redis-url``: the URL itself, or a backend object when a prefix or queues are set."""
+    if opts.durable_url is None or (opts.prefix is None and not opts.consume):
         return opts.durable_url
     from worker_redis import RedisDurableBackend
 
-    return RedisDurableBackend.from_url(opts.durable_url, prefix=opts.prefix)
+    options: dict[str, Any] = {}
+    if opts.prefix is not None:
+        options["prefix"] = opts.prefix
+    if opts.consume:
+        options["queues"] = list(opts.consume)
+    try:
+        return RedisDurableBackend.from_url(opts.durable_url, **options)
+    except WorkerError as exc:
+        raise fail(f"--redis-url: {exc}") from None
 
 
 async def load_app(opts: WorkerOptions) -> Any:
     """Resolve APP to a TaskManager: the object itself, or what its factory returns (sync or async).
 
-    A factory receives, by keyword, those of ``durable_backend``, ``max_workers``, ``default_queue`` and
-    ``queue_weights`` that the command line set and its signature declares.
+    A factory receives, by keyword, those of ``durable_backend``, ``max_workers``, ``default_queue``,
+    ``queue_weights``, ``tasks_per_second``, ``durable_lease`` and ``durable_lease_renewal_interval`` that the
+    command line set and its signature declares (``tasks_per_second=None``, no limit, when ``--rate`` is not
+    given and the factory takes it).
     """
     from worker_core import TaskManager
 
     obj = _import_attr(opts.app, "'APP'")
+    if opts.consume and opts.durable_url is None:
+        raise click.UsageError("--consume needs --redis-url (the node's backend is built here to lease only those)")
     given: dict[str, Any] = {}
+    optional: dict[str, Any] = {}  # passed only to a factory that declares it
+    if opts.rate is not None:
+        given["tasks_per_second"] = opts.rate or None
+    else:
+        optional["tasks_per_second"] = None
+    if opts.lease is not None:
+        given["durable_lease"] = opts.lease
+    if opts.renewal is not None:
+        given["durable_lease_renewal_interval"] = opts.renewal
     if opts.durable_url is not None:
         given["durable_backend"] = _backend(opts)
     if opts.concurrency is not None:
@@ -104,6 +129,7 @@ async def load_app(opts: WorkerOptions) -> Any:
     rejected = [k for k in given if not takes_all and k not in params]
     if rejected:
         raise fail(f"the factory {opts.app} does not accept {', '.join(rejected)}")
+    given.update({k: v for k, v in optional.items() if takes_all or k in params})
     manager = obj(**given)
     if inspect.isawaitable(manager):
         manager = await manager
@@ -137,6 +163,11 @@ async def run_node(opts: WorkerOptions) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
     manager = await load_app(opts)
+    if not manager.durable and not opts.grpc.listen:
+        raise fail(
+            f"{opts.app} has no durable backend, so this node would consume nothing: give --redis-url (and "
+            "durable handlers in the app), configure durable_backend in the app, or serve gRPC with --grpc-listen"
+        )
     await manager.start()
     server = None
     grpc_text = "off"
@@ -145,12 +176,13 @@ async def run_node(opts: WorkerOptions) -> int:
             server, grpc_text = await start_grpc(opts.grpc, opts.app, manager, _import_attr)
         weights = ",".join(f"{q}={w}" for q, w in (opts.queue_weights or {}).items()) or "all"
         logger.info(
-            "worker started: app=%s pid=%d concurrency=%d durable=%s queues=%s grpc=%s",
+            "worker started: app=%s pid=%d concurrency=%d durable=%s queues=%s consume=%s grpc=%s",
             opts.app,
             os.getpid(),
             manager.max_workers,
             _describe_durable(opts),
             weights,
+            ",".join(opts.consume) or "all",
             grpc_text,
         )
         await stop.wait()
@@ -213,6 +245,12 @@ def _weights(values: tuple[str, ...]) -> dict[str, int] | None:
 @grpc_options
 @click.option("--shutdown-timeout", type=DURATION, default="0", help="Graceful stop limit (0 = wait for tasks).")
 @click.option(
+    "--rate", type=click.FloatRange(min=0), default=None, help="Tasks started per second (0 or unset: no limit)."
+)
+@click.option("--consume", multiple=True, metavar="QUEUE", help="Lease only from this queue (repeatable; default all).")
+@click.option("--lease", type=DURATION, default=None, help="Durable lease per task [default: the app's, 30s].")
+@click.option("--renewal", type=DURATION, default=None, help="Lease renewal interval (0 = off) [default: lease / 3].")
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -227,14 +265,20 @@ def worker(
     queues: tuple[str, ...],
     default_queue: str | None,
     shutdown_timeout: float,
+    rate: float | None,
+    consume: tuple[str, ...],
+    lease: float | None,
+    renewal: float | None,
     log_level: str,
     grpc: GrpcOptions,
 ) -> None:
     """Run a worker node for APP (module:attribute naming a TaskManager, or a factory returning one).
 
     A factory receives, by keyword, the settings given here that it declares: durable_backend,
-    max_workers, default_queue, queue_weights. SIGTERM or SIGINT stops the node gracefully (running
-    tasks finish); a second signal stops it at once.
+    max_workers, default_queue, queue_weights, tasks_per_second (--rate; no limit unless given),
+    durable_lease, durable_lease_renewal_interval. An app with no durable backend (and no --grpc-listen)
+    is refused. SIGTERM or SIGINT stops the node gracefully (running tasks finish); a second signal
+    stops it at once.
 
     gRPC on an address other than loopback needs a bearer token (--grpc-token-file, --grpc-token or
     $WORKER_GRPC_TOKEN) or mutual TLS, unless --insecure is given.
@@ -260,6 +304,10 @@ def worker(
         queue_weights=_weights(queues),
         shutdown_timeout=shutdown_timeout,
         grpc=grpc,
+        rate=rate,
+        consume=tuple(q.strip() for q in consume if q.strip()),
+        lease=lease if lease else None,
+        renewal=renewal,
     )
     try:
         code = asyncio.run(run_node(opts))

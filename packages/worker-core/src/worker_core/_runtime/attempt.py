@@ -82,7 +82,7 @@ class TaskContext:
     passes: a plain (threaded) function polls it to stop early.
     """
 
-    __slots__ = ("_cancels", "_event", "_open", "_reason", "_runner", "_watch", "attempt", "deadline", "task")
+    __slots__ = ("_cancels", "_event", "_open", "_reason", "_runner", "_watch", "_why", "attempt", "deadline", "task")
 
     def __init__(self, task: Task[Any], attempt: int, deadline: float | None) -> None:
         self.task = task
@@ -94,6 +94,7 @@ class TaskContext:
         self._open = False  # the task's code (or its on_start hook) runs: a cancel of the runner interrupts it
         self._cancels = 0  # how often the runtime cancelled the runner (it uncancels as often)
         self._watch: Any = None  # the deadline watch, taken once the attempt suspends
+        self._why: str | None = None  # the runtime's own words for an interruption (a lost durable lease)
 
     @property
     def cancelled(self) -> CancelEvent:
@@ -104,6 +105,19 @@ class TaskContext:
             if self._reason is not None:
                 event.set()
         return event
+
+    @property
+    def cancel_reason(self) -> str | None:
+        """Why the runtime interrupted this attempt (``None`` while it was not).
+
+        ``"cancelled"``, ``"deadline exceeded"``, or the runtime's own reason, such as a lost durable lease.
+        """
+        reason = self._reason
+        if reason is None:
+            return None
+        if self._why is not None:
+            return self._why
+        return "deadline exceeded" if reason is _DEADLINE else "cancelled"
 
     @property
     def task_id(self) -> uuid.UUID:
@@ -221,10 +235,13 @@ class AttemptRunner:
                 _cancel(ctx)
         return runner
 
-    def interrupt(self, task: Task[Any], reason: TaskStatus) -> None:
-        """Stop the running attempt of ``task`` for ``reason``: an async one at once, a thread one when it returns."""
+    def interrupt(self, task: Task[Any], reason: TaskStatus, why: str | None = None) -> None:
+        """Stop the running attempt of ``task`` for ``reason``: an async one at once, a thread one when it returns.
+
+        ``why`` is what ``ctx.cancel_reason`` says (by default the reason's own words).
+        """
         ctx = records.current(task)
-        if ctx is not None and _interrupt(ctx, reason) and (reason is _DEADLINE or records.is_async(task)):
+        if ctx is not None and _interrupt(ctx, reason, why) and (reason is _DEADLINE or records.is_async(task)):
             _cancel(ctx)
 
     def give_up(self, task: Task[Any]) -> None:
@@ -331,11 +348,12 @@ class _NotStarted(BaseException):
     """Raised inside an attempt interrupted before its code began (never escapes this module)."""
 
 
-def _interrupt(ctx: TaskContext, reason: TaskStatus) -> bool:
+def _interrupt(ctx: TaskContext, reason: TaskStatus, why: str | None = None) -> bool:
     """Set why ``ctx``'s attempt is to stop (the first reason wins) and its cancel flag; False if already set."""
     if ctx._reason is not None:
         return False
     ctx._reason = reason
+    ctx._why = why
     event = ctx._event
     if event is not None:
         event.set()

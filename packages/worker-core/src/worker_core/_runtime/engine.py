@@ -244,7 +244,14 @@ class Engine:
             if isinstance(backend, QueueConfigurableBackend):
                 backend.configure_queues(options.default_queue, dict(options.queue_weights))
             sink = DurableSink(
-                self.pool, self.scheduler, self.registry, self.finisher, self.events, self.intake, options
+                self.pool,
+                self.scheduler,
+                self.registry,
+                self.finisher,
+                self.events,
+                self.intake,
+                options,
+                self.attempts,
             )
             durable = self.durable = DurableRuntime(sink, backend, config, default_queue=options.default_queue)
             self.outcomes.durable = durable.policy.settle  # type: ignore[assignment]
@@ -367,7 +374,7 @@ def _warn_without_renewal(config: DurableConfig, options: ManagerOptions) -> Non
     if durable.renewal_s is None and (timeout_s is None or timeout_s > durable.lease_s):
         logger.info(
             "durable lease (%.1fs) is shorter than the task timeout (%s) and lease renewal is off: "
-            "a task running longer than its lease is delivered again (set durable_lease_renewal_interval)",
+            "a task running longer than its lease is delivered again (durable_lease_renewal_interval=0 turns it off)",
             durable.lease_s,
             "none" if timeout_s is None else f"{timeout_s:.1f}s",
         )

@@ -12,13 +12,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from worker_core import task as records
+from worker_core.status import TaskStatus
 
 if TYPE_CHECKING:
     from worker_core.durable.runtime import LeasedTask
     from worker_core.events import EventPipeline, Pending
     from worker_core.options import ManagerOptions
-    from worker_core.status import TaskStatus
 
+    from .attempt import AttemptRunner
     from .intake import Intake
     from .outcomes import Finisher
     from .pool import WorkerPool
@@ -31,7 +32,7 @@ __all__ = ("DurableSink",)
 class DurableSink:
     """The :class:`~worker_core.durable.runtime.WorkSink` over the pool, scheduler, registry and finisher."""
 
-    __slots__ = ("_events", "_finisher", "_intake", "_options", "_pool", "_registry", "_scheduler")
+    __slots__ = ("_attempts", "_events", "_finisher", "_intake", "_options", "_pool", "_registry", "_scheduler")
 
     def __init__(
         self,
@@ -42,7 +43,9 @@ class DurableSink:
         events: EventPipeline,
         intake: Intake,
         options: ManagerOptions,
+        attempts: AttemptRunner,
     ) -> None:
+        self._attempts = attempts
         self._pool = pool
         self._scheduler = scheduler
         self._registry = registry
@@ -99,3 +102,7 @@ class DurableSink:
         """Report a scheduled retry (the on_retry event)."""
         events = self._events
         return events.retrying(task, delay_s, attempt) if events.has_retry else None
+
+    def lose(self, task: LeasedTask, why: str) -> None:
+        """Cancel the running attempt of ``task`` (its lease is lost); ``ctx.cancel_reason`` says ``why``."""
+        self._attempts.interrupt(task, TaskStatus.CANCELLED, why)

@@ -22,23 +22,32 @@ from .handlers import SpecFactory as SpecFactory
 from .handlers import TypedDurableRegistry as TypedDurableRegistry
 from .handlers import TypedHandlerRegistry as TypedHandlerRegistry
 from .handlers import spec_payload_type as spec_payload_type
+from .types import DEFAULT_EXTRA_DELIVERIES as DEFAULT_EXTRA_DELIVERIES
 from .types import BatchEnqueueBackend as BatchEnqueueBackend
+from .types import BatchExtendBackend as BatchExtendBackend
 from .types import DurableBackend as DurableBackend
 from .types import DurableTask as DurableTask
 from .types import DurableTaskLease as DurableTaskLease
+from .types import FailureReason as FailureReason
+from .types import NodeRegistryBackend as NodeRegistryBackend
 from .types import QueueConfigurableBackend as QueueConfigurableBackend
 from .types import ReleasableBackend as ReleasableBackend
 from .types import WakeableBackend as WakeableBackend
+from .types import delivery_limit as delivery_limit
 
 __all__ = (
+    "DEFAULT_EXTRA_DELIVERIES",
     "BatchEnqueueBackend",
+    "BatchExtendBackend",
     "DurableBackend",
     "DurableCodec",
     "DurableHandlerSpec",
     "DurableTask",
     "DurableTaskLease",
+    "FailureReason",
     "MsgspecJsonCodec",
     "MsgspecMsgpackCodec",
+    "NodeRegistryBackend",
     "PayloadSpec",
     "ProtobufCodec",
     "QueueConfigurableBackend",
@@ -49,6 +58,7 @@ __all__ = (
     "WakeableBackend",
     "builtin_codecs",
     "default_codec_for",
+    "delivery_limit",
     "resolve_codec",
     "spec_payload_type",
 )

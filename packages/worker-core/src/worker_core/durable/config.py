@@ -23,7 +23,7 @@ from .types import DurableBackend
 if TYPE_CHECKING:
     from worker_core.plugins import Plugins
 
-__all__ = ("DurableConfig", "DurableOptions")
+__all__ = ("RENEWAL_FRACTION", "DurableConfig", "DurableOptions")
 
 logger = logging.getLogger("worker_core.durable")
 
@@ -71,11 +71,27 @@ class DurableOptions:
         if batch is not None and (not is_plain_int(batch) or batch < 1):
             raise ConfigurationError(f"durable_batch_size must be an int >= 1 or None, got {batch!r}")
         self.batch_size = batch_size
-        renewal = None if renewal_interval is None else _seconds(renewal_interval, "durable_lease_renewal_interval")
-        # Renew at least twice per lease: a renewal that comes after the lease ran out is too late.
         ttl = config_seconds(result_ttl, "durable_result_ttl", allow_zero=True)
         self.result_ttl_s = ttl or None  # None: outcomes are not stored
-        self.renewal_s = renewal if renewal is None or renewal < self.lease_s else self.lease_s / 2
+        self.renewal_s = _renewal(renewal_interval, self.lease_s)
+
+
+#: The default renewal interval as a fraction of the lease: a third, so that two renewals in a row may fail
+#: (a slow or briefly unreachable backend) before the lease runs out.
+RENEWAL_FRACTION = 1 / 3
+
+
+def _renewal(value: object, lease_s: float) -> float | None:
+    """The renewal interval: ``None`` (default) a third of the lease, ``0``/``False`` off, else at most half of it."""
+    if value is None:
+        return lease_s * RENEWAL_FRACTION
+    if value is False or (isinstance(value, int | float) and not isinstance(value, bool) and value == 0):
+        return None
+    if isinstance(value, timedelta) and not value:
+        return None
+    renewal = _seconds(value, "durable_lease_renewal_interval")
+    # Renew at least twice per lease: a renewal that comes after the lease ran out is too late.
+    return renewal if renewal < lease_s else lease_s / 2
 
 
 def handler_spec(handlers: Any, name: str) -> Any:

@@ -7,6 +7,7 @@
 - a failure or timeout with deliveries left (and not :class:`~worker_core.errors.Abort`): nack with the
   durable backoff (or ``Retry(delay)``); this node forgets it (the next delivery may go anywhere).
 - otherwise: fail with the error as the reason, then it finishes here.
+- an attempt whose lease this node lost (``LeasedTask.lost``): nothing is settled; this node forgets it.
 
 A backend that is unavailable is retried a few times with a short backoff; after that the lease is left to
 expire (the backend redelivers it). A lost lease (another consumer has the task now) is logged, never raised.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -26,7 +28,7 @@ from worker_core.events import Pending
 from worker_core.status import TaskStatus
 
 from .outcomes import ResultStoreBackend, TaskOutcome, outcome_for
-from .types import DurableBackend, DurableTaskLease, ReleasableBackend
+from .types import DurableBackend, DurableTaskLease, FailureReason, ReleasableBackend
 
 if TYPE_CHECKING:
     from .runtime import LeasedTask
@@ -60,7 +62,7 @@ class Finishing(Protocol):
 class DurablePolicy:
     """Settles durable attempts against the backend."""
 
-    __slots__ = ("_backend", "_cancelled", "_engine", "_release_done", "_store", "_ttl_s", "retried")
+    __slots__ = ("_backend", "_cancelled", "_engine", "_release_done", "_store", "_ttl_s", "retried", "settling")
 
     def __init__(
         self,
@@ -77,6 +79,7 @@ class DurablePolicy:
         self._engine = engine
         self._release_done = release_done  # the runtime stops holding the task's lease
         self._cancelled: set[int] = set()  # keys of tasks cancel_task asked to cancel (dead-lettered, not handed back)
+        self.settling: set[int] = set()  # keys of tasks whose outcome is being settled (their lease is moving on)
         self.retried = 0
 
     def cancelled_by_user(self, task: LeasedTask) -> None:
@@ -87,8 +90,16 @@ class DurablePolicy:
         """Settle one attempt's outcome (see the module docstring)."""
         engine = self._engine
         lease = task.lease
+        key = records.key(task)
+        self.settling.add(key)
         try:
-            if status is _COMPLETED:
+            if task.lost is not None:
+                # The lease is gone (another consumer may run the task): settling it here would be wrong.
+                logger.info(
+                    "durable task %s ended %s after its lease was lost; not settled here", lease.lease_id, status
+                )
+                engine.forget(task)
+            elif status is _COMPLETED:
                 await self.call(lease, "ack", outcome=self._outcome(task, status, result, None))
                 await _await(engine.finish(task, _COMPLETED, result, None))
             elif status is _CANCELLED and records.key(task) in self._cancelled:
@@ -100,10 +111,21 @@ class DurablePolicy:
             elif lease.attempts <= lease.max_retries and not isinstance(error, Abort):
                 await self._retry(task, lease, error)
             else:
-                await self.call(lease, "fail", reason_of(error), outcome=self._outcome(task, status, None, error))
+                reason = reason_of(error)
+                logger.error(
+                    "durable task %s (%s) failed for good on delivery %d of %d; dead-lettered: %s",
+                    lease.lease_id,
+                    task.name,
+                    lease.attempts,
+                    lease.max_retries + 1,
+                    reason,
+                    exc_info=_exc_info(error),
+                )
+                await self.call(lease, "fail", reason, outcome=self._outcome(task, status, None, error))
                 await _await(engine.finish(task, status, None, error))
         finally:
-            self._cancelled.discard(records.key(task))
+            self._cancelled.discard(key)
+            self.settling.discard(key)
             self._release_done(task)
 
     async def _retry(self, task: LeasedTask, lease: DurableTaskLease, error: BaseException | None) -> None:
@@ -114,6 +136,16 @@ class DurablePolicy:
             delay = durable_retry_delay(records.backoff(task), attempt, task.id)
         records.retry_wait(task, error)
         self.retried += 1
+        logger.info(
+            "durable task %s (%s) delivery %d of %d failed (%s); retrying in %.2fs",
+            lease.lease_id,
+            task.name,
+            attempt,
+            lease.max_retries + 1,
+            reason_of(error) if error is not None else "failed",
+            delay,
+            exc_info=_exc_info(error),
+        )
         await _await(self._engine.retrying(task, delay, attempt))
         await self.call(lease, "nack", delay)
         # The next delivery may go to any node: this node forgets the task (no never-ending RETRYING entry).
@@ -142,13 +174,15 @@ class DurablePolicy:
                 if store is not None and outcome is not None and op == "ack":
                     await store.ack_with_outcome(lease, outcome, self._ttl_s)
                 elif store is not None and outcome is not None and op == "fail":
-                    await store.fail_with_outcome(lease, str(arg), outcome, self._ttl_s)
+                    await store.fail_with_outcome(
+                        lease, arg if isinstance(arg, str) else str(arg), outcome, self._ttl_s
+                    )
                 elif op == "ack":
                     await backend.ack(lease)
                 elif op == "nack":
                     await backend.nack(lease, float(arg))
                 else:
-                    await backend.fail(lease, str(arg))
+                    await backend.fail(lease, arg if isinstance(arg, str) else str(arg))  # a FailureReason stays one
                 return
             except LeaseLostError:
                 logger.warning("durable %s of task %s: lease lost (another consumer has it)", op, lease.lease_id)
@@ -185,11 +219,25 @@ class DurablePolicy:
 
 
 def reason_of(error: BaseException | None) -> str:
-    """The dead-letter reason for ``error``: its type and message."""
+    """The dead-letter reason for ``error``: its type and message, carrying its type and a bounded traceback."""
     if error is None:
         return "failed"
     text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    name = type(error).__name__
+    formatted = "".join(traceback.format_exception(error)) if error.__traceback__ is not None else ""
+    return FailureReason(f"{name}: {text}" if text else name, _qualified(type(error)), formatted)
+
+
+def _qualified(kind: type[BaseException]) -> str:
+    module = kind.__module__
+    return kind.__qualname__ if module in ("builtins", "__main__") else f"{module}.{kind.__qualname__}"
+
+
+def _exc_info(error: BaseException | None) -> BaseException | None:
+    """``exc_info`` for a log record: the error itself, unless it is a control-flow signal without a traceback."""
+    if error is None or (isinstance(error, Retry) and error.__traceback__ is None):
+        return None
+    return error
 
 
 async def _await(pending: Pending) -> None:

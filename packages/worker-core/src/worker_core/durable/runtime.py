@@ -18,6 +18,9 @@ import asyncio
 import inspect
 import logging
 import math
+import os
+import socket
+import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -29,29 +32,46 @@ from worker_core.status import TaskStatus
 from worker_core.task import Task, TaskContext
 
 from .policy import DurablePolicy
-from .types import DurableBackend, DurableTaskLease, WakeableBackend
+from .types import (
+    BatchExtendBackend,
+    DurableBackend,
+    DurableTaskLease,
+    FailureReason,
+    NodeRegistryBackend,
+    WakeableBackend,
+)
 
 if TYPE_CHECKING:
     from .config import DurableConfig
 
-__all__ = ("DurableRuntime", "LeasedTask", "WorkSink")
+__all__ = ("UNKNOWN_HANDLER_DELIVERIES", "DurableRuntime", "LeasedTask", "WorkSink")
 
 logger = logging.getLogger("worker_core.durable")
 
 _CANCELLED: Final = TaskStatus.CANCELLED
 _BACKOFF_MAX_S = 5.0  # cap on the wait between retries of a failing backend call
+#: Deliveries of a task whose handler the node does not know, before it is dead-lettered (each earlier one is
+#: put back with a delay of 10 s, then 30 s, so that a node that knows it can take it during a rolling deploy).
+UNKNOWN_HANDLER_DELIVERIES = 3
+UNKNOWN_HANDLER_DELAY_S = 10.0
+UNKNOWN_HANDLER_DELAY_MAX_S = 60.0
 
 
 class LeasedTask(Task[Any]):
-    """A task leased from a durable backend: its ``name`` is the handler name, ``lease`` the delivery."""
+    """A task leased from a durable backend: its ``name`` is the handler name, ``lease`` the delivery.
 
-    __slots__ = ("lease",)
+    ``lost`` is set (to why) once this node knows the lease is lost: the attempt is cancelled and the task is
+    neither acked, nacked nor dead-lettered from here (another consumer holds it, or will).
+    """
+
+    __slots__ = ("lease", "lost")
 
     durable = True
 
     def __init__(self, execute: Callable[[TaskContext], Any], lease: DurableTaskLease, **fields: Any) -> None:
         super().__init__(execute, **fields)
         self.lease = lease
+        self.lost: str | None = None
 
 
 class WorkSink(Protocol):
@@ -93,6 +113,10 @@ class WorkSink(Protocol):
         """Report a scheduled retry (the on_retry event and its counter)."""
         ...
 
+    def lose(self, task: LeasedTask, why: str) -> None:
+        """The lease of ``task`` is lost: cancel its running attempt (``ctx.cancel_reason`` is ``why``)."""
+        ...
+
 
 class DurableRuntime:
     """Owns one manager's leases: the lease loop, renewal, settling and handing leases back at stop."""
@@ -120,6 +144,10 @@ class DurableRuntime:
     def start(self) -> None:
         """Lease from now on (the caller supervises :meth:`lease_loop` and :meth:`renew_loop`)."""
         self._leasing = True
+        backend = self.backend
+        if isinstance(backend, NodeRegistryBackend):
+            info = {"host": socket.gethostname(), "pid": os.getpid(), "started": round(time.time(), 3)}
+            backend.register_node(info, self.held)
 
     @property
     def in_dequeue(self) -> bool:
@@ -143,8 +171,14 @@ class DurableRuntime:
             self._unhold(task)
 
     async def release_held(self) -> None:
-        """Hand back every lease not settled (the workers are done): another node runs those tasks."""
+        """Hand back every lease not settled (the workers are done), then leave the backend's node list."""
         await self.release(list(self._held.values()))
+        backend = self.backend
+        if isinstance(backend, NodeRegistryBackend):
+            try:
+                await backend.unregister_node()
+            except Exception as exc:  # its heartbeat expires by itself
+                logger.warning("durable node could not leave the node list (%s)", type(exc).__name__)
 
     def held(self) -> int:
         """Leases this node holds now."""
@@ -248,12 +282,13 @@ class DurableRuntime:
         record = lease.task
         spec = self._config.spec(record.handler)
         if spec is None:
-            await self.policy.call(lease, "fail", f'handler "{record.handler}": durable handler not registered')
+            await self._unknown_handler(lease)
             return
         try:
             payload = self._config.decode(record.handler, record.payload or b"")
         except PayloadError as exc:
-            await self.policy.call(lease, "fail", f"undecodable payload: {exc}")
+            logger.error("durable task %s dead-lettered: undecodable payload", lease.lease_id, exc_info=exc)
+            await self.policy.call(lease, "fail", FailureReason(f"undecodable payload: {exc}", "PayloadError"))
             return
         queue: object = record.queue
         weight: object = record.weight
@@ -274,9 +309,37 @@ class DurableRuntime:
         if record.id is None:
             record.id = task.id
         records.count_from(task, max(0, lease.attempts - 1))  # ctx.attempt counts deliveries, across nodes
-        self._held[records.key(task)] = task
+        key = records.key(task)
+        older = self._held.get(key)
+        if older is not None and older.lost is None:
+            # Delivered again to this very node: the older lease expired, so its attempt must not go on.
+            self.lost(older, "lease expired: the task was delivered again")
+        self._held[key] = task
         backoff = record.retry_delay if isinstance(record.retry_delay, int | float) and record.retry_delay > 0 else None
         self._sink.submit(task, max(0, lease.max_retries), backoff)
+
+    async def _unknown_handler(self, lease: DurableTaskLease) -> None:
+        """A handler this node does not know (a rolling deploy: newer nodes may): put it back with a delay.
+
+        Once the task was delivered :data:`UNKNOWN_HANDLER_DELIVERIES` times it is dead-lettered instead.
+        """
+        handler = lease.task.handler
+        if lease.attempts < UNKNOWN_HANDLER_DELIVERIES:
+            delay = min(UNKNOWN_HANDLER_DELAY_MAX_S, UNKNOWN_HANDLER_DELAY_S * 3 ** (lease.attempts - 1))
+            logger.warning(
+                'durable task %s: handler "%s" is not registered on this node; put back for %.0fs '
+                "(delivery %d of %d before it is dead-lettered)",
+                lease.lease_id,
+                handler,
+                delay,
+                lease.attempts,
+                UNKNOWN_HANDLER_DELIVERIES,
+            )
+            await self.policy.call(lease, "nack", delay)
+            return
+        reason = f'handler "{handler}": durable handler not registered (delivered {lease.attempts} times)'
+        logger.error("durable task %s dead-lettered: %s", lease.lease_id, reason)
+        await self.policy.call(lease, "fail", reason)
 
     async def cancel_waiting(self, task: LeasedTask) -> None:
         """``cancel_task`` of a leased task still waiting for a worker: dead-letter it as cancelled."""
@@ -290,19 +353,74 @@ class DurableRuntime:
     # ------------------------------------------------------------------------------------- renewal
 
     async def renew_loop(self) -> None:
-        """Extend every held lease each renewal interval (supervised)."""
+        """Extend every held lease each renewal interval, all in one backend call (supervised).
+
+        A lease the backend reports lost, or one whose expiry passed while renewals failed, cancels its attempt
+        at once (:meth:`lost`): the task may already run elsewhere, so this node must stop and not settle it.
+        """
         assert self.renewal_s is not None
         while True:
             await asyncio.sleep(self.renewal_s)
-            for key, task in list(self._held.items()):
-                try:
-                    await self.backend.extend(task.lease, self._lease_s)
-                except LeaseLostError:
-                    logger.warning("durable lease of task %s lost; it may run elsewhere too", task.lease.lease_id)
-                    if self._held.get(key) is task:
-                        del self._held[key]
-                except Exception as exc:
-                    logger.warning("durable extend of task %s failed (%s)", task.lease.lease_id, type(exc).__name__)
+            await self.renew_once()
+
+    async def renew_once(self) -> None:
+        """One renewal round: every held lease, in one call when the backend has ``extend_many``."""
+        tasks = [task for task in self._held.values() if task.lost is None]
+        backend = self.backend
+        if not tasks and not isinstance(backend, NodeRegistryBackend):
+            return  # (a node registry heartbeats in the renewal call, even with no lease to renew)
+        leases = [task.lease for task in tasks]
+        try:
+            if isinstance(backend, BatchExtendBackend):
+                held = await backend.extend_many(leases, self._lease_s)
+            else:
+                held = list(await asyncio.gather(*(self._extend_one(lease) for lease in leases)))
+        except Exception as exc:
+            logger.warning(
+                "durable lease renewal of %d tasks failed (%s); retrying next round",
+                len(leases),
+                type(exc).__name__,
+                exc_info=exc,
+            )
+            now = time.time()
+            for task in tasks:
+                expires = task.lease.expires_at
+                if expires and expires <= now and self._holds(task):
+                    self.lost(task, "lease expired: renewal failed until the lease ran out")
+            return
+        for task, ok in zip(tasks, held, strict=True):
+            if not ok and self._holds(task):
+                self.lost(task, "lease lost: the backend no longer holds it for this node")
+
+    def _holds(self, task: LeasedTask) -> bool:
+        """Whether ``task``'s lease is still this node's to lose (not settled, not being settled meanwhile)."""
+        key = records.key(task)
+        return self._held.get(key) is task and key not in self.policy.settling
+
+    async def _extend_one(self, lease: DurableTaskLease) -> bool:
+        try:
+            await self.backend.extend(lease, self._lease_s)
+        except LeaseLostError:
+            return False
+        return True
+
+    def lost(self, task: LeasedTask, why: str) -> None:
+        """This node lost ``task``'s lease: cancel its attempt (or drop it unstarted), never settle it here."""
+        if task.lost is not None:
+            return
+        task.lost = why
+        logger.warning(
+            "durable task %s (%s, delivery %d): %s; its attempt is cancelled and it may run elsewhere",
+            task.lease.lease_id,
+            task.name,
+            task.lease.attempts,
+            why,
+        )
+        if self._sink.withdraw(task):  # still waiting for a worker: nothing runs
+            self._sink.forget(task)
+            self._unhold(task)
+            return
+        self._sink.lose(task, why)
 
 
 def _bind(fn: Callable[..., Any], payload: Any) -> Callable[[TaskContext], Any]:

@@ -10,20 +10,60 @@ token is no longer current (the lease expired and the task went to another consu
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = (
+    "DEFAULT_EXTRA_DELIVERIES",
     "BatchEnqueueBackend",
+    "BatchExtendBackend",
     "DurableBackend",
     "DurableTask",
     "DurableTaskLease",
+    "FailureReason",
+    "NodeRegistryBackend",
     "QueueConfigurableBackend",
     "ReleasableBackend",
     "WakeableBackend",
+    "delivery_limit",
 )
+
+#: Deliveries a task may have beyond its ``retries + 1`` attempts before a backend dead-letters it with the
+#: reason "delivery limit" (each one ended without the task being settled: its worker died, or lost the lease).
+DEFAULT_EXTRA_DELIVERIES = 3
+
+
+def delivery_limit(retries: int, extra: int = DEFAULT_EXTRA_DELIVERIES) -> int:
+    """Most deliveries of a task with ``retries`` retries: ``retries + 1 + extra`` (``retries`` below 0 counts as 0).
+
+    A delivery past it is never handed out: the backend dead-letters the task with a reason that starts with
+    ``"delivery limit"``, so a task that kills every process that runs it (OOM, a segfault) ends in the DLQ.
+    """
+    return max(0, int(retries)) + 1 + max(0, int(extra))
+
+
+#: Characters of a traceback a dead-letter entry keeps at most (the end: the innermost frames and the error).
+TRACEBACK_LIMIT = 8000
+
+
+class FailureReason(str):
+    """A dead-letter reason (``"Type: message"``, what ``fail`` stores) that also carries the error's details.
+
+    It *is* the reason string, so a backend that knows only ``fail(lease, error: str)`` stores the text; one
+    that looks for these attributes also stores ``error_type`` and a bounded ``traceback`` (the last
+    :data:`TRACEBACK_LIMIT` characters of the formatted exception, ``""`` when there is none).
+    """
+
+    error_type: str
+    traceback: str
+
+    def __new__(cls, text: str, error_type: str = "", traceback: str = "") -> FailureReason:  # noqa: D102
+        reason = super().__new__(cls, text)
+        reason.error_type = error_type
+        reason.traceback = traceback[-TRACEBACK_LIMIT:] if traceback else ""
+        return reason
 
 
 @dataclass(slots=True)
@@ -118,6 +158,37 @@ class BatchEnqueueBackend(Protocol):
         are stored; then :class:`~worker_core.errors.DurableTaskExistsError` is raised with ``ids`` holding one
         entry per skipped task, in batch order. An empty batch does nothing.
         """
+        ...
+
+
+@runtime_checkable
+class BatchExtendBackend(Protocol):
+    """Optional: renew many leases in one round trip (the manager's lease renewal uses it)."""
+
+    async def extend_many(self, leases: Sequence[DurableTaskLease], duration: float) -> list[bool]:
+        """Push each lease's expiry to now + ``duration`` seconds; per lease, whether it is still held.
+
+        ``False`` means the lease is lost (it expired and the task went to another consumer, or the task is
+        gone); nothing changed for it. Safe to call again with the same leases (it only sets expiries).
+        """
+        ...
+
+
+@runtime_checkable
+class NodeRegistryBackend(Protocol):
+    """Optional: the backend lists the worker nodes that consume from it, each kept alive by its heartbeats."""
+
+    def register_node(self, info: Mapping[str, object], held: Callable[[], int]) -> None:
+        """Describe this node (``host``, ``pid``, ``started``, ``queues``); ``held()`` counts the leases it holds.
+
+        The manager calls it at start; the backend heartbeats from then on (in the same round trip as the
+        lease renewal when it can). A node that dies drops out once its last heartbeat is older than its time
+        to live.
+        """
+        ...
+
+    async def unregister_node(self) -> None:
+        """This node stops: take it off the list now (the manager calls it last thing at stop)."""
         ...
 
 

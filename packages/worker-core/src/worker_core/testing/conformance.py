@@ -39,12 +39,15 @@ import pytest
 
 from worker_core.durable.outcomes import ResultStoreBackend, TaskOutcome
 from worker_core.durable.types import (
+    DEFAULT_EXTRA_DELIVERIES,
     BatchEnqueueBackend,
+    BatchExtendBackend,
     DurableBackend,
     DurableTask,
     DurableTaskLease,
     QueueConfigurableBackend,
     ReleasableBackend,
+    delivery_limit,
 )
 from worker_core.errors import DurableTaskExistsError, InvalidTaskError, LeaseLostError
 from worker_core.status import TaskStatus
@@ -64,11 +67,13 @@ class DurableBackendConformance:
         advance: Let time pass (real sleep by default).
         now: The backend's current epoch time (``time.time()`` by default).
         dead_letters: ``{task id: last error}`` of the backend's dead-letter queue.
+        extra_deliveries: The backend's deliveries beyond ``retries + 1`` (its delivery limit).
     """
 
     lease: ClassVar[float] = 0.5
     delay: ClassVar[float] = 0.5
     patience: ClassVar[float] = 10.0
+    extra_deliveries: ClassVar[int] = DEFAULT_EXTRA_DELIVERIES
     poll_step: ClassVar[float] = 0.05
 
     # -- hooks a subclass may override ---------------------------------------------------------------
@@ -297,6 +302,39 @@ class DurableBackendConformance:
         await self.advance(self.lease * 2)
         await self.assert_empty(backend)
         await backend.ack(lease)  # still the holder
+
+    async def test_extend_many_renews_held_leases_and_reports_lost_ones(self, backend: DurableBackend) -> None:
+        """``extend_many`` renews every lease still held in one call and reports the others as lost."""
+        if not isinstance(backend, BatchExtendBackend):
+            pytest.skip("backend has no extend_many")
+        for _ in range(3):
+            await backend.enqueue(self.make_task())
+        leases = await backend.dequeue(3, self.lease)
+        assert len(leases) == 3
+        await backend.ack(leases[1])
+        assert await backend.extend_many(leases, _LONG_LEASE) == [True, False, True]
+        assert await backend.extend_many(leases, _LONG_LEASE) == [True, False, True]  # safe to repeat
+        await self.advance(self.lease * 2)
+        await self.assert_empty(backend)  # the renewed leases outlived their first expiry
+        await backend.ack(leases[0])
+        await backend.ack(leases[2])
+
+    async def test_delivery_limit_dead_letters_a_task_that_is_never_settled(self, backend: DurableBackend) -> None:
+        """A task delivered ``retries + 1 + extra`` times without being settled is dead-lettered.
+
+        Its worker died on each delivery; the reason starts with "delivery limit" and it is not delivered again.
+        """
+        task = self.make_task(retries=0)
+        await backend.enqueue(task)
+        limit = delivery_limit(0, self.extra_deliveries)
+        for delivery in range(1, limit + 1):
+            lease = await self.poll_dequeue(backend, lease=self.lease)
+            assert lease.attempts == delivery
+            await self.advance(self.lease)  # the worker "dies": the lease expires unsettled
+        await self.advance(self.lease)
+        await self.assert_empty(backend)
+        dead = await self.dead_letters(backend)
+        assert dead[str(task.id)].startswith("delivery limit")
 
     # -- nack, fail, dead letters --------------------------------------------------------------------
 

@@ -33,8 +33,9 @@ from datetime import UTC, datetime
 from typing import Literal, final
 
 from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, TaskOutcome
-from worker_core.durable.types import DurableTask, DurableTaskLease
+from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease, delivery_limit
 from worker_core.errors import ConfigurationError, DurableTaskExistsError, InvalidTaskError, LeaseLostError
+from worker_core.options import is_plain_int
 
 from .clock import Clock, FakeClock
 
@@ -106,6 +107,8 @@ class InMemoryDurableBackend:
             when ``None``. A ``FakeClock``'s ``advance`` also wakes :meth:`wait_for_work`.
         default_queue: Queue of tasks enqueued with ``queue=""``.
         queue_weights: Dequeue share per queue (missing queues weigh 1).
+        extra_deliveries: Deliveries beyond ``retries + 1`` before a task is dead-lettered with the reason
+            "delivery limit" instead of being handed out (:func:`~worker_core.durable.types.delivery_limit`).
 
     Raises:
         ConfigurationError: an empty default queue or a weight below 1.
@@ -117,9 +120,13 @@ class InMemoryDurableBackend:
         *,
         default_queue: str = "default",
         queue_weights: Mapping[str, int] | None = None,
+        extra_deliveries: int = DEFAULT_EXTRA_DELIVERIES,
         max_outcomes: int = 100_000,
         recent_limit: int = DEFAULT_RECENT_OUTCOMES,
     ) -> None:
+        if not is_plain_int(extra_deliveries) or extra_deliveries < 0:
+            raise ConfigurationError(f"extra_deliveries must be an int >= 0, got {extra_deliveries!r}")
+        self._extra = extra_deliveries
         self._clock: Clock = clock if clock is not None else _SystemClock()
         self._outcomes = _OutcomeStore(self._clock, max_outcomes, recent_limit)
         self._default_queue = "default"
@@ -280,6 +287,9 @@ class InMemoryDurableBackend:
             queue = self._queues[name]
             self._promote(queue, now)
             record = self._pop_due(queue)
+            if record is not None and record.attempts >= delivery_limit(record.task.retries or 0, self._extra):
+                self._dead_letter(record, f"delivery limit: delivered {record.attempts} times without settling", now)
+                continue
             if record is None:
                 idle += 1
                 self._rr_credit = 0
@@ -313,13 +323,15 @@ class InMemoryDurableBackend:
         Raises:
             LeaseLostError: the lease is not current.
         """
-        record = self._held(lease)
+        self._dead_letter(self._held(lease), str(error), self._clock.time())
+
+    def _dead_letter(self, record: _Record, error: str, now: float) -> None:
         record.state = "dead"
         record.token = ""
         record.version = next(self._versions)
-        record.last_error = str(error)
-        record.failed_at = self._clock.time()
-        self._dead[lease.lease_id] = None
+        record.last_error = error
+        record.failed_at = now
+        self._dead[str(record.task.id)] = None
 
     async def extend(self, lease: DurableTaskLease, duration: float) -> None:
         """Push the lease's expiry to now + ``duration`` seconds.
@@ -337,6 +349,22 @@ class InMemoryDurableBackend:
         lease.expires_at = record.expires_at
 
     # -- optional protocols --------------------------------------------------------------------------
+
+    async def extend_many(self, leases: Sequence[DurableTaskLease], duration: float) -> list[bool]:
+        """Extend each lease by ``duration`` seconds from now; per lease, whether it is still held.
+
+        Raises:
+            ConfigurationError: ``duration`` is not positive.
+        """
+        out: list[bool] = []
+        for lease in leases:
+            try:
+                await self.extend(lease, duration)
+            except LeaseLostError:
+                out.append(False)
+            else:
+                out.append(True)
+        return out
 
     async def release(self, leases: Sequence[DurableTaskLease]) -> None:
         """Make leased tasks ready now without counting the delivery; leases no longer current are skipped."""

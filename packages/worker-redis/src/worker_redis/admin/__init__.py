@@ -33,6 +33,7 @@ from ._records import DLQEntry as DLQEntry
 from ._records import DLQEntryDetail as DLQEntryDetail
 from ._records import DLQPage as DLQPage
 from ._records import MoveResult as MoveResult
+from ._records import NodeInfo as NodeInfo
 from ._records import Overview as Overview
 from ._records import PauseState as PauseState
 from ._records import PurgeResult as PurgeResult
@@ -53,6 +54,7 @@ __all__ = (
     "DLQEntryDetail",
     "DLQPage",
     "MoveResult",
+    "NodeInfo",
     "Overview",
     "PauseState",
     "PurgeResult",

@@ -121,6 +121,8 @@ class RedisAdmin(AdminMoves):
             updated_at_ms=record.updated_at_ms,
             payload_size=record.payload_size,
             metadata=record.metadata,
+            error_type=record.error_type,
+            traceback=record.error_traceback,
         )
 
     # -- dump --------------------------------------------------------------------------------------

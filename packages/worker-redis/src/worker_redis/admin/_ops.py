@@ -10,15 +10,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Self
-from urllib.parse import urlsplit
 
 from worker_core.errors import ConfigurationError, TaskNotFoundError
 
+from worker_redis._connect import parse_url
 from worker_redis._errors import redis_errors
 from worker_redis.backend import WAKE_CAP
 from worker_redis.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, Keys, normalize_queue
 
-from ._records import Overview, PauseState, QueueInfo, TaskRecord, TaskState
+from ._records import NodeInfo, Overview, PauseState, QueueInfo, TaskRecord, TaskState
 from ._scripts import AdminScripts
 
 __all__ = ("DEAD_COUNT_LIMIT", "MAX_IDS", "SOURCES", "AdminOps", "clean_ids", "now_ms")
@@ -31,6 +31,7 @@ SOURCES = ("dlq", "ready", "processing")
 _BATCH = 200
 # Queues one overview may list; a bigger queue set is refused rather than read whole.
 _MAX_QUEUES = 10_000
+_MAX_NODES = 1000  # nodes one `workers` listing reads at most
 # Dead ids read to count the DLQ per queue; beyond that the per-queue dead count is unknown.
 DEAD_COUNT_LIMIT = 10_000
 # Wake-up tokens kept in P:wake: the backend's cap (an admin move may make work ready for idle workers).
@@ -102,30 +103,40 @@ class AdminOps:
         cls,
         url: str,
         *,
-        prefix: str = DEFAULT_PREFIX,
-        default_queue: str = DEFAULT_QUEUE,
+        prefix: str | None = None,
+        default_queue: str | None = None,
         timeout: float = 5.0,
         tls_insecure: bool = False,
     ) -> Self:
-        """Connect lazily to ``redis://`` or ``rediss://`` ``url`` (user and password may be in it)."""
+        """Connect lazily to ``redis://`` or ``rediss://`` ``url`` (user and password may be in it).
+
+        The URL is read as the backend reads it (:func:`worker_redis._connect.parse_url`): its ``?prefix=`` and
+        ``?default_queue=`` apply unless given here, and the backend's other options are ignored.
+        """
         from redis.asyncio import Redis  # lazy: keeps `import worker_redis.admin` light
 
-        parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ConfigurationError(f"redis URL must start with redis://, rediss:// or unix://, not {parts.scheme!r}")
-        try:
-            port = parts.port
-        except ValueError:
-            raise ConfigurationError("redis URL has an invalid port") from None
-        where = f"redis at {parts.hostname or 'localhost'}:{port or 6379}"
-        options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-        if parts.scheme == "rediss" and tls_insecure:
+        parsed = parse_url(url)
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        # One attempt: an admin script is never re-sent blindly after a lost reply (and an operator wants the error).
+        options: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        if parsed.url.startswith("rediss:") and tls_insecure:
             options.update(ssl_cert_reqs="none", ssl_check_hostname=False)
         try:
-            client = Redis.from_url(url, **options)
-        except ValueError as exc:
+            client = Redis.from_url(parsed.url, **options)
+        except (ValueError, TypeError) as exc:
             raise ConfigurationError(f"invalid redis URL: {exc}") from None
-        return cls(client, prefix=prefix, default_queue=default_queue, where=where)
+        return cls(
+            client,
+            prefix=prefix if prefix is not None else parsed.prefix or DEFAULT_PREFIX,
+            default_queue=default_queue if default_queue is not None else parsed.default_queue or DEFAULT_QUEUE,
+            where=parsed.where,
+        )
 
     async def aclose(self) -> None:
         """Close the client's connections."""
@@ -185,19 +196,25 @@ class AdminOps:
         that (or with ``count_dead=False``) they are ``None``.
         """
         k = self.keys
+        now = now_ms()
         names = [normalize_queue(q, self.default_queue) for q in queues]
         with redis_errors(self.where):
             raw = await self.scripts.overview(
                 keys=[k.paused, k.paused_queues, k.queues, k.dead],
-                args=[self._p, self.default_queue, _MAX_QUEUES, *names],
+                args=[self._p, self.default_queue, _MAX_QUEUES, now, *names],
             )
             paused, dead_len, paused_raw, flat = int(raw[0]), int(raw[1]), raw[2], raw[3]
             dead_by_queue = await self._dead_by_queue(dead_len) if count_dead else None
         infos = []
-        for i in range(0, len(flat), 4):
+        for i in range(0, len(flat), 6):
             name = _s(flat[i])
             dead = None if dead_by_queue is None else dead_by_queue.get(name, 0)
-            infos.append(QueueInfo(name, int(flat[i + 1]), int(flat[i + 2]), dead, bool(int(flat[i + 3]))))
+            oldest = int(float(flat[i + 5]))
+            age = max(0, now - oldest) / 1000 if oldest >= 0 else 0.0
+            info = QueueInfo(
+                name, int(flat[i + 1]), int(flat[i + 2]), dead, bool(int(flat[i + 3])), int(flat[i + 4]), age
+            )
+            infos.append(info)
         infos.sort(key=lambda q: q.name)
         return Overview(
             queues=tuple(infos),
@@ -289,6 +306,18 @@ class AdminOps:
         return missing
 
     # -- one task ----------------------------------------------------------------------------------
+    async def nodes(self) -> list[NodeInfo]:
+        """The live worker nodes (heartbeat not expired), most recently started first; at most 1,000."""
+        now = now_ms()
+        with redis_errors(self.where):
+            ids = await self.client.zrangebyscore(self.keys.nodes, now, "+inf", start=0, num=_MAX_NODES)
+            async with self.client.pipeline(transaction=False) as pipe:
+                for raw in ids:
+                    pipe.hgetall(self.keys.node(_s(raw)))
+                hashes = await pipe.execute() if ids else []
+        nodes = [NodeInfo.from_fields(_s(raw), fields) for raw, fields in zip(ids, hashes, strict=True) if fields]
+        return sorted(nodes, key=lambda node: (-node.started_ms, node.id))
+
     async def get(self, task_id: str) -> TaskRecord:
         """The task's hash and state; :class:`~worker_core.errors.TaskNotFoundError` when there is no hash."""
         task_id = task_id.strip()

@@ -6,6 +6,7 @@ import base64
 import binascii
 import enum
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ __all__ = (
     "DLQEntryDetail",
     "DLQPage",
     "MoveResult",
+    "NodeInfo",
     "Overview",
     "PauseState",
     "PurgeResult",
@@ -28,6 +30,66 @@ __all__ = (
     "TaskRecord",
     "TaskState",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """One live worker node, from its last heartbeat (``P:node:<id>``)."""
+
+    id: str
+    host: str
+    pid: int
+    started_ms: int
+    queues: tuple[str, ...]  # empty: every queue
+    running: int  # leases the node held at its last heartbeat
+    last_seen_ms: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The node as a JSON object (``workerctl durable workers --json``)."""
+        return {
+            "id": self.id,
+            "host": self.host,
+            "pid": self.pid,
+            "started": rfc3339(self.started_ms) if self.started_ms else "",
+            "queues": list(self.queues) or "all",
+            "running": self.running,
+            "last_seen": rfc3339(self.last_seen_ms) if self.last_seen_ms else "",
+        }
+
+    @classmethod
+    def from_fields(cls, node_id: str, fields: Mapping[bytes, bytes]) -> NodeInfo:
+        """Build from a node hash; unreadable fields count as empty (a heartbeat is never trusted blindly)."""
+        try:
+            info = json.loads(fields.get(b"info") or b"{}")
+        except ValueError:
+            info = {}
+        if not isinstance(info, dict):
+            info = {}
+        queues = info.get("queues")
+
+        def number(value: object) -> int:
+            try:
+                return int(float(value))  # type: ignore[arg-type]
+            except (TypeError, ValueError, OverflowError):
+                return 0
+
+        return cls(
+            id=node_id,
+            host=str(info.get("host", "")),
+            pid=number(info.get("pid")),
+            started_ms=number(_float(info.get("started")) * 1000),
+            queues=tuple(str(q) for q in queues) if isinstance(queues, list) else (),
+            running=number(info.get("running")),
+            last_seen_ms=number(fields.get(b"last_seen_ms")),
+        )
+
+
+def _float(value: object) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
 
 
 class TaskState(enum.StrEnum):
@@ -48,6 +110,8 @@ class QueueInfo:
     processing: int
     dead: int | None
     paused: bool
+    due: int = 0  # ready tasks due now (``ready`` counts delayed ones too): the backlog
+    oldest_due_age_s: float = 0.0  # how long the oldest due task has waited (0.0: none is due)
 
     def to_json(self) -> dict[str, Any]:
         """The queue as a JSON object (``stats --json``, ``queues --json``)."""
@@ -57,6 +121,8 @@ class QueueInfo:
             "processing": self.processing,
             "dead": self.dead,
             "paused": self.paused,
+            "due": self.due,
+            "oldest_due_age_s": round(self.oldest_due_age_s, 3),
         }
 
 
@@ -160,6 +226,8 @@ class DLQEntryDetail:
     updated_at_ms: int
     payload_size: int
     metadata: Mapping[str, str]
+    error_type: str = ""
+    traceback: str = ""
 
 
 def _text(value: bytes | None) -> str:
@@ -212,6 +280,9 @@ class TaskRecord:
     metadata: Mapping[str, str]
     payload_size: int
     score: int = 0
+    error_type: str = ""  # ours: the exception type of the last failure
+    error_traceback: str = ""  # ours: its traceback, bounded
+    dead_reason: str = ""  # ours: "failed", or why the dequeue script moved the task aside ("delivery limit: ...")
 
     @classmethod
     def from_fields(
@@ -242,6 +313,9 @@ class TaskRecord:
             metadata=parse_metadata(fields.get("metadata")),
             payload_size=len(fields.get("payload") or b""),
             score=score,
+            error_type=_text(fields.get("error_type")),
+            error_traceback=_text(fields.get("error_traceback")),
+            dead_reason=_text(fields.get("dead_reason")),
         )
 
     def to_dump(self, *, include_metadata: bool = False) -> dict[str, Any]:

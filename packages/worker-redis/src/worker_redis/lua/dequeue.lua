@@ -9,29 +9,140 @@
 -- ARGV[4]  limit            leases to return at most
 -- ARGV[5]  window           ready/expired entries one queue inspects per call (go-worker's batch, 50)
 -- ARGV[6]  default queue    always scanned, even when absent from P:queues
--- ARGV[7]  token seed       fencing token of the n-th lease of this call: "<seed>:<n>"
--- ARGV[8..] per configured queue, 3 values: name, weight, smooth-WRR current weight (state kept by the caller)
--- Touches: queues, paused, paused_queues, P:ready:<q>, P:processing:<q>, P:task:<id>.
+-- ARGV[7]  request id       unique per call; fencing token of the n-th lease of this call: "<request>:<n>"
+-- ARGV[8]  extra deliveries a task is delivered at most retries + 1 + this many times (then dead-lettered)
+-- ARGV[9]  k                0: lease from every queue; else only from the k queues that follow
+-- ARGV[10..9+k]             those queue names
+-- ARGV[10+k..] per configured queue, 3 values: name, weight, smooth-WRR current weight (kept by the caller)
+-- Touches: queues, paused, paused_queues, P:ready:<q>, P:processing:<q>, P:task:<id>, P:dead, P:quarantine,
+--          P:dequeue:<request>.
 --
--- 1. Expired leases of EVERY queue (paused ones too) go back to ready at their ready_at_ms (or now).
---    Ids whose hash is gone are dropped.
--- 2. Global pause: nothing is leased. Paused queues are skipped.
+-- 0. A call re-sent with the same request id (the client retried after a lost reply) returns the leases the
+--    first run made that are still held, and changes nothing else.
+-- 1. Expired leases of EVERY queue (paused ones too) go back to ready at their ready_at_ms (or now), their
+--    lease token cleared. Ids whose hash is gone are dropped.
+-- 2. Global pause: nothing is leased. Paused queues (and, with a filter, queues not listed) are skipped.
 -- 3. Each active queue offers its due entries (score <= now, oldest first, at most max(window, limit)),
 --    ordered by priority (lower first), then weight (higher first), then age. Orphans (an id without a
 --    hash, or a stub hash without a handler) are removed from the ready set, never left to stall it.
 -- 4. Slots go to queues by smooth weighted round robin over the queues that still have work.
--- 5. Each leased task: ready -> processing (score now+lease), attempts+1, lease_at_ms, updated_at_ms,
---    lease_token (ours, additive).
--- Returns {leases, next_ms, wrr} where leases is a flat list of 12 values per lease: id, handler, payload,
--- priority, retries, retry_delay_ms, attempts, metadata, queue, weight, token, ready_at_ms; next_ms is the
--- earliest future ready score or lease expiry (-1 when none) and wrr is a flat list of name, current.
+-- 5. Each picked task is checked before it is leased; one that cannot be served is moved aside and the slot
+--    goes to the next candidate, so one bad record never stalls a queue nor starves its neighbours:
+--    - a task key that is not a hash: its id leaves the ready set, P:quarantine[<task key>] = reason;
+--    - a hash whose id is not a UUID, whose handler or queue name is not UTF-8 (or empty), whose numbers are
+--      not integers (retries=1e400, say), or without a payload: dead-lettered with the reason;
+--    - a task already delivered retries + 1 + extra times without being settled (its worker died each
+--      time): dead-lettered with reason "delivery limit: ...", so a task that kills its process ends.
+--    Dead-lettering here writes last_error, dead_reason, failed_at_ms, updated_at_ms and LPUSHes P:dead.
+-- 6. Each leased task: ready -> processing (score now+lease), attempts+1, lease_at_ms, updated_at_ms,
+--    lease_token (ours, additive). The ids go to P:dequeue:<request> (a list kept for lease_ms).
+-- Returns {leases, next_ms, wrr, moved} where leases is a flat list of 12 values per lease: id, handler,
+-- payload, priority, retries, retry_delay_ms, attempts, metadata, queue, weight, token, ready_at_ms; next_ms is
+-- the earliest future ready score or lease expiry (-1 when none); wrr is a flat list of name, current; moved
+-- is a flat list of id, reason for every record this call dead-lettered or quarantined.
 local p = ARGV[1]
 local now = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
 local limit = tonumber(ARGV[4])
 local window = tonumber(ARGV[5])
-local seed = ARGV[7]
+local request = ARGV[7]
+local extra = tonumber(ARGV[8])
+local only_n = tonumber(ARGV[9])
+local dead_key = p .. 'dead'
+local quarantine = p .. 'quarantine'
+local request_key = p .. 'dequeue:' .. request
 
+local function utf8_ok(s)
+  if not s:find('[\128-\255]') then return true end
+  local i, n = 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    if c < 0x80 then
+      i = i + 1
+    elseif c >= 0xC2 and c <= 0xDF then
+      local c2 = s:byte(i + 1)
+      if not c2 or c2 < 0x80 or c2 > 0xBF then return false end
+      i = i + 2
+    elseif c >= 0xE0 and c <= 0xEF then
+      local c2, c3 = s:byte(i + 1, i + 2)
+      if not c3 or c2 < 0x80 or c2 > 0xBF or c3 < 0x80 or c3 > 0xBF then return false end
+      if (c == 0xE0 and c2 < 0xA0) or (c == 0xED and c2 > 0x9F) then return false end
+      i = i + 3
+    elseif c >= 0xF0 and c <= 0xF4 then
+      local c2, c3, c4 = s:byte(i + 1, i + 3)
+      if not c4 or c2 < 0x80 or c2 > 0xBF or c3 < 0x80 or c3 > 0xBF or c4 < 0x80 or c4 > 0xBF then return false end
+      if (c == 0xF0 and c2 < 0x90) or (c == 0xF4 and c2 > 0x8F) then return false end
+      i = i + 4
+    else
+      return false
+    end
+  end
+  return true
+end
+
+-- A decimal integer of at most 15 digits (what go-worker and we write), else nil.
+local function int_of(v)
+  if v == false or v == nil then return nil end
+  if #v > 16 or not v:find('^%-?%d+$') then return nil end
+  return tonumber(v)
+end
+
+local function is_uuid(id)
+  return #id == 36 and id:find('^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$') ~= nil
+end
+
+local moved = {}
+local function dead(q, id, tk, reason)
+  redis.call('ZREM', p .. 'ready:' .. q, id)
+  redis.call('HSET', tk, 'last_error', reason, 'dead_reason', reason, 'failed_at_ms', now, 'updated_at_ms', now,
+    'lease_token', '')
+  redis.call('LPUSH', dead_key, id)
+  moved[#moved + 1] = id
+  moved[#moved + 1] = reason
+end
+local function aside(zkey, id, tk, reason)
+  redis.call('ZREM', zkey, id)
+  redis.call('HSET', quarantine, tk, reason)
+  moved[#moved + 1] = id
+  moved[#moved + 1] = reason
+end
+local function wrong_type(tk)
+  return 'task key is a ' .. redis.call('TYPE', tk).ok .. ', not a hash: moved aside'
+end
+
+-- 0. a re-sent call
+if redis.call('EXISTS', request_key) == 1 then
+  local out = {}
+  local held = redis.call('LRANGE', request_key, 0, -1)
+  for n = 1, #held, 2 do
+    local id, q = held[n], held[n + 1]
+    local tk = p .. 'task:' .. id
+    local token = request .. ':' .. ((n + 1) / 2)
+    local f = redis.pcall('HMGET', tk, 'handler', 'payload', 'priority', 'retries', 'retry_delay_ms', 'metadata',
+      'queue', 'weight', 'ready_at_ms', 'lease_token', 'attempts')
+    if not f.err and f[10] == token and redis.call('ZSCORE', p .. 'processing:' .. q, id) then
+      out[#out + 1] = id
+      out[#out + 1] = f[1]
+      out[#out + 1] = f[2] or ''
+      out[#out + 1] = f[3] or '0'
+      out[#out + 1] = f[4] or '0'
+      out[#out + 1] = f[5] or '0'
+      out[#out + 1] = tonumber(f[11])
+      out[#out + 1] = f[6] or ''
+      out[#out + 1] = q
+      out[#out + 1] = f[8] or '1'
+      out[#out + 1] = token
+      out[#out + 1] = f[9] or ''
+    end
+  end
+  return {out, now, {}, {}}
+end
+
+local only = nil
+if only_n > 0 then
+  only = {}
+  for i = 10, 9 + only_n do only[ARGV[i]] = true end
+end
 local weight_of = {}
 local current = {}
 local seen = {}
@@ -42,7 +153,7 @@ local function add_queue(q)
     names[#names + 1] = q
   end
 end
-for i = 8, #ARGV, 3 do
+for i = 10 + only_n, #ARGV, 3 do
   local q = ARGV[i]
   weight_of[q] = tonumber(ARGV[i + 1])
   current[q] = tonumber(ARGV[i + 2])
@@ -60,25 +171,32 @@ end
 -- 1. expired leases, every queue
 for _, q in ipairs(names) do
   local pk = p .. 'processing:' .. q
-  local expired = redis.call('ZRANGEBYSCORE', pk, '-inf', now, 'LIMIT', 0, window)
-  if #expired > 0 then
+  local expired = redis.pcall('ZRANGEBYSCORE', pk, '-inf', now, 'LIMIT', 0, window)
+  if expired.err then
+    redis.call('HSET', quarantine, pk, 'processing key is not a sorted set: queue skipped')
+    expired = {}
+  else
     local rk = p .. 'ready:' .. q
     for _, id in ipairs(expired) do
       redis.call('ZREM', pk, id)
       local tk = p .. 'task:' .. id
-      if redis.call('EXISTS', tk) == 1 then
-        local at = tonumber(redis.call('HGET', tk, 'ready_at_ms')) or now
-        redis.call('ZADD', rk, at, id)
+      local at = redis.pcall('HGET', tk, 'ready_at_ms')
+      if type(at) == 'table' and at.err then
+        redis.call('HSET', quarantine, tk, wrong_type(tk))
+      elseif at then
+        local when = int_of(at) or now
+        redis.pcall('ZADD', rk, when, id)
+        redis.call('HSET', tk, 'lease_token', '')
       end
     end
+    local first = redis.call('ZRANGE', pk, 0, 0, 'WITHSCORES')
+    if first[2] then consider(tonumber(first[2])) end
   end
-  local first = redis.call('ZRANGE', pk, 0, 0, 'WITHSCORES')
-  if first[2] then consider(tonumber(first[2])) end
 end
 
 -- 2. pause
 if redis.call('GET', KEYS[2]) == '1' then
-  return {{}, next_ms, {}}
+  return {{}, next_ms, {}, moved}
 end
 local paused = {}
 for _, q in ipairs(redis.call('SMEMBERS', KEYS[3])) do paused[q] = true end
@@ -88,19 +206,33 @@ local scan = math.max(window, limit)
 local active = {}
 local cands = {}
 for _, q in ipairs(names) do
-  if not paused[q] then
+  if not paused[q] and (only == nil or only[q]) then
     local rk = p .. 'ready:' .. q
-    local ids = redis.call('ZRANGEBYSCORE', rk, '-inf', now, 'LIMIT', 0, scan)
+    local ids = redis.pcall('ZRANGEBYSCORE', rk, '-inf', now, 'LIMIT', 0, scan)
+    if ids.err then
+      redis.call('HSET', quarantine, rk, 'ready key is not a sorted set: queue skipped')
+      ids = {}
+    end
+    local good_name = utf8_ok(q) and q ~= ''
     local list = {}
     for idx, id in ipairs(ids) do
       local tk = p .. 'task:' .. id
-      local f = redis.call('HMGET', tk, 'priority', 'weight', 'handler')
-      if not f[3] then
+      local f = redis.pcall('HMGET', tk, 'priority', 'weight', 'handler')
+      if f.err then
+        aside(rk, id, tk, wrong_type(tk))
+      elseif not f[3] then
         -- Orphan: no hash, or a stub without a handler (go-worker's nack/delete of a missing id).
         redis.call('ZREM', rk, id)
         if redis.call('HEXISTS', tk, 'payload') == 0 then redis.call('DEL', tk) end
+      elseif not good_name then
+        dead(q, id, tk, 'corrupt record: queue name is not UTF-8')
       else
-        list[#list + 1] = {id, tonumber(f[1]) or 0, tonumber(f[2]) or 1, idx}
+        local prio, weight = int_of(f[1] or '0'), int_of(f[2] or '1')
+        if prio == nil or weight == nil then
+          dead(q, id, tk, 'corrupt record: priority and weight must be integers')
+        else
+          list[#list + 1] = {id, prio, weight, idx}
+        end
       end
     end
     if #list > 0 then
@@ -114,19 +246,40 @@ for _, q in ipairs(names) do
       if not weight_of[q] then weight_of[q] = 1 end
       if not current[q] then current[q] = 0 end
     end
-    if #list < scan then
+    if #ids < scan then
       -- nothing more is due now: the next due entry (if any) bounds an idle worker's wait
-      local nxt = redis.call('ZRANGEBYSCORE', rk, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-      if nxt[2] then consider(tonumber(nxt[2])) end
+      local nxt = redis.pcall('ZRANGEBYSCORE', rk, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+      if not nxt.err and nxt[2] then consider(tonumber(nxt[2])) end
     else
       consider(now)
     end
   end
 end
 
--- 4. smooth weighted round robin over queues that still have candidates
-local picks = {}
-while #picks < limit and #active > 0 do
+-- 5. why a picked task cannot be leased (nil: it can)
+local function unfit(id, f)
+  if not is_uuid(id) then return 'corrupt record: task id is not a UUID' end
+  if not f[1] or f[1] == '' or not utf8_ok(f[1]) then return 'corrupt record: handler name is empty or not UTF-8' end
+  if f[7] and not utf8_ok(f[7]) then return 'corrupt record: queue name is not UTF-8' end
+  if not f[2] then return 'corrupt record: payload missing' end
+  local retries, delay, attempts = int_of(f[4] or '0'), int_of(f[5] or '0'), int_of(f[10] or '0')
+  if retries == nil or retries < 0 or delay == nil or attempts == nil then
+    return 'corrupt record: retries, retry_delay_ms and attempts must be integers'
+  end
+  if f[9] and f[9] ~= '' and int_of(f[9]) == nil then return 'corrupt record: ready_at_ms must be an integer' end
+  if attempts + 1 > retries + 1 + extra then
+    return 'delivery limit: delivered ' .. attempts .. ' times without settling (retries ' .. retries
+      .. ', extra deliveries ' .. extra .. ')'
+  end
+  return nil
+end
+
+-- 4 + 5 + 6. smooth weighted round robin over queues that still have candidates; check and lease each pick
+local out = {}
+local held = {}
+local lease_at = now + lease_ms
+local n = 0
+while n < limit and #active > 0 do
   local total = 0
   local best = nil
   for _, q in ipairs(active) do
@@ -137,47 +290,53 @@ while #picks < limit and #active > 0 do
   end
   current[best] = current[best] - total
   local c = cands[best]
-  picks[#picks + 1] = {best, c.list[c.pos][1]}
+  local id = c.list[c.pos][1]
   c.pos = c.pos + 1
   if c.pos > #c.list then
     local rest = {}
     for _, q in ipairs(active) do if q ~= best then rest[#rest + 1] = q end end
     active = rest
   end
+  local q = best
+  local tk = p .. 'task:' .. id
+  local f = redis.call('HMGET', tk, 'handler', 'payload', 'priority', 'retries', 'retry_delay_ms', 'metadata',
+    'queue', 'weight', 'ready_at_ms', 'attempts')
+  local why = unfit(id, f)
+  if why then
+    dead(q, id, tk, why)
+  else
+    n = n + 1
+    redis.call('ZREM', p .. 'ready:' .. q, id)
+    redis.call('ZADD', p .. 'processing:' .. q, lease_at, id)
+    local attempts = redis.call('HINCRBY', tk, 'attempts', 1)
+    local token = request .. ':' .. n
+    redis.call('HSET', tk, 'lease_at_ms', lease_at, 'updated_at_ms', now, 'lease_token', token)
+    out[#out + 1] = id
+    out[#out + 1] = f[1]
+    out[#out + 1] = f[2]
+    out[#out + 1] = f[3] or '0'
+    out[#out + 1] = f[4] or '0'
+    out[#out + 1] = f[5] or '0'
+    out[#out + 1] = attempts
+    out[#out + 1] = f[6] or ''
+    out[#out + 1] = q
+    out[#out + 1] = f[8] or '1'
+    out[#out + 1] = token
+    out[#out + 1] = f[9] or ''
+    held[#held + 1] = id
+    held[#held + 1] = q
+  end
 end
 if #active > 0 then consider(now) end
-
--- 5. lease
-local out = {}
-local lease_at = now + lease_ms
-for n, pick in ipairs(picks) do
-  local q, id = pick[1], pick[2]
-  local tk = p .. 'task:' .. id
-  redis.call('ZREM', p .. 'ready:' .. q, id)
-  redis.call('ZADD', p .. 'processing:' .. q, lease_at, id)
-  local attempts = redis.call('HINCRBY', tk, 'attempts', 1)
-  local token = seed .. ':' .. n
-  redis.call('HSET', tk, 'lease_at_ms', lease_at, 'updated_at_ms', now, 'lease_token', token)
-  local f = redis.call('HMGET', tk, 'handler', 'payload', 'priority', 'retries', 'retry_delay_ms', 'metadata',
-    'queue', 'weight', 'ready_at_ms')
-  out[#out + 1] = id
-  out[#out + 1] = f[1]
-  out[#out + 1] = f[2] or ''
-  out[#out + 1] = f[3] or '0'
-  out[#out + 1] = f[4] or '0'
-  out[#out + 1] = f[5] or '0'
-  out[#out + 1] = attempts
-  out[#out + 1] = f[6] or ''
-  out[#out + 1] = q
-  out[#out + 1] = f[8] or '1'
-  out[#out + 1] = token
-  out[#out + 1] = f[9] or ''
+if n > 0 then
+  consider(lease_at)
+  redis.call('RPUSH', request_key, unpack(held))
+  redis.call('PEXPIRE', request_key, lease_ms)
 end
-if #picks > 0 then consider(lease_at) end
 
 local wrr = {}
 for q, c in pairs(current) do
   wrr[#wrr + 1] = q
   wrr[#wrr + 1] = c
 end
-return {out, next_ms, wrr}
+return {out, next_ms, wrr, moved}

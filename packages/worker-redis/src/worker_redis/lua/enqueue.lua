@@ -5,16 +5,25 @@
 -- ARGV[1]  "P:"             key prefix; task and ready keys are built from it (same hash tag, same slot)
 -- ARGV[2]  now_ms           updated_at_ms
 -- ARGV[3]  wake cap         the wake list is trimmed to this many tokens
--- ARGV[4..] per task, 10 values: id, queue, ready_at_ms, handler, payload, priority, retries,
+-- ARGV[4]  request id       unique per call: P:enqueue:<request> keeps this call's result for 60 s, and a call
+--                           re-sent with the same id (the client retried after a lost reply) returns it unchanged
+-- ARGV[5..] per task, 10 values: id, queue, ready_at_ms, handler, payload, priority, retries,
 --           retry_delay_ms, metadata (JSON object or ""), weight
--- Touches: P:task:<id> (HSET), P:ready:<queue> (ZADD), queues (SADD), wake (LPUSH + LTRIM).
+-- Touches: P:task:<id> (HSET), P:ready:<queue> (ZADD), queues (SADD), wake (LPUSH + LTRIM), P:enqueue:<request>.
 -- A task whose hash already exists is left alone (go-worker: ErrDurableTaskAlreadyExists).
 -- Returns one integer per task: 1 enqueued, 0 duplicate.
 local p = ARGV[1]
 local now = ARGV[2]
+local request_key = p .. 'enqueue:' .. ARGV[4]
+local earlier = redis.call('GET', request_key)
+if earlier then
+  local out = {}
+  for j = 1, #earlier do out[j] = tonumber(earlier:sub(j, j)) end
+  return out
+end
 local out = {}
 local added = 0
-for i = 4, #ARGV, 10 do
+for i = 5, #ARGV, 10 do
   local id = ARGV[i]
   local tk = p .. 'task:' .. id
   if redis.call('EXISTS', tk) == 1 then
@@ -39,5 +48,7 @@ if added > 0 then
   for j = 1, n do tokens[j] = '1' end
   redis.call('LPUSH', KEYS[2], unpack(tokens))
   redis.call('LTRIM', KEYS[2], 0, cap - 1)
+  -- (a call that stored nothing changed nothing: run again, it answers the same)
+  redis.call('SET', request_key, table.concat(out), 'PX', 60000)
 end
 return out

@@ -9,13 +9,21 @@
 -- ARGV[3]  attempts              of the lease
 -- ARGV[4]  now_ms                failed_at_ms and updated_at_ms
 -- ARGV[5]  error text            last_error
+-- ARGV[6]  error type            error_type (ours; "" when unknown)
+-- ARGV[7]  traceback             error_traceback (ours, bounded by the caller; "" when none)
 -- Touches: the four keys above.
+-- Safe to run twice: when the task is in neither the processing nor the ready set and its hash still carries
+-- this lease's token and attempts and a failed_at_ms, this lease's own fail already ran: 1, nothing changed.
 -- Returns 1, or 0 when the lease is lost (nothing changed).
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-local f = redis.call('HMGET', KEYS[4], 'lease_token', 'attempts')
-if f[1] ~= ARGV[2] or f[2] ~= ARGV[3] then return 0 end
+local f = redis.pcall('HMGET', KEYS[4], 'lease_token', 'attempts', 'failed_at_ms')
+if f.err or f[1] ~= ARGV[2] or f[2] ~= ARGV[3] then return 0 end
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  if f[3] and not redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 1 end
+  return 0
+end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[4], 'last_error', ARGV[5], 'failed_at_ms', ARGV[4], 'updated_at_ms', ARGV[4])
+redis.call('HSET', KEYS[4], 'last_error', ARGV[5], 'failed_at_ms', ARGV[4], 'updated_at_ms', ARGV[4],
+  'error_type', ARGV[6] or '', 'error_traceback', ARGV[7] or '', 'dead_reason', 'failed')
 redis.call('LPUSH', KEYS[3], ARGV[1])
 return 1
