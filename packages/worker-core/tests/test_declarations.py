@@ -110,3 +110,13 @@ def test_handler_defaults_make_a_declaration() -> None:
         registry.task_type("anything")  # untyped: nothing to declare
     with pytest.raises(HandlerNotFoundError):
         registry.task_type("missing")
+
+
+async def test_a_started_manager_with_only_declarations_leases_nothing() -> None:
+    backend = InMemoryDurableBackend()
+    async with TaskManager(durable_backend=backend, durable_handlers=[send_email]) as producer:
+        await producer.register_durable_task(send_email.task(Email(to="x@example.org")))
+        assert producer._engine.supervisor.task("durable-lease") is None  # white box: no lease loop at all
+        await asyncio.sleep(0)
+        assert backend.leased_count() == 0
+        assert backend.ready_count() == 1

@@ -13,6 +13,10 @@ from .durable.declare import DurableTaskType as DurableTaskType
 from .durable.handlers import DurableHandlerSpec as DurableHandlerSpec
 from .durable.handlers import TypedDurableRegistry as TypedDurableRegistry
 from .durable.handlers import TypedHandlerRegistry as TypedHandlerRegistry
+from .durable.outcomes import RemoteTaskError as RemoteTaskError
+from .durable.outcomes import ResultNotStoredError as ResultNotStoredError
+from .durable.outcomes import ResultStoreBackend as ResultStoreBackend
+from .durable.outcomes import TaskOutcome as TaskOutcome
 from .durable.types import DurableBackend as DurableBackend
 from .durable.types import DurableTask as DurableTask
 from .durable.types import DurableTaskLease as DurableTaskLease
@@ -110,7 +114,10 @@ __all__ = (
     "Plugins",
     "QueueFullError",
     "Registry",
+    "RemoteTaskError",
     "Result",
+    "ResultNotStoredError",
+    "ResultStoreBackend",
     "ResultSubscription",
     "RetentionPolicy",
     "Retry",
@@ -129,6 +136,7 @@ __all__ = (
     "TaskHooks",
     "TaskManager",
     "TaskNotFoundError",
+    "TaskOutcome",
     "TaskSignal",
     "TaskSpan",
     "TaskStatus",

@@ -255,11 +255,12 @@ class Engine:
             )
             durable = self.durable = DurableRuntime(sink, backend, config, default_queue=options.default_queue)
             self.outcomes.durable = durable.policy.settle  # type: ignore[assignment]
-            _warn_without_renewal(config, options)
-            durable.start()
-            self.supervisor.supervise("durable-lease", durable.lease_loop)
-            if durable.renewal_s is not None:
-                self.supervisor.supervise("durable-renewal", durable.renew_loop)
+            if config.consumes():  # a producer with declarations only leases nothing
+                _warn_without_renewal(config, options)
+                durable.start()
+                self.supervisor.supervise("durable-lease", durable.lease_loop)
+                if durable.renewal_s is not None:
+                    self.supervisor.supervise("durable-renewal", durable.renew_loop)
         self.pool.open(loop, context, limiter)
 
     async def abort_open(self) -> None:

@@ -167,6 +167,12 @@ class DurableConfig:
         spec = handler_spec(self.options.handlers, handler)
         return None if spec is None or getattr(spec, "fn", None) is None else spec
 
+    def consumes(self) -> bool:
+        """Whether this manager runs any handler (a manager given only declarations leases nothing)."""
+        handlers = self.options.handlers
+        names = handlers.handlers() if hasattr(handlers, "handlers") else handlers
+        return any(self.spec(name) is not None for name in names)
+
     def payload_spec(self, handler: str) -> Any:
         """What encodes and decodes ``handler``'s payloads (its spec or its declaration), or ``None``."""
         return handler_spec(self.options.handlers, handler)
