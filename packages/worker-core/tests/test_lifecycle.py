@@ -573,3 +573,34 @@ async def test_wait_from_inside_one_of_the_managers_tasks_is_a_clear_error_not_a
     assert task.status is TaskStatus.FAILED
     assert isinstance(task.error, WorkerError)
     assert "would wait for that task itself" in str(task.error)
+
+
+async def test_a_graceful_stop_with_no_workers_cancels_what_can_never_start() -> None:
+    release = asyncio.Event()
+    running = asyncio.Event()
+
+    async def blocked(ctx: TaskContext) -> str:
+        running.set()
+        await release.wait()
+        return "finished"
+
+    async def never(ctx: TaskContext) -> None:
+        return None
+
+    tm = manager(max_workers=1)
+    await tm.start()
+    first = Task(blocked)
+    await tm.register_task(first)
+    async with asyncio.timeout(GUARD):
+        await running.wait()
+    waiting = [Task(never) for _ in range(3)]
+    for task in waiting:
+        await tm.register_task(task)
+    tm.set_max_workers(0)  # the running task finishes; the waiting ones never could
+    stop = asyncio.create_task(tm.stop_graceful())
+    await asyncio.sleep(0)
+    release.set()
+    async with asyncio.timeout(GUARD):
+        await stop  # before: waited forever for tasks no worker would ever start
+    assert first.status is TaskStatus.COMPLETED
+    assert [t.status for t in waiting] == [TaskStatus.CANCELLED] * 3

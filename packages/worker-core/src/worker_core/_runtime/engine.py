@@ -305,7 +305,22 @@ class Engine:
             await self._let_dequeue_finish(durable.in_dequeue, self.durable_config.options.lease_s)  # type: ignore[union-attr]
             await durable.release(durable.take_unstarted())
             await durable.until_idle()
+        if self.pool.capacity == 0:
+            await self._cancel_unstartable()
         await self.registry.wait(None)
+
+    async def _cancel_unstartable(self) -> None:
+        """No worker slot (``set_max_workers(0)``): waiting tasks would never start, so the drain cancels them."""
+        self.outcomes.retrying = False  # a retry could never start either: a failure now finishes its task
+        waiting = [task for task in self.scheduler.drain() if not task.durable] + self.retries.stop()
+        if not waiting:
+            return
+        logger.warning("graceful stop with max_workers=0: %d waiting task(s) can never start; cancelled", len(waiting))
+        finisher = self.finisher
+        for task in waiting:
+            pending = finisher.finish(task, _CANCELLED, None, TaskCancelledError(f"task {task.id} was cancelled"))
+            if pending is not None:
+                await pending
 
     async def _let_dequeue_finish(self, in_dequeue: bool, limit_s: float) -> None:
         """A dequeue in flight may have leased tasks: let it finish (up to ``limit_s``) rather than cut it."""
