@@ -10,7 +10,7 @@ import grpc
 import pytest
 from conftest import ServeFactory, eventually
 from google.protobuf.any_pb2 import Any as AnyMessage
-from worker_core import RetentionPolicy, TaskContext, TaskManager, TaskStatus
+from worker_core import DurableTaskType, RetentionPolicy, TaskContext, TaskManager, TaskStatus
 from worker_core.durable import DurableTask, DurableTaskLease, TypedDurableRegistry
 from worker_core.errors import BackendUnavailableError
 from worker_core.testing import ForwardingBackend, InMemoryDurableBackend
@@ -233,3 +233,23 @@ async def test_get_task_reads_a_finished_durable_task_from_the_result_store(serv
         assert missing.value.code is grpc.StatusCode.NOT_FOUND
     finally:
         await tm.stop_now()
+
+
+async def test_stream_results_of_a_durable_task_another_node_runs(serve: ServeFactory) -> None:
+    """The node serving gRPC holds only the declaration; another node runs the task; the stream still ends."""
+    backend = InMemoryDurableBackend()
+    declared = DurableTaskType("send_email", SendEmailPayload)
+    front = TaskManager(tasks_per_second=None, durable_backend=backend, durable_handlers=[declared])
+    worker = TaskManager(tasks_per_second=None, durable_backend=backend, durable_handlers=durable_registry().handlers())
+    await front.start()
+    try:
+        client = (await serve(manager=front, handlers=durable_registry().handlers())).client()
+        task_id = await client.register_durable_task(email("far@example.com"))
+        assert not _known(front, task_id)  # this node never leases it
+        async with worker:
+            results = [r async for r in client.stream_results([task_id], close_on_completion=True, rpc_timeout=20)]
+        assert [(r.id, r.output, r.error) for r in results] == [(task_id, 'message_id: "msg-far@example.com"', "")]
+        info = await client.get_task(task_id)
+        assert (info.name, info.status) == ("send_email", "Completed")
+    finally:
+        await front.stop_now()

@@ -449,13 +449,20 @@ class TaskManager:
             raise TaskNotFoundError(f"task with ID {task_id} not found")
         return StoredTasks(store).handle(task_id)
 
-    async def durable_outcome(self, task_id: uuid.UUID) -> TaskOutcome | None:
+    async def durable_outcome(self, task_id: uuid.UUID, *, wait: float | timedelta | None = 0.0) -> TaskOutcome | None:
         """The stored outcome of a finished durable task (kept for ``durable_result_ttl``), or ``None``.
 
+        ``wait`` is how long to wait for it to be stored: ``0`` (default) not at all, ``None`` for as long as
+        it takes; ``None`` is returned when it passed first.
+
         Raises:
-            ConfigurationError: no durable backend, or one that stores no results.
+            ConfigurationError: no durable backend, one that stores no results, or a bad ``wait``.
         """
-        return await self._require_store().get_outcome(task_id)
+        store = self._require_store()
+        wait_s = None if wait is None else config_seconds(wait, "wait", allow_zero=True)
+        if wait_s == 0.0:
+            return await store.get_outcome(task_id)
+        return await store.wait_outcome(task_id, wait_s)
 
     async def recent_outcomes(self, queue: str = "", limit: int = DEFAULT_RECENT_OUTCOMES) -> list[TaskOutcome]:
         """The durable tasks of ``queue`` (default: the default queue) that finished last, newest first.

@@ -20,6 +20,7 @@ Semantics are go-worker's (spec §6.3-6.5) with its bugs fixed:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, final
 import grpc
 from worker_core import Task, TaskStatus
 from worker_core.durable import DurableTask
+from worker_core.durable.outcomes import ResultStoreBackend, TaskOutcome
 from worker_core.errors import ConfigurationError, TaskNotFoundError
 
 from . import _convert
@@ -227,6 +229,13 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
                     yield done
             if wanted and close and not pending:
                 return
+            elsewhere = [task_id for task_id in pending if not self._known(task_id)]
+            if elsewhere and self._stores_results():
+                # Tasks this node does not hold (durable tasks another node runs): their outcomes come from the
+                # backend's result store, raced against this node's own results.
+                async for response in self._merged(stream, principal, pending, elsewhere, close):
+                    yield response
+                return
             while (task := await stream.next()) is not None:
                 task_id = task.id
                 if wanted:
@@ -243,6 +252,62 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
         finally:
             self._fanout.close(stream)
 
+    def _known(self, task_id: uuid.UUID) -> bool:
+        try:
+            self._manager.get_task(task_id)
+        except TaskNotFoundError:
+            return False
+        return True
+
+    def _stores_results(self) -> bool:
+        manager = self._manager
+        return manager.durable and isinstance(manager.durable_backend(), ResultStoreBackend)
+
+    async def _merged(
+        self,
+        stream: Any,
+        principal: Principal,
+        pending: set[uuid.UUID],
+        elsewhere: Sequence[uuid.UUID],
+        close: bool,
+    ) -> AsyncIterator[pb.StreamResultsResponse]:
+        """This node's results for ``pending`` ids, and stored outcomes of the ``elsewhere`` ones, as they come."""
+        out: asyncio.Queue[pb.StreamResultsResponse | None] = asyncio.Queue()
+        async with asyncio.TaskGroup() as group:
+            feeders = [group.create_task(self._feed_local(stream, out))]
+            feeders += [group.create_task(self._feed_stored(task_id, principal, out)) for task_id in elsewhere]
+            try:
+                while (response := await out.get()) is not None:  # None: the manager stopped
+                    task_id = uuid.UUID(response.id)
+                    if task_id not in pending:
+                        continue
+                    pending.discard(task_id)
+                    yield response
+                    if close and not pending:
+                        return
+            finally:
+                for feeder in feeders:
+                    feeder.cancel()
+
+    @staticmethod
+    async def _feed_local(stream: Any, out: asyncio.Queue[pb.StreamResultsResponse | None]) -> None:
+        while (task := await stream.next()) is not None:
+            out.put_nowait(
+                pb.StreamResultsResponse(
+                    id=str(task.id), output=_convert.output_text(task.result), error=_convert.error_text(task.error)
+                )
+            )
+        out.put_nowait(None)
+
+    async def _feed_stored(
+        self, task_id: uuid.UUID, principal: Principal, out: asyncio.Queue[pb.StreamResultsResponse | None]
+    ) -> None:
+        outcome = await self._manager.durable_outcome(task_id, wait=None)
+        if outcome is None or not self._access.allows(principal, _STREAM_RESULTS, outcome.metadata.get(OWNER_KEY, "")):
+            return  # another principal's task: as if unknown
+        output, error = _stored_text(outcome)
+        out.put_nowait(pb.StreamResultsResponse(id=str(task_id), output=output, error=error))
+
     def _visible(self, task_id: uuid.UUID, principal: Principal, method: str) -> Task[Any]:
         """The task, if ``principal`` may call ``method`` on it; another principal's task is "not found"."""
         task = self._manager.get_task(task_id)
@@ -258,11 +323,7 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
             return None
         if outcome is None or not self._access.allows(principal, _GET_TASK, outcome.metadata.get(OWNER_KEY, "")):
             return None
-        output = error = ""
-        if outcome.status is TaskStatus.COMPLETED and not outcome.error_type:
-            output = outcome.result_text
-        else:
-            error = outcome.error_message or outcome.error_type or outcome.status.value
+        output, error = _stored_text(outcome)
         return pb.GetTaskResponse(
             id=str(task_id), name=outcome.handler, status=outcome.status.go_name, output=output, error=error
         )
@@ -383,3 +444,10 @@ def _with_trace(metadata: dict[str, str] | None, trace: dict[str, str]) -> dict[
     if metadata:
         merged.update(metadata)
     return merged
+
+
+def _stored_text(outcome: TaskOutcome) -> tuple[str, str]:
+    """``(output, error)`` of a stored outcome, as go-worker's GetTask and StreamResults carry them."""
+    if outcome.status is TaskStatus.COMPLETED and not outcome.error_type:
+        return outcome.result_text, ""
+    return "", outcome.error_message or outcome.error_type or outcome.status.value
