@@ -136,3 +136,18 @@ async def test_handles_and_lookups_without_a_result_store() -> None:
             await tm.durable_outcome(uuid.uuid4())
     with pytest.raises(ConfigurationError):
         TaskManager(durable_backend="memory://", durable_handlers=[job], durable_result_ttl=-1)
+
+
+async def test_durable_outcome_can_wait_for_the_outcome() -> None:
+    backend = InMemoryDurableBackend()
+    producer = TaskManager(durable_backend=backend, durable_handlers=[job])
+    task_id = await producer.register_durable_task(job.task(Job(n=4)))
+    assert await producer.durable_outcome(task_id) is None  # not finished: at once
+    assert await producer.durable_outcome(task_id, wait=0.01) is None  # not within the wait
+    waiting = asyncio.create_task(producer.durable_outcome(task_id, wait=None))
+    async with worker(backend), asyncio.timeout(GUARD):
+        outcome = await waiting
+    assert outcome is not None
+    assert outcome.value() == {"double": 8}
+    with pytest.raises(ConfigurationError):
+        await producer.durable_outcome(task_id, wait=-1)
