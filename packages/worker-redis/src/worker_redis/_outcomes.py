@@ -41,9 +41,10 @@ class _Session:
 
 
 class _Channel:
-    __slots__ = ("futures", "ready")
+    __slots__ = ("futures", "ready", "waiters")
 
     def __init__(self) -> None:
+        self.waiters = 0  # wait() calls on this channel (an entry lives while there is one)
         # Each resolves with the outcome published, or None: "subscribed (again): read the key".
         self.futures: set[asyncio.Future[TaskOutcome | None]] = set()
         self.ready = asyncio.Event()  # the subscription is confirmed on the live connection
@@ -81,6 +82,7 @@ class OutcomeWaiters:
         self._task: asyncio.Task[None] | None = None
         self._sharded = True
         self._closed = False
+        self._generation = 0  # bumped by aclose: a waiter woken after it gives up
         self.reconnects = 0
 
     def __len__(self) -> int:
@@ -102,6 +104,8 @@ class OutcomeWaiters:
             entry = self._channels[name] = _Channel()
             self._kick.set()
             self._ensure_running()
+        entry.waiters += 1
+        generation = self._generation
         loop = asyncio.get_running_loop()
         future: asyncio.Future[TaskOutcome | None] = loop.create_future()
         entry.futures.add(future)
@@ -115,15 +119,18 @@ class OutcomeWaiters:
                     got = await future
                     if got is not None:
                         return got
+                    if generation != self._generation:
+                        raise BackendUnavailableError(f"{self._where}: the backend is closed")
                     future = loop.create_future()  # (re)subscribed, or an unreadable message: read the key
                     entry.futures.add(future)
         except TimeoutError:
             return None
         finally:
+            entry.waiters -= 1
             entry.futures.discard(future)
             if not future.done():
                 future.cancel()
-            if not entry.futures and self._channels.get(name) is entry:
+            if not entry.waiters and self._channels.get(name) is entry:
                 if self._server is None:
                     del self._channels[name]  # no session: nothing subscribed on the server
                 else:
@@ -132,6 +139,7 @@ class OutcomeWaiters:
     async def aclose(self) -> None:
         """Stop the connection's task and fail every waiter with BackendUnavailableError."""
         self._closed = True
+        self._generation += 1
         self._kick.set()
         task, self._task = self._task, None
         if task is not None:
@@ -200,7 +208,7 @@ class OutcomeWaiters:
         self._server = None
         for name, entry in list(self._channels.items()):
             entry.ready.clear()
-            if not entry.futures:
+            if not entry.waiters:
                 del self._channels[name]
 
     async def _writer(self, conn: Any, session: _Session) -> None:
@@ -209,7 +217,7 @@ class OutcomeWaiters:
         while not (session.over or self._closed):  # (a flag too: never left to cancellation alone)
             self._kick.clear()
             for name, entry in list(self._channels.items()):
-                if not entry.futures:
+                if not entry.waiters:
                     del self._channels[name]  # nobody waits any more: unsubscribed below if it was subscribed
             want = set(self._channels)
             add = sorted(want - server)

@@ -8,7 +8,8 @@
 -- ARGV[3]  recent bound     ids kept per queue in P:recent:<queue>
 -- ARGV[4..] per lease, 6 values: id, queue, fencing token, attempts, outcome (JSON; "" = store none), ttl ms
 -- Touches: P:processing:<queue> (ZREM), P:task:<id> (DEL), P:ack:<request>; with an outcome also
--- P:result:<id> (SET PX), P:recent:<queue> (LPUSH, LTRIM, PEXPIRE) and the channel P:done:<id> (SPUBLISH, or
+-- P:result:<id> (SET PX), P:recent:<queue> (LPUSH, LTRIM, PEXPIRE when that
+-- lengthens its life: it outlives every outcome it lists) and the channel P:done:<id> (SPUBLISH, or
 -- PUBLISH on a server without sharded pub/sub).
 -- A lease is honoured only while its id is in the processing set and the hash still carries its token and
 -- attempts (a redelivery, by us or by go-worker, changes attempts; ours also changes the token).
@@ -44,7 +45,7 @@ for i = 4, #ARGV, 6 do
         redis.call('SET', p .. 'result:' .. id, outcome, 'PX', ttl)
         redis.call('LPUSH', rk, id)
         redis.call('LTRIM', rk, 0, bound - 1)
-        redis.call('PEXPIRE', rk, ttl)
+        if redis.call('PTTL', rk) < tonumber(ttl) then redis.call('PEXPIRE', rk, ttl) end
         local sent = redis.pcall('SPUBLISH', p .. 'done:' .. id, outcome)
         if type(sent) == 'table' and sent.err then redis.call('PUBLISH', p .. 'done:' .. id, outcome) end
       end
