@@ -260,3 +260,25 @@ async def _pubsub_clients(raw: Redis) -> list[Any]:
 def test_backend_rejects_a_bad_recent_bound(redis_srv: RedisServer) -> None:
     with pytest.raises(Exception, match="recent_outcomes"):
         RedisDurableBackend.from_url(redis_srv.url, recent_outcomes=0)
+
+
+async def test_large_outcomes_are_split_across_ack_calls_and_all_stored(make_backend: MakeBackend) -> None:
+    backend = await make_backend()
+    tasks = [task() for _ in range(4)]
+    await backend.enqueue_many(tasks)
+    leases = await backend.dequeue(4, 30)
+    calls: list[int] = []
+    send = backend._send_acks
+
+    async def counted(acks: Any) -> Any:
+        calls.append(len(acks))
+        return await send(acks)
+
+    backend._acks._send = counted
+    big = b'"' + b"x" * 600_000 + b'"'  # two of these exceed one call's outcome budget
+    outcomes = [outcome_of(le, result=big) for le in leases]
+    await asyncio.gather(*(backend.ack_with_outcome(le, o, 60) for le, o in zip(leases, outcomes, strict=True)))
+    assert sum(calls) == 4
+    assert len(calls) >= 3  # at most one 600 kB outcome per call (about 1 MiB of outcomes per call)
+    for outcome in outcomes:
+        assert await backend.get_outcome(outcome.id) == outcome
