@@ -187,7 +187,7 @@ async def test_corrupt_data_under_a_result_key_raises_payload_error(make_backend
     await backend.enqueue(good)
     assert good.id is not None
     waiting = asyncio.create_task(backend.wait_outcome(good.id, GUARD))
-    await asyncio.sleep(0.05)
+    await _until_subscribed(raw, backend.keys.done(str(good.id)))
     await raw.spublish(backend.keys.done(str(good.id)), b"garbage")
     [lease] = await backend.dequeue(1, 30)
     outcome = outcome_of(lease)
@@ -244,13 +244,25 @@ async def test_a_waiter_survives_a_lost_pub_sub_connection(make_backend: MakeBac
     assert backend._waiters.reconnects >= 1
 
 
-async def test_aclose_ends_waiters_with_a_typed_error(make_backend: MakeBackend) -> None:
+async def test_aclose_ends_waiters_with_a_typed_error(make_backend: MakeBackend, raw: Redis) -> None:
     backend = await make_backend()
-    waiting = asyncio.create_task(backend.wait_outcome(uuid.uuid4(), GUARD))
-    await asyncio.sleep(0.05)
+    task_id = uuid.uuid4()
+    waiting = asyncio.create_task(backend.wait_outcome(task_id, GUARD))
+    await _until_subscribed(raw, backend.keys.done(str(task_id)))
     await backend.aclose()
     with pytest.raises(BackendUnavailableError):
         await waiting
+
+
+async def _until_subscribed(raw: Redis, channel: str) -> None:
+    """Wait (polling the server, bounded) until someone is subscribed to the shard channel ``channel``."""
+    deadline = time.monotonic() + GUARD
+    while True:
+        [(_, count)] = await raw.pubsub_shardnumsub(channel)
+        if count:
+            return
+        assert time.monotonic() < deadline, f"nobody subscribed to {channel} within {GUARD}s"
+        await asyncio.sleep(0.005)
 
 
 async def _pubsub_clients(raw: Redis) -> list[Any]:
