@@ -107,10 +107,15 @@ async def _produce(producer: TaskManager, worker_log: Path) -> None:
 
     for n in range(40):
         await await_one(n)
-    acks = {}
-    for line in (await asyncio.to_thread(worker_log.read_text)).splitlines():
-        _, task_id, sent, done = line.split()
-        acks[uuid.UUID(task_id)] = (float(sent), float(done))
+    acks: dict[uuid.UUID, tuple[float, float]] = {}
+    deadline = time.monotonic() + GUARD
+    while not wakes.keys() <= acks.keys():  # the worker logs an ack once its reply is in: maybe after the wake
+        assert time.monotonic() < deadline, "the worker did not log every ack"
+        await asyncio.sleep(0.01)
+        for line in (await asyncio.to_thread(worker_log.read_text)).splitlines():
+            fields = line.split()
+            if len(fields) == 4:  # (a line being written is read again next time)
+                acks[uuid.UUID(fields[1])] = (float(fields[2]), float(fields[3]))
     after_sent = [(wakes[i] - acks[i][0]) * 1000 for i in wakes]
     after_done = [(wakes[i] - acks[i][1]) * 1000 for i in wakes]
     sys.stdout.write(
