@@ -22,7 +22,7 @@ from redis_helpers import MakeBackend, task
 from result_tasks import Job, job
 from worker_core import TaskManager, TaskStatus
 from worker_core.durable.outcomes import RemoteTaskError, TaskOutcome
-from worker_core.errors import BackendUnavailableError, PayloadError
+from worker_core.errors import BackendUnavailableError, ConfigurationError, PayloadError
 from worker_redis import RedisDurableBackend
 from worker_redis.testing import RedisServer
 
@@ -176,7 +176,7 @@ async def test_outcomes_expire_and_the_recent_list_is_newest_first_and_bounded(m
         assert time.monotonic() < deadline
         await asyncio.sleep(0.02)
     assert [o.id for o in await backend.recent_outcomes("bounded", 10)] == ids[:-3:-1]  # expired: left out
-    with pytest.raises(Exception, match="ttl"):
+    with pytest.raises(ConfigurationError, match="ttl"):
         await backend.ack_with_outcome(lease, outcome_of(lease), 0)
 
 
@@ -274,9 +274,12 @@ async def _pubsub_clients(raw: Redis) -> list[Any]:
     return [c for c in await raw.client_list() if int(c.get("ssub", 0) or 0) or int(c.get("sub", 0) or 0)]
 
 
-def test_backend_rejects_a_bad_recent_bound(redis_srv: RedisServer) -> None:
-    with pytest.raises(Exception, match="recent_outcomes"):
+def test_the_recent_bound_is_an_option_and_a_url_query_argument(redis_srv: RedisServer) -> None:
+    with pytest.raises(ConfigurationError, match="recent_outcomes"):
         RedisDurableBackend.from_url(redis_srv.url, recent_outcomes=0)
+    with pytest.raises(ConfigurationError, match="recent_outcomes"):
+        RedisDurableBackend.from_url(f"{redis_srv.url}?recent_outcomes=x")
+    assert RedisDurableBackend.from_url(f"{redis_srv.url}?recent_outcomes=7")._recent_limit == 7
 
 
 async def test_large_outcomes_are_split_across_ack_calls_and_all_stored(make_backend: MakeBackend) -> None:
