@@ -160,9 +160,9 @@ class RedisDurableBackend:
         """A backend for ``redis://`` or ``rediss://`` ``url``; connects lazily (see :meth:`connect`).
 
         User, password and TLS come from the URL (``rediss://user:pass@host:6380/0``). The query may set
-        ``prefix``, ``default_queue``, ``batch_size``, ``recent_outcomes``, ``rate_limit=<rate>/<burst>``, ``leader_lock``
-        (seconds) and ``cluster=1|0`` (absent: a Cluster node is detected at connect); other query
-        arguments go to redis-py. Keyword ``options`` win over the query; ``client_options`` (a dict)
+        ``prefix``, ``default_queue``, ``batch_size``, ``recent_outcomes``, ``rate_limit=<rate>/<burst>``,
+        ``leader_lock`` (seconds) and ``cluster=1|0`` (absent: a Cluster node is detected at connect); other
+        query arguments go to redis-py. Keyword ``options`` win over the query; ``client_options`` (a dict)
         goes to redis-py's ``from_url``.
 
         Raises:
