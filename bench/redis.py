@@ -7,7 +7,10 @@ versions that conflict with ours), one worker process with concurrency 16. Figur
 * end to end: a worker running, 10,000 tasks enqueued (100 calls in flight, or batches of 100), first enqueue
   to last completion, plus the Redis commands the whole flow spent per task;
 * pickup latency, enqueue to the handler's first line, p50 and p99, for 1,000 tasks at 200/s to an idle worker;
-* ``redis-benchmark`` on the same server as the ceiling.
+* ``redis-benchmark`` on the same server as the ceiling;
+* worker-redis's result store (``_peers/results.py``): end-to-end throughput with outcomes stored against the same
+  run with ``durable_result_ttl=None``, and a producer's ``await handle.result()`` p50/p99 after the worker (another
+  process) acked. ``BENCH_RESULTS=0`` skips it.
 
 Run: ``uv run --no-sync python bench/redis.py`` (or ``nox -s bench -- bench/redis.py``). ``BENCH_N`` and
 ``BENCH_TRICKLE`` shrink the sizes, ``BENCH_LIBS=worker,arq`` picks libraries, ``BENCH_ROUNDS`` repeats.
@@ -124,6 +127,7 @@ def main() -> None:
             for lib in libs:
                 results[lib].append(run_lib(lib, server.url))
                 print(f"# {lib}: {json.dumps(results[lib][-1])}", flush=True)
+        stored = run_results(server.url) if "worker" in libs and os.environ.get("BENCH_RESULTS", "1") != "0" else None
     print(f"\nPython {platform.python_version()}, redis-server {redis_version()}, {os.cpu_count()} CPUs")
     for lib in libs:
         print(f"- {lib}: {versions(lib)}")
@@ -141,10 +145,34 @@ def main() -> None:
             f"{_fmt(best['e2e']['commands_per_task'], 1)} | {_trips(best)} | {_fmt(best['latency_p50_ms'], 2)} | "
             f"{_fmt(best['latency_p99_ms'], 2)} |"
         )
+    if stored:
+        print(
+            f"\nworker-redis result store: end to end {stored['e2e_stored_per_s']:,.0f}/s with outcomes stored, "
+            f"{stored['e2e_off_per_s']:,.0f}/s with durable_result_ttl=None ({stored['ratio']:.2f}x); "
+            f"handle.result() woken p50 {stored['wake_p50_ms']:.2f} ms, p99 {stored['wake_p99_ms']:.2f} ms after the "
+            f"worker's ack returned (p50 {stored['wake_after_send_p50_ms']:.2f} ms after it was sent), "
+            f"{stored['samples']} tasks"
+        )
     if ceiling:
         print(
             "\nredis-benchmark (-c 16, 200,000 requests): " + ", ".join(f"{k} {v:,.0f}/s" for k, v in ceiling.items())
         )
+
+
+def run_results(url: str) -> dict[str, Any]:
+    """The result store's figures (``_peers/results.py drive``), in this interpreter (worker-redis only)."""
+    out = subprocess.run(
+        [sys.executable, str(PEERS_DIR / "results.py"), "drive", url],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"result store bench failed:\n{out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"# results: {json.dumps(result)}", flush=True)
+    return result
 
 
 def redis_version() -> str:

@@ -134,7 +134,7 @@ async def test_a_re_sent_enqueue_or_ack_answers_as_the_first_run_did(make_backen
     assert await backend._s.enqueue(keys, args) == [1]  # not "already exists"
     assert await backend._s.enqueue(keys, [*args[:3], "request-2", *args[4:]]) == [0]  # a new call: a duplicate
     [lease] = await backend.dequeue(1, 30)
-    ack: list[Any] = [p, "ack-1", lease.lease_id, "default", lease.token, lease.attempts]
+    ack: list[Any] = [p, "ack-1", 100, lease.lease_id, "default", lease.token, lease.attempts, "", ""]
     assert await backend._s.ack((backend.keys.queues,), ack) == [1]
     assert await backend._s.ack((backend.keys.queues,), ack) == [1]  # not a false "lease lost"
     assert await raw.exists(backend.keys.task(str(one.id))) == 0

@@ -9,8 +9,9 @@ import pytest
 from google.protobuf.wrappers_pb2 import StringValue
 from redis.asyncio.cluster import RedisCluster
 from redis_helpers import task, until
-from worker_core import TaskContext, TaskManager
+from worker_core import TaskContext, TaskManager, TaskStatus
 from worker_core.durable import DurableHandlerSpec, DurableTask
+from worker_core.durable.outcomes import TaskOutcome
 from worker_core.errors import LeaseLostError
 from worker_redis import Keys, RedisDurableBackend
 from worker_redis.testing import RedisClusterServers, prefixes_per_master
@@ -90,3 +91,30 @@ async def test_task_manager_on_a_cluster(cluster: RedisClusterServers) -> None:
     finally:
         await backend.aclose()
     assert sorted(done, key=int) == [str(n) for n in range(20)]
+
+
+@pytest.mark.parametrize("prefix", prefixes_per_master("res"))
+async def test_the_result_store_on_a_cluster(cluster: RedisClusterServers, prefix: str) -> None:
+    """Outcomes are stored, listed and waited for on every master: SPUBLISH in the script, SSUBSCRIBE on its shard."""
+    waiter = RedisDurableBackend.from_url(cluster.url, prefix=prefix)
+    worker = RedisDurableBackend.from_url(cluster.url, prefix=prefix)
+    try:
+        await waiter.connect()
+        ok, bad = task(), task()
+        await worker.enqueue_many([ok, bad])
+        assert ok.id is not None
+        assert bad.id is not None
+        waiting = asyncio.create_task(waiter.wait_outcome(ok.id, 30))
+        leases = {le.lease_id: le for le in await worker.dequeue(2, 30)}
+        done = TaskOutcome(id=ok.id, handler="h", queue="default", status=TaskStatus.COMPLETED, result=b"7")
+        failed = TaskOutcome(id=bad.id, handler="h", queue="default", status=TaskStatus.FAILED, error_type="E")
+        await asyncio.sleep(0.05)  # usually subscribed by now; the key read covers it either way
+        await worker.ack_with_outcome(leases[str(ok.id)], done, 60)
+        await worker.fail_with_outcome(leases[str(bad.id)], "E: no", failed, 60)
+        async with asyncio.timeout(30):
+            assert await waiting == done
+            assert await waiter.wait_outcome(bad.id, 30) == failed
+        assert [o.id for o in await waiter.recent_outcomes("default", 10)] == [bad.id, ok.id]
+    finally:
+        await waiter.aclose()
+        await worker.aclose()

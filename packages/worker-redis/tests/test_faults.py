@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis_helpers import until
 from worker_core import TaskContext, TaskManager
 from worker_core.durable import DurableHandlerSpec, DurableTask, DurableTaskLease
+from worker_core.durable.outcomes import TaskOutcome
 from worker_core.errors import BackendUnavailableError, LeaseLostError
 from worker_redis import Keys, RedisDurableBackend
 from worker_redis._records import now_ms
@@ -307,8 +308,14 @@ class RecordingBackend(RedisDurableBackend):
     acks: list[tuple[str, str]]
 
     async def ack(self, lease: DurableTaskLease) -> None:
+        await self._record(lease, super().ack(lease))
+
+    async def ack_with_outcome(self, lease: DurableTaskLease, outcome: TaskOutcome, ttl: float) -> None:
+        await self._record(lease, super().ack_with_outcome(lease, outcome, ttl))
+
+    async def _record(self, lease: DurableTaskLease, call: Awaitable[None]) -> None:
         try:
-            await super().ack(lease)
+            await call
         except LeaseLostError:
             self.acks.append((lease.lease_id, "lost"))
             raise

@@ -6,8 +6,8 @@ everywhere (``?prefix=`` included).
 
 The backend's options may ride in the URL's query (so ``TaskManager(durable_backend="redis://...")`` can
 set them): ``prefix``, ``default_queue``, ``batch_size``, ``cluster`` (``1``/``0``; absent: detected),
-``rate_limit`` (``<rate>/<burst>``), ``leader_lock`` (seconds), ``extra_deliveries`` and ``queues``
-(``a,b``: lease only from these). Every other query argument goes to
+``rate_limit`` (``<rate>/<burst>``), ``leader_lock`` (seconds), ``extra_deliveries``, ``recent_outcomes`` and
+``queues`` (``a,b``: lease only from these). Every other query argument goes to
 redis-py. Nothing here does I/O.
 """
 
@@ -25,7 +25,17 @@ from worker_core.errors import ConfigurationError
 __all__ = ("UrlOptions", "default_client_options", "make_client", "parse_url")
 
 _OURS = frozenset(
-    {"prefix", "default_queue", "batch_size", "cluster", "rate_limit", "leader_lock", "extra_deliveries", "queues"}
+    {
+        "prefix",
+        "default_queue",
+        "batch_size",
+        "cluster",
+        "rate_limit",
+        "leader_lock",
+        "extra_deliveries",
+        "queues",
+        "recent_outcomes",
+    }
 )
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -81,7 +91,7 @@ def parse_url(url: object) -> UrlOptions:
             cluster = low in _TRUE
         elif key in ("prefix", "default_queue"):
             ours[key] = value
-        elif key in ("batch_size", "extra_deliveries"):
+        elif key in ("batch_size", "extra_deliveries", "recent_outcomes"):
             ours[key] = _number(key, value, int)
         elif key == "queues":  # queues=a,b: lease only from these (repeatable)
             ours[key] = [*ours.get(key, []), *(q.strip() for q in value.split(",") if q.strip())]

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 from redis import exceptions as rex
+from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, TaskOutcome
 from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease
 from worker_core.errors import (
     BackendUnavailableError,
@@ -20,13 +21,15 @@ from worker_core.errors import (
     DurableTaskExistsError,
     LeaseLostError,
     PartialEnqueueError,
+    PayloadError,
     WorkerError,
 )
 
-from ._acks import AckBatcher
+from ._acks import AckBatcher, PendingAck
 from ._connect import make_client, parse_url
 from ._errors import redis_errors, translate
 from ._leader import LeaderLock
+from ._outcomes import OutcomeWaiters
 from ._records import TASK_WIDTH, TRACEBACK_LIMIT, enqueue_args, now_ms, parse_leases
 from .keys import DEFAULT_PREFIX, DEFAULT_QUEUE, Keys, normalize_queue
 from .scripts import BackendScripts
@@ -66,11 +69,16 @@ class RedisDurableBackend:
         extra_deliveries: deliveries a task may have beyond ``retries + 1`` without being settled (its worker
             died, or lost the lease) before the dequeue script dead-letters it with reason "delivery limit".
         queues: lease only from these queues (``None``: from every queue); enqueue is not limited.
+        recent_outcomes: finished tasks listed per queue at most (``P:recent:<queue>``, result store).
         where: how errors name the server (``redis at host:port``); never includes a password.
 
     Every state change is one Lua script (``worker_redis/lua``). A lease carries a fencing token:
     ``ack``/``nack``/``fail``/``extend``/``release`` of a lease that expired and was handed out again
     raise :class:`~worker_core.errors.LeaseLostError` and change nothing.
+
+    It is a result store (``ResultStoreBackend``): ``ack_with_outcome`` / ``fail_with_outcome`` store the
+    outcome in the settling script call itself, and ``wait_outcome`` is woken through one shared pub/sub
+    connection (see the README's "Result store").
     """
 
     def __init__(
@@ -85,6 +93,7 @@ class RedisDurableBackend:
         leader_lock: float | None = None,
         extra_deliveries: int = DEFAULT_EXTRA_DELIVERIES,
         queues: Sequence[str] | None = None,
+        recent_outcomes: int = DEFAULT_RECENT_OUTCOMES,
         where: str = "redis",
     ) -> None:
         if client is None:
@@ -111,6 +120,9 @@ class RedisDurableBackend:
         if queues is not None and (isinstance(queues, str) or not all(isinstance(q, str) for q in queues)):
             raise ConfigurationError(f"queues must be a sequence of queue names, not {queues!r}")
         self.queues: tuple[str, ...] | None = None if queues is None else tuple(normalize_queue(q) for q in queues)
+        if not _positive_int(recent_outcomes):
+            raise ConfigurationError(f"recent_outcomes must be a positive int, not {recent_outcomes!r}")
+        self._recent_limit = recent_outcomes
         self._node_info: dict[str, object] = {}  # set by register_node: this node heartbeats
         self._node_held: Any = None
         self._backlog: dict[str, tuple[int, float]] = {}
@@ -130,6 +142,9 @@ class RedisDurableBackend:
         self._connected = False
         self._connect_lock: asyncio.Lock | None = None
         self._bind(client)
+        self._waiters = OutcomeWaiters(
+            self._pubsub_connection, self.get_outcome, self._done_channel, where, refresh=self._refresh_slots
+        )
 
     def _bind(self, client: Any) -> None:
         self.client = client
@@ -145,9 +160,9 @@ class RedisDurableBackend:
         """A backend for ``redis://`` or ``rediss://`` ``url``; connects lazily (see :meth:`connect`).
 
         User, password and TLS come from the URL (``rediss://user:pass@host:6380/0``). The query may set
-        ``prefix``, ``default_queue``, ``batch_size``, ``rate_limit=<rate>/<burst>``, ``leader_lock``
-        (seconds) and ``cluster=1|0`` (absent: a Cluster node is detected at connect); other query
-        arguments go to redis-py. Keyword ``options`` win over the query; ``client_options`` (a dict)
+        ``prefix``, ``default_queue``, ``batch_size``, ``recent_outcomes``, ``rate_limit=<rate>/<burst>``,
+        ``leader_lock`` (seconds) and ``cluster=1|0`` (absent: a Cluster node is detected at connect); other
+        query arguments go to redis-py. Keyword ``options`` win over the query; ``client_options`` (a dict)
         goes to redis-py's ``from_url``.
 
         Raises:
@@ -205,6 +220,7 @@ class RedisDurableBackend:
     async def aclose(self) -> None:
         """Flush pending acks, leave the node list, give up the leader lock, close the client if built here."""
         await self._acks.drain()
+        await self._waiters.aclose()
         if self._node_info and self._connected:
             with contextlib.suppress(WorkerError):
                 await self.unregister_node()
@@ -389,12 +405,12 @@ class RedisDurableBackend:
         """
         await self._acks.ack(lease)
 
-    async def _send_acks(self, leases: Sequence[DurableTaskLease]) -> Sequence[int]:
+    async def _send_acks(self, acks: Sequence[PendingAck]) -> Sequence[int]:
         if not self._connected:
             await self.connect()
-        args: list[Any] = [self._p, secrets.token_hex(8)]
-        for lease in leases:
-            args += (lease.lease_id, lease.task.queue, lease.token, lease.attempts)
+        args: list[Any] = [self._p, secrets.token_hex(8), self._recent_limit]
+        for lease, outcome, ttl_ms in acks:
+            args += (lease.lease_id, lease.task.queue, lease.token, lease.attempts, outcome, ttl_ms)
         try:
             result: Sequence[int] = await self._s.ack(self._ack_keys, args)
         except _REDIS_ERRORS as exc:
@@ -419,12 +435,117 @@ class RedisDurableBackend:
         Raises:
             LeaseLostError: the lease expired and the task was handed out again (nothing changed).
         """
+        await self._fail(lease, error, b"", 0)
+
+    async def _fail(self, lease: DurableTaskLease, error: str, outcome: bytes, ttl_ms: int) -> None:
         queue = lease.task.queue
-        keys = (self.keys.processing(queue), self.keys.ready(queue), self.keys.dead, self.keys.task(lease.lease_id))
+        k = self.keys
+        task_id = lease.lease_id
+        keys = (k.processing(queue), k.ready(queue), k.dead, k.task(task_id), k.result(task_id), k.recent(queue))
         kind = str(getattr(error, "error_type", "") or "")
         trace = str(getattr(error, "traceback", "") or "")[-TRACEBACK_LIMIT:]
-        args = (lease.lease_id, lease.token, lease.attempts, now_ms(), str(error), kind, trace)
+        args: tuple[Any, ...] = (task_id, lease.token, lease.attempts, now_ms(), str(error), kind, trace)
+        args += (outcome, ttl_ms, self._recent_limit, k.done(task_id))
         await self._fenced(self._s.fail, keys, args)
+
+    # -- result store (ResultStoreBackend) -----------------------------------------------------------
+    async def ack_with_outcome(self, lease: DurableTaskLease, outcome: TaskOutcome, ttl: float) -> None:
+        """``ack`` and store ``outcome`` for ``ttl`` seconds, in the same (batched) ack script call.
+
+        The outcome is written to ``P:result:<id>``, its id pushed on ``P:recent:<queue>`` and published on
+        ``P:done:<id>`` only when the lease is honoured.
+
+        Raises:
+            LeaseLostError: the lease expired and the task was handed out again (nothing changed or stored).
+        """
+        await self._acks.ack(lease, outcome.encode(), _ttl_ms(ttl))
+
+    async def fail_with_outcome(self, lease: DurableTaskLease, error: str, outcome: TaskOutcome, ttl: float) -> None:
+        """``fail`` (dead-letter) and store ``outcome`` for ``ttl`` seconds, in the same script call.
+
+        Raises:
+            LeaseLostError: the lease expired and the task was handed out again (nothing changed or stored).
+        """
+        await self._fail(lease, error, outcome.encode(), _ttl_ms(ttl))
+
+    async def get_outcome(self, task_id: uuid.UUID) -> TaskOutcome | None:
+        """The stored outcome of ``task_id``, or ``None`` (unknown, not finished, or expired).
+
+        Raises:
+            PayloadError: ``P:result:<id>`` holds something that is not an outcome (corrupt or foreign data).
+        """
+        if not self._connected:
+            await self.connect()
+        try:
+            data = await self.client.get(self.keys.result(str(task_id)))
+        except _REDIS_ERRORS as exc:
+            raise translate(exc, self.where) from exc
+        return None if data is None else TaskOutcome.decode(data)
+
+    async def wait_outcome(self, task_id: uuid.UUID, max_wait: float | None) -> TaskOutcome | None:
+        """The outcome of ``task_id`` as soon as it is stored (at once if it is); ``None`` after ``max_wait`` s.
+
+        Woken by the message the storing script publishes, through the backend's one pub/sub connection (no
+        polling); ``max_wait=None`` waits without a limit.
+
+        Raises:
+            PayloadError: ``P:result:<id>`` holds something that is not an outcome.
+            BackendUnavailableError: the backend was closed meanwhile, or the key could not be read.
+        """
+        if not self._connected:
+            await self.connect()
+        if max_wait is not None and max_wait <= 0:
+            return await self.get_outcome(task_id)
+        return await self._waiters.wait(task_id, max_wait)
+
+    async def recent_outcomes(self, queue: str, limit: int) -> list[TaskOutcome]:
+        """Up to ``limit`` outcomes of tasks of ``queue`` that finished most recently, newest first.
+
+        Two reads (``LRANGE`` of ``P:recent:<queue>``, one ``MGET``); expired outcomes are left out, and so is
+        an entry that does not decode (logged).
+        """
+        if limit <= 0:
+            return []
+        if not self._connected:
+            await self.connect()
+        queue = normalize_queue(queue, self._default_queue)
+        try:
+            raw_ids = await self.client.lrange(self.keys.recent(queue), 0, self._recent_limit - 1)
+            ids = list(dict.fromkeys(raw.decode(errors="replace") for raw in raw_ids))
+            values = await self.client.mget([self.keys.result(i) for i in ids]) if ids else []
+        except _REDIS_ERRORS as exc:
+            raise translate(exc, self.where) from exc
+        out: list[TaskOutcome] = []
+        for task_id, data in zip(ids, values, strict=True):
+            if data is None:
+                continue
+            try:
+                outcome = TaskOutcome.decode(data)
+            except PayloadError as exc:
+                logger.warning("outcome of durable task %r left out of the recent list: %s", task_id, exc)
+                continue
+            if outcome.queue == queue:
+                out.append(outcome)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def _done_channel(self, task_id: uuid.UUID) -> bytes:
+        return self.keys.done(str(task_id)).encode()
+
+    def _pubsub_connection(self) -> Any:
+        """A new, unconnected connection to the server holding this deployment's slot (its channels too)."""
+        client = self.client
+        if _is_cluster(client):
+            node = client.get_node_from_key(self.keys.queues)
+            return node.connection_class(**node.connection_kwargs)
+        pool = client.connection_pool
+        return pool.connection_class(**pool.connection_kwargs)
+
+    async def _refresh_slots(self) -> None:
+        if _is_cluster(self.client):
+            with contextlib.suppress(*_REDIS_ERRORS):
+                await self.client.nodes_manager.initialize()
 
     async def extend(self, lease: DurableTaskLease, duration: float) -> None:
         """Push the lease's expiry to now + ``duration`` seconds (``<= 0``: 30 s, as go-worker).
@@ -555,4 +676,21 @@ class RedisDurableBackend:
 
     def statistics(self) -> dict[str, Any]:
         """Debugging figures: the smooth-WRR state, the next due time seen, pending acks."""
-        return {"wrr": dict(self._wrr), "next_ms": self._next_ms, "pending_acks": len(self._acks)}
+        return {
+            "wrr": dict(self._wrr),
+            "next_ms": self._next_ms,
+            "pending_acks": len(self._acks),
+            "outcome_waits": len(self._waiters),
+        }
+
+
+def _ttl_ms(ttl: float) -> int:
+    if not (ttl > 0 and math.isfinite(ttl)):
+        raise ConfigurationError(f"result ttl must be a positive number of seconds, not {ttl!r}")
+    return max(1, int(ttl * 1000))
+
+
+def _is_cluster(client: Any) -> bool:
+    from redis.asyncio.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)

@@ -22,6 +22,11 @@ key                           type    content
                                       call re-sent after a lost reply returns the same leases
 ``P:enqueue:<request>``       STRING  ours: an enqueue call's result, kept 60 s for a re-sent call
 ``P:ack:<request>``           STRING  ours: an ack call's result, kept 60 s for a re-sent call
+``P:result:<uuid>``           STRING  ours: a finished task's outcome (``TaskOutcome`` JSON), ``PX`` its TTL;
+                                      written by the ack or fail script that settled the task
+``P:recent:<queue>``          LIST    ours: ids of the queue's latest outcomes, newest at the head, trimmed to
+                                      the backend's bound; expires with the latest outcome's TTL
+``P:done:<uuid>``             channel ours: the outcome, published (``SPUBLISH``) when it is stored
 ``prefix:global_rate``        HASH    cluster-wide token bucket (go-worker: raw prefix, no braces)
 ``prefix:leader``             STRING  leader lock owner (go-worker: raw prefix, no braces)
 ============================  ======  ==============================================================
@@ -140,6 +145,18 @@ class Keys:
     def node(self, node_id: str) -> str:
         """HASH describing one worker node (ours)."""
         return f"{self.prefix}:node:{node_id}"
+
+    def result(self, task_id: str) -> str:
+        """STRING: the stored outcome of one finished task (ours)."""
+        return f"{self.prefix}:result:{task_id}"
+
+    def recent(self, queue: str) -> str:
+        """LIST of the ids of the latest outcomes of ``queue``, newest first (ours)."""
+        return f"{self.prefix}:recent:{queue}"
+
+    def done(self, task_id: str) -> str:
+        """Pub/sub channel on which the outcome of one task is published when stored (ours)."""
+        return f"{self.prefix}:done:{task_id}"
 
     @property
     def global_rate(self) -> str:

@@ -1,9 +1,12 @@
--- fail.lua: the task failed for good: dead-letter it with the reason (go-worker's fail, fenced).
+-- fail.lua: the task failed for good: dead-letter it with the reason (go-worker's fail, fenced), storing its
+-- outcome.
 --
 -- KEYS[1]  P:processing:<queue>  ZSET
 -- KEYS[2]  P:ready:<queue>       ZSET
 -- KEYS[3]  P:dead                LIST  LPUSH: the newest failure is at the head
 -- KEYS[4]  P:task:<id>           HASH  kept (payload included) for replay
+-- KEYS[5]  P:result:<id>         STRING  the outcome (ours), PX ttl
+-- KEYS[6]  P:recent:<queue>      LIST  ids of recent outcomes (ours), newest at the head, bounded
 -- ARGV[1]  id
 -- ARGV[2]  fencing token
 -- ARGV[3]  attempts              of the lease
@@ -11,10 +14,15 @@
 -- ARGV[5]  error text            last_error
 -- ARGV[6]  error type            error_type (ours; "" when unknown)
 -- ARGV[7]  traceback             error_traceback (ours, bounded by the caller; "" when none)
--- Touches: the four keys above.
+-- ARGV[8]  outcome               JSON ("" or absent: store none)
+-- ARGV[9]  ttl ms                of the outcome
+-- ARGV[10] recent bound          ids kept in KEYS[6]
+-- ARGV[11] channel               P:done:<id>: SPUBLISH (or PUBLISH without sharded pub/sub) the outcome there
+-- Touches: the keys above and the channel.
 -- Safe to run twice: when the task is in neither the processing nor the ready set and its hash still carries
--- this lease's token and attempts and a failed_at_ms, this lease's own fail already ran: 1, nothing changed.
--- Returns 1, or 0 when the lease is lost (nothing changed).
+-- this lease's token and attempts and a failed_at_ms, this lease's own fail already ran: 1, nothing changed
+-- (the outcome is not stored again).
+-- Returns 1, or 0 when the lease is lost (nothing changed, nothing stored).
 local f = redis.pcall('HMGET', KEYS[4], 'lease_token', 'attempts', 'failed_at_ms')
 if f.err or f[1] ~= ARGV[2] or f[2] ~= ARGV[3] then return 0 end
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
@@ -26,4 +34,13 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[4], 'last_error', ARGV[5], 'failed_at_ms', ARGV[4], 'updated_at_ms', ARGV[4],
   'error_type', ARGV[6] or '', 'error_traceback', ARGV[7] or '', 'dead_reason', 'failed')
 redis.call('LPUSH', KEYS[3], ARGV[1])
+local outcome = ARGV[8]
+if outcome and outcome ~= '' then
+  redis.call('SET', KEYS[5], outcome, 'PX', ARGV[9])
+  redis.call('LPUSH', KEYS[6], ARGV[1])
+  redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[10]) - 1)
+  if redis.call('PTTL', KEYS[6]) < tonumber(ARGV[9]) then redis.call('PEXPIRE', KEYS[6], ARGV[9]) end
+  local sent = redis.pcall('SPUBLISH', ARGV[11], outcome)
+  if type(sent) == 'table' and sent.err then redis.call('PUBLISH', ARGV[11], outcome) end
+end
 return 1
