@@ -115,8 +115,18 @@ def test_worker_runs_imported_tasks_serves_grpc_and_finishes_its_task_on_sigterm
             assert "Traceback" not in rest
             assert target.ok("durable", "stats", "--json").count('"processing":0') == 2
             assert json.loads(target.ok("durable", "stats", "--json"))["total_ready"] == 0
-            # Every task acked and deleted; what is left are the calls' request records, which expire by themselves.
-            left = {key for key in target.state() if not any(part in key for part in (b":ack:", b":dequeue:"))}
+            # Every task acked and deleted; what is left are the calls' request records, which expire by themselves,
+            # and the result store: one outcome per task (kept for the manager's durable_result_ttl) and the
+            # per-queue lists of recent outcomes.
+            state = set(target.state())
+            results = {key for key in state if b":result:" in key}
+            assert len(results) == 4
+            assert {key for key in state if b":recent:" in key} == {
+                target.keys.prefix.encode() + b":recent:default",
+                target.keys.prefix.encode() + b":recent:slow",
+            }
+            kept = (b":ack:", b":dequeue:", b":result:", b":recent:")
+            left = {key for key in state if not any(part in key for part in kept)}
             assert left <= {target.keys.queues.encode()}
         finally:
             target.r.close()
