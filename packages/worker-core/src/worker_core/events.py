@@ -149,8 +149,11 @@ class EventPipeline:
             _notify(callback, count)
 
     def schedule_tick(self, schedule: str, outcome: str) -> None:
-        """A schedule's tick was fired (``"fired"``) or skipped (``"paused"``, ``"not_accepting"``, ``"failed"``,
-        ``"duplicate"``: another node fired it, ``"late"``) on this node (instrumentation only)."""
+        """A schedule's tick was fired or skipped on this node (instrumentation only).
+
+        ``outcome``: ``"fired"``, or ``"paused"``, ``"not_accepting"``, ``"failed"``, ``"duplicate"`` (another
+        node fired it), ``"late"``.
+        """
         for callback in self._schedule_tick:
             _notify(callback, schedule, outcome)
 

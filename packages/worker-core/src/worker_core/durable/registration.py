@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, final
 from worker_core._many import register_each, rejected
 from worker_core.errors import DurableTaskExistsError, HandlerNotFoundError, InvalidTaskError, PayloadError
 from worker_core.options import is_plain_int, to_seconds
-
 from worker_core.schedules.types import ScheduleBackend, TickResult
 
 from .types import BatchEnqueueBackend, DurableTask

@@ -92,7 +92,9 @@ class Entry:
         """Queue a tick to fire; False (and the tick skipped) when too many wait already."""
         if len(self.pending) >= _PENDING_CAP:
             self.skipped += 1
-            logger.warning("schedule %r: %d ticks wait to fire already; tick %s skipped", self.name, _PENDING_CAP, tick_ms)
+            logger.warning(
+                "schedule %r: %d ticks wait to fire already; tick %s skipped", self.name, _PENDING_CAP, tick_ms
+            )
             return False
         self.pending.append((tick_ms, manual))
         return True
@@ -137,7 +139,7 @@ async def fire(
         if me is not None and me.cancelling():
             raise
         return _failed(entry, event("failed", error=_describe(exc)), exc)
-    except BaseException as exc:  # noqa: BLE001 - a factory's failure, whatever it is, is this tick's only
+    except BaseException as exc:
         return _failed(entry, event("failed", error=_describe(exc)), exc)
     kind = DurableTask if entry.durable else Task
     if not isinstance(made, kind):
@@ -182,7 +184,6 @@ async def fire(
 def _failed(entry: Entry, event: ScheduleEvent, exc: BaseException | None) -> ScheduleEvent:
     logger.error("schedule %r: tick %s failed: %s", entry.name, event.tick_ms, event.error, exc_info=exc)
     return event
-
 
 
 def job_factory(job: Callable[[], Any]) -> tuple[str, Factory]:

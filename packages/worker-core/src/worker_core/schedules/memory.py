@@ -37,7 +37,9 @@ class MemoryScheduleState:
         self._records: dict[str, ScheduleRecord] = {}
         self._events: dict[str, deque[ScheduleEvent]] = {}
 
-    def tick(self, schedule: str, tick_ms: int, ttl: float, store: Callable[[], bool], event: ScheduleEvent) -> TickResult:
+    def tick(
+        self, schedule: str, tick_ms: int, ttl: float, store: Callable[[], bool], event: ScheduleEvent
+    ) -> TickResult:
         """Check the pause flag and the marker, then ``store()`` (False: the task id existed), all at once."""
         now = self._now()
         self._prune(now)
@@ -65,13 +67,16 @@ class MemoryScheduleState:
         return len(self._markers)
 
     def publish(self, records: Sequence[ScheduleRecord]) -> None:
+        """Keep ``records`` by name (a later one replaces an earlier one)."""
         for record in records:
             self._records[record.name] = record
 
     def listed(self) -> list[ScheduleRecord]:
+        """Every published record, by name."""
         return [self._records[name] for name in sorted(self._records)]
 
     def states(self, names: Sequence[str]) -> dict[str, ScheduleState]:
+        """Paused flag, last tick and last event of each of ``names``."""
         out: dict[str, ScheduleState] = {}
         for name in names:
             events = self._events.get(name)
@@ -79,15 +84,18 @@ class MemoryScheduleState:
         return out
 
     def set_paused(self, name: str, paused: bool) -> None:
+        """Pause or resume ``name``."""
         if paused:
             self._paused.add(name)
         else:
             self._paused.discard(name)
 
     def request_run(self, name: str) -> None:
+        """Ask for one run of ``name``."""
         self._runs.add(name)
 
     def take_runs(self, names: Sequence[str]) -> list[str]:
+        """Remove and return the requests pending for ``names``."""
         if not self._runs:
             return []
         taken = [name for name in names if name in self._runs]
@@ -104,4 +112,5 @@ class MemoryScheduleState:
             events.pop()
 
     def events(self, name: str, limit: int) -> list[ScheduleEvent]:
+        """The newest ``limit`` events of ``name``."""
         return list(self._events.get(name, ()))[: max(0, limit)]

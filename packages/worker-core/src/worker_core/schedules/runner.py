@@ -70,6 +70,7 @@ class ScheduleRunner:
     # ------------------------------------------------------------------------------------ registration
 
     def now_ms(self) -> int:
+        """The schedules' clock, in epoch ms."""
         return int(self._clock() * 1000)
 
     def register(
@@ -126,9 +127,11 @@ class ScheduleRunner:
         return True
 
     def names(self) -> list[str]:
+        """The registered schedules' names."""
         return list(self._entries)
 
     def entry(self, name: str) -> Entry:
+        """The schedule ``name``; raises ScheduleNotFoundError."""
         entry = self._entries.get(name)
         if entry is None:
             raise ScheduleNotFoundError(f"no schedule named {name!r}")
@@ -159,6 +162,7 @@ class ScheduleRunner:
         self._open = True
 
     def schedule_backend(self) -> ScheduleBackend | None:
+        """The durable backend when it shares schedule state, else ``None``."""
         backend = self._backend() if self._backend is not None else None
         return backend if isinstance(backend, ScheduleBackend) else None
 
@@ -289,6 +293,7 @@ class ScheduleRunner:
             logger.warning("schedules: polling the backend failed; trying again in %ss", POLL_S, exc_info=True)
 
     def records(self) -> list[ScheduleRecord]:
+        """What this node publishes about its durable schedules."""
         return [
             ScheduleRecord(e.name, e.spec.text, _tz_name(e.spec.tz), e.queue, e.missed)
             for e in self._entries.values()
@@ -311,6 +316,7 @@ class ScheduleRunner:
             self._drain(entry)
 
     async def set_paused(self, name: str, paused: bool) -> None:
+        """Pause or resume ``name`` (durable: in the backend, for every node)."""
         entry = self.entry(name)
         backend = self.schedule_backend() if entry.durable else None
         if backend is not None:
@@ -318,6 +324,7 @@ class ScheduleRunner:
         entry.paused = paused if backend is None else False
 
     async def events(self, name: str, limit: int) -> list[ScheduleEvent]:
+        """The newest events of ``name`` (durable: every node's, from the backend)."""
         entry = self.entry(name)
         backend = self.schedule_backend() if entry.durable else None
         if backend is not None:
@@ -325,6 +332,7 @@ class ScheduleRunner:
         return list(entry.events)[:limit]
 
     async def infos(self, upcoming: int) -> list[ScheduleInfo]:
+        """``TaskManager.schedules()``."""
         backend = self.schedule_backend()
         durable = [e.name for e in self._entries.values() if e.durable]
         states = await backend.schedule_states(durable) if backend is not None and durable else {}
@@ -363,4 +371,3 @@ class ScheduleRunner:
 def _tz_name(zone: tzinfo) -> str:
     key = getattr(zone, "key", None)
     return key if isinstance(key, str) else str(zone)
-

@@ -102,7 +102,8 @@ class InMemoryDurableBackend:
     """The durable contract in process memory (see the module docstring for ordering and fencing).
 
     Implements ``DurableBackend``, ``BatchEnqueueBackend``, ``QueueConfigurableBackend``,
-    ``ReleasableBackend``, ``WakeableBackend`` and ``ScheduleBackend`` (state in :attr:`schedule_state`). Use it from one event loop.
+    ``ReleasableBackend``, ``WakeableBackend`` and ``ScheduleBackend`` (its state: :attr:`schedule_state`).
+    Use it from one event loop.
 
     Args:
         clock: Source of epoch seconds (a :class:`~worker_core.testing.FakeClock` in tests); the system clock
