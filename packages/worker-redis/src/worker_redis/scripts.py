@@ -30,6 +30,8 @@ BACKEND_SCRIPTS = (
     "global_rate",
     "leader",
     "node_leave",
+    "enqueue_tick",
+    "schedule_runs",
 )
 
 
@@ -60,6 +62,8 @@ class BackendScripts:
     global_rate: AsyncScript
     leader: AsyncScript
     node_leave: AsyncScript
+    enqueue_tick: AsyncScript
+    schedule_runs: AsyncScript
 
     @classmethod
     def bind(cls, client: Any) -> BackendScripts:
