@@ -31,7 +31,7 @@ async def _run_node(ctl: Ctl, until_triggered: bool = False) -> list[Any]:
     )
     async with tm:
         async with asyncio.timeout(10):
-            while not ctl.r.hexists(ctl.keys.schedules, "nightly-report"):
+            while not ctl.r.hexists(ctl.keys.schedules, "nightly-report"):  # noqa: ASYNC110 - a key, no event
                 await asyncio.sleep(0.02)  # the node publishes its schedules on its first poll
             if until_triggered:
                 await ran.wait()
