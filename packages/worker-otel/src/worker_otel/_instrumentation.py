@@ -112,6 +112,7 @@ class TaskMetricsInstrumentation:
         "_writer_thread",
         "_writing",
         "results_dropped",
+        "schedule_ticks",
     )
 
     def __init__(self, histogram: Histogram | None, *, pre_aggregate: bool, durable: bool = True) -> None:
@@ -129,6 +130,9 @@ class TaskMetricsInstrumentation:
         self._writing = False
         self._writer_thread = 0
         self.results_dropped = 0
+        #: (schedule, outcome) -> ticks; ``outcome`` is ``"fired"`` or why the tick was skipped. Inserts hold
+        #: ``_lock`` (a collector thread copies the dict); one entry per schedule and outcome: bounded.
+        self.schedule_ticks: dict[tuple[str, str], int] = {}
 
     # ---------------------------------------------------------------------------- event loop side
 
@@ -189,6 +193,20 @@ class TaskMetricsInstrumentation:
 
     def on_result_dropped(self, count: int) -> None:
         self.results_dropped += count
+
+    def on_schedule_tick(self, schedule: str, outcome: str) -> None:
+        key = (schedule, outcome)
+        ticks = self.schedule_ticks
+        if key in ticks:
+            ticks[key] += 1
+            return
+        with self._lock:
+            ticks[key] = ticks.get(key, 0) + 1
+
+    def schedule_counts(self) -> list[tuple[tuple[str, str], int]]:
+        """A copy of the tick counters (any thread)."""
+        with self._lock:
+            return list(self.schedule_ticks.items())
 
     def _series_for(self, task: Task[Any]) -> Series:
         if task.durable:
