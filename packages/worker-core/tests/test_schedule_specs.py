@@ -83,6 +83,13 @@ def test_last_at_or_before_includes_the_instant_itself() -> None:
     assert every.next_after(10_000) == 20_000
 
 
+def test_a_timedelta_spec_reads_as_go_duration_text_that_parses_again() -> None:
+    for delta, text in ((timedelta(hours=1, minutes=30), "@every 1h30m"), (timedelta(seconds=1.5), "@every 1.5s")):
+        spec = parse_spec(delta)
+        assert spec.text == text
+        assert parse_spec(spec.text).interval_ms == spec.interval_ms
+
+
 def test_intervals_are_aligned_to_the_epoch_whatever_the_start() -> None:
     spec = parse_spec("@every 10s")
     assert spec.next_after(1_000) == spec.next_after(9_999) == 10_000

@@ -79,6 +79,18 @@ def _go_duration(text: str) -> float:
     return total
 
 
+def _go_format(seconds: float) -> str:
+    """``seconds`` in Go's duration form (``1h30m``, ``1.5s``): the text of a ``timedelta`` spec, parseable again."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    frac = seconds - whole
+    out = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
+    if secs or frac or not out:
+        out += f"{secs + frac:g}s" if frac else f"{secs}s"
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Spec:
     """A parsed schedule spec: what was given (``text``), and either a cron expression or an interval.
@@ -149,7 +161,7 @@ def parse_spec(spec: str | timedelta, tz: str | tzinfo | None = None) -> Spec:
     """
     zone = resolve_tz(tz)
     if isinstance(spec, timedelta):
-        return _interval(str(spec), spec.total_seconds(), zone)
+        return _interval(f"@every {_go_format(spec.total_seconds())}", spec.total_seconds(), zone)
     if not isinstance(spec, str):
         raise ScheduleSpecError(f"a schedule spec is a str or a timedelta, got {type(spec).__name__}")
     text = " ".join(spec.split())
