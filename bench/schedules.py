@@ -7,7 +7,9 @@ changes the count). Three configurations, one after the other, each in a fresh m
   intervals, none due during the measurement (the loop sleeps until the earliest tick, at most a second);
 - ``durable, memory``: the same as ``register_durable_cron_task`` on the in-memory backend (the loop also polls the
   backend for run requests once a second, a call that takes the 1,000 names);
-- ``no schedules``: the same durable manager with none, for the baseline (its lease loop polls the backend too).
+- ``no schedules``: the same durable manager with none, for the baseline (its lease loop polls the backend too);
+- ``durable, redis`` and its baseline: the same on a private redis-server (``worker_redis.testing``), the node's
+  once-a-second run-request poll sending the 1,000 names to the script (skipped without ``redis-server``).
 
 Each measures ``time.process_time()`` (user + system CPU of the whole process, every thread) over ``BENCH_SECONDS``
 of wall time after a one-second settle, and prints it as a percentage of one core. Registration time is reported
@@ -18,13 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from datetime import timedelta
 from typing import Any
 
-from worker_core import Task, TaskContext, TaskManager
-from worker_core.durable import DurableHandlerSpec, DurableTask, MsgspecJsonCodec
-from worker_core.testing import InMemoryDurableBackend
+# bench/redis.py and bench/grpc.py would shadow the redis and grpc packages: drop this folder from the path.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+from worker_core import Task, TaskContext, TaskManager  # noqa: E402
+from worker_core.durable import DurableHandlerSpec, DurableTask, MsgspecJsonCodec  # noqa: E402
+from worker_core.testing import InMemoryDurableBackend  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
 COUNT = int(os.environ.get("BENCH_SCHEDULES", "1000"))
@@ -73,6 +79,33 @@ def _durable_manager() -> TaskManager:
     return TaskManager(durable_backend=InMemoryDurableBackend(), durable_handlers=handlers, durable_codec=codec)
 
 
+def _redis_manager(url: str) -> TaskManager:
+    from worker_redis import RedisDurableBackend
+
+    handlers: dict[str, DurableHandlerSpec[Any]] = {"tick": DurableHandlerSpec(None, _handler)}
+    backend = RedisDurableBackend.from_url(url, prefix="bench-schedules")
+    return TaskManager(durable_backend=backend, durable_handlers=handlers, durable_codec=MsgspecJsonCodec())
+
+
+async def _redis_figures() -> tuple[float, float] | None:
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        return None
+    from worker_redis.testing import redis_server
+
+    with redis_server() as srv:
+        node = _redis_manager(srv.url)
+        cpu, _ = await _measure(
+            node, lambda name, spec: node.register_durable_cron_task(name, spec, _durable_factory), COUNT
+        )
+        await node.durable_backend().aclose()  # type: ignore[attr-defined]
+        bare = _redis_manager(srv.url)
+        cpu_bare, _ = await _measure(bare, None, 0)
+        await bare.durable_backend().aclose()  # type: ignore[attr-defined]
+    return cpu, cpu_bare
+
+
 async def main() -> None:
     local = TaskManager()
     cpu_local, reg_local = await _measure(
@@ -88,6 +121,10 @@ async def main() -> None:
     print(f"  in process        {cpu_local:6.3f} % of one core   (register: {reg_local:5.1f} us each)")
     print(f"  durable, memory   {cpu_durable:6.3f} % of one core   (register: {reg_durable:5.1f} us each)")
     print(f"  no schedules      {cpu_bare:6.3f} % of one core   (durable manager, baseline)")
+    redis = await _redis_figures()
+    if redis is not None:
+        print(f"  durable, redis    {redis[0]:6.3f} % of one core   (this process; redis-server not counted)")
+        print(f"  no schedules      {redis[1]:6.3f} % of one core   (durable manager on redis, baseline)")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ async def test_enqueue_tick_is_once_per_tick_and_honours_pause(make_backend: Mak
     backend = await make_backend()
     keys = backend.keys
     first = task("tick", id=tick_task_id("s", 5_000))
-    assert await backend.enqueue_tick(first, "s", 5_000, 60.0) is TickResult.ENQUEUED
+    assert await backend.enqueue_tick(first, "s", 5_000, 60.0, node="node-a") is TickResult.ENQUEUED
     again = task("tick", id=uuid.uuid4())  # another node's task for the same tick, another id
     assert await backend.enqueue_tick(again, "s", 5_000, 60.0) is TickResult.DUPLICATE
     assert await raw.exists(keys.task(str(again.id))) == 0
@@ -77,7 +77,8 @@ async def test_enqueue_tick_is_once_per_tick_and_honours_pause(make_backend: Mak
     assert states["never"].last_tick_ms is None
     await backend.set_schedule_paused("s", False)
     assert not (await backend.schedule_states(["s"]))["s"].paused
-    assert [e.tick_ms for e in await backend.schedule_events("s", 10)] == [4_000, 5_000]
+    events = await backend.schedule_events("s", 10)
+    assert [(e.tick_ms, e.node) for e in events] == [(4_000, ""), (5_000, "node-a")]
 
 
 async def test_run_requests_are_taken_once_and_corrupt_state_is_skipped(make_backend: MakeBackend, raw: Redis) -> None:

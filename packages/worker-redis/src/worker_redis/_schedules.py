@@ -69,11 +69,13 @@ class RedisSchedules:
         self._connect = connect
         self._default_queue = default_queue
 
-    async def enqueue_tick(self, task: DurableTask, schedule: str, tick_ms: int, ttl: float) -> TickResult:
+    async def enqueue_tick(
+        self, task: DurableTask, schedule: str, tick_ms: int, ttl: float, node: str = ""
+    ) -> TickResult:
         """See :meth:`worker_core.schedules.ScheduleBackend.enqueue_tick`."""
         await self._connect()
         now = now_ms()
-        event = ScheduleEvent(schedule, "enqueued", now, tick_ms, str(task.id))
+        event = ScheduleEvent(schedule, "enqueued", now, tick_ms, str(task.id), node)
         args: list[Any] = [
             self._p,
             now,

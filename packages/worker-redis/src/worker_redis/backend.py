@@ -335,9 +335,11 @@ class RedisDurableBackend:
             raise DurableTaskExistsError(f"{len(duplicates)} durable task(s) already exist: {shown}", ids=duplicates)
 
     # -- schedules (worker_core.schedules.ScheduleBackend; worker_redis/_schedules.py) ---------------
-    async def enqueue_tick(self, task: DurableTask, schedule: str, tick_ms: int, ttl: float) -> TickResult:
+    async def enqueue_tick(
+        self, task: DurableTask, schedule: str, tick_ms: int, ttl: float, *, node: str = ""
+    ) -> TickResult:
         """Store ``task`` for one schedule tick unless its marker exists or the schedule is paused (one script)."""
-        return await self._schedules.enqueue_tick(task, schedule, tick_ms, ttl)
+        return await self._schedules.enqueue_tick(task, schedule, tick_ms, ttl, node)
 
     async def publish_schedules(self, records: Sequence[ScheduleRecord]) -> None:
         """Record the schedules a node runs (``P:schedules``)."""

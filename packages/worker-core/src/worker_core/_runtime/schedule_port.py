@@ -36,9 +36,11 @@ class SchedulePort:
             await pending
         return task.id
 
-    async def register_tick(self, task: DurableTask, schedule: str, tick_ms: int, ttl: float) -> TickResult:
+    async def register_tick(
+        self, task: DurableTask, schedule: str, tick_ms: int, ttl: float, node: str = ""
+    ) -> TickResult:
         assert self._registrar is not None
-        return await self._registrar.register_tick(task, schedule, tick_ms, ttl)
+        return await self._registrar.register_tick(task, schedule, tick_ms, ttl, node)
 
     async def register_durable(self, task: DurableTask) -> uuid.UUID:
         assert self._registrar is not None

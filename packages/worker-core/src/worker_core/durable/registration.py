@@ -126,7 +126,9 @@ class DurableRegistrar:
         await self._config.backend().enqueue(record)
         return self._registered(task, record)
 
-    async def register_tick(self, task: DurableTask, schedule: str, tick_ms: int, ttl: float) -> TickResult:
+    async def register_tick(
+        self, task: DurableTask, schedule: str, tick_ms: int, ttl: float, node: str = ""
+    ) -> TickResult:
         """Encode ``task`` and enqueue it for one schedule tick, exactly once across nodes.
 
         A :class:`~worker_core.schedules.ScheduleBackend` writes the tick's marker with the task in one step;
@@ -135,7 +137,7 @@ class DurableRegistrar:
         record = self.prepare(task)
         backend = self._config.backend()
         if isinstance(backend, ScheduleBackend):
-            result = await backend.enqueue_tick(record, schedule, tick_ms, ttl)
+            result = await backend.enqueue_tick(record, schedule, tick_ms, ttl, node=node)
         else:
             try:
                 await backend.enqueue(record)

@@ -55,7 +55,9 @@ class Firing(Protocol):
         """Register an in-process task."""
         ...
 
-    async def register_tick(self, task: DurableTask, schedule: str, tick_ms: int, ttl: float) -> TickResult:
+    async def register_tick(
+        self, task: DurableTask, schedule: str, tick_ms: int, ttl: float, node: str = ""
+    ) -> TickResult:
         """Enqueue a durable tick's task exactly once (``task.id`` is set to the stored id)."""
         ...
 
@@ -169,7 +171,7 @@ async def fire(
             return event("triggered", await port.register_durable(made))
         if made.id is None:
             made.id = tick_task_id(entry.name, tick_ms)
-        result = await port.register_tick(made, entry.name, tick_ms, entry.ttl_s)
+        result = await port.register_tick(made, entry.name, tick_ms, entry.ttl_s, node)
     except asyncio.CancelledError:
         raise
     except Exception as exc:

@@ -229,7 +229,10 @@ class ScheduleRunner:
     async def _fire_pending(self, entry: Entry) -> None:
         while entry.pending:
             tick, manual = entry.pending.popleft()
+            queue = entry.queue
             event = await fire(entry, tick, manual, self._port, self.node, self.now_ms)
+            if entry.queue != queue and entry.durable:
+                self._dirty = True  # publish the queue the factory's tasks go to
             await self._booked(entry, event)
 
     async def _booked(self, entry: Entry, event: ScheduleEvent) -> None:

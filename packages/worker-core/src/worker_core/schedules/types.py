@@ -175,12 +175,15 @@ class ScheduleBackend(Protocol):
     not after it is acked: use a backend with this capability for exactly-once ticks).
     """
 
-    async def enqueue_tick(self, task: DurableTask, schedule: str, tick_ms: int, ttl: float) -> TickResult:
+    async def enqueue_tick(
+        self, task: DurableTask, schedule: str, tick_ms: int, ttl: float, *, node: str = ""
+    ) -> TickResult:
         """Store ``task`` for this tick unless the tick's marker exists or the schedule is paused.
 
         In one atomic step: check the pause flag; set the marker ``(schedule, tick_ms)`` if absent, with a TTL
         of ``ttl`` seconds; store the task; raise the schedule's last tick to ``tick_ms``; push an
-        ``"enqueued"`` event. A task id that exists already counts as :attr:`TickResult.DUPLICATE`.
+        ``"enqueued"`` event naming ``node`` (the firing node). A task id that exists already counts as
+        :attr:`TickResult.DUPLICATE`.
         """
         ...
 

@@ -428,7 +428,9 @@ class InMemoryDurableBackend:
 
     # ---------------------------------------------------------------- ScheduleBackend (worker_core.schedules)
 
-    async def enqueue_tick(self, task: DurableTask, schedule: str, tick_ms: int, ttl: float) -> TickResult:
+    async def enqueue_tick(
+        self, task: DurableTask, schedule: str, tick_ms: int, ttl: float, *, node: str = ""
+    ) -> TickResult:
         """Store ``task`` for the tick unless its marker exists or the schedule is paused (one atomic step)."""
         stored, ready_at = self._normalise(task, self._clock.time())
         key = str(task.id)
@@ -440,7 +442,7 @@ class InMemoryDurableBackend:
             self._notify()
             return True
 
-        event = ScheduleEvent(schedule, "enqueued", int(self._clock.time() * 1000), tick_ms, key)
+        event = ScheduleEvent(schedule, "enqueued", int(self._clock.time() * 1000), tick_ms, key, node)
         return self.schedule_state.tick(schedule, tick_ms, ttl, store, event)
 
     async def publish_schedules(self, records: Sequence[ScheduleRecord]) -> None:
