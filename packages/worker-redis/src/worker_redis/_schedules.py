@@ -2,8 +2,9 @@
 
 A tick's task is stored by ``lua/enqueue_tick.lua``, which checks the pause flag, sets the tick's marker
 (``SET`` with a TTL, only if absent) and writes the task, the last tick and an event, all in one script call:
-two nodes firing the same tick store one task. Run requests are taken by ``lua/schedule_runs.lua`` (``HDEL``:
-one taker each). The other reads and writes are single commands or one pipeline. Keys: ``keys.py``.
+two nodes firing the same tick store one task. Run requests are listed and taken by ``lua/schedule_runs.lua``
+(``HKEYS``, then ``HDEL``: one taker each). The other reads and writes are single commands or one pipeline.
+Keys: ``keys.py``.
 """
 
 from __future__ import annotations
@@ -158,12 +159,17 @@ class RedisSchedules:
             await self._client().hset(self._keys.schedule_runs, name, int(time.time() * 1000))
 
     async def take_runs(self, names: Sequence[str]) -> list[str]:
-        """The requests pending for ``names``, taken (one script call; nothing to read when there are none)."""
+        """The requests pending for ``names``, taken: one call that lists them, a second only to take some."""
         if not names:
             return []
         await self._connect()
+        keys = (self._keys.schedule_runs,)
         with redis_errors(self._where):
-            taken = await self._script("schedule_runs")((self._keys.schedule_runs,), list(names))
+            pending = {_text(name) for name in await self._script("schedule_runs")(keys, [])}
+            wanted = [name for name in names if name in pending] if pending else []
+            if not wanted:
+                return []  # the usual answer: one short call, no names sent
+            taken = await self._script("schedule_runs")(keys, wanted)
         return [_text(name) for name in taken]
 
     async def record(self, event: ScheduleEvent, limit: int) -> None:

@@ -1,11 +1,11 @@
--- schedule_runs.lua: take the pending run requests ("trigger now") of the given schedules (ours).
+-- schedule_runs.lua: list or take the pending run requests ("trigger now") of schedules (ours).
 --
 -- KEYS[1]  P:schedule:runs  HASH  schedule name -> requested-at epoch ms
--- ARGV     schedule names this node runs
--- Touches: KEYS[1] (HLEN, HDEL). Atomic: of the nodes that poll, exactly one takes each request.
--- Returns the names taken.
-if redis.call('HLEN', KEYS[1]) == 0 then
-  return {}
+-- ARGV     none: list the pending names (HKEYS; nothing is taken). Names: take those pending (HDEL).
+-- Touches: KEYS[1]. Atomic: of the nodes that take the same name, exactly one gets it.
+-- Returns the names listed, or the names taken.
+if #ARGV == 0 then
+  return redis.call('HKEYS', KEYS[1])
 end
 local taken = {}
 for i = 1, #ARGV do
