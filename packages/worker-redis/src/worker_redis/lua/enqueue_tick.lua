@@ -10,8 +10,10 @@
 -- ARGV[6]  marker TTL ms
 -- ARGV[7]  event JSON       pushed on the schedule's event list when the task is stored
 -- ARGV[8]  event limit      the event list is trimmed to this many
--- ARGV[9..18] the task's 10 enqueue.lua values: id, queue, ready_at_ms, handler, payload, priority, retries,
---           retry_delay_ms, metadata (JSON object or ""), weight
+-- ARGV[9]  task id           ARGV[10] queue             ARGV[11] ready_at_ms
+-- ARGV[12] handler           ARGV[13] payload           ARGV[14] priority
+-- ARGV[15] retries           ARGV[16] retry_delay_ms    ARGV[17] metadata (JSON object or "")
+-- ARGV[18] weight            (the 10 values enqueue.lua takes per task, in its order)
 -- Touches: P:schedule:paused (SISMEMBER), P:schedule:tick:<name>:<tick_ms> (SET PX), P:task:<id> (HSET),
 --          P:ready:<queue> (ZADD), queues (SADD), wake (LPUSH + LTRIM), P:schedule:last (HSET),
 --          P:admin:schedule_events:<name> (LPUSH + LTRIM).
