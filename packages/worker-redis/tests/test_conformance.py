@@ -1,4 +1,4 @@
-"""worker-core's DurableBackendConformance suite against a real redis-server."""
+"""worker-core's DurableBackendConformance and ScheduleBackendConformance suites against a real redis-server."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from worker_core.testing import DurableBackendConformance
+from worker_core.testing import DurableBackendConformance, ScheduleBackendConformance
 from worker_redis import RedisDurableBackend
 from worker_redis.testing import RedisServer
 
 
-class TestRedisConformance(DurableBackendConformance):
+class TestRedisConformance(DurableBackendConformance, ScheduleBackendConformance):
     @pytest.fixture
     async def backend(self, redis_srv: RedisServer, prefix: str) -> AsyncIterator[RedisDurableBackend]:
         backend = RedisDurableBackend.from_url(redis_srv.url, prefix=prefix)

@@ -1,7 +1,7 @@
 """Test support: an in-memory durable backend, a forwarding wrapper, a manual clock, and the conformance suite.
 
-``DurableBackendConformance`` needs pytest; it is imported on first access so that the in-memory backend
-(what ``durable_backend="memory://"`` uses) works without pytest installed.
+``DurableBackendConformance`` and ``ScheduleBackendConformance`` need pytest; they are imported on first access so
+that the in-memory backend (what ``durable_backend="memory://"`` uses) works without pytest installed.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from .memory import MemoryTaskState as MemoryTaskState
 
 if TYPE_CHECKING:
     from .conformance import DurableBackendConformance as DurableBackendConformance
+    from .schedule_conformance import ScheduleBackendConformance as ScheduleBackendConformance
 
 __all__ = (
     "Clock",
@@ -26,6 +27,7 @@ __all__ = (
     "ForwardingBackend",
     "InMemoryDurableBackend",
     "MemoryTaskState",
+    "ScheduleBackendConformance",
 )
 
 
@@ -34,4 +36,8 @@ def __getattr__(name: str) -> Any:
         from .conformance import DurableBackendConformance
 
         return DurableBackendConformance
+    if name == "ScheduleBackendConformance":
+        from .schedule_conformance import ScheduleBackendConformance
+
+        return ScheduleBackendConformance
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
