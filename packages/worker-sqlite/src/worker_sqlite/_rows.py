@@ -15,7 +15,7 @@ from worker_core.errors import InvalidTaskError
 __all__ = ("LEASE_COLUMNS", "decode_row", "task_row")
 
 #: The columns :func:`decode_row` reads, in order.
-LEASE_COLUMNS: Final = "seq, id, queue, handler, payload, priority, weight, retries, retry_delay, metadata, attempts"
+LEASE_COLUMNS: Final = "seq, id, queue, handler, payload, priority, weight, retries, retry_delay, metadata, attempts, idempotency_key"
 
 
 def _int(value: object, name: str) -> int:
@@ -65,7 +65,7 @@ def task_row(task: DurableTask, default_queue: str, now: float) -> tuple[Any, ..
         isinstance(metadata, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
     ):
         raise InvalidTaskError("durable task metadata must map strings to strings")
-    key = getattr(task, "idempotency_key", None)
+    key: object = task.idempotency_key
     if key is not None and (not isinstance(key, str) or not key):
         raise InvalidTaskError(f"durable task idempotency_key must be a non-empty string, got {key!r}")
     delay: object = task.retry_delay or 0.0
@@ -96,7 +96,7 @@ def task_row(task: DurableTask, default_queue: str, now: float) -> tuple[Any, ..
 
 def decode_row(row: Sequence[Any]) -> tuple[DurableTask, int] | str:
     """The task and its attempts so far from a row of :data:`LEASE_COLUMNS`, or why the row is corrupt."""
-    _seq, raw_id, queue, handler, payload, priority, weight, retries, delay, metadata, attempts = row
+    _seq, raw_id, queue, handler, payload, priority, weight, retries, delay, metadata, attempts, key = row
     if not isinstance(raw_id, str):
         return "the id is not text"
     try:
@@ -135,5 +135,6 @@ def decode_row(row: Sequence[Any]) -> tuple[DurableTask, int] | str:
         retries=retries,
         retry_delay=float(delay),
         metadata=meta,
+        idempotency_key=key if isinstance(key, str) and key else None,
     )
     return task, attempts
