@@ -15,7 +15,9 @@ from worker_core.errors import InvalidTaskError
 __all__ = ("LEASE_COLUMNS", "decode_row", "task_row")
 
 #: The columns :func:`decode_row` reads, in order.
-LEASE_COLUMNS: Final = "seq, id, queue, handler, payload, priority, weight, retries, retry_delay, metadata, attempts, idempotency_key"
+LEASE_COLUMNS: Final = (
+    "seq, id, queue, handler, payload, priority, weight, retries, retry_delay, metadata, attempts, idempotency_key"
+)
 
 
 def _int(value: object, name: str) -> int:

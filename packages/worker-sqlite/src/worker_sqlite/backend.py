@@ -525,9 +525,17 @@ class SqliteDurableBackend:
 class _Wake:
     """What a committed operation makes ready: work for idle workers, outcomes for their waiters."""
 
-    __slots__ = ("outcomes", "skipped", "work")
+    __slots__ = ("outcomes", "skipped", "value", "work")
 
-    def __init__(self, *, work: bool = False, outcomes: Sequence[str] = (), skipped: Sequence[uuid.UUID] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        work: bool = False,
+        outcomes: Sequence[str] = (),
+        skipped: Sequence[uuid.UUID] = (),
+        value: Any = None,
+    ) -> None:
         self.work = work
         self.outcomes = outcomes
         self.skipped = list(skipped)
+        self.value = value
