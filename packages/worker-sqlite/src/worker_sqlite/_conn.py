@@ -224,6 +224,12 @@ class Writer(_Thread):
                 try:
                     results.append(pending.op(db))
                 except Exception as exc:
+                    if not db.in_transaction:
+                        # SQLite rolled the whole transaction back (disk full, I/O error): every operation of the
+                        # group is undone, so every one fails with this error.
+                        if isinstance(exc, sqlite3.Error):
+                            raise translate(exc, self.where) from None
+                        raise
                     db.execute("ROLLBACK TO op")
                     results.append(translate(exc, self.where) if isinstance(exc, sqlite3.Error) else exc)
                 db.execute("RELEASE op")
