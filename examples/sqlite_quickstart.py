@@ -34,7 +34,7 @@ async def do_resize(ctx: TaskContext, job: Resize) -> str:
 
 
 async def main(path: Path) -> None:
-    url = f"sqlite:///{path.resolve()}"  # sqlite:///relative.db or sqlite:////absolute/path.db
+    url = f"sqlite:///{path}"  # sqlite:///relative.db or sqlite:////absolute/path.db
     print(f"tasks in {path.name}")
     # The producer only declares the task type and is never started: it enqueues and awaits results.
     producer = TaskManager(durable_backend=url, durable_handlers=[resize])
@@ -58,7 +58,7 @@ async def main(path: Path) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1:
-        asyncio.run(main(Path(sys.argv[1])))
+        asyncio.run(main(Path(sys.argv[1]).resolve()))
     else:
         with tempfile.TemporaryDirectory() as folder:
             asyncio.run(main(Path(folder) / "tasks.db"))

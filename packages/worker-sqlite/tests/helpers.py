@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,12 +21,12 @@ T = TypeVar("T")
 WORKER = Path(__file__).with_name("fault_worker.py")
 
 
-def task(handler: str = "work", payload: bytes = b"1", **fields: Any) -> DurableTask:
+def task(handler: str = "work", payload: bytes | None = b"1", **fields: Any) -> DurableTask:
     fields.setdefault("id", uuid.uuid4())
     return DurableTask(handler, payload=payload, **fields)
 
 
-async def until(probe: Callable[[], Awaitable[T] | T], timeout: float = 20.0, every: float = 0.02) -> T:  # noqa: ASYNC109
+async def until(probe: Callable[[], Any], timeout: float = 20.0, every: float = 0.02) -> Any:  # noqa: ASYNC109
     """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -34,7 +34,7 @@ async def until(probe: Callable[[], Awaitable[T] | T], timeout: float = 20.0, ev
         if asyncio.iscoroutine(value):
             value = await value
         if value:
-            return value  # type: ignore[return-value]
+            return value
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
         await asyncio.sleep(every)

@@ -76,7 +76,8 @@ async def test_a_worker_stopped_past_its_lease_cannot_settle_the_task(fleet: Fle
         with_signal(stale.process, signal.SIGSTOP)  # a GC pause, a stalled VM: no renewal, no ack
         fresh = fleet.spawn()
         await until(lambda: fleet.count(fresh, "S") == 1, timeout=30)  # redelivered once the lease expired
-        assert [parts[2] for parts in fleet.lines(fresh) if parts[0] == "S"] == ["2"]  # the second delivery
+        (fresh_start,) = [parts for parts in fleet.lines(fresh) if parts[0] == "S"]
+        assert int(fresh_start[2]) >= 2  # a later delivery, with a new token
         with_signal(stale.process, signal.SIGCONT)
         await until(lambda: fleet.count(fresh, "A") == 1, timeout=30)
         # Resumed, the stale worker's renewal finds the lease gone and cancels its attempt (or its ack is refused).

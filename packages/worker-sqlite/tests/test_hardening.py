@@ -59,7 +59,7 @@ def test_bad_urls_are_configuration_errors(url: str) -> None:
 def test_bad_options_are_configuration_errors(tmp_path: Path) -> None:
     for options in ({"extra_deliveries": -1}, {"recent_outcomes": 0}, {"wake_interval": 0}, {"busy_timeout": True}):
         with pytest.raises(ConfigurationError):
-            SqliteDurableBackend(tmp_path / "t.db", **options)  # type: ignore[arg-type]
+            SqliteDurableBackend(tmp_path / "t.db", **options)
     with pytest.raises(ConfigurationError):
         SqliteDurableBackend(":memory:")
     with pytest.raises(ConfigurationError):
@@ -234,8 +234,8 @@ async def test_cancelled_calls_leave_the_backend_usable_and_consistent(
     assert all(len(r[1]) > 0 for r in rows(db_path, "SELECT id, payload FROM tasks"))
     dequeues = [asyncio.create_task(backend.dequeue(7, 30.0)) for _ in range(20)]
     await asyncio.sleep(0)
-    for call in dequeues[::2]:
-        call.cancel()
+    for dequeue in dequeues[::2]:
+        dequeue.cancel()
     await asyncio.gather(*dequeues, return_exceptions=True)
     leased = {r[0] for r in rows(db_path, "SELECT id FROM tasks WHERE state = 'leased'")}
     assert leased  # the calls that ran leased tasks; cancelled ones' leases expire and redeliver
