@@ -279,6 +279,14 @@ class SqliteDurableBackend:
         lease_s = _seconds(lease, "lease")
         limit = max(int(limit), 1)
         heartbeat = self._heartbeat(0) if self._node_fresh else None
+        if heartbeat is None:
+            # A read first: when nothing is due (every idle worker of every process is woken by each commit),
+            # answer without taking the write lock. A stale answer only sends the caller to wait_for_work,
+            # which sees the due task and returns at once.
+            now = time.time()
+            next_time = await self._read(lambda db: ops.next_event_time(db, now))
+            if next_time is None or next_time > now:
+                return []
         rr = ops.DequeueState(self._rr.queue, self._rr.credit, self._rr.weights)
         extra = self._extra
 
