@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from huey import SqliteHuey  # type: ignore[import-not-found, unused-ignore]
-from sqlite_side import mark
+from sqlite_side import mark  # type: ignore[import-not-found, unused-ignore]  # a sibling: run as a script
 
 huey = SqliteHuey(filename=os.environ["BENCH_DB"])
 MARKS = os.environ["BENCH_MARKS"]
