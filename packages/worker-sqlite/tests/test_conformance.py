@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import rows
 from worker_core.testing import DurableBackendConformance
 from worker_sqlite import SqliteDurableBackend
 
@@ -25,8 +26,5 @@ class TestSqliteConformance(DurableBackendConformance):
 
 async def dead_letters(backend: SqliteDurableBackend) -> dict[str, str]:
     """``{task id: last error}`` of the DLQ, read straight from the file."""
-    import sqlite3
-
-    with sqlite3.connect(backend.path) as db:
-        rows = db.execute("SELECT id, last_error FROM tasks WHERE state = 'dead' ORDER BY failed_at").fetchall()
-    return {str(task_id): str(error) for task_id, error in rows}
+    found = rows(Path(backend.path), "SELECT id, last_error FROM tasks WHERE state = 'dead' ORDER BY failed_at")
+    return {str(task_id): str(error) for task_id, error in found}
