@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 from redis import exceptions as rex
-from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome
+from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome, dead_letter_outcome
 from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease
 from worker_core.errors import (
     BackendUnavailableError,
@@ -383,7 +383,7 @@ class RedisDurableBackend:
         for poison, why in bad:
             logger.error("durable task %r dead-lettered: %s", poison.lease_id, why)
             with contextlib.suppress(WorkerError):
-                await self.fail(poison, why)
+                await self._fail(poison, why, self._poison_outcome(poison, why), self._outcome_ttl_ms)
         if self._rate is not None and len(leases) < granted:
             with contextlib.suppress(WorkerError):
                 await self._rate_call(len(leases) - granted)
@@ -451,6 +451,16 @@ class RedisDurableBackend:
             LeaseLostError: the lease expired and the task was handed out again (nothing changed).
         """
         await self._fail(lease, error, b"", 0)
+
+    def _poison_outcome(self, lease: DurableTaskLease, why: str) -> bytes:
+        """The FAILED outcome of a leased task whose record cannot be served (b"" when outcomes are off)."""
+        task_id = lease.task.id
+        if not self._outcome_ttl_ms or task_id is None:
+            return b""
+        task = lease.task
+        return dead_letter_outcome(
+            task_id, why, handler=task.handler, queue=task.queue, attempts=lease.attempts, metadata=task.metadata
+        ).encode()
 
     async def _fail(self, lease: DurableTaskLease, error: str, outcome: bytes, ttl_ms: int) -> None:
         queue = lease.task.queue
