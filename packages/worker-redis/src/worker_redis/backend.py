@@ -82,6 +82,10 @@ class RedisDurableBackend:
     connection (see the README's "Result store").
     """
 
+    #: ``DurableTask.idempotency_key`` is enforced (``IdempotencyKeyBackend``): ``P:idem:<key>`` names the task
+    #: that took it, and enqueue.lua refuses another while that task is ready, delayed or leased.
+    supports_idempotency_keys = True
+
     def __init__(
         self,
         client: Any,
@@ -269,6 +273,12 @@ class RedisDurableBackend:
         except _REDIS_ERRORS as exc:
             raise translate(exc, self.where) from exc
         if not result[0]:
+            if task.idempotency_key is not None:
+                raise DurableTaskExistsError(
+                    f"durable task {task.id} already exists, or idempotency key {task.idempotency_key!r} is held by"
+                    " a live task",
+                    ids=[task.id] if task.id is not None else [],
+                )
             raise DurableTaskExistsError(f"durable task {task.id} already exists")
 
     async def enqueue_many(self, tasks: Sequence[DurableTask]) -> None:
