@@ -30,6 +30,15 @@ def prefix() -> str:
 
 
 @pytest.fixture
+async def connected_backend(redis_srv: RedisServer, prefix: str) -> AsyncIterator[RedisDurableBackend]:
+    """A connected backend on the private server under this test's prefix (the conformance suites' ``backend``)."""
+    backend = RedisDurableBackend.from_url(redis_srv.url, prefix=prefix)
+    await backend.connect()
+    yield backend
+    await backend.aclose()
+
+
+@pytest.fixture
 async def raw(redis_srv: RedisServer) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_srv.url)
     yield client
