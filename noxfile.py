@@ -63,15 +63,6 @@ DIRS = {str(canonicalize_name(str(_project(p)["name"]))): p for p in PACKAGES}  
 VERSIONS = {name: str(_project(folder)["version"]) for name, folder in DIRS.items()}
 
 
-def _own_extras(package: str) -> list[str]:
-    """The extras of ``package`` that install no sibling distribution (worker-core[redis] pulls worker-redis)."""
-    return [
-        name
-        for name, reqs in _extras(package).items()
-        if not any(canonicalize_name(Requirement(r).name) in VERSIONS for r in reqs)
-    ]
-
-
 def _siblings_installed_by(name: str, extras: frozenset[str]) -> set[str]:
     """Every workspace distribution that installing ``name[extras]`` brings (itself included), transitively."""
     seen: set[tuple[str, frozenset[str]]] = set()
@@ -89,6 +80,25 @@ def _siblings_installed_by(name: str, extras: frozenset[str]) -> set[str]:
             (str(canonicalize_name(r.name)), frozenset(r.extras)) for r in reqs if canonicalize_name(r.name) in VERSIONS
         ]
     return {dist for dist, _ in seen}
+
+
+def _own_extras(package: str) -> list[str]:
+    """The extras of ``package`` that do not install a distribution depending on ``package`` itself.
+
+    worker-core[redis] installs worker-redis, which needs worker-core: such an extra is a convenience for users,
+    and installing it in worker-core's own test environment would hide an undeclared import of worker-redis.
+    workerctl[grpc] (worker-grpc needs only worker-core) is kept.
+    """
+    name = next(dist for dist, folder in DIRS.items() if folder == package)
+    kept = []
+    for extra, reqs in _extras(package).items():
+        siblings = [Requirement(r) for r in reqs if canonicalize_name(Requirement(r).name) in VERSIONS]
+        pulled = set().union(
+            *(_siblings_installed_by(str(canonicalize_name(r.name)), frozenset(r.extras)) for r in siblings)
+        )
+        if name not in pulled:
+            kept.append(extra)
+    return kept
 
 
 def _sync(session: nox.Session, *args: str) -> None:
@@ -127,8 +137,8 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session, package: str) -> None:
     """One package's tests, with only that package and its declared dependencies installed.
 
-    Its own extras are installed (worker-redis[hiredis]), not those that pull a sibling (worker-core[redis]):
-    an undeclared import of a sibling still fails here.
+    Its extras are installed (worker-redis[hiredis], workerctl[grpc]), except those that install a sibling
+    depending on the package itself (worker-core[redis]): an undeclared import of a sibling still fails here.
     """
     extras = [arg for extra in _own_extras(package) for arg in ("--extra", extra)]
     _sync(session, "--package", package, *extras, "--group", "test")
@@ -191,7 +201,7 @@ def extras(session: nox.Session) -> None:
     """
     python = _FOUND.get(str(session.python), "python3")
     core = _extras("worker-core")
-    tested = ["-", *(name for name in core if name not in _own_extras("worker-core"))]
+    tested = ["-", *(name for name in core if name not in _own_extras("worker-core"))]  # the extras pulling siblings
     with tempfile.TemporaryDirectory(prefix="worker-extras-") as tmp:
         dist = Path(tmp) / "dist"
         _build(session, dist)
