@@ -1,6 +1,6 @@
 """Task <-> Redis conversions: script arguments for an enqueue, leases from a dequeue reply.
 
-The field formats are go-worker's (spec §5.3): integers as decimal strings, ``retry_delay_ms`` in
+The field formats are go-worker's (the README's "Key layout"): integers as decimal strings, ``retry_delay_ms`` in
 milliseconds, ``metadata`` a JSON object of strings (``""`` when empty), ``payload`` the raw bytes.
 """
 

@@ -1,4 +1,4 @@
-"""``RedisDurableBackend``: go-worker's Redis durable backend (spec §5.3), batched, fenced and wakeable."""
+"""``RedisDurableBackend``: go-worker's Redis durable backend (key layout: the README), batched, fenced, wakeable."""
 
 from __future__ import annotations
 

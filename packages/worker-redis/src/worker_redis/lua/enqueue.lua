@@ -1,4 +1,4 @@
--- enqueue.lua: persist one or more tasks exactly as go-worker's enqueue script does (spec §5.3).
+-- enqueue.lua: persist one or more tasks exactly as go-worker's enqueue script does (README: "Key layout").
 --
 -- KEYS[1]  P:queues         SET   known queue names (also routes the call to the deployment's slot)
 -- KEYS[2]  P:wake           LIST  wake-up tokens for idle workers (ours, additive)
