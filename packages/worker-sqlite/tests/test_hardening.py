@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 from conftest import MakeBackend
 from helpers import rows, task
+from worker_core.durable.outcomes import UNREADABLE_TASK_ERROR
 from worker_core.errors import (
     BackendUnavailableError,
     ConfigurationError,
     DurableTaskExistsError,
     InvalidTaskError,
 )
+from worker_core.status import TaskStatus
 from worker_sqlite import SCHEMA_VERSION, SqliteDurableBackend, parse_url
 
 # -- URLs and options -------------------------------------------------------------------------------
@@ -202,6 +204,25 @@ async def test_corrupt_rows_are_dead_lettered_and_never_stall_the_queue(
     dead = rows(db_path, "SELECT last_error FROM tasks WHERE state = 'dead'")
     assert len(dead) == len(_CORRUPTIONS)
     assert all(error.startswith("corrupt record: ") for (error,) in dead)
+    # Whoever awaits such a task learns at once that it failed and why (when its id is still a UUID).
+    handler_id = bad["handler"].id
+    assert handler_id is not None
+    outcome = await backend.get_outcome(handler_id)
+    assert outcome is not None
+    assert (outcome.status, outcome.error_type) == (TaskStatus.FAILED, UNREADABLE_TASK_ERROR)
+    assert outcome.error_message.startswith("corrupt record: the handler")
+    assert rows(db_path, "SELECT COUNT(*) FROM outcomes") == [(len(_CORRUPTIONS) - 1,)]  # not for the bad id
+
+
+async def test_no_dead_letter_outcome_when_the_manager_keeps_no_results(make_backend: MakeBackend) -> None:
+    backend = await make_backend(extra_deliveries=0)
+    backend.configure_outcomes(None)  # TaskManager(durable_result_ttl=None)
+    await backend.enqueue(never := task(retries=0))
+    await backend.dequeue(1, 0.05)
+    await asyncio.sleep(0.1)  # the lease runs out unsettled
+    assert await backend.dequeue(1, 30.0) == []  # past its delivery limit: dead-lettered
+    assert never.id is not None
+    assert await backend.get_outcome(never.id) is None
 
 
 # -- duplicates and cancellation -------------------------------------------------------------------

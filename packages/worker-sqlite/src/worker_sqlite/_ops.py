@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from worker_core.durable.outcomes import dead_letter_outcome
 from worker_core.durable.types import DurableTask, DurableTaskLease, delivery_limit
 from worker_core.errors import DurableTaskExistsError, LeaseLostError
 
@@ -68,6 +69,7 @@ class Dequeued:
     leases: list[DurableTaskLease]
     dead: list[tuple[str, str]]  # (task id, reason) dead-lettered by this call
     requeued: int
+    outcomes: list[str] = field(default_factory=list)  # ids whose FAILED outcome this call stored
 
 
 def dequeue(
@@ -78,12 +80,14 @@ def dequeue(
     lease_s: float,
     extra: int,
     heartbeat: tuple[str, str, float] | None,
+    outcome_ttl: float | None = None,
 ) -> Dequeued:
     """Requeue expired leases, promote due delayed tasks, then lease up to ``limit`` due tasks.
 
     Shares the call among unpaused queues by weighted round robin (the turn carries over in ``state``);
     within a queue: lowest priority, then highest weight, then earliest ready time, then enqueue order.
-    A row past its delivery limit, or one that cannot be decoded, is dead-lettered with the reason.
+    A row past its delivery limit, or one that cannot be decoded, is dead-lettered with the reason, and (with
+    ``outcome_ttl``) a FAILED outcome saying so is stored for it, so that whoever awaits it learns at once.
     """
     requeued = db.execute(
         "UPDATE tasks SET state = 'ready', ready_at = ?, token = '' WHERE state = 'leased' AND expires_at <= ?",
@@ -117,14 +121,17 @@ def dequeue(
         for row in rows:
             decoded = decode_row(row)
             if isinstance(decoded, str):
-                _dead_letter(db, row[0], f"corrupt record: {decoded}", now)
-                out.dead.append((str(row[1]), f"corrupt record: {decoded}"))
+                reason = f"corrupt record: {decoded}"
+                _dead_letter(db, row[0], reason, now)
+                out.dead.append((str(row[1]), reason))
+                _dead_outcome(db, out, row, reason, now, outcome_ttl)
                 continue
             task, attempts = decoded
             if attempts >= delivery_limit(task.retries or 0, extra):
                 reason = f"delivery limit: delivered {attempts} times without settling"
                 _dead_letter(db, row[0], reason, now)
                 out.dead.append((str(task.id), reason))
+                _dead_outcome(db, out, row, reason, now, outcome_ttl)
                 continue
             token = secrets.token_hex(8)
             expires = now + lease_s
@@ -145,6 +152,40 @@ def dequeue(
             index = (index + 1) % len(names)
     state.queue = names[index]
     return out
+
+
+def _dead_outcome(
+    db: sqlite3.Connection, out: Dequeued, row: Sequence[Any], reason: str, now: float, ttl: float | None
+) -> None:
+    """Store the FAILED outcome of a task this dequeue dead-lettered (not when its id is not a UUID)."""
+    if ttl is None:
+        return
+    _seq, raw_id, queue, handler, *_rest = row
+    attempts, metadata = row[10], row[9]
+    try:
+        task_id = uuid.UUID(raw_id) if isinstance(raw_id, str) else None
+    except ValueError:
+        task_id = None
+    if task_id is None:
+        return
+    meta: dict[str, str] = {}
+    if isinstance(metadata, str):
+        try:
+            loaded = json.loads(metadata)
+        except ValueError:
+            loaded = None
+        if isinstance(loaded, dict):
+            meta = {str(k): str(v) for k, v in loaded.items()}
+    outcome = dead_letter_outcome(
+        task_id,
+        reason,
+        handler=handler if isinstance(handler, str) else "",
+        queue=queue if isinstance(queue, str) else "",
+        attempts=attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else 0,
+        metadata=meta,
+    )
+    store_outcome(db, str(task_id), outcome.queue, outcome.encode(), now + ttl, now)
+    out.outcomes.append(str(task_id))
 
 
 def _dead_letter(db: sqlite3.Connection, seq: int, reason: str, now: float) -> None:

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Self
 
-from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, TaskOutcome
+from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome
 from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease
 from worker_core.errors import ConfigurationError, WorkerError
 
@@ -93,6 +93,7 @@ class SqliteDurableBackend:
         self._sync = check_synchronous(synchronous)
         self._interval = _seconds(wake_interval, "wake_interval")
         self._default_queue = "default"
+        self._outcome_ttl: float | None = DEFAULT_RESULT_TTL
         self._rr = ops.DequeueState()
         self.configure_queues(default_queue, queue_weights or {})
         self.owner = str(uuid.uuid4())
@@ -288,12 +289,14 @@ class SqliteDurableBackend:
             if next_time is None or next_time > now:
                 return []
         rr = ops.DequeueState(self._rr.queue, self._rr.credit, self._rr.weights)
-        extra = self._extra
+        extra, ttl = self._extra, self._outcome_ttl
 
-        def op(db: Any) -> ops.Dequeued:
-            return ops.dequeue(db, rr, time.time(), limit, lease_s, extra, heartbeat)
+        def op(db: Any) -> _Wake:
+            done = ops.dequeue(db, rr, time.time(), limit, lease_s, extra, heartbeat, ttl)
+            return _Wake(outcomes=done.outcomes, value=done)
 
-        done: ops.Dequeued = await self._write(op)
+        wake: _Wake = await self._write(op)
+        done: ops.Dequeued = wake.value
         self._rr.queue, self._rr.credit = rr.queue, rr.credit
         if heartbeat is not None:
             self._node_fresh = False
@@ -393,6 +396,14 @@ class SqliteDurableBackend:
             return _Wake(work=ops.release(db, batch, time.time()) > 0)
 
         await self._write(op)
+
+    def configure_outcomes(self, ttl: float | None) -> None:
+        """Keep the FAILED outcome of a task the dequeue dead-letters itself for ``ttl`` seconds (``None``: none).
+
+        ``OutcomeConfigurableBackend``: the manager passes its ``durable_result_ttl`` at start; until then
+        such outcomes are kept for an hour (``DEFAULT_RESULT_TTL``).
+        """
+        self._outcome_ttl = float(ttl) if ttl is not None and ttl > 0 and math.isfinite(ttl) else None
 
     # -- pause -------------------------------------------------------------------------------------
 
