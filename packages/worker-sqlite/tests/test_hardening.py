@@ -300,3 +300,14 @@ async def test_wait_for_work_wakes_on_a_commit_of_another_process(make_backend: 
 async def test_wait_outcome_of_an_unknown_task_times_out(make_backend: MakeBackend) -> None:
     backend = await make_backend()
     assert await backend.wait_outcome(uuid.uuid4(), 0.1) is None
+
+
+async def test_an_expired_lease_keeps_its_place_in_line(make_backend: MakeBackend) -> None:
+    backend = await make_backend()
+    first, later = task(), task()
+    await backend.enqueue(first)
+    (lease,) = await backend.dequeue(1, 0.05)
+    await backend.enqueue(later)
+    await asyncio.sleep(0.1)  # the lease runs out unsettled (its worker died)
+    (again,) = await backend.dequeue(1, 30.0)
+    assert (again.lease_id, again.attempts) == (lease.lease_id, 2)  # ahead of the task enqueued after it

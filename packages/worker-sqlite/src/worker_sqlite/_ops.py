@@ -89,9 +89,9 @@ def dequeue(
     A row past its delivery limit, or one that cannot be decoded, is dead-lettered with the reason, and (with
     ``outcome_ttl``) a FAILED outcome saying so is stored for it, so that whoever awaits it learns at once.
     """
+    # An expired lease goes back with its ready time kept: it is redelivered ahead of the tasks that came after it.
     requeued = db.execute(
-        "UPDATE tasks SET state = 'ready', ready_at = ?, token = '' WHERE state = 'leased' AND expires_at <= ?",
-        (now, now),
+        "UPDATE tasks SET state = 'ready', token = '' WHERE state = 'leased' AND expires_at <= ?", (now,)
     ).rowcount
     db.execute("UPDATE tasks SET state = 'ready' WHERE state = 'delayed' AND ready_at <= ?", (now,))
     if heartbeat is not None:
