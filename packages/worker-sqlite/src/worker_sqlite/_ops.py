@@ -16,7 +16,7 @@ from worker_core.errors import DurableTaskExistsError, LeaseLostError
 
 from ._rows import LEASE_COLUMNS, decode_row
 
-__all__ = ("DequeueState", "dequeue", "enqueue_rows", "fenced", "next_event_time")
+__all__ = ("DequeueState", "Wake", "dequeue", "enqueue_rows", "fenced", "next_event_time")
 
 _INSERT: Final = (
     "INSERT OR IGNORE INTO tasks (id, queue, handler, payload, priority, weight, retries, retry_delay, metadata, "
@@ -336,3 +336,22 @@ def copy_task(task: DurableTask) -> DurableTask:
         retry_delay=task.retry_delay,
         metadata=dict(task.metadata) if task.metadata is not None else None,
     )
+
+
+class Wake:
+    """What a committed operation makes ready: work for idle workers, outcomes for their waiters."""
+
+    __slots__ = ("outcomes", "skipped", "value", "work")
+
+    def __init__(
+        self,
+        *,
+        work: bool = False,
+        outcomes: Sequence[str] = (),
+        skipped: Sequence[uuid.UUID] = (),
+        value: Any = None,
+    ) -> None:
+        self.work = work
+        self.outcomes = outcomes
+        self.skipped = list(skipped)
+        self.value = value

@@ -7,7 +7,6 @@ single queries on the read connection, bounded by their page size.
 
 from __future__ import annotations
 
-import json
 import math
 import sqlite3
 import time
@@ -16,7 +15,6 @@ from typing import Any, Final, Self
 
 from worker_core.admin import (
     SOURCES,
-    DLQEntry,
     DLQEntryDetail,
     DLQPage,
     MoveResult,
@@ -31,111 +29,27 @@ from worker_core.admin import (
 from worker_core.errors import ConfigurationError, TaskNotFoundError
 
 from . import _ops as ops
+from ._admin_sql import (
+    RECORD_COLUMNS,
+    Moved,
+    absent,
+    as_int,
+    as_str,
+    chunks,
+    clean_ids,
+    entry,
+    make_ready,
+    marks,
+    ms,
+    node_fields,
+    record,
+)
 from .backend import SqliteDurableBackend
 
-__all__ = ("DLQ_PAGE_LIMIT", "SqliteAdmin")
+__all__ = ("DLQ_PAGE_LIMIT", "SqliteAdmin", "clean_ids")
 
 #: Entries one DLQ page returns at most.
 DLQ_PAGE_LIMIT: Final = 1000
-_CHUNK: Final = 500  # ids per statement (SQLite's bound-parameter limit is far above)
-_STATES: Final = {
-    "ready": TaskState.READY,
-    "delayed": TaskState.READY,
-    "leased": TaskState.PROCESSING,
-    "dead": TaskState.DEAD,
-}
-_RECORD: Final = (
-    "id, state, handler, queue, priority, weight, retries, retry_delay, attempts, ready_at, enqueued_at, "
-    "leased_at, expires_at, failed_at, last_error, metadata, length(payload), error_type, traceback"
-)
-
-
-def _ms(value: object) -> int:
-    return int(value * 1000) if isinstance(value, int | float) and math.isfinite(value) else 0
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _str(value: object) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _metadata(value: object) -> dict[str, str]:
-    if not isinstance(value, str):
-        return {}
-    try:
-        data = json.loads(value)
-    except ValueError:
-        return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-
-def _record(row: Sequence[Any]) -> TaskRecord:
-    (task_id, state, handler, queue, priority, weight, retries, delay, attempts, ready_at, enqueued_at) = row[:11]
-    leased_at, expires_at, failed_at, last_error, metadata, size, error_type, trace = row[11:]
-    status = _STATES.get(_str(state), TaskState.UNKNOWN)
-    error = _str(last_error)
-    reason = ""
-    if status is TaskState.DEAD:
-        reason = error if error.startswith(("delivery limit", "corrupt record")) else "failed"
-    score = {TaskState.READY: _ms(ready_at), TaskState.PROCESSING: _ms(expires_at)}.get(status, 0)
-    return TaskRecord(
-        id=_str(task_id),
-        status=status,
-        handler=_str(handler),
-        queue=_str(queue),
-        priority=_int(priority),
-        weight=_int(weight),
-        retries=_int(retries),
-        retry_delay_ms=_ms(delay),
-        attempts=_int(attempts),
-        ready_at_ms=_ms(ready_at),
-        updated_at_ms=max(_ms(enqueued_at), _ms(leased_at), _ms(failed_at)),
-        lease_at_ms=_ms(leased_at),
-        failed_at_ms=_ms(failed_at),
-        last_error=error,
-        metadata=_metadata(metadata),
-        payload_size=_int(size),
-        score=score,
-        error_type=_str(error_type),
-        error_traceback=_str(trace),
-        dead_reason=reason,
-    )
-
-
-def _entry(record: TaskRecord, now_ms: int) -> DLQEntry:
-    since = record.failed_at_ms or record.updated_at_ms
-    return DLQEntry(
-        id=record.id,
-        queue=record.queue,
-        handler=record.handler,
-        attempts=record.attempts,
-        age_ms=max(0, now_ms - since) if since else 0,
-        last_error=record.last_error,
-    )
-
-
-def clean_ids(ids: Iterable[str]) -> list[str]:
-    """Trimmed, split on commas, de-duplicated ids (order kept)."""
-    if isinstance(ids, str):
-        ids = [ids]
-    out: dict[str, None] = {}
-    for raw in ids:
-        for part in str(raw).split(","):
-            if part.strip():
-                out[part.strip()] = None
-    return list(out)
-
-
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
-    for first in range(0, len(items), _CHUNK):
-        yield items[first : first + _CHUNK]
-
-
-def _marks(items: Sequence[object]) -> str:
-    return ",".join("?" * len(items))
 
 
 class SqliteAdmin:
@@ -303,7 +217,7 @@ class SqliteAdmin:
             where.append("(instr(lower(id), ?) OR instr(lower(queue), ?) OR instr(lower(handler), ?))")
             args += [needle, needle, needle]
         clause = " AND ".join(where)
-        sql = f"SELECT {_RECORD} FROM tasks WHERE {clause} ORDER BY failed_at DESC, seq DESC LIMIT ? OFFSET ?"
+        sql = f"SELECT {RECORD_COLUMNS} FROM tasks WHERE {clause} ORDER BY failed_at DESC, seq DESC LIMIT ? OFFSET ?"
 
         def op(db: sqlite3.Connection) -> tuple[list[Any], int]:
             total = db.execute("SELECT COUNT(*) FROM tasks WHERE state = 'dead'").fetchone()[0]
@@ -311,7 +225,7 @@ class SqliteAdmin:
 
         rows, total = await self._read(op)
         now = time.time_ns() // 1_000_000
-        entries = tuple(_entry(_record(row), now) for row in rows)
+        entries = tuple(entry(record(row), now) for row in rows)
         return DLQPage(entries, total, offset, limit, len(entries), False)
 
     async def dlq_entry(self, task_id: str) -> DLQEntryDetail:
@@ -320,7 +234,7 @@ class SqliteAdmin:
         if record.status is not TaskState.DEAD:
             raise TaskNotFoundError(f"task {record.id} is not in the DLQ (status {record.status.value})")
         return DLQEntryDetail(
-            entry=_entry(record, time.time_ns() // 1_000_000),
+            entry=entry(record, time.time_ns() // 1_000_000),
             failed_at_ms=record.failed_at_ms,
             updated_at_ms=record.updated_at_ms,
             payload_size=record.payload_size,
@@ -332,10 +246,12 @@ class SqliteAdmin:
     async def get(self, task_id: str) -> TaskRecord:
         """One task, wherever it is; TaskNotFoundError when it is not stored."""
         key = task_id.strip()
-        row = await self._read(lambda db: db.execute(f"SELECT {_RECORD} FROM tasks WHERE id = ?", (key,)).fetchone())
+        row = await self._read(
+            lambda db: db.execute(f"SELECT {RECORD_COLUMNS} FROM tasks WHERE id = ?", (key,)).fetchone()
+        )
         if row is None:
             raise TaskNotFoundError(f"no durable task {key!r} in {self.where}")
-        return _record(row)
+        return record(row)
 
     async def nodes(self) -> list[NodeInfo]:
         """The live worker nodes (heartbeat not expired), newest heartbeat first."""
@@ -347,18 +263,18 @@ class SqliteAdmin:
         )
         out = []
         for node_id, info, last_seen, leases in rows:
-            data = _metadata_any(info)
+            data = node_fields(info)
             queues = data.get("queues")
             started = data.get("started")
             out.append(
                 NodeInfo(
-                    id=_str(node_id),
+                    id=as_str(node_id),
                     host=str(data.get("host", "")),
-                    pid=_int(data.get("pid")),
-                    started_ms=_ms(started),
+                    pid=as_int(data.get("pid")),
+                    started_ms=ms(started),
                     queues=tuple(str(q) for q in queues) if isinstance(queues, list) else (),
-                    running=_int(data.get("running", leases)),
-                    last_seen_ms=_ms(last_seen),
+                    running=as_int(data.get("running", leases)),
+                    last_seen_ms=ms(last_seen),
                 )
             )
         return out
@@ -392,8 +308,8 @@ class SqliteAdmin:
 
         def op(db: sqlite3.Connection) -> set[str]:
             found: set[str] = set()
-            for chunk in _chunks(todo):
-                found.update(r[0] for r in db.execute(f"SELECT id FROM tasks WHERE id IN ({_marks(chunk)})", chunk))
+            for chunk in chunks(todo):
+                found.update(r[0] for r in db.execute(f"SELECT id FROM tasks WHERE id IN ({marks(chunk)})", chunk))
             return found
 
         found: set[str] = await self._read(op)
@@ -414,7 +330,7 @@ class SqliteAdmin:
                     "SELECT id FROM tasks WHERE state = 'dead' ORDER BY failed_at, seq LIMIT ?", (bound,)
                 )
             ]
-            return _Moved(_make_ready(db, ids, "state = 'dead'", time.time(), "", reset_attempts), ())
+            return Moved(make_ready(db, ids, "state = 'dead'", time.time(), "", reset_attempts), ())
 
         return await self._move(op)
 
@@ -423,7 +339,7 @@ class SqliteAdmin:
         todo = clean_ids(ids)
 
         def op(db: sqlite3.Connection) -> Any:
-            return _Moved(_make_ready(db, todo, "state = 'dead'", time.time(), "", reset_attempts), _absent(db, todo))
+            return Moved(make_ready(db, todo, "state = 'dead'", time.time(), "", reset_attempts), absent(db, todo))
 
         return await self._move(op)
 
@@ -441,8 +357,8 @@ class SqliteAdmin:
 
         def op(db: sqlite3.Connection) -> Any:
             now = time.time()
-            moved = _make_ready(db, todo, "1", now + delay, target, reset_attempts, now=now)
-            return _Moved(moved, _absent(db, todo))
+            moved = make_ready(db, todo, "1", now + delay, target, reset_attempts, now=now)
+            return Moved(moved, absent(db, todo))
 
         return await self._move(op)
 
@@ -452,14 +368,14 @@ class SqliteAdmin:
         only = self._queue(queue) if queue.strip() else None
 
         def op(db: sqlite3.Connection) -> Any:
-            missing = _absent(db, todo)
+            missing = absent(db, todo)
             count = 0
-            for chunk in _chunks(todo):
-                sql = f"DELETE FROM tasks WHERE id IN ({_marks(chunk)})"
+            for chunk in chunks(todo):
+                sql = f"DELETE FROM tasks WHERE id IN ({marks(chunk)})"
                 count += db.execute(
                     sql + (" AND queue = ?" if only else ""), (*chunk, *([only] if only else []))
                 ).rowcount
-            return _Moved(count, missing, wake=False)
+            return Moved(count, missing, wake=False)
 
         return await self._move(op)
 
@@ -502,68 +418,10 @@ class SqliteAdmin:
         return result
 
     async def _move(self, op: Any) -> MoveResult:
-        from .backend import _Wake
-
         def run(db: sqlite3.Connection) -> Any:
-            moved: _Moved = op(db)
-            return _Wake(work=moved.wake and moved.count > 0, value=moved)
+            moved: Moved = op(db)
+            return ops.Wake(work=moved.wake and moved.count > 0, value=moved)
 
-        done: _Wake = await self._write(run)
-        moved: _Moved = done.value
+        done: ops.Wake = await self._write(run)
+        moved: Moved = done.value
         return MoveResult(moved.count, tuple(moved.missing))
-
-
-class _Moved:
-    __slots__ = ("count", "missing", "wake")
-
-    def __init__(self, count: int, missing: Sequence[str], *, wake: bool = True) -> None:
-        self.count, self.missing, self.wake = count, missing, wake
-
-
-def _absent(db: sqlite3.Connection, ids: Sequence[str]) -> list[str]:
-    found: set[str] = set()
-    for chunk in _chunks(ids):
-        found.update(r[0] for r in db.execute(f"SELECT id FROM tasks WHERE id IN ({_marks(chunk)})", chunk))
-    return [i for i in ids if i not in found]
-
-
-def _make_ready(
-    db: sqlite3.Connection,
-    ids: Sequence[str],
-    condition: str,
-    ready_at: float,
-    queue: str,
-    reset_attempts: bool,
-    *,
-    now: float | None = None,
-) -> int:
-    """Make the tasks ``ids`` matching ``condition`` ready at ``ready_at``; their token is cleared (fenced).
-
-    A task whose idempotency key a live task holds meanwhile is left where it is (not counted).
-    """
-    now = ready_at if now is None else now
-    state = "ready" if ready_at <= now else "delayed"
-    sets = "state = ?, ready_at = ?, token = '', expires_at = 0"
-    args: list[Any] = [state, ready_at]
-    if queue:
-        sets += ", queue = ?"
-        args.append(queue)
-        db.execute("INSERT OR IGNORE INTO queues (name) VALUES (?)", (queue,))
-    if reset_attempts:
-        sets += ", attempts = 0"
-    count = 0
-    for task_id in ids:
-        count += db.execute(
-            f"UPDATE OR IGNORE tasks SET {sets} WHERE id = ? AND {condition}", (*args, task_id)
-        ).rowcount
-    return count
-
-
-def _metadata_any(value: object) -> dict[str, Any]:
-    if not isinstance(value, str):
-        return {}
-    try:
-        data = json.loads(value)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}

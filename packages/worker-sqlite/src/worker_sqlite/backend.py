@@ -18,6 +18,8 @@ from worker_core.errors import ConfigurationError, WorkerError
 
 from . import _ops as ops
 from ._conn import Op, Reader, Writer, open_connection
+from ._ops import Wake
+from ._results import Results
 from ._rows import task_row
 from ._schema import migrate
 from ._url import check_synchronous, parse_url, resolve_path
@@ -101,7 +103,8 @@ class SqliteDurableBackend:
         self._node_held: Callable[[], int] | None = None
         self._node_fresh = False  # registered but not yet written: the next dequeue writes it
         self._hub = hub_for(self.path)
-        self._waiters = Waiters(self._data_version, self._existing_outcomes, self._interval)
+        self._results = Results(self._write, self._read, lambda: self._waiters)
+        self._waiters = Waiters(self._data_version, self._results.existing, self._interval)
         self._writer: Writer | None = None
         self._reader: Reader | None = None
         self._open_lock: asyncio.Lock | None = None
@@ -180,7 +183,7 @@ class SqliteDurableBackend:
         self._hub.leave(self._waiters)
         writer, reader = self._writer, self._reader
         self._writer = self._reader = None
-        self._waiters = Waiters(self._data_version, self._existing_outcomes, self._interval)
+        self._waiters = Waiters(self._data_version, self._results.existing, self._interval)
         await writer.close()
         if reader is not None:
             await reader.close()
@@ -209,7 +212,7 @@ class SqliteDurableBackend:
         work = False
         ids: list[str] = []
         for result in results:
-            if isinstance(result, _Wake):
+            if isinstance(result, Wake):
                 work = work or result.work
                 ids.extend(result.outcomes)
         self._hub.notify(work, ids)
@@ -241,9 +244,9 @@ class SqliteDurableBackend:
         """
         row = task_row(task, self._default_queue, time.time())
 
-        def op(db: Any) -> _Wake:
+        def op(db: Any) -> Wake:
             ops.raise_skipped(ops.enqueue_rows(db, [row]))
-            return _Wake(work=True)
+            return Wake(work=True)
 
         await self._write(op)
 
@@ -260,10 +263,10 @@ class SqliteDurableBackend:
         now = time.time()
         rows = [task_row(task, self._default_queue, now) for task in tasks]
 
-        def op(db: Any) -> _Wake:
-            return _Wake(work=True, skipped=ops.enqueue_rows(db, rows))
+        def op(db: Any) -> Wake:
+            return Wake(work=True, skipped=ops.enqueue_rows(db, rows))
 
-        done: _Wake = await self._write(op)
+        done: Wake = await self._write(op)
         ops.raise_skipped(done.skipped)
 
     # -- dequeue -----------------------------------------------------------------------------------
@@ -291,11 +294,11 @@ class SqliteDurableBackend:
         rr = ops.DequeueState(self._rr.queue, self._rr.credit, self._rr.weights)
         extra, ttl = self._extra, self._outcome_ttl
 
-        def op(db: Any) -> _Wake:
+        def op(db: Any) -> Wake:
             done = ops.dequeue(db, rr, time.time(), limit, lease_s, extra, heartbeat, ttl)
-            return _Wake(outcomes=done.outcomes, value=done)
+            return Wake(outcomes=done.outcomes, value=done)
 
-        wake: _Wake = await self._write(op)
+        wake: Wake = await self._write(op)
         done: ops.Dequeued = wake.value
         self._rr.queue, self._rr.credit = rr.queue, rr.credit
         if heartbeat is not None:
@@ -340,10 +343,10 @@ class SqliteDurableBackend:
             LeaseLostError: the lease is not current (nothing changed).
         """
 
-        def op(db: Any) -> _Wake:
+        def op(db: Any) -> Wake:
             now = time.time()
             ops.nack(db, lease, now + max(float(delay), 0.0), now)
-            return _Wake(work=True)
+            return Wake(work=True)
 
         await self._write(op)
 
@@ -392,8 +395,8 @@ class SqliteDurableBackend:
             return
         batch = list(leases)
 
-        def op(db: Any) -> _Wake:
-            return _Wake(work=ops.release(db, batch, time.time()) > 0)
+        def op(db: Any) -> Wake:
+            return Wake(work=ops.release(db, batch, time.time()) > 0)
 
         await self._write(op)
 
@@ -416,9 +419,9 @@ class SqliteDurableBackend:
         """Undo :meth:`pause` (for one queue, or the global pause when ``queue`` is ``None``); wakes workers."""
         name = None if queue is None else (queue.strip() or self._default_queue)
 
-        def op(db: Any) -> _Wake:
+        def op(db: Any) -> Wake:
             ops.set_paused(db, name, False)
-            return _Wake(work=True)
+            return Wake(work=True)
 
         await self._write(op)
 
@@ -452,7 +455,7 @@ class SqliteDurableBackend:
         Raises:
             LeaseLostError: the lease is not current (nothing changed, nothing kept).
         """
-        await self._settle_with(outcome, ttl, lambda db: ops.ack(db, lease))
+        await self._results.settle_with(outcome, _seconds(ttl, "result ttl"), lambda db: ops.ack(db, lease))
 
     async def fail_with_outcome(self, lease: DurableTaskLease, error: str, outcome: TaskOutcome, ttl: float) -> None:
         """``fail`` and keep ``outcome`` for ``ttl`` seconds in the same transaction.
@@ -460,20 +463,8 @@ class SqliteDurableBackend:
         Raises:
             LeaseLostError: the lease is not current (nothing changed, nothing kept).
         """
-        await self._settle_with(outcome, ttl, lambda db: ops.fail(db, lease, error, time.time()))
-
-    async def _settle_with(self, outcome: TaskOutcome, ttl: float, settle: Op) -> None:
         seconds = _seconds(ttl, "result ttl")
-        data = outcome.encode()
-        task_id = str(outcome.id)
-
-        def op(db: Any) -> _Wake:
-            settle(db)
-            now = time.time()
-            ops.store_outcome(db, task_id, outcome.queue, data, now + seconds, now)
-            return _Wake(outcomes=(task_id,))
-
-        await self._write(op)
+        await self._results.settle_with(outcome, seconds, lambda db: ops.fail(db, lease, error, time.time()))
 
     async def get_outcome(self, task_id: uuid.UUID) -> TaskOutcome | None:
         """The kept outcome of ``task_id``, or ``None`` (unknown, not finished, or expired).
@@ -481,80 +472,16 @@ class SqliteDurableBackend:
         Raises:
             PayloadError: the stored outcome does not decode (corrupt or foreign data).
         """
-        key = str(task_id)
-        sql = "SELECT data FROM outcomes WHERE id = ? AND expires_at > ?"
-        row = await self._read(lambda db: db.execute(sql, (key, time.time())).fetchone())
-        return None if row is None else TaskOutcome.decode(bytes(row[0]))
+        return await self._results.get(task_id)
 
     async def wait_outcome(self, task_id: uuid.UUID, max_wait: float | None) -> TaskOutcome | None:
         """The outcome of ``task_id`` once kept (at once if it is); ``None`` after ``max_wait`` seconds."""
-        key = str(task_id)
-        try:
-            async with asyncio.timeout(max_wait):
-                while True:
-                    waiter = self._waiters.outcome_waiter(key)
-                    try:
-                        await self._waiters.arm()
-                        outcome = await self.get_outcome(task_id)
-                        if outcome is not None:
-                            return outcome
-                        await waiter
-                    finally:
-                        self._waiters.discard(waiter, key)
-        except TimeoutError:
-            return None
+        return await self._results.wait(task_id, max_wait)
 
     async def recent_outcomes(self, queue: str, limit: int) -> list[TaskOutcome]:
         """Up to ``limit`` outcomes of ``queue`` (at most ``recent_outcomes``), newest first; bad ones are skipped."""
-        count = min(int(limit), self._recent_limit)
-        if count <= 0:
-            return []
-        name = queue.strip() or self._default_queue
-        rows = await self._read(
-            lambda db: db.execute(
-                "SELECT id, data FROM outcomes WHERE queue = ? AND expires_at > ? ORDER BY seq DESC LIMIT ?",
-                (name, time.time(), count),
-            ).fetchall()
-        )
-        out: list[TaskOutcome] = []
-        for task_id, data in rows:
-            try:
-                out.append(TaskOutcome.decode(bytes(data)))
-            except (WorkerError, TypeError) as exc:
-                logger.warning("outcome of durable task %r left out of the recent list: %s", task_id, exc)
-        return out
+        return await self._results.recent(queue.strip() or self._default_queue, min(int(limit), self._recent_limit))
 
     async def _data_version(self) -> int:
         row = await self._read(lambda db: db.execute("PRAGMA data_version").fetchone())
         return int(row[0])
-
-    async def _existing_outcomes(self, ids: list[str]) -> set[str]:
-        def op(db: Any) -> set[str]:
-            found: set[str] = set()
-            for first in range(0, len(ids), 500):
-                chunk = ids[first : first + 500]
-                marks = ",".join("?" * len(chunk))
-                found.update(r[0] for r in db.execute(f"SELECT id FROM outcomes WHERE id IN ({marks})", chunk))
-            return found
-
-        result: set[str] = await self._read(op)
-        return result
-
-
-class _Wake:
-    """What a committed operation makes ready: work for idle workers, outcomes for their waiters."""
-
-    __slots__ = ("outcomes", "skipped", "value", "work")
-
-    def __init__(
-        self,
-        *,
-        work: bool = False,
-        outcomes: Sequence[str] = (),
-        skipped: Sequence[uuid.UUID] = (),
-        value: Any = None,
-    ) -> None:
-        self.work = work
-        self.outcomes = outcomes
-        self.skipped = list(skipped)
-        self.value = value
