@@ -178,7 +178,7 @@ _CORRUPTIONS = {
     "id": "UPDATE tasks SET id = 'not-a-uuid' WHERE id = ?",
     "handler": "UPDATE tasks SET handler = '' WHERE id = ?",
     "payload": "UPDATE tasks SET payload = 'text, not a blob' WHERE id = ?",
-    "priority": "UPDATE tasks SET attempts = 'many' WHERE id = ?",
+    "attempts": "UPDATE tasks SET attempts = 'many' WHERE id = ?",
     "metadata": "UPDATE tasks SET metadata = '{broken' WHERE id = ?",
     "utf8": "UPDATE tasks SET handler = CAST(X'FFFE' AS TEXT) WHERE id = ?",
     "retries": "UPDATE tasks SET retries = 1.5 WHERE id = ?",
