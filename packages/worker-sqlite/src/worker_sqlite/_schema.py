@@ -13,7 +13,9 @@ from typing import Final
 
 from worker_core.errors import ConfigurationError
 
-__all__ = ("SCHEMA_VERSION", "migrate")
+from ._conn import open_connection, translate
+
+__all__ = ("SCHEMA_VERSION", "migrate", "open_migrated")
 
 # Task states: ready (due now), delayed (ready at ready_at), leased (held until expires_at), dead (the DLQ).
 _V1: Final = (
@@ -99,3 +101,22 @@ def migrate(db: sqlite3.Connection, where: str) -> int:
             db.execute("ROLLBACK")
         raise
     return found
+
+
+def open_migrated(path: str, *, busy_timeout: float, synchronous: str, where: str) -> sqlite3.Connection:
+    """A connection to ``path`` (see :func:`~worker_sqlite._conn.open_connection`) whose schema is current.
+
+    Raises:
+        ConfigurationError: the file cannot be opened, is not SQLite, or its schema is newer.
+        BackendUnavailableError: the file stayed locked past the busy timeout.
+    """
+    db = open_connection(path, busy_timeout=busy_timeout, synchronous=synchronous, where=where)
+    try:
+        migrate(db, where)
+    except sqlite3.Error as exc:
+        db.close()
+        raise translate(exc, where) from None
+    except BaseException:
+        db.close()
+        raise
+    return db

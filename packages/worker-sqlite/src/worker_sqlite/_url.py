@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from worker_core.errors import ConfigurationError
 
-__all__ = ("SqliteUrl", "parse_url", "resolve_path")
+__all__ = ("SqliteUrl", "check_synchronous", "parse_url", "plain_int", "resolve_path", "seconds")
 
 _SYNCHRONOUS = ("off", "normal", "full", "extra")
 _FLOAT_OPTIONS = ("busy_timeout", "wake_interval")
@@ -103,3 +103,19 @@ def check_synchronous(value: object) -> str:
     if not isinstance(value, str) or value.lower() not in _SYNCHRONOUS:
         raise ConfigurationError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, got {value!r}")
     return value.lower()
+
+
+def plain_int(value: object, minimum: int) -> bool:
+    """Whether ``value`` is an int (not a bool) of at least ``minimum``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def seconds(value: object, name: str) -> float:
+    """``value`` as a positive, finite number of seconds.
+
+    Raises:
+        ConfigurationError: anything else (a bool, 0, a negative number, NaN, infinity, text).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (value > 0 and math.isfinite(value)):
+        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)

@@ -21,8 +21,9 @@ from ._conn import Op, Reader, Writer, open_connection
 from ._ops import Wake
 from ._results import Results
 from ._rows import task_row
-from ._schema import migrate
-from ._url import check_synchronous, parse_url, resolve_path
+from ._schema import open_migrated
+from ._url import check_synchronous, parse_url, plain_int, resolve_path
+from ._url import seconds as positive_seconds
 from ._wake import Waiters, hub_for
 
 __all__ = ("DEFAULT_BUSY_TIMEOUT", "DEFAULT_WAKE_INTERVAL", "SqliteDurableBackend")
@@ -33,16 +34,6 @@ logger = logging.getLogger("worker_sqlite")
 DEFAULT_BUSY_TIMEOUT: Final = 5.0
 #: Seconds between two ``PRAGMA data_version`` reads while something waits (cross-process wake-up).
 DEFAULT_WAKE_INTERVAL: Final = 0.025
-
-
-def _plain_int(value: object, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def _seconds(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (value > 0 and math.isfinite(value)):
-        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)
 
 
 class SqliteDurableBackend:
@@ -85,15 +76,15 @@ class SqliteDurableBackend:
     ) -> None:
         self.path = resolve_path(path)  # type: ignore[arg-type]
         self.where = f"sqlite at {self.path}"
-        if not _plain_int(extra_deliveries, 0):
+        if not plain_int(extra_deliveries, 0):
             raise ConfigurationError(f"extra_deliveries must be an int >= 0, got {extra_deliveries!r}")
-        if not _plain_int(recent_outcomes, 1):
+        if not plain_int(recent_outcomes, 1):
             raise ConfigurationError(f"recent_outcomes must be an int >= 1, got {recent_outcomes!r}")
         self._extra = extra_deliveries
         self._recent_limit = recent_outcomes
-        self._busy = _seconds(busy_timeout, "busy_timeout")
+        self._busy = positive_seconds(busy_timeout, "busy_timeout")
         self._sync = check_synchronous(synchronous)
-        self._interval = _seconds(wake_interval, "wake_interval")
+        self._interval = positive_seconds(wake_interval, "wake_interval")
         self._default_queue = "default"
         self._outcome_ttl: float | None = DEFAULT_RESULT_TTL
         self._rr = ops.DequeueState()
@@ -145,21 +136,10 @@ class SqliteDurableBackend:
             writer = Writer(f"{name}-w", self.where, self._after_commit)
             reader = Reader(f"{name}-r", self.where)
 
-            def connection() -> Any:
-                return open_connection(self.path, busy_timeout=self._busy, synchronous=self._sync, where=self.where)
-
-            def opener() -> Any:
-                db = connection()
-                try:
-                    migrate(db, self.where)
-                except BaseException:
-                    db.close()
-                    raise
-                return db
-
+            path, busy, sync, where = self.path, self._busy, self._sync, self.where
             try:
-                await writer.open(opener)
-                await reader.open(connection)
+                await writer.open(lambda: open_migrated(path, busy_timeout=busy, synchronous=sync, where=where))
+                await reader.open(lambda: open_connection(path, busy_timeout=busy, synchronous=sync, where=where))
             except BaseException:
                 await writer.close()
                 await reader.close()
@@ -227,7 +207,7 @@ class SqliteDurableBackend:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError("default queue must not be empty")
         for queue, weight in weights.items():
-            if not _plain_int(weight, 1):
+            if not plain_int(weight, 1):
                 raise ConfigurationError(f"queue weight for {queue!r} must be an int >= 1, got {weight!r}")
         self._default_queue = default_queue.strip()
         self._rr.weights = {(queue.strip() or self._default_queue): weight for queue, weight in weights.items()}
@@ -280,7 +260,7 @@ class SqliteDurableBackend:
         Raises:
             ConfigurationError: ``lease`` is not positive.
         """
-        lease_s = _seconds(lease, "lease")
+        lease_s = positive_seconds(lease, "lease")
         limit = max(int(limit), 1)
         heartbeat = self._heartbeat(0) if self._node_fresh else None
         if heartbeat is None:
@@ -365,7 +345,7 @@ class SqliteDurableBackend:
             LeaseLostError: the lease is not current.
             ConfigurationError: ``duration`` is not positive.
         """
-        seconds = _seconds(duration, "lease duration")
+        seconds = positive_seconds(duration, "lease duration")
         until = time.time() + seconds
         await self._write(lambda db: ops.extend(db, lease, until))
         lease.expires_at = until
@@ -376,7 +356,7 @@ class SqliteDurableBackend:
         Raises:
             ConfigurationError: ``duration`` is not positive.
         """
-        seconds = _seconds(duration, "lease duration")
+        seconds = positive_seconds(duration, "lease duration")
         if not leases and not self._node_info:
             return []
         heartbeat = self._heartbeat(seconds) if self._node_info else None
@@ -455,7 +435,7 @@ class SqliteDurableBackend:
         Raises:
             LeaseLostError: the lease is not current (nothing changed, nothing kept).
         """
-        await self._results.settle_with(outcome, _seconds(ttl, "result ttl"), lambda db: ops.ack(db, lease))
+        await self._results.settle_with(outcome, positive_seconds(ttl, "result ttl"), lambda db: ops.ack(db, lease))
 
     async def fail_with_outcome(self, lease: DurableTaskLease, error: str, outcome: TaskOutcome, ttl: float) -> None:
         """``fail`` and keep ``outcome`` for ``ttl`` seconds in the same transaction.
@@ -463,7 +443,7 @@ class SqliteDurableBackend:
         Raises:
             LeaseLostError: the lease is not current (nothing changed, nothing kept).
         """
-        seconds = _seconds(ttl, "result ttl")
+        seconds = positive_seconds(ttl, "result ttl")
         await self._results.settle_with(outcome, seconds, lambda db: ops.fail(db, lease, error, time.time()))
 
     async def get_outcome(self, task_id: uuid.UUID) -> TaskOutcome | None:
