@@ -1,0 +1,625 @@
+"""``PostgresDurableBackend``: durable tasks in PostgreSQL, claimed with ``FOR UPDATE SKIP LOCKED``, fenced, wakeable."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, Self
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, TaskOutcome
+from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease
+from worker_core.errors import (
+    ConfigurationError,
+    DurableTaskExistsError,
+    InvalidTaskError,
+    LeaseLostError,
+    PayloadError,
+    WorkerError,
+)
+
+from . import _schema
+from ._connect import parse_url, pg_errors
+from ._listen import Listener
+from ._rows import enqueue_params, normalize_queue, parse_claim
+from ._sql import Statements
+
+__all__ = ("DEFAULT_SCHEMA", "PostgresDurableBackend")
+
+logger = logging.getLogger(__name__)
+
+#: The schema that holds the tables when none is given (``?schema=``).
+DEFAULT_SCHEMA = "worker"
+_CLEANUP_BATCH = 500  # expired outcomes deleted per heartbeat at most
+_ERRORS = (psycopg.Error, OSError, TimeoutError)
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _seconds(value: float, what: str) -> float:
+    if not (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
+        raise ConfigurationError(f"{what} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+class PostgresDurableBackend:
+    """Durable tasks in one PostgreSQL schema, shared by any number of worker processes and machines.
+
+    Args:
+        conninfo: a libpq connection string or ``postgresql://`` URL (without this package's query options).
+        schema: the schema holding the tables (``worker``); create or upgrade it with :meth:`migrate`.
+        default_queue: the queue of tasks that name none (the TaskManager overrides it at start).
+        queue_weights: share of claims per queue (weighted round robin, carried over between calls).
+        extra_deliveries: deliveries beyond ``retries + 1`` without a settle before the claim dead-letters the
+            task with reason ``"delivery limit: ..."``.
+        queues: lease only from these queues (``None``: every queue); enqueue is not limited.
+        listen: ``True`` (default) wakes idle workers by LISTEN/NOTIFY; ``False`` polls (PgBouncer in
+            transaction pooling mode breaks LISTEN).
+        prepare: use server-side prepared statements (psycopg's default threshold); ``False`` for PgBouncer
+            before 1.21 in transaction mode.
+        pool_min, pool_max: connections of the pool.
+        pool_timeout: seconds to wait for a connection before raising ``BackendUnavailableError``.
+        poll_interval: seconds between re-checks of ``wait_outcome`` when LISTEN is off or down.
+        recent_outcomes: outcomes ``recent_outcomes`` lists per queue at most.
+        where: how errors name the server (never with a password).
+
+    Every state change is one statement. A lease carries a fencing token: ``ack``/``nack``/``fail``/``extend``
+    with a token that is no longer current raise :class:`~worker_core.errors.LeaseLostError` and change nothing.
+    """
+
+    supports_idempotency_keys: bool = True
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        default_queue: str = "default",
+        queue_weights: Mapping[str, int] | None = None,
+        extra_deliveries: int = DEFAULT_EXTRA_DELIVERIES,
+        queues: Sequence[str] | None = None,
+        listen: bool = True,
+        prepare: bool = True,
+        pool_min: int = 1,
+        pool_max: int = 10,
+        pool_timeout: float = 5.0,
+        poll_interval: float = 0.5,
+        recent_outcomes: int = DEFAULT_RECENT_OUTCOMES,
+        where: str = "postgresql",
+    ) -> None:
+        if not isinstance(conninfo, str) or not conninfo:
+            raise ConfigurationError("a PostgreSQL connection string is required")
+        self.schema = _schema.valid_schema(schema)
+        if (not _positive_int(extra_deliveries) and extra_deliveries != 0) or isinstance(extra_deliveries, bool):
+            raise ConfigurationError(f"extra_deliveries must be an int >= 0, not {extra_deliveries!r}")
+        if not _positive_int(pool_min) or not _positive_int(pool_max) or pool_min > pool_max:
+            raise ConfigurationError(f"need 1 <= pool_min <= pool_max, not {pool_min!r}, {pool_max!r}")
+        if not _positive_int(recent_outcomes):
+            raise ConfigurationError(f"recent_outcomes must be a positive int, not {recent_outcomes!r}")
+        if queues is not None and (isinstance(queues, str) or not all(isinstance(q, str) for q in queues)):
+            raise ConfigurationError(f"queues must be a sequence of queue names, not {queues!r}")
+        self._conninfo = conninfo
+        self._extra = extra_deliveries
+        self.queues: tuple[str, ...] | None = None if queues is None else tuple(normalize_queue(q) for q in queues)
+        self.listen = bool(listen)
+        self._kwargs: dict[str, Any] = {} if prepare else {"prepare_threshold": None}
+        self._pool_size = (pool_min, pool_max)
+        self._pool_timeout = _seconds(pool_timeout, "pool_timeout")
+        self._poll = _seconds(poll_interval, "poll_interval")
+        self._recent_limit = recent_outcomes
+        self.where = where
+        self.owner = str(uuid.uuid4())
+        self._sql = Statements.for_schema(self.schema)
+        wake, done = _schema.channels(self.schema)
+        self._wake_channel = wake
+        self._listener = Listener(conninfo, wake, done, self._kwargs)
+        self._pool: AsyncConnectionPool[Any] | None = None
+        self._checked = False
+        self._connect_lock: asyncio.Lock | None = None
+        self._default_queue = "default"
+        self._weights: dict[str, int] = {}
+        self._offsets: dict[str, int] = {}
+        self._cursor, self._after = "", False
+        self._due_at: float | None = None  # monotonic time the next task may be due (from the last claim)
+        self._seen = 0
+        self._node_info: dict[str, object] = {}
+        self._node_held: Callable[[], int] | None = None
+        self.configure_queues(default_queue, queue_weights or {})
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """A backend for a ``postgresql://`` or ``postgres://`` URL; connects lazily (see :meth:`connect`).
+
+        The query may set ``schema``, ``listen``, ``prepare``, ``pool_min``, ``pool_max``, ``poll_interval``,
+        ``default_queue``, ``extra_deliveries``, ``recent_outcomes`` and ``queues`` (``a,b``); the rest goes
+        to libpq. Keyword ``options`` win over the query.
+
+        Raises:
+            ConfigurationError: bad URL or option. No connection is made here.
+        """
+        parsed = parse_url(url)
+        kwargs = {**parsed.backend, **options}
+        try:
+            return cls(parsed.conninfo, where=parsed.where, **kwargs)
+        except TypeError as exc:
+            raise ConfigurationError(f"PostgresDurableBackend: {exc}") from None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    async def connect(self) -> None:
+        """Open the pool and check the schema version once (never migrates).
+
+        Every operation calls this first, so calling it is optional; call it at start to fail early.
+
+        Raises:
+            ConfigurationError: the schema is missing, older or newer than this package (says how to migrate),
+                or the credentials are refused.
+            BackendUnavailableError: the server cannot be reached.
+        """
+        if self._checked:
+            return
+        if self._connect_lock is None:
+            self._connect_lock = asyncio.Lock()
+        async with self._connect_lock:
+            if self._checked:
+                return
+            async with self._connection() as conn:
+                await _schema.check_schema(conn, self.schema, self._hint())
+            self._checked = True
+
+    def _hint(self) -> str:
+        return self.where.removeprefix("postgresql at ")
+
+    async def _open_pool(self) -> AsyncConnectionPool[Any]:
+        if self._pool is None:
+            low, high = self._pool_size
+            kwargs = {"autocommit": True, **self._kwargs}
+            pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+                self._conninfo, min_size=low, max_size=high, kwargs=kwargs, open=False, timeout=self._pool_timeout
+            )
+            with pg_errors(self.where):
+                await pool.open(wait=False)
+            self._pool = pool
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection (autocommit); psycopg errors become worker errors, a lost server purges the pool."""
+        pool = await self._open_pool()
+        try:
+            async with pool.connection() as conn:
+                yield conn
+        except (*_ERRORS, psycopg.Error) as exc:
+            if isinstance(exc, psycopg.OperationalError | OSError):
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(self._pool_timeout):
+                        await pool.check()  # drop every connection the restart broke, not one per failed call
+            with pg_errors(self.where):
+                raise
+
+    async def migrate(self) -> int:
+        """Create or upgrade this backend's schema (idempotent, serialised by an advisory lock); its version."""
+        async with self._connection() as conn:
+            version = await _schema.migrate(conn, self.schema)
+        self._checked = True
+        return version
+
+    async def aclose(self) -> None:
+        """Leave the node list, stop the LISTEN connection and close the pool."""
+        if self._node_info and self._checked:
+            with contextlib.suppress(WorkerError):
+                await self.unregister_node()
+        await self._listener.aclose()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                await pool.close()
+        self._checked = False
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def configure_queues(self, default_queue: str, weights: Mapping[str, int]) -> None:
+        """Use ``default_queue`` for tasks without a queue and ``weights`` to share claims among queues."""
+        clean: dict[str, int] = {}
+        for name, weight in weights.items():
+            if not _positive_int(weight):
+                raise ConfigurationError(f"queue weight of {name!r} must be a positive int, not {weight!r}")
+            clean[normalize_queue(name, default_queue)] = weight
+        queue = normalize_queue(default_queue, "")
+        if not queue:
+            raise ConfigurationError("default queue must not be empty")
+        self._default_queue = queue
+        self._weights = clean
+        self._offsets = {}
+
+    # -- enqueue -----------------------------------------------------------------------------------
+    async def enqueue(self, task: DurableTask, *, connection: psycopg.AsyncConnection[Any] | None = None) -> None:
+        """Store ``task``, ready at ``run_at`` or now; idle workers are woken when it commits.
+
+        With ``connection`` (your own psycopg ``AsyncConnection``, in a transaction or not) the insert runs
+        there: the task exists only once you commit, and a rollback leaves nothing (the outbox pattern).
+
+        Raises:
+            DurableTaskExistsError: a task with this id exists (ready, leased or dead-lettered), or a live task
+                (ready, delayed or leased) holds its idempotency key; ``ids`` names the rejected task.
+            InvalidTaskError: no id, no handler, no encoded payload, or a value PostgreSQL cannot store.
+        """
+        params, ids = enqueue_params([task], self._default_queue)
+        stored = await self._insert(params, connection)
+        if not stored:
+            raise DurableTaskExistsError(
+                f"durable task {ids[0]} already exists (same id, or a live task with its idempotency key)", ids=ids
+            )
+
+    async def enqueue_many(
+        self, tasks: Sequence[DurableTask], *, connection: psycopg.AsyncConnection[Any] | None = None
+    ) -> None:
+        """Store many tasks in one statement (``BatchEnqueueBackend``); all are checked before any is written.
+
+        A task whose id is stored, or repeats an earlier task of the batch (the first copy wins), or whose
+        idempotency key a live task holds, is skipped; the others are stored. ``connection`` as in :meth:`enqueue`.
+
+        Raises:
+            DurableTaskExistsError: some tasks were skipped; ``ids`` has one entry per skipped task, in order.
+            InvalidTaskError: a task is malformed (nothing was stored).
+        """
+        if not tasks:
+            return
+        params, ids = enqueue_params(tasks, self._default_queue)
+        stored = await self._insert(params, connection)
+        skipped: list[uuid.UUID] = []
+        for task_id in ids:  # a later copy of a stored id was skipped by the insert
+            if task_id in stored:
+                stored.discard(task_id)
+            else:
+                skipped.append(task_id)
+        if skipped:
+            shown = ", ".join(map(str, skipped[:10])) + (" ..." if len(skipped) > 10 else "")
+            raise DurableTaskExistsError(f"{len(skipped)} durable task(s) already exist: {shown}", ids=skipped)
+
+    async def _insert(self, params: dict[str, Any], connection: psycopg.AsyncConnection[Any] | None) -> set[uuid.UUID]:
+        if connection is not None:
+            if not isinstance(connection, psycopg.AsyncConnection):
+                raise ConfigurationError("connection must be a psycopg AsyncConnection")
+            try:
+                rows = await (await connection.execute(self._sql.enqueue, params)).fetchall()
+            except psycopg.DataError as exc:
+                raise InvalidTaskError(f"durable task rejected by PostgreSQL: {exc}") from None
+            except _ERRORS as exc:
+                with pg_errors(self.where):
+                    raise exc from None
+            return {row[0] for row in rows}
+        await self.connect()
+        async with self._connection() as conn:
+            try:
+                rows = await (await conn.execute(self._sql.enqueue, params)).fetchall()
+            except psycopg.DataError as exc:
+                raise InvalidTaskError(f"durable task rejected by PostgreSQL: {exc}") from None
+        return {row[0] for row in rows}
+
+    # -- claim -------------------------------------------------------------------------------------
+    async def dequeue(self, limit: int, lease: float) -> list[DurableTaskLease]:
+        """Lease up to ``limit`` due tasks or expired leases for ``lease`` seconds, in one statement.
+
+        Honours the global pause and paused queues, queue weights (round robin), priority then weight. A task
+        past its delivery limit is dead-lettered instead, a corrupt row is dead-lettered with its reason.
+
+        Raises:
+            ConfigurationError: ``lease`` is not positive.
+        """
+        lease_s = _seconds(lease, "lease")
+        limit = max(1, int(limit))
+        await self.connect()
+        self._seen = self._listener.generation
+        names = sorted(self._weights.keys() | self._offsets.keys())
+        params = {
+            "cursor": self._cursor,
+            "after": self._after,
+            "wnames": names,
+            "wweights": [self._weights.get(n, 1) for n in names],
+            "woffs": [self._offsets.get(n, 0) for n in names],
+            "only": list(self.queues) if self.queues is not None else None,
+            "limit": limit,
+            "extra": self._extra,
+            "lease": lease_s,
+        }
+        async with self._connection() as conn:
+            rows = await (await conn.execute(self._sql.claim, params)).fetchall()
+        claimed = parse_claim(rows)
+        self._due_at = None if claimed.due_in is None else time.monotonic() + claimed.due_in
+        self._advance_round_robin([lease.task.queue for lease in claimed.leases], limit)
+        for task_id, why in claimed.dead:
+            logger.warning("durable task %s dead-lettered: %s", task_id, why)
+        for poison, why in claimed.corrupt:
+            logger.error("durable task %s dead-lettered: %s", poison.lease_id, why)
+            with contextlib.suppress(WorkerError):
+                await self.fail(poison, why)
+        return claimed.leases
+
+    def _advance_round_robin(self, served: list[str], limit: int) -> None:
+        """Carry the round-robin position over: the last queue served keeps its turn until it used its weight."""
+        if len(served) < limit or not served:
+            self._offsets = {}  # every queue ran dry: the next claim starts a fresh round where this one stopped
+            if served:
+                self._cursor, self._after = served[-1], True
+            return
+        last = served[-1]
+        count = 0
+        for name in reversed(served):
+            if name != last:
+                break
+            count += 1
+        offset = (self._offsets.get(last, 0) + count) % self._weights.get(last, 1)
+        self._offsets = {last: offset} if offset else {}
+        self._cursor, self._after = last, not offset
+
+    async def wait_for_work(self, max_wait: float) -> None:
+        """Block until work may be ready, or ``max_wait`` seconds at most (``WakeableBackend``).
+
+        Returns early on a NOTIFY (an enqueue, nack, release or replay committed) or when the next delayed task
+        or lease expiry seen by the last claim is due. With ``listen=False`` it sleeps until then.
+        """
+        timeout = max(0.0, float(max_wait))
+        if self._due_at is not None:
+            timeout = min(timeout, max(self._due_at - time.monotonic(), 0.01))
+        if not self.listen:
+            await asyncio.sleep(timeout)
+            return
+        if not await self._listener.ready(min(timeout, self._pool_timeout)):
+            return  # LISTEN is down: the caller polls (its max_wait) until it is back
+        await self._listener.wait_change(self._seen, timeout)
+
+    # -- settle ------------------------------------------------------------------------------------
+    async def _fenced(self, statement: Any, params: dict[str, Any]) -> Any:
+        await self.connect()
+        async with self._connection() as conn:
+            row = await (await conn.execute(statement, params)).fetchone()
+        if row is None:
+            raise LeaseLostError(f"lease of durable task {params['id']} is lost")
+        return row[0]
+
+    @staticmethod
+    def _fence(lease: DurableTaskLease) -> dict[str, Any]:
+        try:
+            task_id = uuid.UUID(lease.lease_id)
+        except (TypeError, ValueError, AttributeError):
+            raise LeaseLostError(f"lease of durable task {lease.lease_id!r} is lost (not a task id)") from None
+        return {"id": task_id, "token": str(lease.token)}
+
+    async def ack(self, lease: DurableTaskLease) -> None:
+        """The task succeeded: delete it (its idempotency key is free again).
+
+        Raises:
+            LeaseLostError: the lease is not current (nothing changed).
+        """
+        await self._fenced(self._sql.ack, self._fence(lease))
+
+    async def nack(self, lease: DurableTaskLease, delay: float) -> None:
+        """Make the task ready again after ``delay`` seconds (negative: now); attempts are kept.
+
+        Raises:
+            LeaseLostError: the lease is not current (nothing changed).
+        """
+        delay_s = float(delay) if math.isfinite(float(delay)) else 0.0
+        await self._fenced(self._sql.nack, {**self._fence(lease), "delay": max(delay_s, 0.0)})
+
+    async def fail(self, lease: DurableTaskLease, error: str) -> None:
+        """Dead-letter the task with ``error`` (and a ``FailureReason``'s error type and traceback).
+
+        Raises:
+            LeaseLostError: the lease is not current (nothing changed).
+        """
+        await self._fenced(self._sql.fail, {**self._fence(lease), **_reason(error)})
+
+    async def extend(self, lease: DurableTaskLease, duration: float) -> None:
+        """Push the lease's expiry to now + ``duration`` seconds.
+
+        Raises:
+            LeaseLostError: the lease is not current (nothing changed).
+            ConfigurationError: ``duration`` is not positive.
+        """
+        seconds = _seconds(duration, "lease duration")
+        lease.expires_at = float(await self._fenced(self._sql.extend, {**self._fence(lease), "duration": seconds}))
+
+    async def extend_many(self, leases: Sequence[DurableTaskLease], duration: float) -> list[bool]:
+        """Renew every lease in one statement (``BatchExtendBackend``), with this node's heartbeat.
+
+        The same statement deletes up to 500 expired outcomes. Per lease, whether it is still held.
+        """
+        seconds = _seconds(duration, "lease duration")
+        if not leases and not self._node_info:
+            return []
+        await self.connect()
+        fences = [self._fence_or_none(lease) for lease in leases]
+        node, info = "", "{}"
+        if self._node_info:
+            held = self._node_held() if self._node_held is not None else len(leases)
+            node = self.owner
+            info = json.dumps({**self._node_info, "running": int(held)}, separators=(",", ":"), default=str)
+        params = {
+            "ids": [f[0] for f in fences if f is not None],
+            "tokens": [f[1] for f in fences if f is not None],
+            "duration": seconds,
+            "node": node,
+            "info": info,
+            "node_ttl": max(2 * seconds, 1.0),
+            "cleanup": _CLEANUP_BATCH,
+        }
+        async with self._connection() as conn:
+            row = await (await conn.execute(self._sql.extend_many, params)).fetchone()
+        held_ids = set(row[0]) if row is not None else set()
+        expires = float(row[1]) if row is not None else 0.0
+        out = []
+        for lease in leases:
+            ok = lease.lease_id in held_ids
+            if ok and expires:
+                lease.expires_at = expires
+            out.append(ok)
+        return out
+
+    @staticmethod
+    def _fence_or_none(lease: DurableTaskLease) -> tuple[uuid.UUID, str] | None:
+        try:
+            return uuid.UUID(lease.lease_id), str(lease.token)
+        except (TypeError, ValueError, AttributeError):
+            return None
+
+    async def release(self, leases: Sequence[DurableTaskLease]) -> None:
+        """Hand leases back now (graceful shutdown), the delivery not counted; lost leases are skipped."""
+        fences = [f for f in map(self._fence_or_none, leases) if f is not None]
+        if not fences:
+            return
+        await self.connect()
+        async with self._connection() as conn:
+            await conn.execute(self._sql.release, {"ids": [f[0] for f in fences], "tokens": [f[1] for f in fences]})
+
+    # -- nodes -------------------------------------------------------------------------------------
+    def register_node(self, info: Mapping[str, object], held: Callable[[], int]) -> None:
+        """Heartbeat as a worker node from now on (``NodeRegistryBackend``), in :meth:`extend_many`."""
+        self._node_info = {**info, "id": self.owner, "queues": list(self.queues or ()) or "all"}
+        self._node_held = held
+
+    async def unregister_node(self) -> None:
+        """Leave the node list now (``NodeRegistryBackend``)."""
+        if not self._node_info:
+            return
+        self._node_info = {}
+        async with self._connection() as conn:
+            await conn.execute(self._sql.leave, {"node": self.owner})
+
+    # -- pause -------------------------------------------------------------------------------------
+    async def pause(self, queue: str | None = None) -> None:
+        """Stop handing out tasks (of one queue, or of every queue when ``queue`` is ``None``), on every node."""
+        await self._set_paused(queue, True)
+
+    async def resume(self, queue: str | None = None) -> None:
+        """Undo :meth:`pause` (for one queue, or the global pause); wakes idle workers."""
+        await self._set_paused(queue, False)
+
+    async def _set_paused(self, queue: str | None, paused: bool) -> None:
+        await self.connect()
+        async with self._connection() as conn, conn.transaction():
+            if queue is None:
+                await conn.execute(self._sql.pause_all, {"paused": paused})
+            else:
+                name = normalize_queue(queue, self._default_queue)
+                await conn.execute(self._sql.pause_queue, {"queue": name, "paused": paused})
+            if not paused:
+                await conn.execute(self._sql.wake, {"channel": self._wake_channel})
+
+    # -- result store (ResultStoreBackend) ---------------------------------------------------------
+    async def ack_with_outcome(self, lease: DurableTaskLease, outcome: TaskOutcome, ttl: float) -> None:
+        """``ack`` and store ``outcome`` for ``ttl`` seconds in the same statement (NOTIFY wakes waiters).
+
+        Raises:
+            LeaseLostError: the lease is not current (nothing changed or stored).
+        """
+        params = {**self._fence(lease), "ttl": _seconds(ttl, "result ttl"), "data": outcome.encode()}
+        await self._fenced(self._sql.ack_outcome, params)
+
+    async def fail_with_outcome(self, lease: DurableTaskLease, error: str, outcome: TaskOutcome, ttl: float) -> None:
+        """``fail`` (dead-letter) and store ``outcome`` for ``ttl`` seconds in the same statement.
+
+        Raises:
+            LeaseLostError: the lease is not current (nothing changed or stored).
+        """
+        params = {**self._fence(lease), **_reason(error), "ttl": _seconds(ttl, "result ttl"), "data": outcome.encode()}
+        await self._fenced(self._sql.fail_outcome, params)
+
+    async def get_outcome(self, task_id: uuid.UUID) -> TaskOutcome | None:
+        """The stored outcome of ``task_id``, or ``None`` (unknown, not finished, or expired).
+
+        Raises:
+            PayloadError: the stored outcome does not decode (corrupt or foreign data).
+        """
+        await self.connect()
+        async with self._connection() as conn:
+            row = await (await conn.execute(self._sql.get_outcome, {"id": task_id})).fetchone()
+        return None if row is None else TaskOutcome.decode(bytes(row[0]))
+
+    async def wait_outcome(self, task_id: uuid.UUID, max_wait: float | None) -> TaskOutcome | None:
+        """The outcome of ``task_id`` as soon as it is stored (at once if it is); ``None`` after ``max_wait`` s.
+
+        Woken by the NOTIFY the storing statement's trigger sends at commit; re-checks every ``poll_interval``
+        while LISTEN is off or down. ``max_wait=None`` waits without a limit.
+        """
+        deadline = None if max_wait is None else time.monotonic() + max(0.0, max_wait)
+        key = str(task_id)
+        listening = self.listen and await self._listener.ready(self._pool_timeout)
+        while True:
+            event = self._listener.outcome_event(key) if listening else None
+            try:
+                outcome = await self.get_outcome(task_id)
+                if outcome is not None:
+                    return outcome
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                step = self._poll if event is None or not self._listener.listening else 30.0
+                step = step if left is None else min(step, left)
+                if event is None:
+                    await asyncio.sleep(step)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(step):
+                            await event.wait()
+            finally:
+                if event is not None:
+                    self._listener.forget(key, event)
+            listening = self.listen and self._listener.listening
+
+    async def recent_outcomes(self, queue: str, limit: int) -> list[TaskOutcome]:
+        """Up to ``limit`` (at most ``recent_outcomes``) unexpired outcomes of ``queue``, newest first.
+
+        A row that does not decode is left out (logged).
+        """
+        if limit <= 0:
+            return []
+        await self.connect()
+        params = {"queue": normalize_queue(queue, self._default_queue), "limit": min(int(limit), self._recent_limit)}
+        async with self._connection() as conn:
+            rows = await (await conn.execute(self._sql.recent, params)).fetchall()
+        out: list[TaskOutcome] = []
+        for task_id, data in rows:
+            try:
+                out.append(TaskOutcome.decode(bytes(data)))
+            except PayloadError as exc:
+                logger.warning("outcome of durable task %s left out of the recent list: %s", task_id, exc)
+        return out
+
+    async def cleanup_outcomes(self, limit: int = _CLEANUP_BATCH) -> int:
+        """Delete up to ``limit`` expired outcomes now; how many (the heartbeat does this on its own)."""
+        await self.connect()
+        async with self._connection() as conn:
+            row = await (await conn.execute(self._sql.cleanup, {"cleanup": max(1, int(limit))})).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def statistics(self) -> dict[str, Any]:
+        """Debugging figures: round-robin position, LISTEN state, outcome waiters."""
+        return {
+            "cursor": self._cursor,
+            "offsets": dict(self._offsets),
+            "listening": self._listener.listening,
+            "outcome_waits": self._listener.waiting(),
+        }
+
+
+def _reason(error: str) -> dict[str, str]:
+    text = str(error).replace("\x00", "\\x00")
+    kind = str(getattr(error, "error_type", "") or "").replace("\x00", "")
+    trace = str(getattr(error, "traceback", "") or "").replace("\x00", "\\x00")
+    return {"error": text, "error_type": kind, "traceback": trace}
+
