@@ -15,9 +15,11 @@ class TestPostgresConformance(DurableBackendConformance):
     async def backend(self, make_backend: MakeBackend) -> PostgresDurableBackend:
         return await make_backend()
 
-    async def dead_letters(self, backend: PostgresDurableBackend) -> Mapping[str, str]:  # type: ignore[override]
+    async def dead_letters(self, backend: PostgresDurableBackend) -> Mapping[str, str]:
         async with backend._connection() as conn:
-            cur = await conn.execute(f'SELECT id::text, last_error FROM "{backend.schema}".tasks WHERE state = %s', ("dead",))
+            cur = await conn.execute(
+                f'SELECT id::text, last_error FROM "{backend.schema}".tasks WHERE state = %s', ("dead",)
+            )
             return dict(await cur.fetchall())
 
 

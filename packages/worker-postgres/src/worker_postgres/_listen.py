@@ -57,23 +57,23 @@ class Listener:
         self._loop = loop
         self._task = loop.create_task(self._run(), name="worker-postgres-listen")
 
-    async def ready(self, timeout: float) -> bool:
-        """Start if needed and wait up to ``timeout`` seconds for LISTEN to be active; whether it is."""
+    async def ready(self, max_wait: float) -> bool:
+        """Start if needed and wait up to ``max_wait`` seconds for LISTEN to be active; whether it is."""
         self.start()
         if self._listening.is_set():
             return True
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(max_wait):
                 await self._listening.wait()
         return self._listening.is_set()
 
-    async def wait_change(self, seen: int, timeout: float) -> None:
-        """Return when :attr:`generation` differs from ``seen``, or after ``timeout`` seconds."""
-        if self.generation != seen or timeout <= 0:
+    async def wait_change(self, seen: int, max_wait: float) -> None:
+        """Return when :attr:`generation` differs from ``seen``, or after ``max_wait`` seconds."""
+        if self.generation != seen or max_wait <= 0:
             return
         event = self._changed
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(max_wait):
                 while self.generation == seen:
                     await event.wait()
                     event = self._changed

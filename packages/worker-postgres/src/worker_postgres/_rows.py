@@ -36,7 +36,7 @@ def _text(value: object, what: str, task_id: object) -> str:
 
 def _int(value: object, what: str, task_id: object) -> int:
     try:
-        number = int(value)  # type: ignore[call-overload]
+        number: int = int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         raise InvalidTaskError(f"durable task {task_id}: {what} must be an integer, not {value!r}") from None
     if not -_INT32 <= number <= _INT32:

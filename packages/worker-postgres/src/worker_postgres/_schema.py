@@ -42,6 +42,7 @@ _V1: Final = [
         idempotency_key text,
         state text NOT NULL DEFAULT 'ready' CHECK (state IN ('ready', 'leased', 'dead')),
         available_at timestamptz NOT NULL,
+        ready_at timestamptz NOT NULL,
         attempts int NOT NULL DEFAULT 0,
         token text,
         enqueued_at timestamptz NOT NULL DEFAULT clock_timestamp(),
@@ -52,8 +53,9 @@ _V1: Final = [
         traceback text NOT NULL DEFAULT '',
         failed_at timestamptz
     )""",
-    # The claim: per queue, due first by priority, then weight, then time, then enqueue order.
-    """CREATE INDEX tasks_claim ON {s}.tasks (queue, priority, weight DESC, available_at, seq)
+    # The claim: per queue, by priority, then weight, then ready time (an expired lease keeps its place), then
+    # enqueue order; ``available_at`` (ready time, or lease expiry) filters what is due.
+    """CREATE INDEX tasks_claim ON {s}.tasks (queue, priority, weight DESC, ready_at, seq)
         WHERE state <> 'dead'""",
     "CREATE INDEX tasks_next ON {s}.tasks (queue, available_at) WHERE state <> 'dead'",
     "CREATE INDEX tasks_dead ON {s}.tasks (failed_at, seq) WHERE state = 'dead'",

@@ -24,10 +24,14 @@ WITH input AS (
 ),
 known AS (INSERT INTO {s}.queues (name) SELECT DISTINCT queue FROM input ON CONFLICT DO NOTHING)
 INSERT INTO {s}.tasks (id, queue, handler, payload, priority, weight, retries, retry_delay, metadata,
-                       idempotency_key, available_at)
+                       idempotency_key, available_at, ready_at)
 SELECT id, queue, handler, payload, priority, weight, retries, retry_delay, metadata::jsonb, idempotency_key,
-       CASE WHEN run_at IS NULL THEN clock_timestamp() ELSE greatest(clock_timestamp(), to_timestamp(run_at)) END
-FROM input ORDER BY ord
+       at, at
+FROM (
+    SELECT *, CASE WHEN run_at IS NULL THEN clock_timestamp()
+                   ELSE greatest(clock_timestamp(), to_timestamp(run_at)) END AS at
+    FROM input
+) AS timed ORDER BY ord
 ON CONFLICT DO NOTHING
 RETURNING id
 """
@@ -48,11 +52,11 @@ WITH q AS (
 ),
 cand AS (
     SELECT c.id, q.name AS queue, q.weight, q.offs, q.wrap,
-           row_number() OVER (PARTITION BY q.name ORDER BY c.priority, c.weight DESC, c.available_at, c.seq) AS rn
+           row_number() OVER (PARTITION BY q.name ORDER BY c.priority, c.weight DESC, c.ready_at, c.seq) AS rn
     FROM q CROSS JOIN LATERAL (
-        SELECT t.id, t.priority, t.weight, t.available_at, t.seq FROM {s}.tasks t
+        SELECT t.id, t.priority, t.weight, t.ready_at, t.seq FROM {s}.tasks t
         WHERE t.queue = q.name AND t.state <> 'dead' AND t.available_at <= clock_timestamp()
-        ORDER BY t.priority, t.weight DESC, t.available_at, t.seq
+        ORDER BY t.priority, t.weight DESC, t.ready_at, t.seq
         LIMIT %(limit)s
         FOR UPDATE OF t SKIP LOCKED
     ) c
@@ -106,24 +110,36 @@ RETURNING 1
 
 _ACK_OUTCOME = "WITH settled AS (DELETE FROM {s}.tasks WHERE " + _FENCE + " RETURNING id, queue)" + _STORE
 
-_NACK = """
+_NACK = (
+    """
 UPDATE {s}.tasks SET state = 'ready', token = NULL, updated_at = clock_timestamp(),
-    available_at = clock_timestamp() + make_interval(secs => %(delay)s)
-WHERE """ + _FENCE + " RETURNING 1"
+    available_at = clock_timestamp() + make_interval(secs => %(delay)s),
+    ready_at = clock_timestamp() + make_interval(secs => %(delay)s)
+WHERE """
+    + _FENCE
+    + " RETURNING 1"
+)
 
-_FAIL_SET = """
+_FAIL_SET = (
+    """
 UPDATE {s}.tasks SET state = 'dead', token = NULL, updated_at = clock_timestamp(), failed_at = clock_timestamp(),
     last_error = %(error)s, error_type = %(error_type)s, traceback = %(traceback)s
-WHERE """ + _FENCE
+WHERE """
+    + _FENCE
+)
 
 _FAIL = _FAIL_SET + " RETURNING 1"
 
 _FAIL_OUTCOME = "WITH settled AS (" + _FAIL_SET + " RETURNING id, queue)" + _STORE
 
-_EXTEND = """
+_EXTEND = (
+    """
 UPDATE {s}.tasks SET available_at = clock_timestamp() + make_interval(secs => %(duration)s),
     updated_at = clock_timestamp()
-WHERE """ + _FENCE + " RETURNING extract(epoch FROM available_at)::float8"
+WHERE """
+    + _FENCE
+    + " RETURNING extract(epoch FROM available_at)::float8"
+)
 
 # Renew a node's leases, refresh its heartbeat, drop long-dead nodes and a bounded batch of expired outcomes.
 _EXTEND_MANY = """

@@ -1,4 +1,4 @@
-"""``PostgresDurableBackend``: durable tasks in PostgreSQL, claimed with ``FOR UPDATE SKIP LOCKED``, fenced, wakeable."""
+"""``PostgresDurableBackend``: durable tasks in PostgreSQL, claimed with ``SKIP LOCKED``, fenced, wakeable."""
 
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ def _positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def _seconds(value: float, what: str) -> float:
-    if not (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
+def _seconds(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
         raise ConfigurationError(f"{what} must be a positive number of seconds, not {value!r}")
     return float(value)
 
@@ -96,10 +96,11 @@ class PostgresDurableBackend:
         recent_outcomes: int = DEFAULT_RECENT_OUTCOMES,
         where: str = "postgresql",
     ) -> None:
-        if not isinstance(conninfo, str) or not conninfo:
+        if not conninfo or not isinstance(conninfo, str):
             raise ConfigurationError("a PostgreSQL connection string is required")
         self.schema = _schema.valid_schema(schema)
-        if (not _positive_int(extra_deliveries) and extra_deliveries != 0) or isinstance(extra_deliveries, bool):
+        extra: object = extra_deliveries
+        if isinstance(extra, bool) or not (_positive_int(extra) or extra == 0):
             raise ConfigurationError(f"extra_deliveries must be an int >= 0, not {extra_deliveries!r}")
         if not _positive_int(pool_min) or not _positive_int(pool_max) or pool_min > pool_max:
             raise ConfigurationError(f"need 1 <= pool_min <= pool_max, not {pool_min!r}, {pool_max!r}")
@@ -169,11 +170,16 @@ class PostgresDurableBackend:
         if self._connect_lock is None:
             self._connect_lock = asyncio.Lock()
         async with self._connect_lock:
-            if self._checked:
+            if self.is_connected:  # another caller checked while this one waited for the lock
                 return
             async with self._connection() as conn:
                 await _schema.check_schema(conn, self.schema, self._hint())
             self._checked = True
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the schema check passed (and :meth:`aclose` was not called since)."""
+        return self._checked
 
     def _hint(self) -> str:
         return self.where.removeprefix("postgresql at ")
@@ -622,4 +628,3 @@ def _reason(error: str) -> dict[str, str]:
     kind = str(getattr(error, "error_type", "") or "").replace("\x00", "")
     trace = str(getattr(error, "traceback", "") or "").replace("\x00", "\\x00")
     return {"error": text, "error_type": kind, "traceback": trace}
-
