@@ -1,0 +1,28 @@
+"""worker-core's DurableAdminConformance suite: RedisAdmin over the store a RedisDurableBackend writes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from worker_core.admin import open_admin
+from worker_core.testing import DurableAdminConformance
+from worker_redis import RedisDurableBackend
+from worker_redis.admin import RedisAdmin
+from worker_redis.testing import RedisServer
+
+
+class TestRedisAdminConformance(DurableAdminConformance):
+    @pytest.fixture
+    async def backend(self, redis_srv: RedisServer, prefix: str) -> AsyncIterator[RedisDurableBackend]:
+        backend = RedisDurableBackend.from_url(redis_srv.url, prefix=prefix)
+        await backend.connect()
+        yield backend
+        await backend.aclose()
+
+    @pytest.fixture
+    async def admin(self, redis_srv: RedisServer, prefix: str) -> AsyncIterator[RedisAdmin]:
+        admin = open_admin(f"{redis_srv.url}?prefix={prefix}")  # through the plugin, as workerctl opens it
+        assert isinstance(admin, RedisAdmin)
+        async with admin:
+            yield admin
