@@ -115,7 +115,7 @@ class Claimed:
 
     def __init__(self) -> None:
         self.leases: list[DurableTaskLease] = []
-        self.dead: list[tuple[str, str]] = []  # (task id, reason): past the delivery limit
+        self.dead: list[tuple[DurableTask, int, str]] = []  # (task, attempts, reason): past the delivery limit
         self.corrupt: list[tuple[DurableTaskLease, str]] = []  # leased, to be dead-lettered by the caller
         self.due_in: float | None = None  # seconds until the next task may be due (None: nothing stored)
 
@@ -138,9 +138,6 @@ def parse_claim(rows: Sequence[Sequence[Any]]) -> Claimed:
             continue
         (_, _, _, task_id, queue, handler, payload, priority, weight, retries, delay, meta, attempts, token) = row[:14]
         state, expires, key = row[14], row[15], row[16]
-        if state == "dead":
-            out.dead.append((str(task_id), f"delivery limit: delivered {attempts} times without settling"))
-            continue
         problem = ""
         try:
             metadata = _metadata(meta)
@@ -160,8 +157,10 @@ def parse_claim(rows: Sequence[Sequence[Any]]) -> Claimed:
             retry_delay=float(delay),
             metadata=metadata,
         )
-        if key is not None and hasattr(task, "idempotency_key"):
-            task.idempotency_key = key  # type: ignore[attr-defined,unused-ignore]
+        task.idempotency_key = key
+        if state == "dead":
+            out.dead.append((task, int(attempts), f"delivery limit: delivered {attempts} times without settling"))
+            continue
         lease = DurableTaskLease(
             task=task,
             lease_id=str(task_id),

@@ -183,6 +183,14 @@ WITH expired AS (
 ) SELECT count(*) FROM expired
 """
 
+_STORE_MANY = """
+INSERT INTO {s}.outcomes (id, queue, expires_at, data)
+SELECT id, queue, clock_timestamp() + make_interval(secs => %(ttl)s), data
+FROM unnest(%(ids)s::uuid[], %(queues)s::text[], %(data)s::bytea[]) AS o(id, queue, data)
+ON CONFLICT (id) DO UPDATE SET queue = EXCLUDED.queue, finished_at = EXCLUDED.finished_at,
+    expires_at = EXCLUDED.expires_at, data = EXCLUDED.data
+"""
+
 _GET_OUTCOME = "SELECT data FROM {s}.outcomes WHERE id = %(id)s AND expires_at > clock_timestamp()"
 
 _RECENT = """
@@ -217,6 +225,7 @@ class Statements:
     extend_many: sql.Composed
     release: sql.Composed
     cleanup: sql.Composed
+    store_many: sql.Composed
     get_outcome: sql.Composed
     recent: sql.Composed
     leave: sql.Composed
@@ -244,6 +253,7 @@ class Statements:
             extend_many=render(_EXTEND_MANY),
             release=render(_RELEASE),
             cleanup=render(_CLEANUP),
+            store_many=render(_STORE_MANY),
             get_outcome=render(_GET_OUTCOME),
             recent=render(_RECENT),
             leave=render(_LEAVE),

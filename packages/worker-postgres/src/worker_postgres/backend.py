@@ -14,7 +14,7 @@ from typing import Any, Self
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
-from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, TaskOutcome
+from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome, dead_letter_outcome
 from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease
 from worker_core.errors import (
     ConfigurationError,
@@ -132,6 +132,7 @@ class PostgresDurableBackend:
         self._cursor, self._after = "", False
         self._due_at: float | None = None  # monotonic time the next task may be due (from the last claim)
         self._seen = 0
+        self._outcome_ttl: float | None = DEFAULT_RESULT_TTL
         self._node_info: dict[str, object] = {}
         self._node_held: Callable[[], int] | None = None
         self.configure_queues(default_queue, queue_weights or {})
@@ -347,13 +348,38 @@ class PostgresDurableBackend:
         claimed = parse_claim(rows)
         self._due_at = None if claimed.due_in is None else time.monotonic() + claimed.due_in
         self._advance_round_robin([lease.task.queue for lease in claimed.leases], limit)
-        for task_id, why in claimed.dead:
-            logger.warning("durable task %s dead-lettered: %s", task_id, why)
+        for task, _, why in claimed.dead:
+            logger.warning("durable task %s dead-lettered: %s", task.id, why)
+        if claimed.dead and self._outcome_ttl is not None:
+            with contextlib.suppress(WorkerError):  # the DLQ entry is stored; its outcome is a courtesy
+                await self._store_dead_outcomes(claimed.dead, self._outcome_ttl)
         for poison, why in claimed.corrupt:
             logger.error("durable task %s dead-lettered: %s", poison.lease_id, why)
             with contextlib.suppress(WorkerError):
-                await self.fail(poison, why)
+                if self._outcome_ttl is None:
+                    await self.fail(poison, why)
+                else:
+                    outcome = _dead_outcome(poison.task, poison.attempts, why)
+                    await self.fail_with_outcome(poison, why, outcome, self._outcome_ttl)
         return claimed.leases
+
+    def configure_outcomes(self, ttl: float | None) -> None:
+        """Keep the outcomes of tasks this backend dead-letters itself for ``ttl`` seconds (``None``: none).
+
+        Those are the tasks past their delivery limit and corrupt rows (``OutcomeConfigurableBackend``).
+        """
+        self._outcome_ttl = float(ttl) if ttl is not None and ttl > 0 and math.isfinite(ttl) else None
+
+    async def _store_dead_outcomes(self, dead: Sequence[tuple[DurableTask, int, str]], ttl: float) -> None:
+        outcomes = [_dead_outcome(task, attempts, why) for task, attempts, why in dead]
+        params = {
+            "ids": [o.id for o in outcomes],
+            "queues": [o.queue for o in outcomes],
+            "data": [o.encode() for o in outcomes],
+            "ttl": ttl,
+        }
+        async with self._connection() as conn:
+            await conn.execute(self._sql.store_many, params)
 
     def _advance_round_robin(self, served: list[str], limit: int) -> None:
         """Carry the round-robin position over: the last queue served keeps its turn until it used its weight."""
@@ -621,6 +647,13 @@ class PostgresDurableBackend:
             "listening": self._listener.listening,
             "outcome_waits": self._listener.waiting(),
         }
+
+
+def _dead_outcome(task: DurableTask, attempts: int, reason: str) -> TaskOutcome:
+    assert task.id is not None
+    return dead_letter_outcome(
+        task.id, reason, handler=task.handler, queue=task.queue, attempts=attempts, metadata=task.metadata
+    )
 
 
 def _reason(error: str) -> dict[str, str]:

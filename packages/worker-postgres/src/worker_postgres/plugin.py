@@ -19,10 +19,8 @@ def worker_register_backends(registry: Any) -> None:
     registry.add("postgres", PostgresDurableBackend.from_url, owner="worker-postgres")
 
 
+@hookimpl
 def worker_register_admins(registry: Any) -> None:
-    """Register :meth:`PostgresAdmin.from_url` for the ``postgresql`` and ``postgres`` schemes.
-
-    A hook implementation once worker-core declares the ``worker_register_admins`` hook (see ``_admin_hook``).
-    """
+    """Register :meth:`PostgresAdmin.from_url` for the ``postgresql`` and ``postgres`` schemes."""
     registry.add("postgresql", PostgresAdmin.from_url, owner="worker-postgres")
     registry.add("postgres", PostgresAdmin.from_url, owner="worker-postgres")
