@@ -9,11 +9,10 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome, dead_letter_outcome
 from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease
 from worker_core.errors import (
@@ -21,13 +20,14 @@ from worker_core.errors import (
     DurableTaskExistsError,
     InvalidTaskError,
     LeaseLostError,
-    PayloadError,
     WorkerError,
 )
 
 from . import _schema
 from ._connect import parse_url, pg_errors
 from ._listen import Listener
+from ._pool import Pool
+from ._results import Results
 from ._rows import enqueue_params, normalize_queue, parse_claim
 from ._sql import Statements
 
@@ -113,7 +113,6 @@ class PostgresDurableBackend:
         self.queues: tuple[str, ...] | None = None if queues is None else tuple(normalize_queue(q) for q in queues)
         self.listen = bool(listen)
         self._kwargs: dict[str, Any] = {} if prepare else {"prepare_threshold": None}
-        self._pool_size = (pool_min, pool_max)
         self._pool_timeout = _seconds(pool_timeout, "pool_timeout")
         self._poll = _seconds(poll_interval, "poll_interval")
         self._recent_limit = recent_outcomes
@@ -123,9 +122,9 @@ class PostgresDurableBackend:
         wake, done = _schema.channels(self.schema)
         self._wake_channel = wake
         self._listener = Listener(conninfo, wake, done, self._kwargs)
-        self._pool: AsyncConnectionPool[Any] | None = None
-        self._checked = False
-        self._connect_lock: asyncio.Lock | None = None
+        self._pool = Pool(
+            conninfo, self.schema, where, size=(pool_min, pool_max), timeout=self._pool_timeout, kwargs=self._kwargs
+        )
         self._default_queue = "default"
         self._weights: dict[str, int] = {}
         self._offsets: dict[str, int] = {}
@@ -133,6 +132,9 @@ class PostgresDurableBackend:
         self._due_at: float | None = None  # monotonic time the next task may be due (from the last claim)
         self._seen = 0
         self._outcome_ttl: float | None = DEFAULT_RESULT_TTL
+        self._results = Results(
+            self._pool, self._sql, self._listener, listen=self.listen, poll=self._poll, limit=recent_outcomes
+        )
         self._node_info: dict[str, object] = {}
         self._node_held: Callable[[], int] | None = None
         self.configure_queues(default_queue, queue_weights or {})
@@ -166,70 +168,28 @@ class PostgresDurableBackend:
                 or the credentials are refused.
             BackendUnavailableError: the server cannot be reached.
         """
-        if self._checked:
-            return
-        if self._connect_lock is None:
-            self._connect_lock = asyncio.Lock()
-        async with self._connect_lock:
-            if self.is_connected:  # another caller checked while this one waited for the lock
-                return
-            async with self._connection() as conn:
-                await _schema.check_schema(conn, self.schema, self._hint())
-            self._checked = True
+        await self._pool.check()
 
     @property
     def is_connected(self) -> bool:
         """Whether the schema check passed (and :meth:`aclose` was not called since)."""
-        return self._checked
+        return self._pool.checked
 
-    def _hint(self) -> str:
-        return self.where.removeprefix("postgresql at ")
-
-    async def _open_pool(self) -> AsyncConnectionPool[Any]:
-        if self._pool is None:
-            low, high = self._pool_size
-            kwargs = {"autocommit": True, **self._kwargs}
-            pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                self._conninfo, min_size=low, max_size=high, kwargs=kwargs, open=False, timeout=self._pool_timeout
-            )
-            with pg_errors(self.where):
-                await pool.open(wait=False)
-            self._pool = pool
-        return self._pool
-
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """A pooled connection (autocommit); psycopg errors become worker errors, a lost server purges the pool."""
-        pool = await self._open_pool()
-        try:
-            async with pool.connection() as conn:
-                yield conn
-        except (*_ERRORS, psycopg.Error) as exc:
-            if isinstance(exc, psycopg.OperationalError | OSError):
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(self._pool_timeout):
-                        await pool.check()  # drop every connection the restart broke, not one per failed call
-            with pg_errors(self.where):
-                raise
+    def _connection(self) -> contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        """A pooled autocommit connection (errors translated)."""
+        return self._pool.connection()
 
     async def migrate(self) -> int:
         """Create or upgrade this backend's schema (idempotent, serialised by an advisory lock); its version."""
-        async with self._connection() as conn:
-            version = await _schema.migrate(conn, self.schema)
-        self._checked = True
-        return version
+        return await self._pool.migrate()
 
     async def aclose(self) -> None:
         """Leave the node list, stop the LISTEN connection and close the pool."""
-        if self._node_info and self._checked:
+        if self._node_info and self._pool.checked:
             with contextlib.suppress(WorkerError):
                 await self.unregister_node()
         await self._listener.aclose()
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            with contextlib.suppress(Exception):
-                await pool.close()
-        self._checked = False
+        await self._pool.aclose()
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -352,7 +312,7 @@ class PostgresDurableBackend:
             logger.warning("durable task %s dead-lettered: %s", task.id, why)
         if claimed.dead and self._outcome_ttl is not None:
             with contextlib.suppress(WorkerError):  # the DLQ entry is stored; its outcome is a courtesy
-                await self._store_dead_outcomes(claimed.dead, self._outcome_ttl)
+                await self._results.store([_dead_outcome(t, n, why) for t, n, why in claimed.dead], self._outcome_ttl)
         for poison, why in claimed.corrupt:
             logger.error("durable task %s dead-lettered: %s", poison.lease_id, why)
             with contextlib.suppress(WorkerError):
@@ -369,17 +329,6 @@ class PostgresDurableBackend:
         Those are the tasks past their delivery limit and corrupt rows (``OutcomeConfigurableBackend``).
         """
         self._outcome_ttl = float(ttl) if ttl is not None and ttl > 0 and math.isfinite(ttl) else None
-
-    async def _store_dead_outcomes(self, dead: Sequence[tuple[DurableTask, int, str]], ttl: float) -> None:
-        outcomes = [_dead_outcome(task, attempts, why) for task, attempts, why in dead]
-        params = {
-            "ids": [o.id for o in outcomes],
-            "queues": [o.queue for o in outcomes],
-            "data": [o.encode() for o in outcomes],
-            "ttl": ttl,
-        }
-        async with self._connection() as conn:
-            await conn.execute(self._sql.store_many, params)
 
     def _advance_round_robin(self, served: list[str], limit: int) -> None:
         """Carry the round-robin position over: the last queue served keeps its turn until it used its weight."""
@@ -578,9 +527,7 @@ class PostgresDurableBackend:
             PayloadError: the stored outcome does not decode (corrupt or foreign data).
         """
         await self.connect()
-        async with self._connection() as conn:
-            row = await (await conn.execute(self._sql.get_outcome, {"id": task_id})).fetchone()
-        return None if row is None else TaskOutcome.decode(bytes(row[0]))
+        return await self._results.get(task_id)
 
     async def wait_outcome(self, task_id: uuid.UUID, max_wait: float | None) -> TaskOutcome | None:
         """The outcome of ``task_id`` as soon as it is stored (at once if it is); ``None`` after ``max_wait`` s.
@@ -588,30 +535,8 @@ class PostgresDurableBackend:
         Woken by the NOTIFY the storing statement's trigger sends at commit; re-checks every ``poll_interval``
         while LISTEN is off or down. ``max_wait=None`` waits without a limit.
         """
-        deadline = None if max_wait is None else time.monotonic() + max(0.0, max_wait)
-        key = str(task_id)
-        listening = self.listen and await self._listener.ready(self._pool_timeout)
-        while True:
-            event = self._listener.outcome_event(key) if listening else None
-            try:
-                outcome = await self.get_outcome(task_id)
-                if outcome is not None:
-                    return outcome
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return None
-                step = self._poll if event is None or not self._listener.listening else 30.0
-                step = step if left is None else min(step, left)
-                if event is None:
-                    await asyncio.sleep(step)
-                else:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(step):
-                            await event.wait()
-            finally:
-                if event is not None:
-                    self._listener.forget(key, event)
-            listening = self.listen and self._listener.listening
+        await self.connect()
+        return await self._results.wait(task_id, max_wait)
 
     async def recent_outcomes(self, queue: str, limit: int) -> list[TaskOutcome]:
         """Up to ``limit`` (at most ``recent_outcomes``) unexpired outcomes of ``queue``, newest first.
@@ -621,23 +546,12 @@ class PostgresDurableBackend:
         if limit <= 0:
             return []
         await self.connect()
-        params = {"queue": normalize_queue(queue, self._default_queue), "limit": min(int(limit), self._recent_limit)}
-        async with self._connection() as conn:
-            rows = await (await conn.execute(self._sql.recent, params)).fetchall()
-        out: list[TaskOutcome] = []
-        for task_id, data in rows:
-            try:
-                out.append(TaskOutcome.decode(bytes(data)))
-            except PayloadError as exc:
-                logger.warning("outcome of durable task %s left out of the recent list: %s", task_id, exc)
-        return out
+        return await self._results.recent(normalize_queue(queue, self._default_queue), limit)
 
     async def cleanup_outcomes(self, limit: int = _CLEANUP_BATCH) -> int:
         """Delete up to ``limit`` expired outcomes now; how many (the heartbeat does this on its own)."""
         await self.connect()
-        async with self._connection() as conn:
-            row = await (await conn.execute(self._sql.cleanup, {"cleanup": max(1, int(limit))})).fetchone()
-        return int(row[0]) if row is not None else 0
+        return await self._results.cleanup(limit)
 
     def statistics(self) -> dict[str, Any]:
         """Debugging figures: round-robin position, LISTEN state, outcome waiters."""
