@@ -21,11 +21,3 @@ class TestPostgresConformance(DurableBackendConformance):
                 f'SELECT id::text, last_error FROM "{backend.schema}".tasks WHERE state = %s', ("dead",)
             )
             return dict(await cur.fetchall())
-
-
-class TestPostgresConformancePolling(TestPostgresConformance):
-    """The same with LISTEN off (the PgBouncer transaction-pooling mode)."""
-
-    @pytest.fixture
-    async def backend(self, make_backend: MakeBackend) -> PostgresDurableBackend:
-        return await make_backend(listen=False, prepare=False)
