@@ -36,6 +36,27 @@ ON CONFLICT DO NOTHING
 RETURNING id
 """
 
+_ONE_AT = "greatest(clock_timestamp(), coalesce(to_timestamp(%(run_at)s::float8), clock_timestamp()))"
+
+_ENQUEUE_ONE = (
+    """
+INSERT INTO {s}.tasks (id, queue, handler, payload, priority, weight, retries, retry_delay, metadata,
+                       idempotency_key, available_at, ready_at)
+VALUES (%(id)s, %(queue)s, %(handler)s, %(payload)s, %(priority)s, %(weight)s, %(retries)s, %(delay)s,
+        %(metadata)s::jsonb, %(key)s, """
+    + _ONE_AT
+    + ", "
+    + _ONE_AT
+    + """)
+ON CONFLICT DO NOTHING
+RETURNING id
+"""
+)
+
+_ENQUEUE_ONE_NEW_QUEUE = (
+    "WITH known AS (INSERT INTO {s}.queues (name) VALUES (%(queue)s) ON CONFLICT DO NOTHING)" + _ENQUEUE_ONE
+)
+
 # The claim: the unpaused queues (weights and this node's round-robin position passed in), up to `limit` due
 # rows per queue locked with SKIP LOCKED, ordered by round (a queue serves `weight` tasks per round), then
 # queue rotation, then rank; the first `limit` are leased, or dead-lettered past the delivery limit.
@@ -215,6 +236,8 @@ class Statements:
     """The statements of one schema, composed once."""
 
     enqueue: sql.Composed
+    enqueue_one: sql.Composed
+    enqueue_one_new_queue: sql.Composed
     claim: sql.Composed
     ack: sql.Composed
     ack_outcome: sql.Composed
@@ -243,6 +266,8 @@ class Statements:
 
         return cls(
             enqueue=render(_ENQUEUE),
+            enqueue_one=render(_ENQUEUE_ONE),
+            enqueue_one_new_queue=render(_ENQUEUE_ONE_NEW_QUEUE),
             claim=render(_CLAIM),
             ack=render(_ACK),
             ack_outcome=render(_ACK_OUTCOME),
