@@ -292,7 +292,7 @@ async def test_e_transactional_enqueue_runs_once_when_committed_and_never_when_r
     await wait_ready(fleet, worker)
     [rolled_back, committed] = payloads(2)
     try:
-        conninfo = producer._conninfo
+        conninfo = producer.conninfo
         async with await psycopg.AsyncConnection.connect(conninfo) as conn:
             async with conn.transaction(force_rollback=True):
                 await producer.enqueue(rolled_back, connection=conn)

@@ -133,7 +133,7 @@ async def test_a_transactional_enqueue_wakes_workers_only_when_it_commits(make_b
     producer = await make_backend()
     await worker.wait_for_work(0.5)  # starts LISTEN (its first connect wakes the waiter: it may have missed one)
     assert await worker.dequeue(1, 30.0) == []
-    async with await psycopg.AsyncConnection.connect(producer._conninfo) as conn:
+    async with await psycopg.AsyncConnection.connect(producer.conninfo) as conn:
         async with conn.transaction():
             await producer.enqueue(task(), connection=conn)
             woken = asyncio.create_task(worker.wait_for_work(30.0))
@@ -149,7 +149,7 @@ async def test_a_rolled_back_enqueue_stores_nothing(make_backend: MakeBackend) -
     backend = await make_backend()
     job = task()
     async with (
-        await psycopg.AsyncConnection.connect(backend._conninfo) as conn,
+        await psycopg.AsyncConnection.connect(backend.conninfo) as conn,
         conn.transaction(force_rollback=True),
     ):
         await backend.enqueue_many([job, task()], connection=conn)

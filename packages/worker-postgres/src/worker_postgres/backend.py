@@ -28,6 +28,7 @@ from ._connect import parse_url, pg_errors
 from ._listen import Listener
 from ._pool import Pool
 from ._results import Results
+from ._rotation import Rotation
 from ._rows import enqueue_params, normalize_queue, parse_claim
 from ._sql import Statements
 
@@ -134,9 +135,7 @@ class PostgresDurableBackend:
             conninfo, self.schema, where, size=(pool_min, pool_max), timeout=self._pool_timeout, kwargs=self._kwargs
         )
         self._default_queue = "default"
-        self._weights: dict[str, int] = {}
-        self._offsets: dict[str, int] = {}
-        self._cursor, self._after = "", False
+        self._rotation = Rotation()
         self._due_at: float | None = None  # monotonic time the next task may be due (from the last claim)
         self._seen = 0
         self._outcome_ttl: float | None = DEFAULT_RESULT_TTL
@@ -180,6 +179,11 @@ class PostgresDurableBackend:
         await self._pool.check()
 
     @property
+    def conninfo(self) -> str:
+        """The libpq connection string (the URL without this package's options) for your own connections."""
+        return self._conninfo
+
+    @property
     def is_connected(self) -> bool:
         """Whether the schema check passed (and :meth:`aclose` was not called since)."""
         return self._pool.checked
@@ -218,8 +222,7 @@ class PostgresDurableBackend:
         if not queue:
             raise ConfigurationError("default queue must not be empty")
         self._default_queue = queue
-        self._weights = clean
-        self._offsets = {}
+        self._rotation.configure(clean)
 
     # -- enqueue -----------------------------------------------------------------------------------
     async def enqueue(self, task: DurableTask, *, connection: psycopg.AsyncConnection[Any] | None = None) -> None:
@@ -317,13 +320,8 @@ class PostgresDurableBackend:
         limit = max(1, int(limit))
         await self.connect()
         self._seen = self._listener.generation
-        names = sorted(self._weights.keys() | self._offsets.keys())
         params = {
-            "cursor": self._cursor,
-            "after": self._after,
-            "wnames": names,
-            "wweights": [self._weights.get(n, 1) for n in names],
-            "woffs": [self._offsets.get(n, 0) for n in names],
+            **self._rotation.params(),
             "only": list(self.queues) if self.queues is not None else None,
             "limit": limit,
             "extra": self._extra,
@@ -333,7 +331,7 @@ class PostgresDurableBackend:
             rows = await (await conn.execute(self._sql.claim, params)).fetchall()
         claimed = parse_claim(rows)
         self._due_at = None if claimed.due_in is None else time.monotonic() + claimed.due_in
-        self._advance_round_robin([lease.task.queue for lease in claimed.leases], limit)
+        self._rotation.advance([lease.task.queue for lease in claimed.leases], limit)
         for task, _, why in claimed.dead:
             logger.warning("durable task %s dead-lettered: %s", task.id, why)
         if claimed.dead and self._outcome_ttl is not None:
@@ -355,23 +353,6 @@ class PostgresDurableBackend:
         Those are the tasks past their delivery limit and corrupt rows (``OutcomeConfigurableBackend``).
         """
         self._outcome_ttl = float(ttl) if ttl is not None and ttl > 0 and math.isfinite(ttl) else None
-
-    def _advance_round_robin(self, served: list[str], limit: int) -> None:
-        """Carry the round-robin position over: the last queue served keeps its turn until it used its weight."""
-        if len(served) < limit or not served:
-            self._offsets = {}  # every queue ran dry: the next claim starts a fresh round where this one stopped
-            if served:
-                self._cursor, self._after = served[-1], True
-            return
-        last = served[-1]
-        count = 0
-        for name in reversed(served):
-            if name != last:
-                break
-            count += 1
-        offset = (self._offsets.get(last, 0) + count) % self._weights.get(last, 1)
-        self._offsets = {last: offset} if offset else {}
-        self._cursor, self._after = last, not offset
 
     async def wait_for_work(self, max_wait: float) -> None:
         """Block until work may be ready, or ``max_wait`` seconds at most (``WakeableBackend``).
@@ -582,8 +563,7 @@ class PostgresDurableBackend:
     def statistics(self) -> dict[str, Any]:
         """Debugging figures: round-robin position, LISTEN state, outcome waiters."""
         return {
-            "cursor": self._cursor,
-            "offsets": dict(self._offsets),
+            **self._rotation.statistics(),
             "listening": self._listener.listening,
             "outcome_waits": self._listener.waiting(),
         }
