@@ -88,10 +88,11 @@ def main() -> None:
         with psycopg.connect(server.url, autocommit=True) as conn:
             server_version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
             for lib in libs:
-                conn.execute(f"CREATE DATABASE bench_{lib}")
-        for _ in range(rounds):
+                for n in range(rounds):  # a fresh database per library and round: the same start for each
+                    conn.execute(f"CREATE DATABASE bench_{lib}_{n}")
+        for n in range(rounds):
             for lib in libs:
-                results[lib].append(run_lib(lib, server.url_for(f"bench_{lib}")))
+                results[lib].append(run_lib(lib, server.url_for(f"bench_{lib}_{n}")))
                 print(f"# {lib}: {json.dumps(results[lib][-1])}", flush=True)
     print(f"\nPython {platform.python_version()}, PostgreSQL {server_version}, {os.cpu_count()} CPUs")
     for lib in libs:

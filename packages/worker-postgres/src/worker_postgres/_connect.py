@@ -102,6 +102,8 @@ def translate(exc: BaseException, where: str) -> BaseException:
         return BackendUnavailableError(f"{where} is unreachable (no connection within the pool timeout)")
     if isinstance(exc, pgerrors.AdminShutdown | pgerrors.CrashShutdown | pgerrors.CannotConnectNow):
         return BackendUnavailableError(f"{where} is restarting ({first})")
+    if isinstance(exc, psycopg.OperationalError) and _refused(exc):
+        return ConfigurationError(f"{where}: the server refused the connection ({first})")
     if isinstance(exc, psycopg.OperationalError | OSError | TimeoutError):
         return BackendUnavailableError(f"{where} is unreachable ({first})")
     if isinstance(exc, psycopg.Error):
@@ -116,6 +118,17 @@ def pg_errors(where: str) -> Iterator[None]:
         yield
     except (psycopg.Error, PoolTimeout, OSError, TimeoutError) as exc:
         raise translate(exc, where) from exc
+
+
+_REFUSALS = ("password authentication failed", "no pg_hba.conf entry", "does not exist", "permission denied")
+
+
+def _refused(exc: psycopg.OperationalError) -> bool:
+    """A connection the server answered and refused (login, database): settings to fix, not an outage."""
+    if exc.sqlstate is not None:
+        return exc.sqlstate.startswith(("28", "3D"))
+    text = str(exc)
+    return "FATAL" in text and any(reason in text for reason in _REFUSALS)
 
 
 def _first_line(exc: BaseException) -> str:

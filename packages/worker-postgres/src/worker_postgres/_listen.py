@@ -145,3 +145,4 @@ class Listener:
                 await task
         self._listening.clear()
         self._wake_all()
+        self._closed = False  # a later use (the pool reopens too) starts a new connection

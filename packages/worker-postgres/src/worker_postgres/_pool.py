@@ -78,8 +78,11 @@ class Pool:
         async with self._lock:
             if self.is_checked():  # another caller checked while this one waited for the lock
                 return
-            async with self.connection() as conn:
-                await _schema.check_schema(conn, self.schema, self.where.removeprefix("postgresql at "))
+            # A connection of its own, not the pool's: a refused login or a missing database is reported as
+            # itself (ConfigurationError) at once, instead of as a pool timeout.
+            with pg_errors(self.where):
+                async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, **self.kwargs) as conn:
+                    await _schema.check_schema(conn, self.schema, self.where.removeprefix("postgresql at "))
             self.checked = True
 
     def is_checked(self) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from worker_core.durable.types import DurableTask, DurableTaskLease
+from worker_core.durable.types import IDEMPOTENCY_KEY_LIMIT, DurableTask, DurableTaskLease
 from worker_core.errors import InvalidTaskError
 
 __all__ = ("Claimed", "enqueue_params", "normalize_queue", "parse_claim")
@@ -86,10 +86,12 @@ def enqueue_params(tasks: Sequence[DurableTask], default_queue: str) -> tuple[di
                 _text(key, "metadata key", task_id)
                 _text(value, "metadata value", task_id)
             metadata = json.dumps(dict(task.metadata), ensure_ascii=False)
-        key_value: object = getattr(task, "idempotency_key", None)
+        key_value: object = task.idempotency_key
         idempotency_key = None if key_value is None else _text(key_value, "idempotency_key", task_id)
-        if idempotency_key is not None and not idempotency_key:
-            raise InvalidTaskError(f"durable task {task_id}: idempotency_key must not be empty")
+        if idempotency_key is not None and not (0 < len(idempotency_key) <= IDEMPOTENCY_KEY_LIMIT):
+            raise InvalidTaskError(
+                f"durable task {task_id}: idempotency_key must be 1-{IDEMPOTENCY_KEY_LIMIT} characters"
+            )
         retry_delay = float(task.retry_delay or 0.0)
         if not 0.0 <= retry_delay < 1e12:
             raise InvalidTaskError(f"durable task {task_id}: retry_delay must be >= 0 seconds, not {retry_delay!r}")

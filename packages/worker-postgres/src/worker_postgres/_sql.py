@@ -119,8 +119,6 @@ SELECT nxt.due_in, upd.* FROM nxt LEFT JOIN upd ON true ORDER BY upd.ord
 
 _FENCE = "id = %(id)s AND token = %(token)s AND state = 'leased'"
 
-_ACK = "DELETE FROM {s}.tasks WHERE " + _FENCE + " RETURNING 1"
-
 _STORE = """
 INSERT INTO {s}.outcomes AS o (id, queue, expires_at, data)
 SELECT id, queue, clock_timestamp() + make_interval(secs => %(ttl)s), %(data)s FROM settled
@@ -129,7 +127,26 @@ ON CONFLICT (id) DO UPDATE SET queue = EXCLUDED.queue, finished_at = EXCLUDED.fi
 RETURNING 1
 """
 
-_ACK_OUTCOME = "WITH settled AS (DELETE FROM {s}.tasks WHERE " + _FENCE + " RETURNING id, queue)" + _STORE
+# Many acks, with or without an outcome each, in one statement; the ids of the tasks it deleted.
+_ACK_MANY = """
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(tokens)s::text[], %(ttls)s::float8[], %(data)s::bytea[])
+        AS i(id, token, ttl, data)
+),
+settled AS (
+    DELETE FROM {s}.tasks t USING input i WHERE t.id = i.id AND t.token = i.token AND t.state = 'leased'
+    RETURNING t.id, t.queue
+),
+stored AS (
+    INSERT INTO {s}.outcomes AS o (id, queue, expires_at, data)
+    SELECT d.id, d.queue, clock_timestamp() + make_interval(secs => i.ttl), i.data
+    FROM settled d JOIN input i ON i.id = d.id WHERE i.data IS NOT NULL
+    ON CONFLICT (id) DO UPDATE SET queue = EXCLUDED.queue, finished_at = EXCLUDED.finished_at,
+        expires_at = EXCLUDED.expires_at, data = EXCLUDED.data
+)
+SELECT id::text FROM settled
+"""
+
 
 _NACK = (
     """
@@ -239,8 +256,7 @@ class Statements:
     enqueue_one: sql.Composed
     enqueue_one_new_queue: sql.Composed
     claim: sql.Composed
-    ack: sql.Composed
-    ack_outcome: sql.Composed
+    ack_many: sql.Composed
     nack: sql.Composed
     fail: sql.Composed
     fail_outcome: sql.Composed
@@ -269,8 +285,7 @@ class Statements:
             enqueue_one=render(_ENQUEUE_ONE),
             enqueue_one_new_queue=render(_ENQUEUE_ONE_NEW_QUEUE),
             claim=render(_CLAIM),
-            ack=render(_ACK),
-            ack_outcome=render(_ACK_OUTCOME),
+            ack_many=render(_ACK_MANY),
             nack=render(_NACK),
             fail=render(_FAIL),
             fail_outcome=render(_FAIL_OUTCOME),

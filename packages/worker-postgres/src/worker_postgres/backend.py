@@ -24,6 +24,7 @@ from worker_core.errors import (
 )
 
 from . import _schema
+from ._acks import AckBatcher, PendingAck
 from ._connect import parse_url, pg_errors
 from ._listen import Listener
 from ._pool import Pool
@@ -140,6 +141,7 @@ class PostgresDurableBackend:
         self._seen = 0
         self._outcome_ttl: float | None = DEFAULT_RESULT_TTL
         self._known_queues: set[str] = set()
+        self._acks = AckBatcher(self._send_acks)
         self._results = Results(
             self._pool, self._sql, self._listener, listen=self.listen, poll=self._poll, limit=recent_outcomes
         )
@@ -201,6 +203,7 @@ class PostgresDurableBackend:
         if self._node_info and self._pool.checked:
             with contextlib.suppress(WorkerError):
                 await self.unregister_node()
+        await self._acks.drain()
         await self._listener.aclose()
         await self._pool.aclose()
 
@@ -388,12 +391,24 @@ class PostgresDurableBackend:
         return {"id": task_id, "token": str(lease.token)}
 
     async def ack(self, lease: DurableTaskLease) -> None:
-        """The task succeeded: delete it (its idempotency key is free again).
+        """The task succeeded: delete it (its idempotency key is free again). Concurrent acks share a statement.
 
         Raises:
             LeaseLostError: the lease is not current (nothing changed).
         """
-        await self._fenced(self._sql.ack, self._fence(lease))
+        await self._acks.ack(PendingAck(self._fence(lease)["id"], lease))
+
+    async def _send_acks(self, acks: Sequence[PendingAck]) -> set[str]:
+        await self.connect()
+        params = {
+            "ids": [a.id for a in acks],
+            "tokens": [str(a.lease.token) for a in acks],
+            "ttls": [a.ttl for a in acks],
+            "data": [a.outcome for a in acks],
+        }
+        async with self._connection() as conn:
+            rows = await (await conn.execute(self._sql.ack_many, params)).fetchall()
+        return {row[0] for row in rows}
 
     async def nack(self, lease: DurableTaskLease, delay: float) -> None:
         """Make the task ready again after ``delay`` seconds (negative: now); attempts are kept.
@@ -515,8 +530,8 @@ class PostgresDurableBackend:
         Raises:
             LeaseLostError: the lease is not current (nothing changed or stored).
         """
-        params = {**self._fence(lease), "ttl": _seconds(ttl, "result ttl"), "data": outcome.encode()}
-        await self._fenced(self._sql.ack_outcome, params)
+        ttl_s = _seconds(ttl, "result ttl")
+        await self._acks.ack(PendingAck(self._fence(lease)["id"], lease, outcome.encode(), ttl_s))
 
     async def fail_with_outcome(self, lease: DurableTaskLease, error: str, outcome: TaskOutcome, ttl: float) -> None:
         """``fail`` (dead-letter) and store ``outcome`` for ``ttl`` seconds in the same statement.
@@ -566,6 +581,7 @@ class PostgresDurableBackend:
             **self._rotation.statistics(),
             "listening": self._listener.listening,
             "outcome_waits": self._listener.waiting(),
+            "pending_acks": len(self._acks),
         }
 
 
