@@ -195,6 +195,22 @@ async def test_idempotency_key_conflict_names_the_rejected_task(make_backend: Ma
     await backend.enqueue(second)
 
 
+async def test_a_replayed_task_whose_key_another_task_took_runs_without_it(make_backend: MakeBackend) -> None:
+    from worker_postgres import PostgresAdmin
+
+    backend = await make_backend()
+    old = task(idempotency_key="k")
+    await backend.enqueue(old)
+    await backend.fail((await backend.dequeue(1, 30.0))[0], "boom")
+    new = task(idempotency_key="k")
+    await backend.enqueue(new)  # the key was free once the old one died
+    admin = PostgresAdmin(backend)
+    assert (await admin.replay_dlq_ids([str(old.id)])).count == 1
+    keys = dict(await rows(backend, "SELECT id::text, idempotency_key FROM {s}.tasks"))
+    assert keys == {str(old.id): None, str(new.id): "k"}  # both live, one key holder
+    await backend.ack((await backend.dequeue(1, 30.0))[0])
+
+
 async def test_values_postgres_cannot_store_are_refused_before_anything_is_written(make_backend: MakeBackend) -> None:
     backend = await make_backend()
     good = task()

@@ -317,7 +317,10 @@ class PostgresAdmin:
         return await self.replay_dlq_ids([i for (i,) in found], reset_attempts=reset_attempts)
 
     async def replay_dlq_ids(self, ids: Iterable[str], *, reset_attempts: bool = False) -> MoveResult:
-        """Make these dead tasks ready again; ids stored nowhere are in ``missing``, live ones are left alone."""
+        """Make these dead tasks ready again; ids stored nowhere are in ``missing``, live ones are left alone.
+
+        A replayed task takes its idempotency key back unless a live task holds it now: then it runs without one.
+        """
         return await self._move(ids, "state = 'dead'", queue="", delay=0.0, reset=reset_attempts)
 
     async def requeue(
@@ -333,8 +336,12 @@ class PostgresAdmin:
         moved = await self._rows(
             """WITH known AS (INSERT INTO {s}.queues (name) SELECT %(queue)s WHERE %(queue)s::text IS NOT NULL
                               ON CONFLICT DO NOTHING)
-               UPDATE {s}.tasks SET state = 'ready', token = NULL, queue = coalesce(%(queue)s, queue),
-                   attempts = CASE WHEN %(reset)s THEN 0 ELSE attempts END,
+               UPDATE {s}.tasks t SET state = 'ready', token = NULL, queue = coalesce(%(queue)s, t.queue),
+                   idempotency_key = CASE WHEN EXISTS (
+                       SELECT 1 FROM {s}.tasks o WHERE o.idempotency_key = t.idempotency_key AND o.id <> t.id
+                         AND (o.state <> 'dead' OR (o.id = ANY(%(ids)s) AND o.seq < t.seq))
+                   ) THEN NULL ELSE t.idempotency_key END,
+                   attempts = CASE WHEN %(reset)s THEN 0 ELSE t.attempts END,
                    available_at = clock_timestamp() + make_interval(secs => %(delay)s),
                    ready_at = clock_timestamp() + make_interval(secs => %(delay)s),
                    updated_at = clock_timestamp(), failed_at = NULL
