@@ -17,20 +17,19 @@ from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT
 from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease
 from worker_core.errors import (
     ConfigurationError,
-    DurableTaskExistsError,
-    InvalidTaskError,
     LeaseLostError,
     WorkerError,
 )
 
 from . import _schema
 from ._acks import AckBatcher, PendingAck
-from ._connect import parse_url, pg_errors
+from ._connect import parse_url
+from ._enqueue import Enqueuer
 from ._listen import Listener
 from ._pool import Pool
 from ._results import Results
 from ._rotation import Rotation
-from ._rows import enqueue_params, normalize_queue, parse_claim
+from ._rows import normalize_queue, parse_claim
 from ._sql import Statements
 
 __all__ = ("DEFAULT_SCHEMA", "PostgresDurableBackend")
@@ -40,15 +39,6 @@ logger = logging.getLogger(__name__)
 #: The schema that holds the tables when none is given (``?schema=``).
 DEFAULT_SCHEMA = "worker"
 _CLEANUP_BATCH = 500  # expired outcomes deleted per heartbeat at most
-_KNOWN_QUEUES = 1000  # queue names a backend remembers as registered
-_SINGULAR = {
-    "queues": "queue",
-    "handlers": "handler",
-    "payloads": "payload",
-    "priorities": "priority",
-    "weights": "weight",
-}
-_ERRORS = (psycopg.Error, OSError, TimeoutError)
 
 
 def _positive_int(value: object) -> bool:
@@ -140,7 +130,7 @@ class PostgresDurableBackend:
         self._due_at: float | None = None  # monotonic time the next task may be due (from the last claim)
         self._seen = 0
         self._outcome_ttl: float | None = DEFAULT_RESULT_TTL
-        self._known_queues: set[str] = set()
+        self._enqueuer = Enqueuer(self._pool, self._sql)
         self._acks = AckBatcher(self._send_acks)
         self._results = Results(
             self._pool, self._sql, self._listener, listen=self.listen, poll=self._poll, limit=recent_outcomes
@@ -239,27 +229,7 @@ class PostgresDurableBackend:
                 (ready, delayed or leased) holds its idempotency key; ``ids`` names the rejected task.
             InvalidTaskError: no id, no handler, no encoded payload, or a value PostgreSQL cannot store.
         """
-        params, ids = enqueue_params([task], self._default_queue)
-        one = {name: values[0] for name, values in params.items()}
-        one["id"], one["delay"], one["key"] = one.pop("ids"), one.pop("delays"), one.pop("keys")
-        for plural in ("queues", "handlers", "payloads", "priorities", "weights"):
-            one[_SINGULAR[plural]] = one.pop(plural)
-        # Queues are registered by the first enqueue this backend makes into one (on the caller's connection
-        # every time: its transaction may roll the registration back).
-        known = connection is None and one["queue"] in self._known_queues
-        statement = self._sql.enqueue_one if known else self._sql.enqueue_one_new_queue
-        stored = await self._insert(statement, one, connection)
-        if not stored:
-            raise DurableTaskExistsError(
-                f"durable task {ids[0]} already exists (same id, or a live task with its idempotency key)", ids=ids
-            )
-        if connection is None:
-            self._remember_queue(one["queue"])
-
-    def _remember_queue(self, name: str) -> None:
-        if len(self._known_queues) >= _KNOWN_QUEUES:
-            self._known_queues.clear()  # bounded: a backend writing to very many queues re-registers them
-        self._known_queues.add(name)
+        await self._enqueuer.one(task, self._default_queue, connection)
 
     async def enqueue_many(
         self, tasks: Sequence[DurableTask], *, connection: psycopg.AsyncConnection[Any] | None = None
@@ -273,41 +243,7 @@ class PostgresDurableBackend:
             DurableTaskExistsError: some tasks were skipped; ``ids`` has one entry per skipped task, in order.
             InvalidTaskError: a task is malformed (nothing was stored).
         """
-        if not tasks:
-            return
-        params, ids = enqueue_params(tasks, self._default_queue)
-        stored = await self._insert(self._sql.enqueue, params, connection)
-        skipped: list[uuid.UUID] = []
-        for task_id in ids:  # a later copy of a stored id was skipped by the insert
-            if task_id in stored:
-                stored.discard(task_id)
-            else:
-                skipped.append(task_id)
-        if skipped:
-            shown = ", ".join(map(str, skipped[:10])) + (" ..." if len(skipped) > 10 else "")
-            raise DurableTaskExistsError(f"{len(skipped)} durable task(s) already exist: {shown}", ids=skipped)
-
-    async def _insert(
-        self, statement: Any, params: dict[str, Any], connection: psycopg.AsyncConnection[Any] | None
-    ) -> set[uuid.UUID]:
-        if connection is not None:
-            if not isinstance(connection, psycopg.AsyncConnection):
-                raise ConfigurationError("connection must be a psycopg AsyncConnection")
-            try:
-                rows = await (await connection.execute(statement, params)).fetchall()
-            except psycopg.DataError as exc:
-                raise InvalidTaskError(f"durable task rejected by PostgreSQL: {exc}") from None
-            except _ERRORS as exc:
-                with pg_errors(self.where):
-                    raise exc from None
-            return {row[0] for row in rows}
-        await self.connect()
-        async with self._connection() as conn:
-            try:
-                rows = await (await conn.execute(statement, params)).fetchall()
-            except psycopg.DataError as exc:
-                raise InvalidTaskError(f"durable task rejected by PostgreSQL: {exc}") from None
-        return {row[0] for row in rows}
+        await self._enqueuer.many(tasks, self._default_queue, connection)
 
     # -- claim -------------------------------------------------------------------------------------
     async def dequeue(self, limit: int, lease: float) -> list[DurableTaskLease]:
