@@ -287,8 +287,13 @@ async def test_renewal_heartbeats_the_node_and_cleans_expired_outcomes(make_back
     [(info,)] = await rows(backend, "SELECT info FROM {s}.nodes")
     assert (info["host"], info["pid"], info["running"]) == ("h1", 42, 3)
     assert await rows(backend, "SELECT id FROM {s}.outcomes") == []  # the heartbeat deleted it
+    from worker_postgres import PostgresAdmin
+
+    [node] = await PostgresAdmin(backend).nodes()
+    assert (node.id, node.host, node.pid, node.running, node.started_ms) == (backend.owner, "h1", 42, 3, 1000)
     await backend.unregister_node()
     assert await rows(backend, "SELECT id FROM {s}.nodes") == []
+    assert await PostgresAdmin(backend).nodes() == []
 
 
 # -- server down --------------------------------------------------------------------------------------
