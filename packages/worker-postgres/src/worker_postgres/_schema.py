@@ -53,11 +53,13 @@ _V1: Final = [
         traceback text NOT NULL DEFAULT '',
         failed_at timestamptz
     )""",
-    # The claim: per queue, by priority, then weight, then ready time (an expired lease keeps its place), then
-    # enqueue order; ``available_at`` (ready time, or lease expiry) filters what is due.
+    # The claim: per queue, ready tasks by priority, then weight, then ready time, then enqueue order (what is
+    # due is filtered by ``available_at``); expired leases by expiry. Separate partial indexes, so that neither
+    # scan walks over the rows of the other state (however many tasks are leased or delayed).
     """CREATE INDEX tasks_claim ON {s}.tasks (queue, priority, weight DESC, ready_at, seq)
-        WHERE state <> 'dead'""",
-    "CREATE INDEX tasks_next ON {s}.tasks (queue, available_at) WHERE state <> 'dead'",
+        WHERE state = 'ready'""",
+    "CREATE INDEX tasks_next ON {s}.tasks (queue, available_at) WHERE state = 'ready'",
+    "CREATE INDEX tasks_leased ON {s}.tasks (queue, available_at) WHERE state = 'leased'",
     "CREATE INDEX tasks_dead ON {s}.tasks (failed_at, seq) WHERE state = 'dead'",
     # At most one live task (ready, delayed or leased) per idempotency key; dead-lettering frees the key.
     """CREATE UNIQUE INDEX tasks_idempotency ON {s}.tasks (idempotency_key)

@@ -1,8 +1,9 @@
 """Every statement the backend runs, each one round trip, rendered once per schema.
 
-Times are the server's (``clock_timestamp()``), so nodes with skewed clocks agree on expiries. For a leased
-task ``available_at`` is its lease expiry, for a ready one its ready time: the claim takes both due tasks and
-expired leases with one index.
+Times are the server's (``clock_timestamp()``; the claim compares with ``statement_timestamp()``, which an index
+scan can use), so nodes with skewed clocks agree on expiries. For a leased task ``available_at`` is its lease
+expiry, for a ready one its ready time: the claim reads due tasks and expired leases through two partial
+indexes, so neither scan walks over the other state's rows.
 """
 
 from __future__ import annotations
@@ -71,16 +72,28 @@ WITH q AS (
       AND NOT (SELECT paused FROM {s}.control WHERE id = 1)
       AND (%(only)s::text[] IS NULL OR qu.name = ANY(%(only)s::text[]))
 ),
-cand AS (
-    SELECT c.id, q.name AS queue, q.weight, q.offs, q.wrap,
-           row_number() OVER (PARTITION BY q.name ORDER BY c.priority, c.weight DESC, c.ready_at, c.seq) AS rn
-    FROM q CROSS JOIN LATERAL (
-        SELECT t.id, t.priority, t.weight, t.ready_at, t.seq FROM {s}.tasks t
-        WHERE t.queue = q.name AND t.state <> 'dead' AND t.available_at <= clock_timestamp()
+due AS (
+    SELECT q.name AS queue, q.weight, q.offs, q.wrap, c.* FROM q CROSS JOIN LATERAL (
+        SELECT t.id, t.priority, t.weight AS task_weight, t.ready_at, t.seq FROM {s}.tasks t
+        WHERE t.queue = q.name AND t.state = 'ready' AND t.available_at <= statement_timestamp()
         ORDER BY t.priority, t.weight DESC, t.ready_at, t.seq
         LIMIT %(limit)s
         FOR UPDATE OF t SKIP LOCKED
     ) c
+),
+expired AS (
+    SELECT q.name AS queue, q.weight, q.offs, q.wrap, c.* FROM q CROSS JOIN LATERAL (
+        SELECT t.id, t.priority, t.weight AS task_weight, t.ready_at, t.seq FROM {s}.tasks t
+        WHERE t.queue = q.name AND t.state = 'leased' AND t.available_at <= statement_timestamp()
+        ORDER BY t.available_at
+        LIMIT %(limit)s
+        FOR UPDATE OF t SKIP LOCKED
+    ) c
+),
+cand AS (
+    SELECT id, queue, weight, offs, wrap,
+           row_number() OVER (PARTITION BY queue ORDER BY priority, task_weight DESC, ready_at, seq) AS rn
+    FROM (SELECT * FROM due UNION ALL SELECT * FROM expired) AS both_states
 ),
 pick AS (
     SELECT id, queue, rn, row_number() OVER (ORDER BY (rn - 1 + offs) / weight, wrap, queue, rn) AS ord
@@ -109,9 +122,17 @@ upd AS (
 ),
 nxt AS (
     SELECT extract(epoch FROM min(x.at) - clock_timestamp())::float8 AS due_in FROM q CROSS JOIN LATERAL (
-        SELECT t.available_at AS at FROM {s}.tasks t
-        WHERE t.queue = q.name AND t.state <> 'dead' AND t.id NOT IN (SELECT id FROM pick)
-        ORDER BY t.available_at LIMIT 1
+        (
+            SELECT t.available_at AS at FROM {s}.tasks t
+            WHERE t.queue = q.name AND t.state = 'ready' AND t.id NOT IN (SELECT id FROM pick)
+            ORDER BY t.available_at LIMIT 1
+        )
+        UNION ALL
+        (
+            SELECT t.available_at AS at FROM {s}.tasks t
+            WHERE t.queue = q.name AND t.state = 'leased' AND t.id NOT IN (SELECT id FROM pick)
+            ORDER BY t.available_at LIMIT 1
+        )
     ) x
 )
 SELECT nxt.due_in, upd.* FROM nxt LEFT JOIN upd ON true ORDER BY upd.ord
