@@ -1,4 +1,4 @@
-"""``RedisDurableBackend``: go-worker's Redis durable backend (spec §5.3), batched, fenced and wakeable."""
+"""``RedisDurableBackend``: go-worker's Redis durable backend (key layout: the README), batched, fenced, wakeable."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 from redis import exceptions as rex
-from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome
+from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome, dead_letter_outcome
 from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease
 from worker_core.errors import (
     BackendUnavailableError,
@@ -81,6 +81,10 @@ class RedisDurableBackend:
     outcome in the settling script call itself, and ``wait_outcome`` is woken through one shared pub/sub
     connection (see the README's "Result store").
     """
+
+    #: ``DurableTask.idempotency_key`` is enforced (``IdempotencyKeyBackend``): ``P:idem:<key>`` names the task
+    #: that took it, and enqueue.lua refuses another while that task is ready, delayed or leased.
+    supports_idempotency_keys = True
 
     def __init__(
         self,
@@ -269,6 +273,12 @@ class RedisDurableBackend:
         except _REDIS_ERRORS as exc:
             raise translate(exc, self.where) from exc
         if not result[0]:
+            if task.idempotency_key is not None:
+                raise DurableTaskExistsError(
+                    f"durable task {task.id} already exists, or idempotency key {task.idempotency_key!r} is held by"
+                    " a live task",
+                    ids=[task.id] if task.id is not None else [],
+                )
             raise DurableTaskExistsError(f"durable task {task.id} already exists")
 
     async def enqueue_many(self, tasks: Sequence[DurableTask]) -> None:
@@ -383,7 +393,7 @@ class RedisDurableBackend:
         for poison, why in bad:
             logger.error("durable task %r dead-lettered: %s", poison.lease_id, why)
             with contextlib.suppress(WorkerError):
-                await self.fail(poison, why)
+                await self._fail(poison, why, self._poison_outcome(poison, why), self._outcome_ttl_ms)
         if self._rate is not None and len(leases) < granted:
             with contextlib.suppress(WorkerError):
                 await self._rate_call(len(leases) - granted)
@@ -451,6 +461,16 @@ class RedisDurableBackend:
             LeaseLostError: the lease expired and the task was handed out again (nothing changed).
         """
         await self._fail(lease, error, b"", 0)
+
+    def _poison_outcome(self, lease: DurableTaskLease, why: str) -> bytes:
+        """The FAILED outcome of a leased task whose record cannot be served (b"" when outcomes are off)."""
+        task_id = lease.task.id
+        if not self._outcome_ttl_ms or task_id is None:
+            return b""
+        task = lease.task
+        return dead_letter_outcome(
+            task_id, why, handler=task.handler, queue=task.queue, attempts=lease.attempts, metadata=task.metadata
+        ).encode()
 
     async def _fail(self, lease: DurableTaskLease, error: str, outcome: bytes, ttl_ms: int) -> None:
         queue = lease.task.queue
