@@ -5,17 +5,25 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from worker_core.testing.binaries import register_marker, require_binaries_for
 from worker_postgres import PostgresDurableBackend
-from worker_postgres.testing import PostgresServer, find_bindir, postgres_server
+from worker_postgres.testing import INITDB, PG_CTL, PostgresServer, postgres_server
 
 MakeBackend = Callable[..., Awaitable[PostgresDurableBackend]]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    register_marker(config)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The tests run a private PostgreSQL server: without initdb and pg_ctl, one message says how to install them."""
+    require_binaries_for(session.items, INITDB, PG_CTL)
 
 
 @pytest.fixture(scope="session")
 def pg() -> Iterator[PostgresServer]:
     """One private PostgreSQL server for the whole run (each test gets its own schema)."""
-    if find_bindir() is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql): initdb and pg_ctl are needed")
     with postgres_server() as server:
         yield server
 

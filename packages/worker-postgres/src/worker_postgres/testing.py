@@ -2,7 +2,8 @@
 
 Never use the machine's shared server on 5432: tests start their own with :func:`postgres_server` and stop it
 by its pid. The binaries are found through ``pg_config --bindir``, ``/usr/lib/postgresql/*/bin`` or ``PATH``;
-:func:`find_bindir` returns ``None`` when there are none (tests then skip, naming the ``postgresql`` package).
+:func:`find_bindir` returns ``None`` when there are none. :data:`INITDB` and :data:`PG_CTL` describe them for
+``worker_core.testing.binaries.require_binaries_for`` (one message naming the ``postgresql`` package).
 PostgreSQL refuses to run as root: as root the server runs as the ``postgres`` user (or ``nobody``).
 """
 
@@ -22,7 +23,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ("PostgresServer", "find_bindir", "free_port", "postgres_server")
+from worker_core.testing.binaries import Binary
+
+__all__ = ("INITDB", "PG_CTL", "PostgresServer", "find_bindir", "free_port", "postgres_server")
+
+_WHY = "the tests start their own PostgreSQL server"
+#: ``initdb``: Debian puts it in ``/usr/lib/postgresql/<version>/bin``, off ``PATH``.
+INITDB = Binary("initdb", apt="postgresql", brew="postgresql", why=_WHY, paths=("/usr/lib/postgresql/*/bin",))
+#: ``pg_ctl``, beside ``initdb``.
+PG_CTL = Binary("pg_ctl", apt="postgresql", brew="postgresql", why=_WHY, paths=("/usr/lib/postgresql/*/bin",))
 
 
 def free_port() -> int:
@@ -41,7 +50,7 @@ def find_bindir() -> Path | None:
             out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=True, timeout=10)
             candidates.append(out.stdout.strip())
     candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
-    initdb = shutil.which("initdb")
+    initdb = INITDB.find()
     if initdb:
         candidates.append(str(Path(os.path.realpath(initdb)).parent))
     for candidate in candidates:
