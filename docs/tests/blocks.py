@@ -11,8 +11,8 @@ A marker is an HTML comment on the last non-blank line before the fence (invisib
 - ``<!-- skip: reason -->``: not run; counted and reported with its reason at the end of the test run.
 
 Languages: ``python`` blocks are run; ``bash``/``console`` blocks have each command checked (see
-``test_code_blocks.py``); ``toml`` and ``ini`` (a systemd unit) blocks are parsed; ``text`` blocks are program
-output and not code.
+``test_code_blocks.py``); ``ini`` blocks (a systemd unit) are parsed; ``text`` blocks are program output and
+not code.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ ROOT = DOCS.parent
 FENCE = re.compile(r"^(?P<indent>\s*)```(?P<lang>[\w-]*)\s*$")
 MARKER = re.compile(r"^\s*<!--\s*(?P<kind>needs|skip):\s*(?P<value>.+?)\s*-->\s*$")
 #: Languages whose blocks are code (each is run or checked); any other language fails the test.
-CODE_LANGUAGES = frozenset({"python", "bash", "console", "toml", "ini"})
+CODE_LANGUAGES = frozenset({"python", "bash", "console", "ini"})
 OUTPUT_LANGUAGES = frozenset({"text"})
 NEEDS = frozenset({"redis", "redis-cluster", "tls-files", "otlp-receiver"})
 

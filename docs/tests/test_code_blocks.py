@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import tomllib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -32,7 +31,6 @@ from blocks import CODE_LANGUAGES, NEEDS, OUTPUT_LANGUAGES, ROOT, Block, all_blo
 BLOCKS = all_blocks()
 PYTHON = [b for b in BLOCKS if b.lang == "python"]
 SHELL = [b for b in BLOCKS if b.lang in ("bash", "console")]
-TOML = [b for b in BLOCKS if b.lang == "toml"]
 INI = [b for b in BLOCKS if b.lang == "ini"]
 #: Seconds one Python block may take (a block is a small program; a private server is already up).
 BLOCK_TIMEOUT_S = 60
@@ -256,11 +254,6 @@ def test_shell_block_commands_exist(block: Block) -> None:
             check_command(words)
         except AssertionError as exc:
             raise AssertionError(f"{block.id}: {shlex.join(words)}: {exc}") from None
-
-
-@pytest.mark.parametrize("block", TOML, ids=[b.id for b in TOML])
-def test_toml_block_parses(block: Block) -> None:
-    tomllib.loads(block.code)
 
 
 @pytest.mark.parametrize("block", INI, ids=[b.id for b in INI])
