@@ -56,7 +56,7 @@ def blocks(path: Path) -> list[Block]:
     """The fenced blocks of one page, in order."""
     found: list[Block] = []
     lines = path.read_text(encoding="utf-8").splitlines()
-    page = str(path.relative_to(DOCS))
+    page = str(path.relative_to(DOCS)) if path.is_relative_to(DOCS) else path.name
     index = 0
     while index < len(lines):
         match = FENCE.match(lines[index])
