@@ -1,7 +1,7 @@
 """Test support: an in-memory durable backend, a forwarding wrapper, a manual clock, and the conformance suite.
 
-``DurableBackendConformance`` needs pytest; it is imported on first access so that the in-memory backend
-(what ``durable_backend="memory://"`` uses) works without pytest installed.
+``DurableBackendConformance`` and ``DurableAdminConformance`` need pytest; they are imported on first access so
+that the in-memory backend (what ``durable_backend="memory://"`` uses) works without pytest installed.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from .memory import InMemoryDurableBackend as InMemoryDurableBackend
 from .memory import MemoryTaskState as MemoryTaskState
 
 if TYPE_CHECKING:
+    from .admin_conformance import DurableAdminConformance as DurableAdminConformance
     from .conformance import DurableBackendConformance as DurableBackendConformance
 
 __all__ = (
     "Clock",
     "DeadLetter",
+    "DurableAdminConformance",
     "DurableBackendConformance",
     "FakeClock",
     "ForwardingBackend",
@@ -34,4 +36,8 @@ def __getattr__(name: str) -> Any:
         from .conformance import DurableBackendConformance
 
         return DurableBackendConformance
+    if name == "DurableAdminConformance":
+        from .admin_conformance import DurableAdminConformance
+
+        return DurableAdminConformance
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
