@@ -125,7 +125,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHONS[0])
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package's sources and tests, examples and benchmarks."""
-    _sync(session, "--all-packages", "--all-extras", "--group", "typecheck")
+    _sync(session, "--all-packages", "--all-extras", "--group", "typecheck", "--group", "docs")  # docs: griffe
     # One run per package: every tests/ has its own conftest.py, which mypy would see as duplicate modules.
     for package in PACKAGES:
         session.run("mypy", f"packages/{package}/src", f"packages/{package}/tests")

@@ -181,7 +181,8 @@ async def test_buckets_count_sum_min_max_are_exact_over_two_collections(
     assert set(first) == {frozenset({("queue", "default")}), frozenset({("queue", "emails")}), jobs}
     assert first == expected(log.samples[:half])
     emails = first[frozenset({("queue", "emails")})]
-    assert emails[0][2] + emails[0][3] >= 1  # the 30 ms task is past the 25 ms boundary
+    # The 12 ms and 30 ms sleepers are past the first boundary (5 ms) however loaded the machine is.
+    assert sum(emails[0][1:]) >= 2
     if temporality is CUMULATIVE:
         assert second == third == expected(log.samples)
     else:
