@@ -45,7 +45,7 @@ os.environ["PATH"] = os.pathsep.join([*dict.fromkeys(os.path.dirname(e) for e in
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = False
-nox.options.sessions = ["lock", "lint", "typecheck", "tests", "examples", "codegen_check", "extras", "release"]
+nox.options.sessions = ["lock", "lint", "typecheck", "tests", "examples", "docs", "codegen_check", "extras", "release"]
 
 
 def _project(package: str) -> dict[str, object]:
@@ -125,11 +125,12 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHONS[0])
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package's sources and tests, examples and benchmarks."""
-    _sync(session, "--all-packages", "--all-extras", "--group", "typecheck")
+    _sync(session, "--all-packages", "--all-extras", "--group", "typecheck", "--group", "docs")  # docs: griffe
     # One run per package: every tests/ has its own conftest.py, which mypy would see as duplicate modules.
     for package in PACKAGES:
         session.run("mypy", f"packages/{package}/src", f"packages/{package}/tests")
     session.run("mypy", "examples", "bench", "scripts", "noxfile.py")
+    session.run("mypy", "docs/tests", "docs/_ext", env={"MYPYPATH": "docs/tests"})  # docs/tests imports by name
 
 
 @nox.session(python=PYTHONS)
@@ -150,6 +151,15 @@ def examples(session: nox.Session) -> None:
     """Run every example program (examples/tests)."""
     _sync(session, "--all-packages", "--all-extras", "--group", "test")
     session.run("pytest", "examples/tests", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0])
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (a broken link or reference fails), then run every code block of its pages."""
+    _sync(session, "--all-packages", "--all-extras", "--group", "docs")
+    site = Path(session.create_tmp()) / "site"
+    session.run("mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site), env={"NO_MKDOCS_2_WARNING": "1"})
+    session.run("pytest", "docs/tests", *session.posargs)
 
 
 @nox.session(python=PYTHONS)
