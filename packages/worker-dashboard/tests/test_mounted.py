@@ -279,3 +279,22 @@ def test_store_down_is_a_503_not_a_crash(serve: Callable[..., Host]) -> None:
     assert status == 503
     assert "BackendUnavailableError" in body["error"]
     assert host.call("/healthz", user=None)[0] == 503
+
+
+def test_bad_input_is_a_clear_error_and_changes_nothing(serve: Callable[..., Host]) -> None:
+    host = serve()
+    task_id = enqueue_raw(host.url, b"{}")
+    host.page("/")
+    status, body, _ = host.call("/api/queues/nope/pause", body={})
+    assert (status, body["error"]) == (400, "unknown queue 'nope'")
+    status, body, _ = host.call(f"/api/dlq/{task_id}/replay", body={})  # ready, not dead: not moved
+    assert status == 404
+    assert "not in the DLQ" in body["error"]
+    assert host.call(f"/api/tasks/{task_id}")[1]["task"]["status"] == "ready"
+    assert host.call("/api/tasks?state=bogus")[0] == 400
+    assert host.call("/api/tasks?limit=x")[0] == 400
+    status, body, _ = host.call("/api/pause", body={"pad": "x" * 70_000})
+    assert (status, body["error"]) == (400, "request body too large")
+    assert host.call("/api/queues")[1]["paused"] is False
+    audit = host.call("/api/audit")[1]["entries"]
+    assert [(e["action"], e["ok"], e["detail"]) for e in audit] == [("replay", False, "not in the DLQ")]

@@ -31,9 +31,9 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m worker_dashboard") -> argparse.ArgumentParser:
     """The command line."""
-    p = argparse.ArgumentParser(prog="python -m worker_dashboard", description="Web dashboard for durable queues.")
+    p = argparse.ArgumentParser(prog=prog, description="Web dashboard for durable queues.")
     p.add_argument("--url", default=os.environ.get("WORKER_DURABLE_URL"), help="store URL (env WORKER_DURABLE_URL)")
     p.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 8080), help="host:port (127.0.0.1:8080)")
     p.add_argument(
@@ -53,15 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the dashboard until interrupted."""
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m worker_dashboard") -> int:
+    """Run the dashboard until interrupted (``prog`` names the command in ``--help``)."""
     import uvicorn
     from worker_core.errors import WorkerError
 
     from ._app import dashboard_app
     from ._redact import DEFAULT_REDACT
 
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not args.url:
         sys.stderr.write("error: --url (or WORKER_DURABLE_URL) is required\n")

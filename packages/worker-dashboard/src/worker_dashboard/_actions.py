@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from worker_core.admin import ScheduleAdmin
-from worker_core.errors import ConfigurationError
+from worker_core.errors import ConfigurationError, TaskNotFoundError
 
 from ._app import wants_json
 from ._security import Identity
@@ -66,6 +66,11 @@ async def replay_one(board: Dashboard, request: Request, who: Identity) -> Respo
     """Make one dead task ready again (attempts reset when ``reset_attempts`` is set)."""
     task_id = request.path_params["task_id"]
     reset = _form(request).get("reset_attempts", "") in ("1", "true", "on")
+    try:
+        await board.admin.dlq_entry(task_id)  # only a dead task is replayed (a requeue moves any task)
+    except TaskNotFoundError:
+        board.audit.record(str(who.principal), "replay", f"task {task_id}", 0, ok=False, detail="not in the DLQ")
+        raise
     result = await board.admin.replay_dlq_ids([task_id], reset_attempts=reset)
     ok = result.count == 1
     board.audit.record(str(who.principal), "replay", f"task {task_id}", result.count, ok=ok)

@@ -161,14 +161,15 @@ class Dashboard:
                 return self.refuse_anonymous(request) if self.security.auth_configured else self.forbidden(request, who)
             if not self.security.can_act(who):
                 return self.forbidden(request, who)
-            form = await read_form(request)
-            request.state.form = form
-            if who.via != "bearer":
-                submitted = form.get("_csrf") or request.headers.get("x-csrf-token")
-                if not self.security.csrf_valid(request.cookies.get(CSRF_COOKIE), submitted):
-                    self.audit.record(who.principal, "refused", request.url.path, 0, ok=False, detail="bad CSRF token")
-                    return self.error(request, who, 403, "missing or invalid CSRF token: reload the page and retry")
             try:
+                form = await read_form(request)
+                request.state.form = form
+                if who.via != "bearer":
+                    submitted = form.get("_csrf") or request.headers.get("x-csrf-token")
+                    if not self.security.csrf_valid(request.cookies.get(CSRF_COOKIE), submitted):
+                        detail = "bad CSRF token"
+                        self.audit.record(who.principal, "refused", request.url.path, 0, ok=False, detail=detail)
+                        return self.error(request, who, 403, "missing or invalid CSRF token: reload the page and retry")
                 return await handler(self, request, who)
             except TaskNotFoundError as exc:
                 return self.error(request, who, 404, str(exc))
@@ -176,6 +177,8 @@ class Dashboard:
                 return self.error(request, who, 400, str(exc))
             except WorkerError as exc:
                 return self.error(request, who, 503, f"{type(exc).__name__}: {exc}")
+            finally:
+                self.sampler.recount()
 
         return endpoint
 

@@ -3,7 +3,8 @@
 The sampler is started by the first request and stops by itself after ``idle_stop`` seconds without one (so
 a dashboard mounted in an app whose lifespan never reaches it still releases its task). Each tick reads the
 overview and the nodes, and counts the outcomes that finished since the previous tick (the result store's
-recent lists, bounded per queue). History is a bounded deque of samples.
+recent lists, bounded per queue). History is a bounded deque of samples. The DLQ's total is read every tick;
+its split by queue (which reads up to 10,000 DLQ entries) every :data:`DEAD_COUNT_EVERY` ticks and after an action.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from worker_core.admin import DurableAdmin, NodeInfo, Overview
@@ -30,6 +31,8 @@ logger = logging.getLogger(__name__)
 HISTORY = 360
 _OUTCOMES_PER_QUEUE = 100  # outcomes read per queue and tick at most (the result store keeps 100 by default)
 _MAX_SAMPLED_QUEUES = 200  # queues whose outcomes one tick reads at most (the rest: round robin next ticks)
+#: Ticks between two counts of the DLQ per queue (a count reads up to 10,000 DLQ entries; the total is exact).
+DEAD_COUNT_EVERY = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,8 @@ class Sampler:
         self._last_activity = time.monotonic()
         self._last_tick = 0.0
         self._cursor = 0  # round robin over queues when there are more than _MAX_SAMPLED_QUEUES
+        self._ticks = 0
+        self._dead: dict[str, int | None] = {}  # per-queue dead counts of the last counting tick
         self.viewers = 0  # open SSE streams (they keep the sampler running)
         self._closed = False
 
@@ -122,6 +127,10 @@ class Sampler:
                     await self._changed.wait()
         return self.snapshot
 
+    def recount(self) -> None:
+        """Count the DLQ per queue again on the next tick (an action changed it)."""
+        self._ticks = 0
+
     async def aclose(self) -> None:
         """Stop the polling task (idempotent)."""
         self._closed = True
@@ -144,7 +153,14 @@ class Sampler:
         now = time.time()
         overview: Overview | None
         try:
-            overview = await self.admin.overview(count_dead=True)
+            count = self._ticks % DEAD_COUNT_EVERY == 0
+            overview = await self.admin.overview(count_dead=count)
+            if count:
+                self._dead = {q.name: q.dead for q in overview.queues}
+            else:  # the DLQ's length is exact every tick; its split by queue is from the last counting tick
+                queues = tuple(replace(q, dead=self._dead.get(q.name)) for q in overview.queues)
+                overview = replace(overview, queues=queues)
+            self._ticks += 1
             nodes = tuple(await self.admin.nodes())
             error = ""
             if self.results is not None:
