@@ -183,3 +183,11 @@ async def test_sampler_stops_when_nobody_looks(store: tuple[RedisAdmin, RedisDur
     await sampler.aclose()
     sampler.touch()
     assert not running(sampler)  # closed: never restarted
+
+
+def test_redirect_targets_stay_on_the_site() -> None:
+    from worker_dashboard._app import safe_next
+
+    assert safe_next("/tasks/abc") == "/tasks/abc"
+    for evil in ("//evil.example", "/\\evil.example", "https://evil.example", "", "evil", "/a\\b"):
+        assert safe_next(evil, "/dlq") == "/dlq", evil

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from worker_core.admin import ScheduleAdmin
 from worker_core.errors import ConfigurationError, TaskNotFoundError
 
-from ._app import wants_json
+from ._app import safe_next, wants_json
 from ._security import Identity
 
 if TYPE_CHECKING:
@@ -173,8 +173,7 @@ def _describe(form: dict[str, str]) -> str:
 
 def _next(request: Request, default: str) -> str:
     """Where to go after the action: the form's ``next`` when it is a path of this dashboard."""
-    nxt = _form(request).get("next", "")
-    return nxt if nxt.startswith("/") and not nxt.startswith("//") else default
+    return safe_next(_form(request).get("next", ""), default)
 
 
 ACTIONS = (

@@ -365,6 +365,12 @@ def fmt_num(n: int | None) -> str:
     return "?" if n is None else f"{n:,}"
 
 
+def safe_next(path: str, default: str = "/") -> str:
+    """``path`` when it is a path of this site (``/x``), else ``default`` (no other host, no backslash)."""
+    ok = path.startswith("/") and not path.startswith(("//", "/\\")) and "\\" not in path
+    return path if ok else default
+
+
 def parse_uuid(text: str) -> uuid.UUID | None:
     """``text`` as a UUID, or ``None``."""
     try:

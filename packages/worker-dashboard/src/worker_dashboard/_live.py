@@ -85,17 +85,19 @@ async def events(request: Request) -> Response:
 
 async def login_page(request: Request) -> Response:
     """The token form (only when a token is configured)."""
+    from ._app import safe_next
+
     board: Dashboard = request.app.state.dashboard
     who = await board.identify(request)
     if board.security.token is None:
         return board.error(request, who, 404, "this dashboard has no token login")
-    nxt = request.query_params.get("next", "/")
-    return board.render(request, who, "login.html", {}, next=nxt if nxt.startswith("/") else "/", failed=False)
+    nxt = safe_next(request.query_params.get("next", "/"))
+    return board.render(request, who, "login.html", {}, next=nxt, failed=False)
 
 
 async def login(request: Request) -> Response:
     """Check the token (constant time) and open a cookie session; CSRF-protected like every POST."""
-    from ._app import read_form, set_cookie
+    from ._app import read_form, safe_next, set_cookie
 
     board: Dashboard = request.app.state.dashboard
     who = await board.identify(request)
@@ -104,8 +106,7 @@ async def login(request: Request) -> Response:
     form = await read_form(request)
     if not board.security.csrf_valid(request.cookies.get(CSRF_COOKIE), form.get("_csrf")):
         return board.error(request, who, 403, "missing or invalid CSRF token: reload the page and retry")
-    nxt = form.get("next", "/")
-    nxt = nxt if nxt.startswith("/") and not nxt.startswith("//") else "/"
+    nxt = safe_next(form.get("next", "/"))
     if not board.security.check_token(form.get("token", "")):
         board.audit.record("anonymous", "login", "dashboard", 0, ok=False, detail="wrong token")
         response = board.render(request, who, "login.html", {}, next=nxt, failed=True)

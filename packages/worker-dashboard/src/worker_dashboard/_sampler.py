@@ -142,7 +142,10 @@ class Sampler:
 
     async def _run(self) -> None:
         while True:
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception:  # a bug, not the store: logged, and the next tick tries again
+                logger.exception("dashboard sampler tick failed")
             idle = time.monotonic() - self._last_activity
             if self.viewers == 0 and idle > self.idle_stop:
                 return
