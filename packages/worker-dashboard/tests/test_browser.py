@@ -159,6 +159,8 @@ def test_live_page_updates_without_reload_and_stops_streaming_while_hidden(
     dashboard: Stack, browser: Callable[[], Any], screens: Path
 ) -> None:
     page = browser().new_page()
+    console_errors: list[str] = []  # a script blocked by the page's CSP, or failing, shows here
+    page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
     login(page, dashboard)
     page.goto(dashboard.base + "/")
     expect(page.locator("#live")).to_have_attribute("data-live", "on")
@@ -188,6 +190,7 @@ def test_live_page_updates_without_reload_and_stops_streaming_while_hidden(
     wait_for(lambda: viewers() == 1, what="the visible tab to reopen its stream")
     expect(page.locator("#total-ready")).to_have_text("4")
     assert page.evaluate("window.__noReload") == 42
+    assert console_errors == []
 
 
 def test_workers_page_lists_the_live_node(dashboard: Stack, browser: Callable[[], Any], screens: Path) -> None:

@@ -174,6 +174,11 @@ def test_host_principal_gates_reads_and_actions_and_links_stay_under_the_mount(s
     assert 'href="/tasks/queues"' in html
     assert 'sse-connect="/tasks/events?topics=overview,dead"' in html
     assert 'src="/tasks/static/htmx.min.js"' in html
+    request = urllib.request.Request(host.base + "/queues", headers={"X-User": "alice"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        assert response.headers["Cache-Control"] == "no-store"
     status, body, _ = host.call("/healthz", user=None)
     assert (status, body["ok"]) == (200, True)
 

@@ -29,6 +29,17 @@ __all__ = ("Dashboard", "dashboard_app")
 
 Handler = Callable[["Dashboard", Request, Identity], Awaitable[Response]]
 _MAX_FORM = 64 * 1024
+#: Sent with every page: no framing (clickjacking), scripts and connections from this origin only, no caching.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
 _STATIC = __package__ or "worker_dashboard"
 
 
@@ -107,6 +118,7 @@ class Dashboard:
             "title": self.title,
             "who": who,
             "can_act": self.security.can_act(who),
+            "can_read": self.security.can_read(who),
             "read_only": self.security.read_only,
             "auth": self.security.auth_configured,
             "csrf": csrf,
@@ -115,7 +127,7 @@ class Dashboard:
             **page,
         }
         html = self.env.get_template(template).render(context)
-        response = HTMLResponse(html)
+        response = HTMLResponse(html, headers=PAGE_HEADERS)
         if request.cookies.get(CSRF_COOKIE) != csrf:
             set_cookie(request, response, CSRF_COOKIE, csrf)
         return response
