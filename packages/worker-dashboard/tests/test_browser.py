@@ -12,6 +12,8 @@ from conftest import TOKEN, Stack, start_dashboard
 from dash_tasks import Job, other, work
 from playwright.sync_api import Page, expect
 
+from worker_dashboard._actions import ACTIONS
+
 
 def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
     """Poll ``check`` until it returns something truthy (a condition on the store, never a fixed sleep)."""
@@ -223,10 +225,11 @@ def test_read_only_session_has_no_working_action(stack: Stack, browser: Callable
         assert _post_buttons(page) == 0, path
     shot(page, screens, "read-only")
     csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "wd_csrf")
-    refused = page.request.post(stack.base + "/queues/alpha/pause", form={"_csrf": csrf})
-    assert refused.status == 403
-    status, body = stack.post("/api/pause", headers={"Authorization": f"Bearer {TOKEN}"})
-    assert (status, body["error"]) == (403, "this dashboard is read-only")
+    for path, _handler in ACTIONS:  # every action, as a signed-in browser with a valid CSRF token and as a script
+        url = path.replace("{name}", "alpha").replace("{task_id}", task_id)
+        assert page.request.post(stack.base + url, form={"_csrf": csrf, "expected": "0"}).status == 403, url
+        status, body = stack.post("/api" + url, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert (status, body["error"]) == (403, "this dashboard is read-only"), url
     assert api(stack, "/api/queues")["paused"] is False
 
 

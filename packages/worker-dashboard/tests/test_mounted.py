@@ -110,9 +110,11 @@ class Host:
             self.cookies.update({k: m.value for k, m in jar.items()})
 
 
-def whoami(scope: dict[str, Any]) -> str | None:
-    """The host's authentication: here, a header its proxy would set."""
+async def whoami(scope: dict[str, Any]) -> str | None:
+    """The host's authentication: here, a header its proxy would set (async, as a session lookup would be)."""
     value = dict(scope["headers"]).get(b"x-user", b"").decode()
+    if value == "crash":
+        raise RuntimeError("the host's session store is down")
     return value or None
 
 
@@ -181,6 +183,7 @@ def test_host_principal_gates_reads_and_actions_and_links_stay_under_the_mount(s
         assert response.headers["Cache-Control"] == "no-store"
     status, body, _ = host.call("/healthz", user=None)
     assert (status, body["ok"]) == (200, True)
+    assert host.call("/api/overview", user="crash")[0] == 401  # the host's code raised: denied, logged
 
 
 def test_schedules_page_lists_pauses_and_runs_now_with_audit(serve: Callable[..., Host]) -> None:

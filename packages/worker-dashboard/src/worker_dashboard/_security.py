@@ -24,6 +24,7 @@ from typing import Any, Final
 __all__ = ("AUDIT_SIZE", "AuditEntry", "AuditLog", "Principal", "Security")
 
 audit_logger = logging.getLogger("worker_dashboard.audit")
+logger = logging.getLogger(__name__)
 
 #: Audit entries kept in memory by default (the oldest are dropped; the logger keeps everything).
 AUDIT_SIZE: Final = 1000
@@ -129,9 +130,13 @@ class Security:
             if who is not None:
                 return Identity(who, "session")
         if self.principal_fn is not None:
-            got = self.principal_fn(scope)
-            if inspect.isawaitable(got):
-                got = await got
+            try:
+                got = self.principal_fn(scope)
+                if inspect.isawaitable(got):
+                    got = await got
+            except Exception:  # the host's code failed: nobody is signed in (denied, never let through)
+                logger.exception("the dashboard's principal callable raised; treating the request as anonymous")
+                got = None
             if got:
                 return Identity(str(got), "host")
         return Identity(None, "anonymous")
