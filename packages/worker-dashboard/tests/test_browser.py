@@ -133,7 +133,9 @@ def test_replay_by_filter_states_the_count_and_purge_empties_the_dlq(
     assert api(dashboard, "/api/dlq")["total"] == 0
 
 
-def test_pause_from_the_page_stops_leasing_until_resumed(dashboard: Stack, browser: Callable[[], Any]) -> None:
+def test_pause_from_the_page_stops_leasing_until_resumed(
+    dashboard: Stack, browser: Callable[[], Any], screens: Path
+) -> None:
     dashboard.start_worker()
     first = dashboard.enqueue(work, Job(1)) + dashboard.enqueue(other, Job(2))  # both queues exist
     for task_id in first:
@@ -155,6 +157,9 @@ def test_pause_from_the_page_stops_leasing_until_resumed(dashboard: Stack, brows
     page.locator("tr[data-queue='alpha'] button", has_text="Resume").click()
     expect(page.locator("tr[data-queue='alpha'] td[data-col=paused]")).to_have_text("no")
     wait_for(lambda: outcome_status(dashboard, held) == "completed", what="the held task after resume")
+    page.goto(dashboard.base + "/")
+    expect(page.locator("#node-count")).to_have_text("1")
+    shot(page, screens, "overview-with-worker")
 
 
 def test_live_page_updates_without_reload_and_stops_streaming_while_hidden(
