@@ -14,11 +14,8 @@ from worker_redis.testing import RedisServer
 
 class TestRedisAdminConformance(DurableAdminConformance, TaskBrowserConformance):
     @pytest.fixture
-    async def backend(self, redis_srv: RedisServer, prefix: str) -> AsyncIterator[RedisDurableBackend]:
-        backend = RedisDurableBackend.from_url(redis_srv.url, prefix=prefix)
-        await backend.connect()
-        yield backend
-        await backend.aclose()
+    def backend(self, connected_backend: RedisDurableBackend) -> RedisDurableBackend:
+        return connected_backend
 
     @pytest.fixture
     async def admin(self, redis_srv: RedisServer, prefix: str) -> AsyncIterator[RedisAdmin]:

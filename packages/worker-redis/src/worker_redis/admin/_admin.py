@@ -40,7 +40,7 @@ _RECORD_FIELDS = (
 
 
 class RedisAdmin(AdminBrowse):
-    """Admin operations over go-worker's Redis key layout (spec §5.3), for workerctl and admin APIs.
+    """Admin operations over go-worker's Redis key layout (the README's "Key layout"), for workerctl and admin APIs.
 
     Args:
         client: a ``redis.asyncio.Redis`` created with ``decode_responses=False`` (payloads are bytes).
