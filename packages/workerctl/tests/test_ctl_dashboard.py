@@ -18,12 +18,20 @@ def workerctl(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     )
 
 
-@pytest.mark.skipif(not INSTALLED, reason="worker-dashboard is not installed in this environment")
-def test_dashboard_help_is_the_dashboards() -> None:
+def test_dashboard_help_names_the_dashboards_flags_installed_or_not() -> None:
     run = workerctl("dashboard", "--help")
     assert run.returncode == 0
-    assert run.stdout.startswith("usage: workerctl dashboard [-h] [--url URL]")
-    assert "--read-only" in run.stdout
+    assert run.stdout.startswith("Usage: workerctl dashboard [OPTIONS] [ARGS]...")
+    for flag in ("--url", "--listen", "--token", "--read-only", "--redact"):
+        assert flag in run.stdout
+
+
+@pytest.mark.skipif(not INSTALLED, reason="worker-dashboard is not installed in this environment")
+def test_dashboard_arguments_reach_the_dashboard() -> None:
+    run = workerctl("dashboard", "--url", "redis://127.0.0.1:1/0", "--listen", "nonsense")
+    assert run.returncode == 2
+    assert "usage: workerctl dashboard" in run.stderr
+    assert "--listen must be host:port, not 'nonsense'" in run.stderr
 
 
 @pytest.mark.skipif(not INSTALLED, reason="worker-dashboard is not installed in this environment")

@@ -13,16 +13,19 @@ from ._groups import CONTEXT, cli
 __all__ = ("dashboard",)
 
 
-@cli.command(
-    context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
-    add_help_option=False,
-)
+@cli.command(context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def dashboard(args: tuple[str, ...]) -> None:
-    """Run the web dashboard (needs worker-dashboard): `workerctl dashboard --url redis://... --token ...`.
+    """Run the web dashboard (needs the worker-dashboard package) until interrupted.
 
-    Every argument goes to `python -m worker_dashboard` (see `workerctl dashboard --help`). Without --url,
-    WORKER_DURABLE_URL, then WORKER_REDIS_URL, names the store. It listens on 127.0.0.1:8080 unless told.
+    Every argument goes to the dashboard: --url URL (else WORKER_DURABLE_URL, then WORKER_REDIS_URL),
+    --listen HOST:PORT (127.0.0.1:8080), --token TOKEN (WORKER_DASHBOARD_TOKEN; without it the dashboard is
+    anonymous and read-only), --read-only, --redact PATTERN (repeatable), --refresh SECONDS, --title NAME.
+
+    \b
+    Example:
+      WORKER_DASHBOARD_TOKEN=$(openssl rand -hex 16) workerctl dashboard --url redis://localhost:6379/0
+      workerctl dashboard --url redis://localhost:6379/0 --read-only --listen 0.0.0.0:8080
     """
     if importlib.util.find_spec("worker_dashboard") is None:
         raise fail("the dashboard needs the worker-dashboard package: pip install worker-dashboard")
