@@ -37,6 +37,16 @@ def worker_register_backends(registry: Registry[Any]) -> None:
 
 
 @hookspec
+def worker_register_admins(registry: Registry[Any]) -> None:
+    """Register durable admin factories by URL scheme (what ``workerctl durable`` and dashboards open).
+
+    ``registry.add("redis", RedisAdmin.from_url)``: the factory is called with the whole URL and returns an
+    object implementing :class:`~worker_core.admin.DurableAdmin` over the same store the backend of that URL
+    uses. :func:`worker_core.admin.open_admin` looks it up.
+    """
+
+
+@hookspec
 def worker_register_codecs(registry: Registry[Any]) -> None:
     """Register durable codec factories by name: ``registry.add("msgpack", MsgpackCodec)``.
 

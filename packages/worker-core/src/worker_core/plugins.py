@@ -156,6 +156,10 @@ class Plugins:
         """Durable backend factories by URL scheme."""
         return self._registry("backend", "worker_register_backends")
 
+    def admins(self) -> Registry[Any]:
+        """Durable admin factories by URL scheme (:func:`worker_core.admin.open_admin`)."""
+        return self._registry("admin", "worker_register_admins")
+
     def codecs(self) -> Registry[Any]:
         """Durable codec factories by name."""
         return self._registry("codec", "worker_register_codecs")

@@ -30,6 +30,7 @@ BACKEND_SCRIPTS = (
     "global_rate",
     "leader",
     "node_leave",
+    "outcome",
     "enqueue_tick",
     "schedule_runs",
 )
@@ -62,6 +63,7 @@ class BackendScripts:
     global_rate: AsyncScript
     leader: AsyncScript
     node_leave: AsyncScript
+    outcome: AsyncScript
     enqueue_tick: AsyncScript
     schedule_runs: AsyncScript
 

@@ -1,4 +1,9 @@
-"""Connection flags shared by every ``durable`` command, and running an admin call with clean errors."""
+"""Connection flags shared by every ``durable`` command, and running an admin call with clean errors.
+
+``--url`` reaches any durable backend whose package registers an admin (``sqlite:///tasks.db``,
+``postgresql://...``, ``redis://...``) through :func:`worker_core.admin.open_admin`; the ``--redis-*`` flags are
+go-worker's workerctl flags for Redis.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import click
+from worker_core.admin import DurableAdmin, open_admin
 from worker_core.errors import ConfigurationError, WorkerError
 from worker_redis import UrlOptions, parse_url
 from worker_redis.admin import RedisAdmin
@@ -18,9 +24,10 @@ from worker_redis.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, wrap_prefix
 
 from ._duration import DURATION
 
-__all__ = ("Connection", "connection_options", "fail", "run_admin")
+__all__ = ("Connection", "connection_options", "fail", "run_admin", "run_redis_admin")
 
 T = TypeVar("T")
+A = TypeVar("A", bound=DurableAdmin)
 F = TypeVar("F", bound=Callable[..., Any])
 
 _DEFAULT = click.core.ParameterSource.DEFAULT
@@ -43,10 +50,18 @@ class Connection:
     prefix: str
     default_queue: str
     url: str | None = None  # the --redis-url for redis-py (the backend's own query options taken out), if given
+    store_url: str | None = None  # a --url of another backend (sqlite:, postgresql:, ...): no Redis settings apply
+
+    @property
+    def is_redis(self) -> bool:
+        """Whether the store is Redis (the Redis-only commands, snapshots and dump, need it)."""
+        return self.store_url is None
 
     @property
     def where(self) -> str:
-        """``redis at host:port`` (what error messages show)."""
+        """``redis at host:port``, or the ``--url`` without its password (what error messages show)."""
+        if self.store_url is not None:
+            return _without_password(self.store_url)
         return f"redis at {self.host}:{self.port}"
 
     def client(self) -> Any:
@@ -88,9 +103,27 @@ class Connection:
             **options,
         )
 
-    def admin(self) -> RedisAdmin:
-        """A :class:`RedisAdmin` over a new client."""
+    def admin(self) -> DurableAdmin:
+        """The admin of the store: a :class:`RedisAdmin` over a new client, or the ``--url`` backend's admin."""
+        if self.store_url is not None:
+            return open_admin(self.store_url)
+        return self.redis_admin()
+
+    def redis_admin(self) -> RedisAdmin:
+        """A :class:`RedisAdmin` over a new client (a CLI error when ``--url`` names another backend)."""
+        if self.store_url is not None:
+            scheme = urlsplit(self.store_url).scheme
+            raise fail(f"this command works on Redis only, not on {scheme}:// stores")
         return RedisAdmin(self.client(), prefix=self.prefix, default_queue=self.default_queue, where=self.where)
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = (parts.username or "") + ":***"
+    return parts._replace(netloc=f"{user}@{netloc[2]}").geturl()
 
 
 def _split_addr(addr: str) -> tuple[str, int]:
@@ -121,6 +154,13 @@ def connection_options(fn: F) -> F:
     """Add the connection flags to a command; it receives them as one ``conn: Connection`` argument."""
 
     @click.option(
+        "--url",
+        "store_url",
+        envvar="WORKER_DURABLE_URL",
+        metavar="URL",
+        help="Any durable store: redis://..., sqlite:///tasks.db, postgresql://... [env WORKER_DURABLE_URL]",
+    )
+    @click.option(
         "--redis-url",
         envvar="WORKER_REDIS_URL",
         metavar="URL",
@@ -150,6 +190,7 @@ def connection_options(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(
         *args: Any,
+        store_url: str | None,
         redis_url: str | None,
         redis_addr: str | None,
         redis_password: str,
@@ -161,7 +202,21 @@ def connection_options(fn: F) -> F:
         **kwargs: Any,
     ) -> Any:
         ctx = click.get_current_context()
-        url_from_cli = ctx.get_parameter_source("redis_url") == click.core.ParameterSource.COMMANDLINE
+        cli = click.core.ParameterSource.COMMANDLINE
+        if store_url:
+            store_from_cli = ctx.get_parameter_source("store_url") == cli
+            redis_from_cli = cli in (ctx.get_parameter_source("redis_url"), ctx.get_parameter_source("redis_addr"))
+            if store_from_cli and redis_from_cli:
+                raise click.UsageError("use only one of --url, --redis-url or --redis-addr")
+            scheme = urlsplit(store_url).scheme.lower()
+            if not scheme:
+                raise click.BadParameter(f"{store_url!r} is not a URL (no scheme)", param_hint="'--url'")
+            if scheme in ("redis", "rediss"):
+                if store_from_cli or not redis_from_cli:
+                    redis_url, redis_addr = store_url, None
+            elif store_from_cli or not redis_from_cli:
+                return fn(*args, conn=_store_connection(store_url, timeout, default_queue), **kwargs)
+        url_from_cli = ctx.get_parameter_source("redis_url") == cli
         if redis_url and redis_addr and url_from_cli:
             raise click.UsageError("use only one of --redis-url or --redis-addr")
         parsed: UrlOptions | None = None
@@ -199,16 +254,41 @@ def connection_options(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _store_connection(url: str, timeout: float, default_queue: str) -> Connection:
+    """A connection to a non-Redis store: only the URL (and its own query options) matter."""
+    return Connection(
+        host="",
+        port=0,
+        db=0,
+        username=None,
+        password=None,
+        tls=False,
+        tls_insecure=False,
+        timeout=timeout if timeout > 0 else 5.0,
+        prefix=DEFAULT_PREFIX,
+        default_queue=default_queue.strip() or DEFAULT_QUEUE,
+        store_url=url,
+    )
+
+
 def fail(message: str) -> click.ClickException:
     """A runtime error: click prints ``Error: <message>`` on stderr (one line) and exits 1."""
     return click.ClickException(" ".join(message.split()))
 
 
-def run_admin(conn: Connection, call: Callable[[RedisAdmin], Awaitable[T]]) -> T:
+def run_admin(conn: Connection, call: Callable[[DurableAdmin], Awaitable[T]]) -> T:
     """Run ``call`` with a fresh admin in a new event loop; worker errors become one-line CLI errors."""
+    return _run(conn.admin, call)
 
+
+def run_redis_admin(conn: Connection, call: Callable[[RedisAdmin], Awaitable[T]]) -> T:
+    """:func:`run_admin` for the Redis-only commands (a CLI error for a ``--url`` of another backend)."""
+    return _run(conn.redis_admin, call)
+
+
+def _run(make: Callable[[], A], call: Callable[[A], Awaitable[T]]) -> T:
     async def main() -> T:
-        admin = conn.admin()
+        admin = make()
         try:
             return await call(admin)
         finally:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import click
+from worker_core.admin import DurableAdmin, MoveResult, rfc3339
 from worker_core.errors import ConfigurationError
-from worker_redis.admin import MAX_IDS, MoveResult, RedisAdmin, clean_ids, rfc3339
+from worker_redis.admin import MAX_IDS, clean_ids
 
 from ._connection import Connection, connection_options, fail, run_admin
 from ._groups import CONTEXT, dlq
@@ -145,7 +146,7 @@ def dlq_replay(
     if wanted and replay_all:
         raise click.UsageError("use only one of --id or --all")
 
-    async def call(admin: RedisAdmin) -> MoveResult | None:
+    async def call(admin: DurableAdmin) -> MoveResult | None:
         if show_counts:
             click.echo(f"DLQ size before: {await admin.dlq_size()}")
         if not apply:

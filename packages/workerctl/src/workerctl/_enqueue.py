@@ -10,6 +10,7 @@ import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
@@ -188,6 +189,19 @@ def enqueue(
 
 
 async def _enqueue(conn: Connection, task: DurableTask) -> None:
+    if conn.store_url is not None:  # another backend: built by its plugin from the URL, as a worker builds it
+        from worker_core.plugins import Plugins
+
+        scheme = conn.store_url.partition(":")[0].lower()
+        store: Any = Plugins().backends().get(scheme)(conn.store_url)
+        try:
+            if hasattr(store, "connect"):
+                await store.connect()
+            await store.enqueue(task)
+        finally:
+            if hasattr(store, "aclose"):
+                await store.aclose()
+        return
     from worker_redis import RedisDurableBackend  # lazy: only enqueue needs the backend
 
     client = conn.client()

@@ -8,10 +8,11 @@ import time
 from typing import Any
 
 import click
+from worker_core.admin import DurableAdmin, Overview, TaskRecord, rfc3339
 from worker_core.errors import WorkerError
-from worker_redis.admin import Overview, RedisAdmin, TaskRecord, rfc3339
+from worker_redis.admin import RedisAdmin
 
-from ._connection import Connection, connection_options, fail, run_admin
+from ._connection import Connection, connection_options, fail, run_admin, run_redis_admin
 from ._duration import DURATION
 from ._groups import CONTEXT, durable
 
@@ -56,7 +57,7 @@ def inspect(queue: str, peek: int, show_ids: bool, as_json: bool, conn: Connecti
       workerctl durable inspect --queue emails --show-ids --peek 3
     """
 
-    async def call(admin: RedisAdmin) -> tuple[Overview, list[str] | None]:
+    async def call(admin: DurableAdmin) -> tuple[Overview, list[str] | None]:
         ov = await admin.overview([queue] if queue else (), count_dead=False)
         ids = None
         if show_ids and peek > 0 and queue:
@@ -300,4 +301,4 @@ def dump(
             n += 1
         return n
 
-    run_admin(conn, call)
+    run_redis_admin(conn, call)

@@ -11,7 +11,7 @@ import click
 from worker_core.errors import ConfigurationError
 from worker_redis.admin import RedisAdmin, SnapshotEntry
 
-from ._connection import Connection, connection_options, fail, run_admin
+from ._connection import Connection, connection_options, fail, run_redis_admin
 from ._groups import CONTEXT, snapshot
 
 __all__ = ("snapshot_export", "snapshot_import")
@@ -42,13 +42,13 @@ def snapshot_export(
     if limit < 0:
         raise click.UsageError("--limit must be >= 0")
     if out_path == "-":
-        n = run_admin(conn, lambda admin: _export(admin, sys.stdout, queue, limit, ready, processing, dlq))
+        n = run_redis_admin(conn, lambda admin: _export(admin, sys.stdout, queue, limit, ready, processing, dlq))
         return
     path = Path(out_path)
     tmp = path.with_name(path.name + ".part")
     try:
         with tmp.open("w", encoding="utf-8") as out:
-            n = run_admin(conn, lambda admin: _export(admin, out, queue, limit, ready, processing, dlq))
+            n = run_redis_admin(conn, lambda admin: _export(admin, out, queue, limit, ready, processing, dlq))
         tmp.replace(path)
     except OSError as exc:
         raise fail(f"cannot write {out_path}: {exc.strerror or exc}") from None
@@ -114,5 +114,5 @@ def snapshot_import(in_path: str, apply: bool, conn: Connection) -> None:
     if not apply:
         click.echo(f"dry-run: use --apply to import {len(entries)} snapshot item(s)")
         return
-    n = run_admin(conn, lambda admin: admin.import_entries(entries))
+    n = run_redis_admin(conn, lambda admin: admin.import_entries(entries))
     click.echo(f"imported {n} snapshot item(s)")

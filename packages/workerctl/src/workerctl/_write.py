@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import click
+from worker_core.admin import DurableAdmin, MoveResult
 from worker_core.errors import ConfigurationError
-from worker_redis.admin import MAX_IDS, MoveResult, RedisAdmin, clean_ids
+from worker_redis.admin import MAX_IDS, clean_ids
 
 from ._connection import Connection, connection_options, fail, run_admin
 from ._duration import DURATION
@@ -26,7 +27,7 @@ def _set_pause(conn: Connection, queue: str, apply: bool, pause: bool) -> None:
         click.echo(f"dry-run: use --apply to {verb} {target}")
         return
 
-    async def call(admin: RedisAdmin) -> None:
+    async def call(admin: DurableAdmin) -> None:
         if queue:
             await admin.pause_queue(queue, paused=pause)
         elif pause:
@@ -92,7 +93,7 @@ def _check_source(ids: list[str], source: str | None, from_queue: str) -> None:
         raise click.UsageError("--from-queue is required for source ready/processing")
 
 
-async def _resolve(admin: RedisAdmin, ids: list[str], source: str | None, from_queue: str, limit: int) -> list[str]:
+async def _resolve(admin: DurableAdmin, ids: list[str], source: str | None, from_queue: str, limit: int) -> list[str]:
     """The ids to act on: the given ones (all must exist, else nothing changes), or the source's first ones."""
     if ids:
         missing = await admin.missing_ids(ids)
@@ -113,7 +114,7 @@ def _requeue(
     delay: float,
     reset_attempts: bool,
 ) -> MoveResult | None:
-    async def call(admin: RedisAdmin) -> MoveResult | None:
+    async def call(admin: DurableAdmin) -> MoveResult | None:
         todo = await _resolve(admin, ids, source, from_queue, limit)
         if not todo:
             return None
@@ -223,7 +224,7 @@ def delete(
         click.echo(f"dry-run: use --apply to delete {_describe(len(wanted), source, from_queue, limit, 'delete')}")
         return
 
-    async def call(admin: RedisAdmin) -> MoveResult | None:
+    async def call(admin: DurableAdmin) -> MoveResult | None:
         todo = await _resolve(admin, wanted, source, from_queue, limit)
         return await admin.delete(todo, queue=queue, delete_hash=delete_hash) if todo else None
 

@@ -29,6 +29,7 @@ from .types import DurableBackend as DurableBackend
 from .types import DurableTask as DurableTask
 from .types import DurableTaskLease as DurableTaskLease
 from .types import FailureReason as FailureReason
+from .types import IdempotencyKeyBackend as IdempotencyKeyBackend
 from .types import NodeRegistryBackend as NodeRegistryBackend
 from .types import QueueConfigurableBackend as QueueConfigurableBackend
 from .types import ReleasableBackend as ReleasableBackend
@@ -45,6 +46,7 @@ __all__ = (
     "DurableTask",
     "DurableTaskLease",
     "FailureReason",
+    "IdempotencyKeyBackend",
     "MsgspecJsonCodec",
     "MsgspecMsgpackCodec",
     "NodeRegistryBackend",

@@ -18,7 +18,7 @@ from worker_core.errors import DurableTaskExistsError, HandlerNotFoundError, Inv
 from worker_core.options import is_plain_int, to_seconds
 from worker_core.schedules.types import ScheduleBackend, TickResult
 
-from .types import BatchEnqueueBackend, DurableTask
+from .types import IDEMPOTENCY_KEY_LIMIT, BatchEnqueueBackend, DurableTask, IdempotencyKeyBackend
 
 if TYPE_CHECKING:
     from worker_core.events import EventPipeline
@@ -86,6 +86,18 @@ class DurableRegistrar:
             retry_delay = to_seconds(task.retry_delay, "retry_delay")
         except (TypeError, ValueError) as exc:
             raise InvalidTaskError(str(exc)) from None
+        key: object = task.idempotency_key
+        if key is not None:
+            if not isinstance(key, str) or not key.strip() or len(key) > IDEMPOTENCY_KEY_LIMIT:
+                raise InvalidTaskError(
+                    "durable task idempotency_key must be a non-blank str of at most "
+                    f"{IDEMPOTENCY_KEY_LIMIT} characters"
+                )
+            if not isinstance(self._config.backend(), IdempotencyKeyBackend):
+                raise InvalidTaskError(
+                    f"durable task idempotency_key: the backend ({type(self._config.backend()).__name__}) "
+                    "does not support idempotency keys"
+                )
         run_at = task.run_at
         if run_at is not None and not isinstance(run_at, datetime):
             raise InvalidTaskError("durable task run_at must be a datetime")

@@ -17,12 +17,14 @@ from typing import Any, Protocol, runtime_checkable
 
 __all__ = (
     "DEFAULT_EXTRA_DELIVERIES",
+    "IDEMPOTENCY_KEY_LIMIT",
     "BatchEnqueueBackend",
     "BatchExtendBackend",
     "DurableBackend",
     "DurableTask",
     "DurableTaskLease",
     "FailureReason",
+    "IdempotencyKeyBackend",
     "NodeRegistryBackend",
     "QueueConfigurableBackend",
     "ReleasableBackend",
@@ -75,6 +77,11 @@ class DurableTask:
     durable default is 1). ``retries=None`` means the manager's ``max_retries``; an explicit value is
     capped by it. ``retry_delay`` is seconds. ``run_at`` (naive means UTC) delays the first delivery.
 
+    ``idempotency_key`` (optional, at most :data:`IDEMPOTENCY_KEY_LIMIT` characters): the backend keeps at most
+    one *live* task (ready, delayed or leased) per key; enqueueing another while one is live raises
+    :class:`~worker_core.errors.DurableTaskExistsError`. Once the task is acked, dead-lettered or deleted, the
+    key is free again. Only backends that implement :class:`IdempotencyKeyBackend` accept it.
+
     When a backend receives a task from the manager, ``id`` is set, ``payload`` holds the encoded
     bytes, ``queue`` is a real queue name, ``retries`` is an int and ``retry_delay`` is a float.
     """
@@ -90,6 +97,11 @@ class DurableTask:
     retries: int | None = field(default=None, kw_only=True)
     retry_delay: float | None = field(default=None, kw_only=True)
     metadata: dict[str, str] | None = field(default=None, kw_only=True)
+    idempotency_key: str | None = field(default=None, kw_only=True)
+
+
+#: Longest idempotency key a task may carry (characters).
+IDEMPOTENCY_KEY_LIMIT = 512
 
 
 @dataclass(slots=True)
@@ -208,6 +220,20 @@ class ReleasableBackend(Protocol):
     async def release(self, leases: Sequence[DurableTaskLease]) -> None:
         """Make the leased tasks ready again now, as if they had not been delivered."""
         ...
+
+
+@runtime_checkable
+class IdempotencyKeyBackend(Protocol):
+    """Optional: the backend honours :attr:`DurableTask.idempotency_key` (at most one live task per key).
+
+    ``enqueue`` and ``enqueue_many`` raise :class:`~worker_core.errors.DurableTaskExistsError` for a task whose
+    key belongs to a live task (``enqueue_many`` skips it and names it in ``ids``, like a duplicate id, and a
+    key repeated within one batch keeps the first task). The manager refuses a task with a key when its
+    backend does not implement this protocol.
+    """
+
+    #: Always ``True``: the backend enforces idempotency keys.
+    supports_idempotency_keys: bool
 
 
 @runtime_checkable

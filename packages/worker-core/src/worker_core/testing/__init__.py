@@ -1,7 +1,8 @@
 """Test support: an in-memory durable backend, a forwarding wrapper, a manual clock, and the conformance suite.
 
-``DurableBackendConformance`` and ``ScheduleBackendConformance`` need pytest; they are imported on first access so
-that the in-memory backend (what ``durable_backend="memory://"`` uses) works without pytest installed.
+``DurableBackendConformance``, ``DurableAdminConformance``, ``TaskBrowserConformance`` and
+``ScheduleBackendConformance`` need pytest; they are imported on first access so that the in-memory backend (what
+``durable_backend="memory://"`` uses) works without pytest installed.
 """
 
 from __future__ import annotations
@@ -16,18 +17,22 @@ from .memory import InMemoryDurableBackend as InMemoryDurableBackend
 from .memory import MemoryTaskState as MemoryTaskState
 
 if TYPE_CHECKING:
+    from .admin_conformance import DurableAdminConformance as DurableAdminConformance
+    from .browse_conformance import TaskBrowserConformance as TaskBrowserConformance
     from .conformance import DurableBackendConformance as DurableBackendConformance
     from .schedule_conformance import ScheduleBackendConformance as ScheduleBackendConformance
 
 __all__ = (
     "Clock",
     "DeadLetter",
+    "DurableAdminConformance",
     "DurableBackendConformance",
     "FakeClock",
     "ForwardingBackend",
     "InMemoryDurableBackend",
     "MemoryTaskState",
     "ScheduleBackendConformance",
+    "TaskBrowserConformance",
 )
 
 
@@ -36,6 +41,14 @@ def __getattr__(name: str) -> Any:
         from .conformance import DurableBackendConformance
 
         return DurableBackendConformance
+    if name == "DurableAdminConformance":
+        from .admin_conformance import DurableAdminConformance
+
+        return DurableAdminConformance
+    if name == "TaskBrowserConformance":
+        from .browse_conformance import TaskBrowserConformance
+
+        return TaskBrowserConformance
     if name == "ScheduleBackendConformance":
         from .schedule_conformance import ScheduleBackendConformance
 

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from worker_core.durable.outcomes import ResultStoreBackend, TaskOutcome
+from worker_core.durable.outcomes import DELIVERY_LIMIT_ERROR, ResultStoreBackend, TaskOutcome
 from worker_core.durable.types import (
     DEFAULT_EXTRA_DELIVERIES,
     BatchEnqueueBackend,
@@ -45,6 +45,7 @@ from worker_core.durable.types import (
     DurableBackend,
     DurableTask,
     DurableTaskLease,
+    IdempotencyKeyBackend,
     QueueConfigurableBackend,
     ReleasableBackend,
     delivery_limit,
@@ -335,6 +336,14 @@ class DurableBackendConformance:
         await self.assert_empty(backend)
         dead = await self.dead_letters(backend)
         assert dead[str(task.id)].startswith("delivery limit")
+        if isinstance(backend, ResultStoreBackend):  # whoever awaits it learns it failed, and why
+            outcome = await backend.get_outcome(task.id)  # type: ignore[arg-type]
+            assert outcome is not None, "a task dead-lettered by the delivery limit stores a FAILED outcome"
+            assert outcome.status is TaskStatus.FAILED
+            assert outcome.error_type == DELIVERY_LIMIT_ERROR
+            assert outcome.error_message.startswith("delivery limit")
+            assert outcome.attempts == limit
+            assert (outcome.handler, outcome.queue) == (task.handler, task.queue)
 
     # -- nack, fail, dead letters --------------------------------------------------------------------
 
@@ -547,6 +556,62 @@ class DurableBackendConformance:
             finished_at=time.time(),
             **fields,
         )
+
+    # -- idempotency keys (IdempotencyKeyBackend) ---------------------------------------------------
+
+    @staticmethod
+    def _require_keys(backend: DurableBackend) -> None:
+        if not isinstance(backend, IdempotencyKeyBackend):
+            pytest.skip("the backend does not implement IdempotencyKeyBackend")
+
+    async def test_idempotency_key_admits_one_live_task(self, backend: DurableBackend) -> None:
+        """A second task with a live task's key is rejected, whether the first is ready or leased."""
+        self._require_keys(backend)
+        first = self.make_task(idempotency_key="order-1")
+        await backend.enqueue(first)
+        second = self.make_task(idempotency_key="order-1")
+        with pytest.raises(DurableTaskExistsError):
+            await backend.enqueue(second)
+        lease = await self.dequeue_one(backend)
+        assert lease.lease_id == str(first.id)
+        assert lease.task.idempotency_key == "order-1"
+        with pytest.raises(DurableTaskExistsError):
+            await backend.enqueue(second)
+        await backend.enqueue(self.make_task(idempotency_key="order-2"))  # another key is another task
+
+    async def test_idempotency_key_is_free_again_after_ack_or_dead_letter(self, backend: DurableBackend) -> None:
+        """Once its task is acked or dead-lettered, the key admits a new task; a nack keeps it held."""
+        self._require_keys(backend)
+        await backend.enqueue(self.make_task(idempotency_key="k"))
+        lease = await self.dequeue_one(backend)
+        await backend.nack(lease, 0)
+        with pytest.raises(DurableTaskExistsError):
+            await backend.enqueue(self.make_task(idempotency_key="k"))
+        await backend.ack(await self.dequeue_one(backend))
+        again = self.make_task(idempotency_key="k")
+        await backend.enqueue(again)
+        await backend.fail(await self.dequeue_one(backend), "boom")
+        await backend.enqueue(self.make_task(idempotency_key="k"))
+
+    async def test_enqueue_many_skips_tasks_whose_key_is_held(self, backend: DurableBackend) -> None:
+        """A held key, or one repeated within the batch, skips that task and names it; the others are stored."""
+        self._require_keys(backend)
+        if not isinstance(backend, BatchEnqueueBackend):
+            pytest.skip("the backend does not implement BatchEnqueueBackend")
+        await backend.enqueue(self.make_task(idempotency_key="held"))
+        held, fresh, first, repeat = (
+            self.make_task(idempotency_key="held"),
+            self.make_task(),
+            self.make_task(idempotency_key="new"),
+            self.make_task(idempotency_key="new"),
+        )
+        with pytest.raises(DurableTaskExistsError) as info:
+            await backend.enqueue_many([held, fresh, first, repeat])
+        assert list(info.value.ids) == [held.id, repeat.id]
+        leased = {lease.lease_id for lease in await backend.dequeue(10, _LONG_LEASE)}
+        assert {str(fresh.id), str(first.id)} <= leased
+        assert str(held.id) not in leased
+        assert str(repeat.id) not in leased
 
     async def test_ack_with_outcome_acks_and_stores_it(self, backend: DurableBackend) -> None:
         """Ack with outcome acks and stores it."""

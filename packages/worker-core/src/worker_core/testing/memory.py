@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal, final
 
-from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, TaskOutcome
+from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome, dead_letter_outcome
 from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease, delivery_limit
 from worker_core.errors import ConfigurationError, DurableTaskExistsError, InvalidTaskError, LeaseLostError
 from worker_core.options import is_plain_int
@@ -102,8 +102,8 @@ class InMemoryDurableBackend:
     """The durable contract in process memory (see the module docstring for ordering and fencing).
 
     Implements ``DurableBackend``, ``BatchEnqueueBackend``, ``QueueConfigurableBackend``,
-    ``ReleasableBackend``, ``WakeableBackend`` and ``ScheduleBackend`` (its state: :attr:`schedule_state`).
-    Use it from one event loop.
+    ``ReleasableBackend``, ``IdempotencyKeyBackend``, ``WakeableBackend`` and ``ScheduleBackend`` (its state:
+    :attr:`schedule_state`). Use it from one event loop.
 
     Args:
         clock: Source of epoch seconds (a :class:`~worker_core.testing.FakeClock` in tests); the system clock
@@ -116,6 +116,9 @@ class InMemoryDurableBackend:
     Raises:
         ConfigurationError: an empty default queue or a weight below 1.
     """
+
+    #: Idempotency keys are enforced (:class:`~worker_core.durable.types.IdempotencyKeyBackend`).
+    supports_idempotency_keys = True
 
     def __init__(
         self,
@@ -132,11 +135,13 @@ class InMemoryDurableBackend:
         self._extra = extra_deliveries
         self._clock: Clock = clock if clock is not None else _SystemClock()
         self._outcomes = _OutcomeStore(self._clock, max_outcomes, recent_limit)
+        self._outcome_ttl: float | None = DEFAULT_RESULT_TTL
         self.schedule_state = MemoryScheduleState(self._clock.time)
         self._default_queue = "default"
         self._weights: dict[str, int] = {}
         self.configure_queues(default_queue, queue_weights or {})
         self._records: dict[str, _Record] = {}
+        self._keys: dict[str, str] = {}  # idempotency key -> id of the live task that holds it
         self._queues: dict[str, _Queue] = {}
         self._leases: list[tuple[float, int, str]] = []
         self._dead: dict[str, None] = {}  # insertion-ordered set: oldest failure first
@@ -198,6 +203,12 @@ class InMemoryDurableBackend:
         key = str(task.id)
         if key in self._records:
             raise DurableTaskExistsError(f"durable task {key} already exists")
+        holder = self._key_holder(stored)
+        if holder is not None:
+            assert stored.id is not None
+            raise DurableTaskExistsError(
+                f"idempotency key {stored.idempotency_key!r} is held by live task {holder}", ids=[stored.id]
+            )
         self._insert(stored, key, ready_at)
         self._notify()
 
@@ -215,7 +226,7 @@ class InMemoryDurableBackend:
         for stored, ready_at in checked:
             assert stored.id is not None
             key = str(stored.id)
-            if key in self._records:  # stored before, or by an earlier copy in this batch
+            if key in self._records or self._key_holder(stored) is not None:  # stored, or repeated in the batch
                 skipped.append(stored.id)
             else:
                 self._insert(stored, key, ready_at)
@@ -250,13 +261,24 @@ class InMemoryDurableBackend:
             retries=max(int(task.retries or 0), 0),
             retry_delay=float(task.retry_delay or 0.0),
             metadata=dict(task.metadata) if task.metadata else None,
+            idempotency_key=task.idempotency_key,
         )
         ready_at = max(now, _epoch(task.run_at)) if task.run_at is not None else now
         return stored, ready_at
 
+    def _key_holder(self, task: DurableTask) -> str | None:
+        """The id of the live task holding ``task``'s idempotency key, if any."""
+        return self._keys.get(task.idempotency_key) if task.idempotency_key is not None else None
+
+    def _release_key(self, task: DurableTask) -> None:
+        if task.idempotency_key is not None and self._keys.get(task.idempotency_key) == str(task.id):
+            del self._keys[task.idempotency_key]
+
     def _insert(self, stored: DurableTask, key: str, ready_at: float) -> None:
         record = _Record(stored, next(self._seq), ready_at)
         self._records[key] = record
+        if stored.idempotency_key is not None:
+            self._keys[stored.idempotency_key] = key
         self._queues.setdefault(stored.queue, _Queue())
         self._make_ready(record, ready_at)
 
@@ -292,7 +314,9 @@ class InMemoryDurableBackend:
             self._promote(queue, now)
             record = self._pop_due(queue)
             if record is not None and record.attempts >= delivery_limit(record.task.retries or 0, self._extra):
-                self._dead_letter(record, f"delivery limit: delivered {record.attempts} times without settling", now)
+                reason = f"delivery limit: delivered {record.attempts} times without settling"
+                self._dead_letter(record, reason, now)
+                self._keep_dead_letter_outcome(record, reason)
                 continue
             if record is None:
                 idle += 1
@@ -308,8 +332,9 @@ class InMemoryDurableBackend:
 
     async def ack(self, lease: DurableTaskLease) -> None:
         """Remove the task. Raises :class:`LeaseLostError` if the lease is not current."""
-        self._held(lease)
+        record = self._held(lease)
         del self._records[lease.lease_id]
+        self._release_key(record.task)
 
     async def nack(self, lease: DurableTaskLease, delay: float) -> None:
         """Make the task ready again after ``delay`` seconds (negative means now).
@@ -329,7 +354,22 @@ class InMemoryDurableBackend:
         """
         self._dead_letter(self._held(lease), str(error), self._clock.time())
 
+    def configure_outcomes(self, ttl: float | None) -> None:
+        """Keep the outcomes of tasks dead-lettered by the delivery limit for ``ttl`` seconds (``None``: none)."""
+        self._outcome_ttl = ttl if ttl and ttl > 0 else None
+
+    def _keep_dead_letter_outcome(self, record: _Record, reason: str) -> None:
+        if self._outcome_ttl is None:
+            return
+        task = record.task
+        assert task.id is not None
+        outcome = dead_letter_outcome(
+            task.id, reason, handler=task.handler, queue=task.queue, attempts=record.attempts, metadata=task.metadata
+        )
+        self._outcomes.keep(outcome, self._outcome_ttl)
+
     def _dead_letter(self, record: _Record, error: str, now: float) -> None:
+        self._release_key(record.task)
         record.state = "dead"
         record.token = ""
         record.version = next(self._versions)

@@ -10,9 +10,9 @@ from worker_core.errors import ConfigurationError, TaskNotFoundError
 from worker_redis._errors import redis_errors
 from worker_redis.keys import normalize_queue
 
-from ._moves import AdminMoves
+from ._browse import AdminBrowse
 from ._ops import _WAKE_CAP, _s, now_ms
-from ._records import DLQEntry, DLQEntryDetail, DLQPage, SnapshotEntry, TaskRecord, TaskState
+from ._records import DLQEntry, DLQEntryDetail, DLQPage, SnapshotEntry, TaskRecord, TaskState, record_from_fields
 
 __all__ = ("DLQ_PAGE_LIMIT", "DLQ_SCAN_LIMIT", "RedisAdmin")
 
@@ -39,8 +39,8 @@ _RECORD_FIELDS = (
 )
 
 
-class RedisAdmin(AdminMoves):
-    """Admin operations over go-worker's Redis key layout (spec §5.3), for workerctl and admin APIs.
+class RedisAdmin(AdminBrowse):
+    """Admin operations over go-worker's Redis key layout (the README's "Key layout"), for workerctl and admin APIs.
 
     Args:
         client: a ``redis.asyncio.Redis`` created with ``decode_responses=False`` (payloads are bytes).
@@ -95,7 +95,7 @@ class RedisAdmin(AdminMoves):
                 break
             scanned += 1
             fields = dict(zip(_RECORD_FIELDS, values, strict=True)) if exists else {}
-            record = TaskRecord.from_fields(task_id, TaskState.DEAD, fields, default_queue=self.default_queue)
+            record = record_from_fields(task_id, TaskState.DEAD, fields, default_queue=self.default_queue)
             if want_queue and record.queue != want_queue:
                 continue
             if handler.strip() and record.handler != handler.strip():
@@ -181,7 +181,7 @@ class RedisAdmin(AdminMoves):
                 if not exists:
                     continue  # an orphan id: nothing to show
                 fields = dict(zip(_RECORD_FIELDS, values, strict=True))
-                record = TaskRecord.from_fields(task_id, state, fields, score=score, default_queue=self.default_queue)
+                record = record_from_fields(task_id, state, fields, score=score, default_queue=self.default_queue)
                 if state is TaskState.DEAD and wanted is not None and record.queue not in wanted:
                     continue
                 if not keep(record):

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Self
 
+from worker_core.admin import SOURCES as CORE_SOURCES
 from worker_core.errors import ConfigurationError, TaskNotFoundError
 
 from worker_redis._connect import parse_url
@@ -18,7 +19,16 @@ from worker_redis._errors import redis_errors
 from worker_redis.backend import WAKE_CAP
 from worker_redis.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, Keys, normalize_queue
 
-from ._records import NodeInfo, Overview, PauseState, QueueInfo, TaskRecord, TaskState
+from ._records import (
+    NodeInfo,
+    Overview,
+    PauseState,
+    QueueInfo,
+    TaskRecord,
+    TaskState,
+    node_from_fields,
+    record_from_fields,
+)
 from ._scripts import AdminScripts
 
 __all__ = ("DEAD_COUNT_LIMIT", "MAX_IDS", "SOURCES", "AdminOps", "clean_ids", "now_ms")
@@ -26,7 +36,7 @@ __all__ = ("DEAD_COUNT_LIMIT", "MAX_IDS", "SOURCES", "AdminOps", "clean_ids", "n
 #: Task ids one call accepts (go-worker's replay-by-id limit).
 MAX_IDS = 1000
 #: Sources of ``retry``, ``requeue`` and ``delete`` when no ids are given.
-SOURCES = ("dlq", "ready", "processing")
+SOURCES = CORE_SOURCES
 # Ids per script call: keeps each script short, so Redis never blocks for long.
 _BATCH = 200
 # Queues one overview may list; a bigger queue set is refused rather than read whole.
@@ -70,7 +80,7 @@ def _chunks(items: Sequence[str], size: int = _BATCH) -> Iterable[Sequence[str]]
 
 
 class AdminOps:
-    """Admin operations over go-worker's Redis key layout (spec §5.3); see :class:`RedisAdmin`.
+    """Admin operations over go-worker's Redis key layout (the README's "Key layout"); see :class:`RedisAdmin`.
 
     Args:
         client: a ``redis.asyncio.Redis`` created with ``decode_responses=False`` (payloads are bytes).
@@ -315,7 +325,7 @@ class AdminOps:
                 for raw in ids:
                     pipe.hgetall(self.keys.node(_s(raw)))
                 hashes = await pipe.execute() if ids else []
-        nodes = [NodeInfo.from_fields(_s(raw), fields) for raw, fields in zip(ids, hashes, strict=True) if fields]
+        nodes = [node_from_fields(_s(raw), fields) for raw, fields in zip(ids, hashes, strict=True) if fields]
         return sorted(nodes, key=lambda node: (-node.started_ms, node.id))
 
     async def get(self, task_id: str) -> TaskRecord:
@@ -332,6 +342,4 @@ class AdminOps:
         pairs = raw[2]
         fields = {_s(pairs[i]): pairs[i + 1] for i in range(0, len(pairs), 2)}
         score = int(float(raw[1])) if raw[1] else 0
-        return TaskRecord.from_fields(
-            task_id, TaskState(_s(raw[0])), fields, score=score, default_queue=self.default_queue
-        )
+        return record_from_fields(task_id, TaskState(_s(raw[0])), fields, score=score, default_queue=self.default_queue)
