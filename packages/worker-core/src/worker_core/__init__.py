@@ -38,6 +38,9 @@ from .errors import PayloadError as PayloadError
 from .errors import PluginError as PluginError
 from .errors import QueueFullError as QueueFullError
 from .errors import Retry as Retry
+from .errors import ScheduleExistsError as ScheduleExistsError
+from .errors import ScheduleNotFoundError as ScheduleNotFoundError
+from .errors import ScheduleSpecError as ScheduleSpecError
 from .errors import TaskAlreadyStartedError as TaskAlreadyStartedError
 from .errors import TaskCancelledError as TaskCancelledError
 from .errors import TaskExistsError as TaskExistsError
@@ -61,6 +64,7 @@ from .results import DropPolicy as DropPolicy
 from .results import Result as Result
 from .results import ResultSubscription as ResultSubscription
 from .retention import RetentionPolicy as RetentionPolicy
+from .schedules.types import ScheduleInfo as ScheduleInfo
 from .service import LoggerMiddleware as LoggerMiddleware
 from .service import Middleware as Middleware
 from .service import Service as Service
@@ -121,6 +125,10 @@ __all__ = (
     "ResultSubscription",
     "RetentionPolicy",
     "Retry",
+    "ScheduleExistsError",
+    "ScheduleInfo",
+    "ScheduleNotFoundError",
+    "ScheduleSpecError",
     "Service",
     "SubmitOptions",
     "Submitter",

@@ -32,6 +32,9 @@ __all__ = (
     "PluginError",
     "QueueFullError",
     "Retry",
+    "ScheduleExistsError",
+    "ScheduleNotFoundError",
+    "ScheduleSpecError",
     "TaskAlreadyStartedError",
     "TaskCancelledError",
     "TaskExistsError",
@@ -121,6 +124,18 @@ class ManagerStoppedError(WorkerError):
 
 class DurableOnlyError(WorkerError):
     """A durable backend is configured: use ``register_durable_task`` instead of ``register_task``."""
+
+
+class ScheduleSpecError(ConfigurationError):
+    """A schedule spec (cron expression, descriptor, interval) or time zone that cannot be used."""
+
+
+class ScheduleExistsError(WorkerError):
+    """A schedule with this name is registered already (go-worker: "cron task already registered")."""
+
+
+class ScheduleNotFoundError(WorkerError, LookupError):
+    """No schedule has this name."""
 
 
 class HandlerNotFoundError(WorkerError, LookupError):
