@@ -14,6 +14,8 @@ from psycopg import AsyncConnection, sql
 from psycopg import errors as pgerrors
 from worker_core.errors import ConfigurationError
 
+from ._schedules import SCHEDULE_TABLES
+
 __all__ = ("MIGRATIONS", "SCHEMA_VERSION", "check_schema", "migrate", "valid_schema")
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
@@ -90,8 +92,8 @@ _V1: Final = [
         FOR EACH ROW EXECUTE FUNCTION {s}.notify_done()""",
 ]
 
-#: The migrations in order; the schema's version is the number applied.
-MIGRATIONS: Final = (_V1,)
+#: The migrations in order; the schema's version is the number applied. Version 2: the schedule tables.
+MIGRATIONS: Final = (_V1, SCHEDULE_TABLES)
 #: The schema version this package reads and writes.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
