@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from conftest import MakeBackend
 from pg_helpers import rows
+from worker_core.admin import open_admin
 from worker_core.durable import DurableTask
 from worker_core.schedules import ScheduleBackend, ScheduleEvent, ScheduleRecord, TickResult, tick_task_id
-from worker_core.testing import ScheduleBackendConformance
-from worker_postgres import PostgresDurableBackend
+from worker_core.testing import ScheduleAdminConformance, ScheduleBackendConformance
+from worker_postgres import PostgresAdmin, PostgresDurableBackend
 
 
 class TestPostgresSchedules(ScheduleBackendConformance):
@@ -23,6 +25,21 @@ class TestPostgresSchedules(ScheduleBackendConformance):
     @pytest.fixture
     async def backend(self, make_backend: MakeBackend) -> PostgresDurableBackend:
         return await make_backend()
+
+
+class TestPostgresScheduleAdmin(ScheduleAdminConformance):
+    """PostgresAdmin's schedules over the schema the backend (the nodes) writes."""
+
+    @pytest.fixture
+    async def backend(self, make_backend: MakeBackend) -> PostgresDurableBackend:
+        return await make_backend()
+
+    @pytest.fixture
+    async def admin(self, backend: PostgresDurableBackend, pg_url: str) -> AsyncIterator[PostgresAdmin]:
+        admin = open_admin(pg_url)  # through the plugin, as workerctl opens it
+        assert isinstance(admin, PostgresAdmin)
+        async with admin:
+            yield admin
 
 
 def _task(tick_ms: int, schedule: str = "s") -> DurableTask:

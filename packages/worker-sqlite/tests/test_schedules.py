@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from conftest import MakeBackend
+from worker_core.admin import open_admin
 from worker_core.durable import DurableTask
 from worker_core.schedules import ScheduleBackend, ScheduleEvent, ScheduleRecord, TickResult, tick_task_id
-from worker_core.testing import ScheduleBackendConformance
+from worker_core.testing import ScheduleAdminConformance, ScheduleBackendConformance
 from worker_sqlite import SqliteDurableBackend
+from worker_sqlite.admin import SqliteAdmin
 
 
 class TestSqliteSchedules(ScheduleBackendConformance):
@@ -26,6 +29,21 @@ class TestSqliteSchedules(ScheduleBackendConformance):
     @pytest.fixture
     async def backend(self, make_backend: MakeBackend) -> SqliteDurableBackend:
         return await make_backend()
+
+
+class TestSqliteScheduleAdmin(ScheduleAdminConformance):
+    """SqliteAdmin's schedules over the file the backend (the nodes) writes."""
+
+    @pytest.fixture
+    async def backend(self, make_backend: MakeBackend) -> SqliteDurableBackend:
+        return await make_backend()
+
+    @pytest.fixture
+    async def admin(self, db_path: Path) -> AsyncIterator[SqliteAdmin]:
+        admin = open_admin(f"sqlite:///{db_path}")  # through the plugin, as workerctl opens it
+        assert isinstance(admin, SqliteAdmin)
+        async with admin:
+            yield admin
 
 
 def _task(tick_ms: int, schedule: str = "s") -> DurableTask:
