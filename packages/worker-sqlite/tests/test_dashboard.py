@@ -47,6 +47,8 @@ async def test_the_dashboard_browses_and_opens_sqlite_tasks(make_backend: MakeBa
         assert (page["supported"], [t["id"] for t in page["tasks"]]) == (True, [str(mail.id)])
         status, ready = await get(app, "/api/tasks", "state=ready")
         assert [t["handler"] for t in ready["tasks"]] == ["now"]
+        status, done = await get(app, "/api/tasks", "state=completed")  # the result store, from the same URL
+        assert (status, done["supported"], done["tasks"]) == (200, True, [])
         status, one = await get(app, f"/api/tasks/{mail.id}")
         assert status == 200, one
         assert one["payload_kind"] == "json"
