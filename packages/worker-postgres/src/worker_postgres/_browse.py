@@ -19,7 +19,7 @@ from worker_core.admin import TaskRecord, TaskState
 from worker_core.admin.browse import BROWSE_PAGE_LIMIT, BROWSE_SCAN_LIMIT, BROWSE_STATES, TaskPage
 from worker_core.errors import ConfigurationError
 
-__all__ = ("RECORD_COLUMNS", "BrowseQuery", "browse_query", "record")
+__all__ = ("RECORD_COLUMNS", "BrowseQuery", "browse_query", "ms", "record")
 
 _CHUNK: Final = 200  # keys one statement reads at most
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -39,7 +39,8 @@ RECORD_COLUMNS: Final = """id::text, state, handler, queue, priority, weight, re
     CASE WHEN state <> 'dead' THEN extract(epoch FROM available_at)::float8 END"""
 
 
-def _ms(value: float | None) -> int:
+def ms(value: float | None) -> int:
+    """Epoch seconds as whole ms (floored; ``None`` or 0: 0)."""
     return int(value * 1000) if value else 0
 
 
@@ -58,14 +59,14 @@ def record(row: tuple[Any, ...]) -> TaskRecord:
         retries=int(retries),
         retry_delay_ms=int(float(delay) * 1000),
         attempts=int(attempts),
-        ready_at_ms=_ms(ready),
-        updated_at_ms=_ms(updated),
-        lease_at_ms=_ms(lease),
-        failed_at_ms=_ms(failed),
+        ready_at_ms=ms(ready),
+        updated_at_ms=ms(updated),
+        lease_at_ms=ms(lease),
+        failed_at_ms=ms(failed),
         last_error=error,
         metadata={str(k): str(v) for k, v in meta.items()},
         payload_size=int(size),
-        score=_ms(score),
+        score=ms(score),
         error_type=error_type,
         error_traceback=trace,
         dead_reason=("delivery limit" if error.startswith("delivery limit") else "failed") if state == "dead" else "",

@@ -36,7 +36,7 @@ from worker_core.admin import (
 )
 from worker_core.errors import ConfigurationError, TaskNotFoundError
 
-from ._browse import RECORD_COLUMNS, browse_query, record
+from ._browse import RECORD_COLUMNS, browse_query, ms, record
 from ._rows import normalize_queue
 from .backend import PostgresDurableBackend
 
@@ -46,10 +46,6 @@ __all__ = ("DLQ_PAGE_LIMIT", "MAX_IDS", "PostgresAdmin")
 DLQ_PAGE_LIMIT = 1000
 #: Ids one move (replay, requeue, delete) or listing takes at most.
 MAX_IDS = 10_000
-
-
-def _ms(value: float | None) -> int:
-    return int(value * 1000) if value else 0
 
 
 class PostgresAdmin:
@@ -206,7 +202,7 @@ class PostgresAdmin:
             params,
         )
         entries = tuple(
-            DLQEntry(id=i, queue=q, handler=h, attempts=int(a), age_ms=_ms(max(age or 0.0, 0.0)), last_error=e)
+            DLQEntry(id=i, queue=q, handler=h, attempts=int(a), age_ms=ms(max(age or 0.0, 0.0)), last_error=e)
             for i, q, h, a, e, age, _ in found
         )
         total = int(found[0][6]) if found else (await self._count_dead(params) if offset else 0)
@@ -448,5 +444,5 @@ def _node(node_id: str, info: object, seen: float) -> NodeInfo:
         started_ms=int(number(data.get("started")) * 1000),
         queues=tuple(str(q) for q in queues) if isinstance(queues, list) else (),
         running=int(number(data.get("running"))),
-        last_seen_ms=_ms(seen),
+        last_seen_ms=ms(seen),
     )
