@@ -55,16 +55,20 @@ def browse_query(
     if since_ms:
         where.append(f"{column} >= ?")
         args.append(since_ms / 1000)
-    if until_ms:  # a time whose whole ms is until_ms is in, as ms() floors it
-        where.append(f"{column} < ?")
-        args.append((until_ms + 1) / 1000)
-    if state == "ready":
-        where.append(f"{column} <= ?")
-        args.append(now)
-    elif state == "delayed":
+    if state == "delayed":
         where.append(f"{column} > ?")
         args.append(now)
-    return BrowseQuery(state, column, " AND ".join(where), tuple(args), handler.strip(), limit, offset)
+    upper, upper_args = list[str](), list[Any]()  # implied on a keyset page by its key: left out there
+    if until_ms:  # a time whose whole ms is until_ms is in, as ms() floors it
+        upper.append(f"{column} < ?")
+        upper_args.append((until_ms + 1) / 1000)
+    if state == "ready":
+        upper.append(f"{column} <= ?")
+        upper_args.append(now)
+    return BrowseQuery(
+        state, column, " AND ".join(where), tuple(args), "".join(f" AND {u}" for u in upper), tuple(upper_args),
+        handler.strip(), limit, offset,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,8 @@ class BrowseQuery:
     column: str
     where: str
     args: tuple[Any, ...]
+    upper: str  # the upper time bounds, for the first page only (a keyset page's key is below them)
+    upper_args: tuple[Any, ...]
     handler: str
     limit: int
     offset: int
@@ -93,8 +99,9 @@ class BrowseQuery:
 
     def _walk(self, db: sqlite3.Connection) -> tuple[list[int], int, bool, bool]:
         col = self.column
-        first = f"SELECT seq, {col}, handler FROM tasks WHERE {self.where}"
-        after = f"{first} AND {col} <= ? AND ({col} < ? OR seq < ?)"  # the key's time bounds the index range
+        base = f"SELECT seq, {col}, handler FROM tasks WHERE {self.where}"
+        first = base + self.upper
+        after = f"{base} AND {col} <= ? AND ({col} < ? OR seq < ?)"  # the key's time is the range's upper end
         order = f" ORDER BY {col} DESC, seq DESC LIMIT ?"
         seqs: list[int] = []
         scanned = matched = 0
@@ -105,7 +112,7 @@ class BrowseQuery:
             if want <= 0:
                 return seqs, scanned, True, False
             if key is None:
-                chunk = db.execute(first + order, (*self.args, want)).fetchall()
+                chunk = db.execute(first + order, (*self.args, *self.upper_args, want)).fetchall()
             else:
                 chunk = db.execute(after + order, (*self.args, key[0], key[0], key[1], want)).fetchall()
             for seq, _at, handler in chunk:
