@@ -10,6 +10,7 @@ Only the page's rows are then read in full.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from dataclasses import dataclass
 from typing import Any, Final
@@ -52,22 +53,19 @@ def browse_query(
     if queue:
         where.append("queue = ?")
         args.append(queue)
-    if since_ms:
-        where.append(f"{column} >= ?")
-        args.append(since_ms / 1000)
+    # One lower and one upper bound each (SQLite ranges an index by one of each): the tightest of the filters'.
+    lows = [since_ms / 1000] if since_ms else []
+    highs = [(until_ms + 1) / 1000] if until_ms else []  # a time whose whole ms is until_ms is in (ms() floors)
     if state == "delayed":
-        where.append(f"{column} > ?")
-        args.append(now)
-    upper, upper_args = list[str](), list[Any]()  # implied on a keyset page by its key: left out there
-    if until_ms:  # a time whose whole ms is until_ms is in, as ms() floors it
-        upper.append(f"{column} < ?")
-        upper_args.append((until_ms + 1) / 1000)
-    if state == "ready":
-        upper.append(f"{column} <= ?")
-        upper_args.append(now)
+        lows.append(math.nextafter(now, math.inf))  # due later: > now
+    elif state == "ready":
+        highs.append(math.nextafter(now, math.inf))  # due: <= now
+    if lows:
+        where.append(f"{column} >= ?")
+        args.append(max(lows))
     return BrowseQuery(
-        state, column, " AND ".join(where), tuple(args), "".join(f" AND {u}" for u in upper), tuple(upper_args),
-        handler.strip(), limit, offset,
+        state, column, " AND ".join(where), tuple(args), f" AND {column} < ?" if highs else "",
+        (min(highs),) if highs else (), handler.strip(), limit, offset,
     )  # fmt: skip
 
 
@@ -79,7 +77,7 @@ class BrowseQuery:
     column: str
     where: str
     args: tuple[Any, ...]
-    upper: str  # the upper time bounds, for the first page only (a keyset page's key is below them)
+    upper: str  # the upper time bound, for the first page only (a keyset page's key is below it)
     upper_args: tuple[Any, ...]
     handler: str
     limit: int
