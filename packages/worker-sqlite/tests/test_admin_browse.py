@@ -12,6 +12,7 @@ import pytest
 from conftest import MakeBackend
 from helpers import task
 from worker_core.admin import BROWSE_SCAN_LIMIT, TaskBrowser
+from worker_core.errors import ConfigurationError
 from worker_sqlite import SCHEMA_VERSION, SqliteDurableBackend
 from worker_sqlite._browse import browse_query
 from worker_sqlite._schema import MIGRATIONS
@@ -99,6 +100,8 @@ async def test_time_bounds_are_inclusive_to_the_millisecond(admin: SqliteAdmin, 
     assert (await admin.browse_tasks("delayed", since_ms=found.ready_at_ms, until_ms=found.ready_at_ms)).tasks
     assert not (await admin.browse_tasks("delayed", since_ms=found.ready_at_ms + 1)).tasks
     assert not (await admin.browse_tasks("delayed", until_ms=found.ready_at_ms - 1)).tasks
+    with pytest.raises(ConfigurationError, match="since_ms"):
+        await admin.browse_tasks("delayed", since_ms=-1)
 
 
 async def test_a_delayed_row_past_its_time_is_ready_before_promotion(admin: SqliteAdmin, db_path: Path) -> None:
