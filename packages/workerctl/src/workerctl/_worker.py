@@ -16,9 +16,11 @@ from typing import Any
 import click
 from worker_core.errors import WorkerError
 
+from ._child import RECYCLE_EXIT, ChildLink
 from ._connection import fail
 from ._duration import DURATION
 from ._groups import CONTEXT, cli
+from ._node_config import ProcessOptions, process_options
 from ._worker_grpc import GrpcOptions, grpc_options, start_grpc
 
 __all__ = ("WorkerOptions", "load_app", "worker")
@@ -151,8 +153,12 @@ def _describe_durable(opts: WorkerOptions) -> str:
     return f"{parts.scheme}://{parts.hostname or 'localhost'}:{port} prefix={opts.prefix or 'go-worker'}"
 
 
-async def run_node(opts: WorkerOptions) -> int:
-    """Start the app, serve until SIGTERM/SIGINT, stop gracefully; a second signal stops at once."""
+async def run_node(opts: WorkerOptions, link: ChildLink | None = None) -> int:
+    """Start the app, serve until SIGTERM/SIGINT, stop gracefully; a second signal stops at once.
+
+    Under the supervisor, ``link`` heartbeats to it and may stop the node to recycle it (exit
+    :data:`~workerctl._child.RECYCLE_EXIT` once the stop was graceful).
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     stop_now = asyncio.Event()
@@ -162,6 +168,18 @@ async def run_node(opts: WorkerOptions) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
+    if link is not None:
+        link.start(stop)
+    try:
+        return await _serve(opts, link, stop, stop_now)
+    finally:
+        if link is not None:
+            await link.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _serve(opts: WorkerOptions, link: ChildLink | None, stop: asyncio.Event, stop_now: asyncio.Event) -> int:
     manager = await load_app(opts)
     if not manager.durable and not opts.grpc.listen:
         raise fail(
@@ -169,6 +187,8 @@ async def run_node(opts: WorkerOptions) -> int:
             "durable handlers in the app), configure durable_backend in the app, or serve gRPC with --grpc-listen"
         )
     await manager.start()
+    if link is not None:
+        link.attach(manager)
     server = None
     grpc_text = "off"
     try:
@@ -200,7 +220,7 @@ async def run_node(opts: WorkerOptions) -> int:
                 logger.warning("shutdown timeout passed: running tasks were cancelled")
                 return 1
             logger.info("worker stopped")
-            return 0
+            return RECYCLE_EXIT if link is not None and link.recycled else 0
         logger.warning("stopping now: running tasks are cancelled (their leases expire and they run again)")
         await manager.stop_now()
         graceful.cancel()
@@ -211,8 +231,19 @@ async def run_node(opts: WorkerOptions) -> int:
         if server is not None:
             await server.stop(0)
         await manager.stop_now()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+
+
+async def check_node(opts: WorkerOptions) -> int:
+    """``--check``: load the app, start its manager (which connects to the backend), stop it; 0 when all worked."""
+    manager = await load_app(opts)
+    if not manager.durable and not opts.grpc.listen:
+        raise fail(f"{opts.app} has no durable backend, so a node would consume nothing")
+    await manager.start()
+    try:
+        click.echo(f"ok: app={opts.app} durable={_describe_durable(opts) if manager.durable else 'off'}")
+    finally:
+        await manager.stop_now()
+    return 0
 
 
 def _weights(values: tuple[str, ...]) -> dict[str, int] | None:
@@ -230,7 +261,7 @@ def _weights(values: tuple[str, ...]) -> dict[str, int] | None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("app")
+@click.argument("app", envvar="WORKER_APP", required=False)
 @click.option(
     "--redis-url",
     "--durable-url",
@@ -239,26 +270,36 @@ def _weights(values: tuple[str, ...]) -> dict[str, int] | None:
     help="Durable backend URL (redis://, rediss://) [env WORKER_REDIS_URL]",
 )
 @click.option("--redis-prefix", envvar="WORKER_REDIS_PREFIX", default=None, help="Key prefix [env WORKER_REDIS_PREFIX]")
-@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None, help="Tasks run at once.")
-@click.option("--queue", "queues", multiple=True, help="Queue weight NAME[=WEIGHT] (repeatable).")
-@click.option("--default-queue", default=None, help="Queue of tasks that name none.")
-@grpc_options
-@click.option("--shutdown-timeout", type=DURATION, default="0", help="Graceful stop limit (0 = wait for tasks).")
 @click.option(
-    "--rate", type=click.FloatRange(min=0), default=None, help="Tasks started per second (0 or unset: no limit)."
+    "-c", "--concurrency", type=click.IntRange(min=1), envvar="WORKER_CONCURRENCY", help="Tasks at once per process."
 )
-@click.option("--consume", multiple=True, metavar="QUEUE", help="Lease only from this queue (repeatable; default all).")
-@click.option("--lease", type=DURATION, default=None, help="Durable lease per task [default: the app's, 30s].")
-@click.option("--renewal", type=DURATION, default=None, help="Lease renewal interval (0 = off) [default: lease / 3].")
+@click.option("--queue", "queues", multiple=True, envvar="WORKER_QUEUE", help="Queue weight NAME[=WEIGHT] (repeat).")
+@click.option("--default-queue", envvar="WORKER_DEFAULT_QUEUE", help="Queue of tasks that name none.")
+@grpc_options
+@click.option(
+    "--shutdown-timeout",
+    type=DURATION,
+    default="0",
+    envvar="WORKER_SHUTDOWN_TIMEOUT",
+    help="Graceful stop limit (0 = wait for tasks).",
+)
+@click.option(
+    "--rate", type=click.FloatRange(min=0), envvar="WORKER_RATE", help="Tasks started per second (0/unset: no limit)."
+)
+@click.option("--consume", multiple=True, metavar="QUEUE", envvar="WORKER_CONSUME", help="Lease only from this queue.")
+@click.option("--lease", type=DURATION, envvar="WORKER_LEASE", help="Durable lease per task [default: the app's, 30s].")
+@click.option("--renewal", type=DURATION, envvar="WORKER_RENEWAL", help="Lease renewal interval (0 = off).")
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
     show_default=True,
+    envvar="WORKER_LOG_LEVEL",
     help="Log level.",
 )
+@process_options
 def worker(
-    app: str,
+    app: str | None,
     durable_url: str | None,
     redis_prefix: str | None,
     concurrency: int | None,
@@ -271,6 +312,7 @@ def worker(
     renewal: float | None,
     log_level: str,
     grpc: GrpcOptions,
+    process: ProcessOptions,
 ) -> None:
     """Run a worker node for APP (module:attribute naming a TaskManager, or a factory returning one).
 
@@ -290,6 +332,13 @@ def worker(
           --grpc-token-file /etc/worker/grpc-tokens \\
           --grpc-tls-cert server.pem --grpc-tls-key server-key.pem
     """
+    if not app:
+        raise click.UsageError("Missing argument 'APP' (or $WORKER_APP, or app = ... in --config).")
+    if grpc.listen and process.supervised:
+        raise click.UsageError(
+            "--grpc-listen runs in a single-process node only: drop --processes/--max-*-per-child/--health-listen, "
+            "or serve gRPC from a node of its own"
+        )
     logging.basicConfig(
         level=getattr(logging, log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -310,7 +359,14 @@ def worker(
         renewal=renewal,
     )
     try:
-        code = asyncio.run(run_node(opts))
+        if process.check:
+            code = asyncio.run(check_node(opts))
+        elif process.supervised:
+            from ._supervisor import NodeSupervisor
+
+            code = asyncio.run(NodeSupervisor(opts, process, log_level).run())
+        else:
+            code = asyncio.run(run_node(opts))
     except WorkerError as exc:
         raise fail(str(exc)) from None
     sys.exit(code)
