@@ -48,17 +48,19 @@ def rss_bytes() -> int:
 
 
 class _Finished:
-    """An instrumentation object: counts tasks that reached a terminal status, calls back at the limit."""
+    """An instrumentation object: counts tasks that reached a terminal status, checks the limits after each."""
 
-    def __init__(self, limit: int | None, at_limit: Any) -> None:
+    def __init__(self, link: ChildLink) -> None:
         self.count = 0
-        self._limit = limit
-        self._at_limit = at_limit
+        self._link = link
 
     def on_finish(self, task: Any, status: TaskStatus, latency_s: float | None) -> None:
         self.count += 1
-        if self.count == self._limit:
-            self._at_limit(f"{self.count} tasks finished (--max-tasks-per-child {self._limit})")
+        link = self._link
+        if self.count == link.max_tasks:
+            link.recycle(f"{self.count} tasks finished (--max-tasks-per-child {link.max_tasks})")
+        elif link.max_memory is not None:
+            link.check_memory()
 
 
 class ChildLink:
@@ -68,12 +70,12 @@ class ChildLink:
         self.index = index
         self.recycled: str | None = None  # why this child stops to be replaced
         self._fd = fd
-        self._max_tasks = max_tasks
-        self._max_memory = max_memory
+        self.max_tasks = max_tasks
+        self.max_memory = max_memory
         self._parent = os.getppid()
         self._manager: Any = None
         self._stop: asyncio.Event | None = None
-        self._finished = _Finished(max_tasks, self.recycle)
+        self._finished = _Finished(self)
         self._beat: asyncio.Task[None] | None = None
         os.set_blocking(fd, False)
 
@@ -95,6 +97,12 @@ class ChildLink:
         logger.info("recycling worker process %d (pid %d): %s", self.index, os.getpid(), reason)
         self._stop.set()
 
+    def check_memory(self) -> None:
+        """Recycle once resident memory reaches ``--max-memory-per-child`` (after each task, and every beat)."""
+        rss = rss_bytes()
+        if self.max_memory is not None and rss >= self.max_memory:
+            self.recycle(f"resident memory {rss // 2**20} MiB >= --max-memory-per-child {self.max_memory // 2**20} MiB")
+
     async def close(self) -> None:
         """Send the last heartbeat (the final counters) and stop heartbeating."""
         if self._beat is not None:
@@ -111,10 +119,8 @@ class ChildLink:
             if self._parent != os.getppid() and self._stop is not None and not self._stop.is_set():
                 logger.warning("the supervisor (pid %d) is gone: stopping gracefully", self._parent)
                 self._stop.set()
-            if self._manager is not None and self._max_memory is not None:
-                rss = rss_bytes()
-                if rss >= self._max_memory:
-                    self.recycle(f"resident memory {rss // 2**20} MiB >= --max-memory-per-child")
+            if self._manager is not None and self.max_memory is not None:
+                self.check_memory()
             self._send()
             await asyncio.sleep(HEARTBEAT_S)
 

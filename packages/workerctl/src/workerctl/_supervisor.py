@@ -113,7 +113,8 @@ class NodeSupervisor:
             raise fail(self._failure)
         if self._forced:
             return _STOP_NOW_EXIT
-        if any(code not in (0, RECYCLE_EXIT) for code in self._final):
+        # -SIGTERM: our SIGTERM reached a child outside its handlers (starting, or past its stop): nothing ran.
+        if any(code not in (0, RECYCLE_EXIT, -signal.SIGTERM) for code in self._final):
             return 1
         logger.info("supervisor stopped: every worker process drained")
         return 0
