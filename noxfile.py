@@ -41,7 +41,7 @@ os.environ["PATH"] = os.pathsep.join([*dict.fromkeys(os.path.dirname(e) for e in
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = False
-nox.options.sessions = ["lock", "lint", "typecheck", "tests", "examples", "codegen_check"]
+nox.options.sessions = ["lock", "lint", "typecheck", "tests", "examples", "codegen_check", "image"]
 
 
 def _sync(session: nox.Session, *args: str) -> None:
@@ -88,6 +88,19 @@ def examples(session: nox.Session) -> None:
     """Run every example program (examples/tests)."""
     _sync(session, "--all-packages", "--all-extras", "--group", "test")
     session.run("pytest", "examples/tests", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0])
+def image(session: nox.Session) -> None:
+    """The container image's steps (deploy/build-image.sh, what deploy/Dockerfile runs) in a temporary venv."""
+    tmp = Path(session.create_tmp())
+    wheels, prefix = tmp / "wheels", tmp / "node"
+    for old in (wheels, prefix):
+        shutil.rmtree(old, ignore_errors=True)
+    for package in ("worker-core", "worker-redis", "worker-otel", "workerctl"):
+        session.run("uv", "build", "--quiet", "--wheel", "--package", package, "--out-dir", str(wheels), external=True)
+    python = _FOUND.get(PYTHONS[0], "python3")
+    session.run("sh", "deploy/build-image.sh", str(prefix), str(wheels), env={"PYTHON": python}, external=True)
 
 
 @nox.session(python=PYTHONS)
