@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, ParamSpec, Self, TypeVar, Unpack, overload
+from typing import Any, Literal, ParamSpec, Self, TypeVar, Unpack, overload
 
 from . import task as records
 from ._many import register_each
@@ -88,6 +88,10 @@ class TaskManager:
         durable_result_ttl: Seconds a finished durable task's outcome (status, result, error) is kept by a
             backend that stores results, for ``handle(id)`` in any process; ``None`` or ``0``: not stored.
         plugins: The plugins to resolve backend URLs and codec names with (loaded on first use if omitted).
+        plain_runner: Where plain (non-``async``) task functions run: ``"thread"`` (the default: worker threads,
+            one interpreter, the GIL) or ``"process"`` (a pool of spawned worker processes, for CPU-bound work:
+            the function, its arguments and its result are pickled; see the README's "CPU-bound functions").
+        process_pool_size: Pool processes with ``plain_runner="process"`` (``None``: the CPU count).
 
     Raises:
         ConfigurationError: a value of the wrong type or out of range.
@@ -118,6 +122,8 @@ class TaskManager:
         durable_lease_renewal_interval: float | timedelta | None = None,
         durable_result_ttl: float | timedelta | None = DEFAULT_RESULT_TTL,
         plugins: Plugins | None = None,
+        plain_runner: Literal["thread", "process"] = "thread",
+        process_pool_size: int | None = None,
     ) -> None:
         options = ManagerOptions.build(
             max_workers=max_workers,
@@ -129,6 +135,8 @@ class TaskManager:
             default_queue=default_queue,
             queue_weights=queue_weights,
             stop_timeout=stop_timeout,
+            plain_runner=plain_runner,
+            process_pool_size=process_pool_size,
         )
         if plugins is not None and not isinstance(plugins, Plugins):
             raise ConfigurationError("plugins must be a worker_core.Plugins")

@@ -441,7 +441,20 @@ def _bind(fn: Callable[..., Any], payload: Any) -> Callable[[TaskContext], Any]:
 
         return run_async
 
-    def run_sync(ctx: TaskContext) -> Any:
-        return fn(ctx, payload)
+    return _Bound(fn, payload)
 
-    return run_sync
+
+class _Bound:
+    """``fn(ctx, payload)`` as a plain handler's ``execute(ctx)``: an object, so a process pool can pickle it."""
+
+    __slots__ = ("fn", "payload")
+
+    def __init__(self, fn: Callable[..., Any], payload: Any) -> None:
+        self.fn = fn
+        self.payload = payload
+
+    def __call__(self, ctx: TaskContext) -> Any:
+        return self.fn(ctx, self.payload)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Bound, (self.fn, self.payload))
