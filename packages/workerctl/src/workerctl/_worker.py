@@ -46,6 +46,7 @@ class WorkerOptions:
     consume: tuple[str, ...] = ()  # lease only from these queues (empty: every queue)
     lease: float | None = None
     renewal: float | None = None  # 0: off
+    plain_runner: str | None = None  # "thread" or "process": where the app's plain handlers run
 
 
 def _import_attr(spec: str, what: str) -> Any:
@@ -87,7 +88,8 @@ async def load_app(opts: WorkerOptions) -> Any:
     """Resolve APP to a TaskManager: the object itself, or what its factory returns (sync or async).
 
     A factory receives, by keyword, those of ``durable_backend``, ``max_workers``, ``default_queue``,
-    ``queue_weights``, ``tasks_per_second``, ``durable_lease`` and ``durable_lease_renewal_interval`` that the
+    ``queue_weights``, ``tasks_per_second``, ``durable_lease``, ``durable_lease_renewal_interval`` and
+    ``plain_runner`` that the
     command line set and its signature declares (``tasks_per_second=None``, no limit, when ``--rate`` is not
     given and the factory takes it).
     """
@@ -106,6 +108,8 @@ async def load_app(opts: WorkerOptions) -> Any:
         given["durable_lease"] = opts.lease
     if opts.renewal is not None:
         given["durable_lease_renewal_interval"] = opts.renewal
+    if opts.plain_runner is not None:
+        given["plain_runner"] = opts.plain_runner
     if opts.durable_url is not None:
         given["durable_backend"] = _backend(opts)
     if opts.concurrency is not None:
@@ -290,6 +294,12 @@ def _weights(values: tuple[str, ...]) -> dict[str, int] | None:
 @click.option("--lease", type=DURATION, envvar="WORKER_LEASE", help="Durable lease per task [default: the app's, 30s].")
 @click.option("--renewal", type=DURATION, envvar="WORKER_RENEWAL", help="Lease renewal interval (0 = off).")
 @click.option(
+    "--plain-runner",
+    type=click.Choice(["thread", "process"]),
+    envvar="WORKER_PLAIN_RUNNER",
+    help="Run plain handlers on threads or in a process pool (the factory's plain_runner).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -310,6 +320,7 @@ def worker(
     consume: tuple[str, ...],
     lease: float | None,
     renewal: float | None,
+    plain_runner: str | None,
     log_level: str,
     grpc: GrpcOptions,
     process: ProcessOptions,
@@ -318,9 +329,14 @@ def worker(
 
     A factory receives, by keyword, the settings given here that it declares: durable_backend,
     max_workers, default_queue, queue_weights, tasks_per_second (--rate; no limit unless given),
-    durable_lease, durable_lease_renewal_interval. An app with no durable backend (and no --grpc-listen)
-    is refused. SIGTERM or SIGINT stops the node gracefully (running tasks finish); a second signal
-    stops it at once.
+    durable_lease, durable_lease_renewal_interval, plain_runner. An app with no durable backend (and no
+    --grpc-listen) is refused. SIGTERM or SIGINT stops the node gracefully (running tasks finish); a second
+    signal stops it at once.
+
+    --processes N (or auto) runs a supervisor of N worker processes, each a whole node; it restarts one
+    that dies, replaces one past --max-tasks-per-child or --max-memory-per-child, and serves /livez,
+    /readyz and /metrics on --health-listen. Every flag has a WORKER_* variable; --config FILE (TOML)
+    holds defaults: flag > variable > file > default. --check loads the app, connects, and exits 0 or 1.
 
     gRPC on an address other than loopback needs a bearer token (--grpc-token-file, --grpc-token or
     $WORKER_GRPC_TOKEN) or mutual TLS, unless --insecure is given.
@@ -357,6 +373,7 @@ def worker(
         consume=tuple(q.strip() for q in consume if q.strip()),
         lease=lease if lease else None,
         renewal=renewal,
+        plain_runner=plain_runner,
     )
     try:
         if process.check:
