@@ -4,8 +4,10 @@ Each task runs ``_peers/cpu_work.burn`` (pure-Python arithmetic, calibrated here
 counter in Redis. Per side: a private redis-server, ``BENCH_N`` tasks (default 6,000) enqueued first, then the
 worker started; throughput is measured in the steady state, from the 10th to the 90th percentile of completions
 (so interpreter start-up, imports and the last stragglers do not count), over ``BENCH_ROUNDS`` rounds (default 2),
-the best of each. Celery (its own virtualenv under ``bench/.envs/celery``, built with ``uv``) runs the same
-function with ``-P prefork -c 2``, prefetch multiplier 4, results ignored, on the same kind of private server.
+the best of each. A fourth side runs one node whose plain handlers go to worker-core's process pool
+(``--plain-runner process``, one pool process per CPU). Celery (its own virtualenv under ``bench/.envs/celery``,
+built with ``uv``) runs the same function with ``-P prefork -c 2``, prefetch multiplier 4, results ignored, on the
+same kind of private server.
 
 Run: ``uv run --no-sync python bench/processes.py`` (or ``uvx nox -s bench -- bench/processes.py``).
 ``BENCH_LIBS=worker`` skips Celery. The load average is printed with the figures: the machine is shared.
@@ -24,6 +26,7 @@ sys.path.insert(0, str(PEERS))
 
 import json  # noqa: E402
 import os  # noqa: E402
+import resource  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
@@ -111,9 +114,20 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def run_worker(processes: int, steps: int) -> float:
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every child process waited for so far, their own children included."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+#: CPU ms per task of the worker processes (the whole run: start-up included), by side; the last run's.
+CPU_MS: dict[str, float] = {}
+
+
+def run_worker(processes: int, steps: int, *extra: str) -> tuple[float, float]:
     with redis_server() as server:
         seed(server.url, N, steps)
+        before = children_cpu()
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("WORKER_")},
             "BENCH_REDIS_URL": server.url,
@@ -121,12 +135,14 @@ def run_worker(processes: int, steps: int) -> float:
         }
         cmd = [sys.executable, "-m", "workerctl", "worker", "worker_cpu_app:create_manager",
                "--redis-url", server.url, "--redis-prefix", PREFIX, "-c", "4", "--processes", str(processes),
-               "--log-level", "warning"]  # fmt: skip
+               "--log-level", "warning", *extra]  # fmt: skip
         proc = subprocess.Popen(cmd, env=env, cwd=PEERS)
         try:
-            return steady_rate(server.url, N, proc)
+            rate = steady_rate(server.url, N, proc)
+            wait_all_done(server.url, N, proc)
         finally:
             stop(proc)
+        return rate, (children_cpu() - before) * 1000 / N
 
 
 def celery_python() -> str:
@@ -142,28 +158,43 @@ def celery_python() -> str:
     return str(python)
 
 
-def run_celery(processes: int, steps: int) -> float:
+def run_celery(processes: int, steps: int) -> tuple[float, float]:
     python = celery_python()
     with redis_server() as server:
         env = {**os.environ, "BENCH_REDIS_URL": server.url, "PYTHONPATH": str(PEERS)}
         subprocess.run([python, str(PEERS / "celery_cpu_app.py"), str(N), str(steps)], env=env, check=True)
+        before = children_cpu()
         cmd = [python, "-m", "celery", "-A", "celery_cpu_app", "worker", "-P", "prefork", "-c", str(processes),
                "--prefetch-multiplier", "4", "--without-gossip", "--without-mingle", "--without-heartbeat",
                "-l", "warning"]  # fmt: skip
         proc = subprocess.Popen(cmd, env=env, cwd=PEERS)
         try:
-            return steady_rate(server.url, N, proc)
+            rate = steady_rate(server.url, N, proc)
+            wait_all_done(server.url, N, proc)
         finally:
             stop(proc)
+        return rate, (children_cpu() - before) * 1000 / N
+
+
+def wait_all_done(url: str, count: int, proc: subprocess.Popen[bytes]) -> None:
+    import redis
+
+    r = redis.Redis.from_url(url)
+    try:
+        while int(r.get("bench:done") or 0) < count and proc.poll() is None:
+            time.sleep(0.01)
+    finally:
+        r.close()
 
 
 def main() -> None:
     steps = calibrate()
     one_ms = min(_timed(steps) for _ in range(7)) * 1000
     print(f"burn({steps}) takes {one_ms:.2f} ms here (fastest of 7); {N} tasks per run, best of {ROUNDS} rounds")
-    sides: list[tuple[str, Callable[[], float]]] = [
+    sides: list[tuple[str, Callable[[], tuple[float, float]]]] = [
         ("workerctl --processes 1", lambda: run_worker(1, steps)),
         ("workerctl --processes 2", lambda: run_worker(2, steps)),
+        ("workerctl --processes 1 --plain-runner process", lambda: run_worker(1, steps, "--plain-runner", "process")),
     ]
     if "celery" in LIBS:
         sides.append(("Celery prefork -c 2", lambda: run_celery(2, steps)))
@@ -172,14 +203,15 @@ def main() -> None:
     for _ in range(ROUNDS):
         for name, fn in sides:
             loads.append(os.getloadavg()[0])
-            rate = fn()
+            rate, cpu_ms = fn()
             best[name] = max(best.get(name, 0.0), rate)
-            print(f"  {name}: {rate:,.0f} tasks/s (load average {loads[-1]:.2f})", flush=True)
+            CPU_MS[name] = min(CPU_MS.get(name, 1e9), cpu_ms)
+            print(f"  {name}: {rate:,.0f} tasks/s, {cpu_ms:.2f} CPU ms/task (load average {loads[-1]:.2f})", flush=True)
     print()
-    print("| side | tasks/s (best) |")
-    print("|---|---|")
+    print("| side | tasks/s (best) | CPU ms per task (lowest; start-up included) |")
+    print("|---|---|---|")
     for name, rate in best.items():
-        print(f"| {name} | {rate:,.0f} |")
+        print(f"| {name} | {rate:,.0f} | {CPU_MS[name]:.2f} |")
     one, two = best["workerctl --processes 1"], best["workerctl --processes 2"]
     print(f"| **ratio --processes 2 / --processes 1** | **{two / one:.2f}** (target >= 1.7) |")
     if "Celery prefork -c 2" in best:

@@ -19,9 +19,10 @@ def work(ctx: Any, payload: Any) -> int:
     return result
 
 
-def create_manager(*, durable_backend: Any, max_workers: int = 4) -> TaskManager:
+def create_manager(*, durable_backend: Any, max_workers: int = 4, plain_runner: Any = "thread") -> TaskManager:
     return TaskManager(
         max_workers=max_workers,
+        plain_runner=plain_runner,
         durable_backend=durable_backend,
         durable_handlers={"work": DurableHandlerSpec(None, work)},
         durable_result_ttl=None,

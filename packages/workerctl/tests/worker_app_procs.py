@@ -53,7 +53,7 @@ def create_manager(*, durable_backend: Any, max_workers: int = 4) -> TaskManager
             "leak": DurableHandlerSpec(None, leak),
             "hold": DurableHandlerSpec(None, hold),
         },
-        durable_lease=2.0,
+        durable_lease=3.0,
         durable_lease_renewal_interval=0.5,
     )
 

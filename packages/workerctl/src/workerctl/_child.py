@@ -78,6 +78,7 @@ class ChildLink:
         self._finished = _Finished(self)
         self._beat: asyncio.Task[None] | None = None
         os.set_blocking(fd, False)
+        os.set_inheritable(fd, False)  # a process the app starts must not hold the pipe open past our exit
 
     def start(self, stop: asyncio.Event) -> None:
         """Begin heartbeating (not ready yet); ``stop`` is the node's graceful-stop event."""

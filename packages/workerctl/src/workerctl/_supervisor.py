@@ -154,8 +154,12 @@ class NodeSupervisor:
             if child is None:
                 return
             code = await child.proc.wait()
-            if child.reader is not None:
-                await child.reader  # the pipe's EOF: every heartbeat read, the last one included
+            if child.reader is not None:  # the pipe's EOF: every heartbeat read, the last one included
+                done, _ = await asyncio.wait({child.reader}, timeout=5.0)
+                if not done:  # something the child started still holds the pipe: stop reading it
+                    child.reader.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await child.reader
             self._retire(child)
             if self._stop.is_set():
                 self._final.append(code)
