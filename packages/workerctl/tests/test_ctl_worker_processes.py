@@ -30,6 +30,7 @@ from worker_redis.testing import go_worker_task_fields
 
 HERE = Path(__file__).parent
 APP = "worker_app_procs:create_manager"
+pytestmark = pytest.mark.timeout(180)  # a hang fails its test instead of the whole run
 
 
 class Node:
@@ -95,14 +96,17 @@ class Node:
         return code
 
     def close(self) -> None:
-        if self.proc.poll() is None:  # a failed test: its children (each in a group of its own) first
-            for pid in self._children_by_ps():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        # A failed test may leave worker processes (each in a group of its own, perhaps orphaned): every one
+        # this node ever started is killed, then the supervisor.
+        started = {int(line.split("(pid ")[1].rstrip(")\n")) for line in self.lines if "started (pid " in line}
+        for pid in started | set(self._children_by_ps()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=30)
         self._pump.join(timeout=5)
-        if self.proc.stderr is not None:
+        if self.proc.stderr is not None and not self._pump.is_alive():  # closing it under a reader would block
             self.proc.stderr.close()
 
     def _children_by_ps(self) -> list[int]:
@@ -273,3 +277,47 @@ def test_sigterm_drains_every_child_and_livez_sees_a_stopped_child(
     (tmp_path / "release").touch()
     assert node.exit_code(30) == 0, "".join(node.lines)
     assert runs(tmp_path) == Counter({"h0": 1, "h1": 1})
+
+
+def gone(pid: int) -> bool:
+    """The process exited (reaped, or a zombie nobody reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_second_sigterm_stops_every_child_now_and_their_tasks_run_again(
+    ctl: Ctl, tmp_path: Path, node_factory: Callable[..., Node]
+) -> None:
+    seed(ctl, ["s0", "s1"], handler="hold")
+    node = node_factory(APP, "--processes", "2", "-c", "1")
+    node.started()
+    eventually(lambda: (tmp_path / "started-s0").exists() and (tmp_path / "started-s1").exists(), what="both held")
+    node.proc.send_signal(signal.SIGTERM)
+    node.line_with("stopping gracefully: SIGTERM to 2 worker processes")
+    node.proc.send_signal(signal.SIGTERM)
+    assert node.exit_code(30) == 130, "".join(node.lines)
+    assert "stopping now: SIGINT to every worker process" in "".join(node.lines)
+    assert not (tmp_path / "done.log").exists()  # both were cancelled ...
+    assert ctl.r.zcard(ctl.keys.ready("default")) + ctl.r.zcard(ctl.keys.processing("default")) == 2  # ... not lost
+
+
+def test_children_drain_by_themselves_when_the_supervisor_is_sigkilled(
+    ctl: Ctl, tmp_path: Path, node_factory: Callable[..., Node]
+) -> None:
+    seed(ctl, ["o0"], handler="hold")
+    node = node_factory(APP, "--processes", "2", "-c", "1", "--health-listen", "127.0.0.1:0")
+    node.started()
+    eventually(lambda: (tmp_path / "started-o0").exists(), what="the task held")
+    eventually(lambda: len(node.child_pids()) == 2, what="two children")
+    children = node.child_pids()
+    node.proc.kill()
+    node.proc.wait(timeout=30)
+    eventually(lambda: any("the supervisor (pid" in line for line in node.lines), what="an orphan noticed")
+    assert not all(gone(pid) for pid in children)  # the one holding the task is still draining
+    (tmp_path / "release").touch()
+    eventually(lambda: all(gone(pid) for pid in children), timeout=30, what="both children exited", node=node)
+    assert runs(tmp_path) == Counter({"o0": 1})  # finished once, acked
+    eventually(lambda: settled(ctl), what="nothing left leased")

@@ -66,13 +66,13 @@ class _Finished:
 class ChildLink:
     """The child's end of the supervisor's pipe: heartbeats out, and the recycling limits."""
 
-    def __init__(self, fd: int, index: int, max_tasks: int | None, max_memory: int | None) -> None:
+    def __init__(self, fd: int, index: int, max_tasks: int | None, max_memory: int | None, parent: int) -> None:
         self.index = index
         self.recycled: str | None = None  # why this child stops to be replaced
         self._fd = fd
         self.max_tasks = max_tasks
         self.max_memory = max_memory
-        self._parent = os.getppid()
+        self._parent = parent  # the supervisor's pid, from the spec: it may be gone before this process is up
         self._manager: Any = None
         self._stop: asyncio.Event | None = None
         self._finished = _Finished(self)
@@ -84,6 +84,13 @@ class ChildLink:
         """Begin heartbeating (not ready yet); ``stop`` is the node's graceful-stop event."""
         self._stop = stop
         self._beat = asyncio.get_running_loop().create_task(self._heartbeats(), name="workerctl-heartbeat")
+        self._beat.add_done_callback(self._beat_ended)
+
+    def _beat_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:  # a bug: say so, and stop (the supervisor restarts)
+            logger.error("the heartbeat of worker process %d died", self.index, exc_info=task.exception())
+            if self._stop is not None:
+                self._stop.set()
 
     def attach(self, manager: Any) -> None:
         """The manager started: count its tasks, report it ready."""
@@ -147,12 +154,16 @@ _COUNTERS = ("scheduled", "running", "completed", "failed", "cancelled", "retrie
 
 def main() -> None:
     """The child's entry point: settings from stdin, then the node until it stops."""
+    import faulthandler
+    import signal
+
     import click
     from worker_core.errors import WorkerError
 
     from ._worker import WorkerOptions, run_node
     from ._worker_grpc import GrpcOptions
 
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1 <pid> prints every thread's stack to stderr
     spec = json.loads(sys.stdin.read())
     with contextlib.suppress(OSError):
         sys.stdin.close()
@@ -163,7 +174,7 @@ def main() -> None:
     fields = dict(spec["options"])
     fields["consume"] = tuple(fields["consume"])
     opts = WorkerOptions(grpc=GrpcOptions(), **fields)
-    link = ChildLink(int(spec["fd"]), int(spec["index"]), spec["max_tasks"], spec["max_memory"])
+    link = ChildLink(int(spec["fd"]), int(spec["index"]), spec["max_tasks"], spec["max_memory"], int(spec["parent"]))
     try:
         code = asyncio.run(run_node(opts, link))
     except click.ClickException as exc:

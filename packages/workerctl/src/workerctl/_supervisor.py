@@ -193,6 +193,7 @@ class NodeSupervisor:
         read_fd, write_fd = os.pipe()
         spec = {
             "index": index,
+            "parent": os.getpid(),
             "fd": write_fd,
             "log_level": self.log_level,
             "max_tasks": self.process.max_tasks_per_child,
