@@ -1,33 +1,48 @@
-"""What worker-otel costs a TaskManager: throughput with metrics and tracing on, as a ratio to off.
+"""What worker-otel costs a TaskManager, beside what taskiq's OpenTelemetry middleware costs taskiq.
 
-Run: ``uv run python bench/otel_overhead.py`` (``BENCH_SCALE=0.1`` shrinks it). ``bench/core.py`` calls
-:func:`measure_otel_overhead` and prints :func:`format_otel_overhead`. The main workload is
+Run: ``uv run python bench/otel_overhead.py`` (``BENCH_SCALE=0.1`` shrinks it; ``BENCH_PEERS=0`` leaves taskiq
+out). ``bench/core.py`` calls :func:`measure_otel_overhead` and prints :func:`format_otel_overhead`. The main
+workload is
 bench/core.py's worst case for overhead: async no-op tasks through 8 workers, rate limit off, one
 subscriber draining results; a small real task (100 us of CPU) gives the scale. Configurations run
 interleaved, several rounds, and the median throughput of each is kept (the machine is shared).
-Setting a provider up is not timed (once per manager); every per-task and exporting cost is:
+Setting a provider up is not timed (once per manager); every per-task and exporting cost is. Runs are timed
+with the process's CPU time (all threads: a ``BatchSpanProcessor``'s export thread counts), not wall time,
+because the machine is shared and other jobs' load moves wall time far more than these costs
+(``BENCH_CLOCK=wall`` for wall time). The 100 us task spins on ``time.thread_time()`` for the same reason.
 
 - ``off``: no provider, no tracer (the baseline).
 - ``metrics removed``: a meter provider set then removed with ``None``: must equal ``off``.
 - ``metrics on``: the real SDK ``MeterProvider`` with an ``InMemoryMetricReader``, collected at the end
-  (the latency histogram pre-aggregated and merged into the SDK at collection, see worker-otel's README).
+  (one ``Histogram.record`` per task for the latency histogram: the only per-task SDK call).
 - ``metrics no hist.``: the same with ``latency_histogram=False`` (eight instruments, no per-task SDK call).
 - ``tracing on``: ``OTelTracer`` on the real SDK ``TracerProvider``, every span sampled, a
   ``SimpleSpanProcessor`` handing each span to an exporter that drops it (SDK cost, no I/O).
 - ``tracing batch``: the same with a ``BatchSpanProcessor`` (the production setting), flushed at the end.
 - ``tracing 1%``: the same with a ``TraceIdRatioBased(0.01)`` sampler, the usual production setting.
 - ``null tracer``: a tracer whose spans do nothing: what the manager's traced path itself costs.
+
+The peer: taskiq 0.13.0's built-in ``OpenTelemetryMiddleware`` (``taskiq[opentelemetry]``) on its in-memory
+broker, the same task bodies, in its own virtualenv (``bench/.envs/taskiq-otel``, made here with ``uv`` on the
+same opentelemetry-sdk version as ours), run as a subprocess once per round between our configurations, so both
+sides see the same machine load (see ``bench/_peers/taskiq_otel.py``). Overheads are compared in microseconds per
+task, each side against its own run without instrumentation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -39,8 +54,16 @@ from worker_core import Task, TaskContext, TaskManager
 from worker_otel import OTelTracer, set_meter_provider
 
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
+PEERS = os.environ.get("BENCH_PEERS", "1") != "0"
+#: What a run is timed with: the process's CPU time (all threads) by default, as the machine is shared and wall
+#: time moves with other jobs' load; ``BENCH_CLOCK=wall`` times wall-clock instead (the peer follows it).
+CLOCK = time.perf_counter if os.environ.get("BENCH_CLOCK") == "wall" else time.process_time
+UNIT = "tasks/s" if CLOCK is time.perf_counter else "tasks/CPU-s"
 WORKERS = 8
-#: Configuration name -> the per-task overhead target as a fraction (None: no target).
+HERE = Path(__file__).resolve().parent
+PEER_ENV = HERE / ".envs" / "taskiq-otel"
+PEER_CONFIGS = ("off", "metrics", "tracing")
+#: Configuration name -> the target on tasks doing 100 us of work, as a fraction of the bare time (None: none).
 TARGETS: dict[str, float | None] = {
     "off": None,
     "metrics removed": 0.0,
@@ -51,6 +74,9 @@ TARGETS: dict[str, float | None] = {
     "tracing 1%": None,
     "null tracer": None,
 }
+#: Targets on no-op tasks: metrics at most 2 us per task, tracing at most 0.25x taskiq's tracing overhead.
+METRICS_US_TARGET = 2.0
+TRACING_VS_TASKIQ_TARGET = 0.25
 
 
 class _NullSpan:
@@ -85,8 +111,8 @@ async def _noop(ctx: TaskContext) -> None:
 
 async def _cpu_100us(ctx: TaskContext) -> None:
     """A small real task: about 100 microseconds of Python work."""
-    deadline = time.perf_counter() + 100e-6
-    while time.perf_counter() < deadline:
+    deadline = time.thread_time() + 100e-6  # CPU time: a descheduled task still does its 100 us of work
+    while time.thread_time() < deadline:
         pass
 
 
@@ -163,21 +189,55 @@ async def _throughput(name: str, n: int, fn: Callable[[TaskContext], Awaitable[N
                     return
 
         finish = _setup(name, tm, n)
-        started = time.perf_counter()
+        started = CLOCK()
         consumer = asyncio.create_task(drain())
         for _ in range(n):
             await tm.register_task(Task(fn))
         await consumer
         finish()
-        elapsed = time.perf_counter() - started
+        elapsed = CLOCK() - started
         subscription.close()
     return n / elapsed
 
 
-async def measure_otel_overhead(n: int = 20_000, rounds: int = 5, workload: str = "async no-op") -> dict[str, float]:
-    """Median tasks/s per configuration of :data:`TARGETS`, configurations interleaved over ``rounds``."""
+def peer_python() -> str:
+    """The interpreter of taskiq's virtualenv (taskiq 0.13.0 with its OpenTelemetry extra), made on first use."""
+    python = PEER_ENV / "bin" / "python"
+    if not python.exists():
+        uv = shutil.which("uv")
+        if uv is None:
+            raise SystemExit("uv is needed to build taskiq's virtualenv (or set BENCH_PEERS=0)")
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        sdk = f"opentelemetry-sdk=={metadata.version('opentelemetry-sdk')}"  # the same SDK as ours
+        subprocess.run([uv, "venv", "-q", "-p", version, str(PEER_ENV)], check=True)
+        subprocess.run(
+            [uv, "pip", "install", "-q", "--python", str(python), "taskiq[opentelemetry]==0.13.0", sdk], check=True
+        )
+    return str(python)
+
+
+def _peer_round(workload: str, n: int, order: Sequence[str]) -> dict[str, float]:
+    """One round of taskiq's configurations, in ``order``, in its own process and virtualenv."""
+    script = HERE / "_peers" / "taskiq_otel.py"
+    env = {**os.environ, "BENCH_ORDER": ",".join(order)}
+    out = subprocess.run([peer_python(), str(script), workload, str(n)], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"taskiq_otel.py failed:\n{out.stderr}")
+    figures: dict[str, float] = json.loads(out.stdout)
+    return figures
+
+
+async def measure_otel_overhead(
+    n: int = 20_000, rounds: int = 5, workload: str = "async no-op", *, peers: bool = False
+) -> dict[str, float]:
+    """Median tasks/s per configuration of :data:`TARGETS`, configurations interleaved over ``rounds``.
+
+    With ``peers``, each round also runs taskiq's configurations (keys ``taskiq <name>``) in its own process.
+    """
     fn = WORKLOADS[workload]
     samples: dict[str, list[float]] = {name: [] for name in TARGETS}
+    if peers:
+        samples.update({f"taskiq {name}": [] for name in PEER_CONFIGS})
     await _throughput("off", max(1, n // 10), fn)  # warm up imports and caches
     names = list(TARGETS)
     for round_no in range(rounds):
@@ -186,27 +246,58 @@ async def measure_otel_overhead(n: int = 20_000, rounds: int = 5, workload: str 
         for name in names[round_no % len(names) :] + names[: round_no % len(names)]:
             gc.collect()
             samples[name].append(await _throughput(name, n, fn))
+        if peers:
+            shift = round_no % len(PEER_CONFIGS)
+            order = PEER_CONFIGS[shift:] + PEER_CONFIGS[:shift]
+            for name, rate in _peer_round(workload, n, order).items():
+                samples[f"taskiq {name}"].append(rate)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def _us(rate: float) -> float:
+    return 1e6 / rate
+
+
 def format_otel_overhead(result: dict[str, float]) -> list[str]:
-    """One line per configuration: tasks/s, ratio to off, overhead and its target."""
-    off = result["off"]
+    """One line per configuration: tasks/s, ratio to off, overhead (% and us per task) and its target."""
     lines = []
     for name, rate in result.items():
+        off = result["taskiq off"] if name.startswith("taskiq") else result["off"]
         ratio = rate / off
+        extra_us = _us(rate) - _us(off)
         target = TARGETS.get(name)
-        goal = f" (target <= {target:.0%})" if target is not None else ""
-        lines.append(f"  {name:<16} {rate:>10,.0f} tasks/s  ratio {ratio:.2f}  overhead {1 / ratio - 1:+.0%}{goal}")
+        goal = f" (target on 100 us tasks <= {target:.0%})" if target is not None else ""
+        lines.append(
+            f"  {name:<16} {rate:>10,.0f} {UNIT}  ratio {ratio:.2f}  overhead {1 / ratio - 1:+.0%}"
+            f" {extra_us:+.2f} us/task{goal}"
+        )
+    if "taskiq tracing" in result:
+        ours = _us(result["tracing on"]) - _us(result["off"])
+        theirs = _us(result["taskiq tracing"]) - _us(result["taskiq off"])
+        metrics_us = _us(result["metrics on"]) - _us(result["off"])
+        theirs_metrics = _us(result["taskiq metrics"]) - _us(result["taskiq off"])
+        lines.append(
+            f"  tracing, ours / taskiq's middleware: {ours / theirs:.2f}x"
+            f" ({ours:.1f} vs {theirs:.1f} us/task; target <= {TRACING_VS_TASKIQ_TARGET}x on no-op tasks)"
+        )
+        lines.append(
+            f"  metrics, ours / taskiq's middleware: {metrics_us / theirs_metrics:.2f}x"
+            f" ({metrics_us:.1f} vs {theirs_metrics:.1f} us/task; target <= {METRICS_US_TARGET} us on no-op tasks)"
+        )
     return lines
 
 
 async def main() -> None:
-    print(f"worker-otel overhead, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, median of 5 interleaved runs")
+    sdk = metadata.version("opentelemetry-sdk")
+    print(
+        f"worker-otel overhead, Python {sys.version.split()[0]}, opentelemetry-sdk {sdk}, {os.cpu_count()} CPUs,"
+        f" median of 5 interleaved runs{', beside taskiq 0.13.0' if PEERS else ''},"
+        f" timed in {'wall-clock' if UNIT == 'tasks/s' else 'process CPU'} time"
+    )
     for workload, size in (("async no-op", 20_000), ("async 100 us CPU", 4_000)):
         n = max(100, int(size * SCALE))
         print(f"{workload} x{n}:")
-        for line in format_otel_overhead(await measure_otel_overhead(n, workload=workload)):
+        for line in format_otel_overhead(await measure_otel_overhead(n, workload=workload, peers=PEERS)):
             print(line)
 
 

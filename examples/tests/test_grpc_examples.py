@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from worker_redis.testing import redis_server
+from worker_redis.testing import REDIS_SERVER, redis_server
 
 EXAMPLES = Path(__file__).resolve().parent.parent
 # Loopback traffic must not go through a proxy set in the environment.
@@ -81,6 +81,7 @@ def test_grpc_durable_example() -> None:
     assert done.stdout.splitlines() == DURABLE_OUTPUT
 
 
+@pytest.mark.needs_binary(REDIS_SERVER)
 def test_grpc_durable_example_on_redis() -> None:
     with redis_server() as redis:
         done = run("grpc_durable.py", "--redis-url", f"{redis.url}?prefix=grpc-example")

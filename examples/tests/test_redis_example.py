@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from worker_redis.testing import redis_server
+import pytest
+from worker_redis.testing import REDIS_SERVER, redis_server
+
+pytestmark = pytest.mark.needs_binary(REDIS_SERVER)
 
 EXAMPLES = Path(__file__).resolve().parent.parent
 

@@ -23,7 +23,9 @@ from worker_core import TaskContext, TaskManager, TypedDurableRegistry
 from worker_grpc import messages as pb
 from worker_grpc.payloads import SendEmailPayload
 from worker_otel import OTelTracer
-from worker_redis.testing import RedisServer, redis_server
+from worker_redis.testing import REDIS_SERVER, RedisServer, redis_server
+
+pytestmark = pytest.mark.needs_binary(REDIS_SERVER)
 
 
 @pytest.fixture

@@ -49,3 +49,41 @@ def test_the_protocol_names_every_operation_workerctl_needs() -> None:
     needed = {"overview", "dlq", "dlq_entry", "get", "replay_dlq", "replay_dlq_ids", "requeue", "delete", "purge"}
     assert needed <= set(dir(DurableAdmin))
     assert SOURCES == ("dlq", "ready", "processing")
+
+
+class _Schedules:
+    async def schedules(self) -> list[Any]:
+        return []
+
+    async def pause_schedule(self, name: str) -> None: ...
+
+    async def resume_schedule(self, name: str) -> None: ...
+
+    async def run_schedule_now(self, name: str) -> str:
+        return name
+
+
+def test_optional_capabilities_are_checked_at_run_time() -> None:
+    from worker_core.admin import ScheduleAdmin, TaskBrowser
+
+    assert isinstance(_Schedules(), ScheduleAdmin)
+    assert not isinstance(_Schedules(), TaskBrowser)
+    assert not isinstance(object(), ScheduleAdmin)
+
+
+def test_schedule_and_page_records_as_json() -> None:
+    from worker_core.admin import BROWSE_STATES, ScheduleInfo, TaskPage
+
+    info = ScheduleInfo("nightly", "report", "default", "0 3 * * *", 1_800_000_000_000, 0, paused=True)
+    assert info.to_json() == {
+        "name": "nightly",
+        "handler": "report",
+        "queue": "default",
+        "spec": "0 3 * * *",
+        "next_run": "2027-01-15T08:00:00Z",
+        "last_run": "",
+        "paused": True,
+    }
+    page = TaskPage((), "dead", 0, 50, 0, truncated=False, has_more=False)
+    assert page.to_json()["tasks"] == []
+    assert BROWSE_STATES == ("ready", "delayed", "processing", "dead")

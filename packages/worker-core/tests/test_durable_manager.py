@@ -1,4 +1,4 @@
-"""go-worker's durable tests (spec §10) and the durable loop's guarantees, through a real TaskManager
+"""go-worker's durable tests and the durable loop's guarantees, through a real TaskManager
 against the in-memory backend. ``RecordingBackend`` forwards every call to it and records the call."""
 
 from __future__ import annotations

@@ -13,12 +13,22 @@ import pytest
 import worker_grpc
 from google.protobuf.wrappers_pb2 import StringValue
 from worker_core import TaskContext, TaskManager
+from worker_core.testing.binaries import register_marker, require_binaries_for
 from worker_grpc import HandlerRegistry, WorkerClient, WorkerServiceServicer
 from worker_grpc.messages import add_WorkerServiceServicer_to_server
 from worker_grpc.payloads import CreateUserPayload, CreateUserResponse, SendEmailPayload
 
 # Loopback calls must not go through an HTTP proxy configured in the environment.
 NO_PROXY = (("grpc.enable_http_proxy", 0),)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    register_marker(config)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Modules marked ``needs_binary(REDIS_SERVER)`` stop the run with one message when it is not installed."""
+    require_binaries_for(session.items)
 
 
 def channel(address: str) -> grpc.aio.Channel:

@@ -1,4 +1,4 @@
-"""The committed generated code: marked, imports rewritten, and wire compatible with go-worker (spec §6.1)."""
+"""The committed generated code: marked, imports rewritten, and wire compatible with go-worker."""
 
 from __future__ import annotations
 

@@ -29,7 +29,9 @@ from worker_grpc import (
 )
 from worker_grpc.payloads import CreateUserPayload, SendEmailPayload, SendEmailResponse
 from worker_redis import RedisDurableBackend
-from worker_redis.testing import RedisServer, redis_server
+from worker_redis.testing import REDIS_SERVER, RedisServer, redis_server
+
+pytestmark = pytest.mark.needs_binary(REDIS_SERVER)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The typed handler registry (spec §10 typed_registry_test.go, gRPC side)."""
+"""The typed handler registry (go-worker's typed_registry_test.go, gRPC side)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The WorkerService over a real loopback connection: spec §10 (grpc_server_test, grpc_idempotency_test) and more."""
+"""The WorkerService over a real loopback connection: go-worker's grpc_server and grpc_idempotency tests, and more."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ async def test_status_names_are_go_workers(client: WorkerClient, manager: TaskMa
 
 
 async def test_tasks_outlive_the_rpc_and_the_channel(served: Served, manager: TaskManager, gate: Gate) -> None:
-    # go-worker binds the task to the RPC's context, which grpc cancels when the RPC ends (spec §6.3).
+    # go-worker binds the task to the RPC's context, which grpc cancels when the RPC ends .
     client = WorkerClient.connect(served.address, options=NO_PROXY)
     running = await client.register_task(TaskRequest("wait"))
     await gate.started.wait()

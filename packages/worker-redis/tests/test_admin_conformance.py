@@ -1,4 +1,4 @@
-"""worker-core's DurableAdminConformance suite: RedisAdmin over the store a RedisDurableBackend writes."""
+"""worker-core's DurableAdminConformance and TaskBrowserConformance suites: RedisAdmin over a backend's store."""
 
 from __future__ import annotations
 
@@ -6,19 +6,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 from worker_core.admin import open_admin
-from worker_core.testing import DurableAdminConformance
+from worker_core.testing import DurableAdminConformance, TaskBrowserConformance
 from worker_redis import RedisDurableBackend
 from worker_redis.admin import RedisAdmin
 from worker_redis.testing import RedisServer
 
 
-class TestRedisAdminConformance(DurableAdminConformance):
+class TestRedisAdminConformance(DurableAdminConformance, TaskBrowserConformance):
     @pytest.fixture
-    async def backend(self, redis_srv: RedisServer, prefix: str) -> AsyncIterator[RedisDurableBackend]:
-        backend = RedisDurableBackend.from_url(redis_srv.url, prefix=prefix)
-        await backend.connect()
-        yield backend
-        await backend.aclose()
+    def backend(self, connected_backend: RedisDurableBackend) -> RedisDurableBackend:
+        return connected_backend
 
     @pytest.fixture
     async def admin(self, redis_srv: RedisServer, prefix: str) -> AsyncIterator[RedisAdmin]:

@@ -1,4 +1,4 @@
-"""The go-worker Redis integration tests (spec §10) and the behaviours we add: fencing, batching, weights."""
+"""go-worker's Redis integration tests and the behaviours we add: fencing, batching, weights."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from redis_helpers import MakeBackend, task, until
 from worker_core.errors import DurableTaskExistsError, InvalidTaskError, LeaseLostError
 from worker_redis import Keys
 
-# -- spec §10: tests/durable_redis_integration_test.go ---------------------------------------------
+# -- go-worker's tests/durable_redis_integration_test.go ---------------------------------------------
 
 
 async def test_enqueue_dequeue_ack(make_backend: MakeBackend) -> None:

@@ -128,7 +128,7 @@ async def test_a_re_sent_enqueue_or_ack_answers_as_the_first_run_did(make_backen
     backend = await make_backend()
     p = backend.keys.prefix + ":"
     one = task()
-    args: list[Any] = [p, 1, 64, "request-1", str(one.id), "default", 1, "h", b"p", 1, 0, 0, "", 1]
+    args: list[Any] = [p, 1, 64, "request-1", str(one.id), "default", 1, "h", b"p", 1, 0, 0, "", 1, ""]
     keys = (backend.keys.queues, backend.keys.wake)
     assert await backend._s.enqueue(keys, args) == [1]
     assert await backend._s.enqueue(keys, args) == [1]  # not "already exists"

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 from worker_core.testing import DurableBackendConformance
 from worker_redis import RedisDurableBackend
-from worker_redis.testing import RedisServer
 
 
 class TestRedisConformance(DurableBackendConformance):
     @pytest.fixture
-    async def backend(self, redis_srv: RedisServer, prefix: str) -> AsyncIterator[RedisDurableBackend]:
-        backend = RedisDurableBackend.from_url(redis_srv.url, prefix=prefix)
-        await backend.connect()
-        yield backend
-        await backend.aclose()
+    def backend(self, connected_backend: RedisDurableBackend) -> RedisDurableBackend:
+        return connected_backend
 
     async def dead_letters(self, backend: Any) -> Mapping[str, str]:
         client: Redis = backend.client

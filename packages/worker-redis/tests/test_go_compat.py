@@ -1,4 +1,4 @@
-"""Interoperability with go-worker (spec §5.3): a task written by go-worker's enqueue script is run by our
+"""Interoperability with go-worker (its Redis key layout): a task written by go-worker's enqueue script is run by our
 TaskManager, and a task we enqueue has every field go-worker reads, in go-worker's formats, and is leased
 and acked by go-worker's own dequeue and ack scripts (rebuilt here from the spec's description)."""
 
@@ -21,7 +21,7 @@ from worker_core.durable import DurableHandlerSpec, DurableTask
 from worker_redis import Keys, RedisDurableBackend
 from worker_redis.testing import RedisServer
 
-# go-worker's enqueue script (spec §5.3: "enqueue"), as go-worker runs it.
+# go-worker's enqueue script, as go-worker runs it.
 GO_ENQUEUE = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('HSET', KEYS[2], 'handler', ARGV[3], 'payload', ARGV[4], 'priority', ARGV[5], 'retries', ARGV[6],
@@ -32,7 +32,7 @@ redis.call('ZADD', KEYS[1], ARGV[2], ARGV[9])
 return 1
 """
 
-# go-worker's dequeue script (spec §5.3: "dequeue"): one task per call, 10 values back.
+# go-worker's dequeue script: one task per call, 10 values back.
 GO_DEQUEUE = """
 local now = tonumber(ARGV[1])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
@@ -61,7 +61,7 @@ local f = redis.call('HMGET', tk, 'handler', 'payload', 'priority', 'retries', '
 return {best, f[1], f[2], f[3], f[4], f[5], attempts, f[6], f[7] or '', f[8] or ''}
 """
 
-# go-worker's ack script (spec §5.3: "ack").
+# go-worker's ack script.
 GO_ACK = """
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2])

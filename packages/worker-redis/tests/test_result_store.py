@@ -302,3 +302,54 @@ async def test_large_outcomes_are_split_across_ack_calls_and_all_stored(make_bac
     assert len(calls) >= 3  # at most one 600 kB outcome per call (about 1 MiB of outcomes per call)
     for outcome in outcomes:
         assert await backend.get_outcome(outcome.id) == outcome
+
+
+async def test_a_task_the_dequeue_script_dead_letters_wakes_its_waiting_handle(
+    redis_srv: RedisServer, prefix: str
+) -> None:
+    """A task whose every worker died (the delivery limit) is dead-lettered by dequeue.lua, which no attempt
+    settles: its outcome is still stored and published, so an awaiting handle raises at once instead of
+    waiting out its timeout."""
+    url = f"{redis_srv.url}?prefix={prefix}"
+    producer = TaskManager(durable_backend=url, durable_handlers=[job])  # declarations only, never started
+    consumer = RedisDurableBackend.from_url(url, extra_deliveries=0)
+    try:
+        task_id = await producer.register_durable_task(job.task(Job(n=1), retries=0))
+        waiting = asyncio.create_task(producer.handle(task_id).result(timeout=GUARD))
+        (lease,) = await consumer.dequeue(1, 0.05)  # the one allowed delivery; its worker "dies"
+        assert lease.lease_id == str(task_id)
+        leases: list[Any] = []
+        for _ in range(200):  # until the lease expired and the next dequeue met the delivery limit
+            leases = await consumer.dequeue(1, 0.05)
+            if waiting.done() or leases:
+                break
+            await asyncio.sleep(0.02)
+        assert leases == []
+        with pytest.raises(RemoteTaskError) as caught:
+            await asyncio.wait_for(waiting, GUARD)
+        assert caught.value.error_type == "DeliveryLimitExceeded"
+        assert caught.value.error_message.startswith("delivery limit")
+        outcome = await producer.durable_outcome(task_id)
+        assert outcome is not None
+        assert (outcome.handler, outcome.attempts) == (job.name, 1)
+        assert [o.id for o in await consumer.recent_outcomes("default", 10)] == [task_id]
+    finally:
+        await consumer.aclose()
+        backend = producer.durable_backend()
+        assert isinstance(backend, RedisDurableBackend)
+        await backend.aclose()
+
+
+async def test_configure_outcomes_none_stores_no_outcome_for_moved_tasks(redis_srv: RedisServer, prefix: str) -> None:
+    backend = RedisDurableBackend.from_url(f"{redis_srv.url}?prefix={prefix}", extra_deliveries=0)
+    backend.configure_outcomes(None)
+    try:
+        record = task("job", retries=0)
+        await backend.enqueue(record)
+        assert len(await backend.dequeue(1, 0.05)) == 1
+        await asyncio.sleep(0.1)  # the lease expires unsettled (the point of the test: time must pass)
+        assert await backend.dequeue(1, 0.05) == []
+        assert record.id is not None
+        assert await backend.get_outcome(record.id) is None
+    finally:
+        await backend.aclose()

@@ -8,7 +8,17 @@ from collections.abc import Iterator
 import pytest
 import redis
 from ctl_helpers import Ctl
-from worker_redis.testing import RedisServer, redis_server
+from worker_core.testing.binaries import register_marker, require_binaries_for
+from worker_redis.testing import REDIS_SERVER, RedisServer, redis_server
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    register_marker(config)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Every command is tested against a private redis-server: one message when it is not installed."""
+    require_binaries_for(session.items, REDIS_SERVER)
 
 
 @pytest.fixture(scope="module")

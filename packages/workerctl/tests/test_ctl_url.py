@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
+from pathlib import Path
 
 from click.testing import CliRunner
 from ctl_helpers import Ctl
+from worker_core.durable import DurableTask
 
 from workerctl import cli
 
@@ -56,3 +60,43 @@ def test_redis_only_commands_refuse_another_store() -> None:
     assert code == 1
     assert out == ""
     assert "works on Redis only, not on nosuch:// stores" in err
+
+
+def test_every_durable_command_reads_and_repairs_a_sqlite_store(tmp_path: Path) -> None:
+    """No Redis at all: stats, get, the DLQ and replay through worker-sqlite's admin."""
+    url = f"sqlite:///{tmp_path / 'tasks.db'}"
+    ok, dead = asyncio.run(_seed_sqlite(url))
+    env: dict[str, str | None] = {"WORKER_DURABLE_URL": url}
+    code, out, err = run("durable", "stats", "--json", env=env)
+    assert code == 0, err
+    data = json.loads(out)
+    assert (data["total_ready"], data["dead"]) == (1, 1)
+    code, out, err = run("durable", "get", "--id", ok, "--json", env=env)
+    assert code == 0, err
+    assert json.loads(out)["status"] == "ready"
+    code, out, err = run("durable", "dlq", "list", "--json", env=env)
+    assert code == 0, err
+    assert dead in out
+    code, out, err = run("durable", "dlq", "replay", "--apply", env=env)
+    assert code == 0, err
+    code, out, err = run("durable", "stats", "--json", env=env)
+    assert (json.loads(out)["total_ready"], json.loads(out)["dead"]) == (2, 0)
+    code, _, err = run("durable", "dump", env=env)
+    assert code == 1
+    assert "works on Redis only, not on sqlite:// stores" in err
+
+
+async def _seed_sqlite(url: str) -> tuple[str, str]:
+    from worker_sqlite import SqliteDurableBackend
+
+    backend = SqliteDurableBackend.from_url(url)
+    try:
+        ok = DurableTask("send", payload=b"{}", id=uuid.uuid4(), queue="default", retries=0)
+        bad = DurableTask("send", payload=b"{}", id=uuid.uuid4(), queue="default", retries=0)
+        await backend.enqueue(bad)
+        (lease,) = await backend.dequeue(1, 30)
+        await backend.fail(lease, "boom")
+        await backend.enqueue(ok)
+    finally:
+        await backend.aclose()
+    return str(ok.id), str(bad.id)

@@ -1,6 +1,6 @@
 """The idempotency cache of the registration RPCs: bounded in size and time, successes only.
 
-go-worker keeps every key forever and caches errors forever (spec §6.5, §11.16). Here an entry lives
+go-worker keeps every key forever and caches errors forever. Here an entry lives
 for ``ttl`` seconds after its task was registered, the cache holds at most ``max_entries`` keys (the
 least recently used completed entry goes first), and a registration that fails leaves nothing behind:
 the same request can simply be sent again (a full queue or a stopped manager is transient).

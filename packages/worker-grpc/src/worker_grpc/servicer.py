@@ -1,6 +1,6 @@
 """The WorkerService on ``grpc.aio``: a thin edge over a :class:`worker_core.TaskManager`.
 
-Semantics are go-worker's (spec §6.3-6.5) with its bugs fixed:
+Semantics are go-worker's (the README's "Semantics and guarantees") with its bugs fixed:
 
 - Tasks belong to the manager, never to the RPC: the RPC only hands them over, so a client that goes
   away, or a deadline, does not cancel a registered task.

@@ -1,20 +1,14 @@
-"""The event-loop side of the metrics: per-series counters and latency buckets, a few hundred ns per task.
+"""The event-loop side of the metrics: per-series counters, and one ``Histogram.record`` per finished task.
 
-The manager calls :class:`TaskMetricsInstrumentation` on its event loop (``add_instrumentation``). Every
-update is a plain ``int``/``float`` change on a per-series object; the metrics callbacks read them at
-collection time, possibly from the collecting thread of a ``PeriodicExportingMetricReader``.
-
-Latency samples are pre-aggregated here (the ``task_latency_seconds`` buckets, count, sum, min and
-max of each series since the last hand-over) instead of calling the SDK's ``Histogram.record``
-(about 5 us) per task; :mod:`worker_otel._sdk_histogram` merges them into the SDK's histogram storage
-when a reader collects. When that merge is not possible the instrumentation records each sample
-through ``Histogram.record`` instead (``record_each``).
-
-Hand-over without a lock on the event loop: the collector swaps each series' :class:`_Pending` for an
-empty one, then waits until the event loop is outside its update section (``_writing``), so the
-samples it took are complete and no later sample can reach them (the event loop re-reads
-``series.pending`` for every sample). This relies on the GIL ordering the two threads' attribute
-reads and writes; free-threaded builds use ``Histogram.record`` (see ``_sdk_histogram``).
+The manager calls :class:`TaskMetricsInstrumentation` on its event loop (``add_instrumentation``). Counter
+updates are plain ``int`` changes on a per-series object that the observable instruments' callbacks read at
+collection time, possibly from the collecting thread of a ``PeriodicExportingMetricReader`` (an ``int``
+read is atomic). The latency of a finished task goes to the ``task_latency_seconds`` histogram through
+the public ``Histogram.record`` API, with everything the call needs computed once per series: the
+bound method, the attribute mapping (one dict per series, never rebuilt or mutated), and an empty
+``Context`` (the manager reports a latency after the attempt's span ended, so there is no span for an
+exemplar to point at, and the SDK need not look the current context up). The SDK's own locks make the
+record safe against a collection in another thread.
 """
 
 from __future__ import annotations
@@ -22,10 +16,10 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
-from bisect import bisect_left
 from typing import TYPE_CHECKING, Any, Final, final
 
+from opentelemetry.context import Context
+from opentelemetry.metrics import NoOpHistogram
 from worker_core import TaskStatus
 from worker_core.durable.types import DurableTask
 
@@ -35,48 +29,27 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import Histogram
     from worker_core import Task
 
-__all__ = ("Pending", "Series", "TaskMetricsInstrumentation")
+__all__ = ("Series", "TaskMetricsInstrumentation")
 
 logger = logging.getLogger("worker_otel.metrics")
 
 _COMPLETED: Final = TaskStatus.COMPLETED
 _CANCELLED: Final = TaskStatus.CANCELLED
-_BOUNDS: Final = semconv.LATENCY_BUCKETS_S
-_FIRST_BOUND: Final = _BOUNDS[0]
-_N_BUCKETS: Final = len(_BOUNDS) + 1
 _INF: Final = math.inf
-#: How long a collector waits for the event loop to leave its few-bytecode update section (never, in practice).
-_WRITER_WAIT_S: Final = 1.0
-
-
-@final
-class Pending:
-    """Latency samples of one series since the last hand-over: bucket counts, sum, min and max.
-
-    A sample's bucket is ``bisect_left`` on the boundaries, as in the SDK's explicit bucket histogram.
-    """
-
-    __slots__ = ("counts", "max", "min", "sum")
-
-    def __init__(self) -> None:
-        self.counts = [0] * _N_BUCKETS
-        self.sum = 0.0
-        self.min = _INF
-        self.max = -_INF
+#: The context every latency is recorded with: empty (see the module docstring).
+_NO_CONTEXT: Final = Context()
 
 
 @final
 class Series:
-    """The counters and pending latencies of one attribute set (one queue, or one queue and durable handler)."""
+    """The counters and the attributes of one attribute set (one queue, or one queue and durable handler)."""
 
     __slots__ = (
         "attributes",
         "cancelled",
         "completed",
-        "created_ns",
         "failed",
         "key",
-        "pending",
         "retried",
         "scheduled",
     )
@@ -84,50 +57,37 @@ class Series:
     def __init__(self, key: str | tuple[str, str], attributes: dict[str, str]) -> None:
         self.key = key
         self.attributes = attributes
-        self.created_ns = time.time_ns()  # start time for SDK aggregations this series creates
         self.scheduled = 0
         self.completed = 0
         self.failed = 0
         self.cancelled = 0
         self.retried = 0
-        self.pending = Pending()
 
 
 @final
 class TaskMetricsInstrumentation:
-    """What the manager calls (``add_instrumentation``): counter and latency updates on the event loop.
+    """What the manager calls (``add_instrumentation``): counter updates and latency records on the event loop.
 
     ``on_start`` is deliberately absent, so the manager skips that call altogether.
+
+    Args:
+        histogram: The ``task_latency_seconds`` instrument; ``None`` (or the API's no-op histogram): no
+            latency is recorded, and no call is made for it.
+        durable: ``False`` for a manager without a durable backend: none of its tasks is durable (no
+            per-task check).
     """
 
-    __slots__ = (
-        "_by_handler",
-        "_by_queue",
-        "_durable",
-        "_fast",
-        "_histogram",
-        "_lock",
-        "_series",
-        "_take_lock",
-        "_writer_thread",
-        "_writing",
-        "results_dropped",
-    )
+    __slots__ = ("_by_handler", "_by_queue", "_durable", "_lock", "_record", "_series", "results_dropped")
 
-    def __init__(self, histogram: Histogram | None, *, pre_aggregate: bool, durable: bool = True) -> None:
-        #: Where samples go when they are not pre-aggregated; ``None``: no latency histogram at all.
-        self._histogram = histogram
-        #: ``False`` for a manager without a durable backend: none of its tasks is durable (no per-task check).
+    def __init__(self, histogram: Histogram | None, *, durable: bool = True) -> None:
+        # The bound method, looked up once; a no-op histogram would only cost the call.
+        self._record = None if histogram is None or isinstance(histogram, NoOpHistogram) else histogram.record
         self._durable = durable
-        self._fast = histogram is not None and pre_aggregate
         self._by_queue: dict[str, Series] = {}
         self._by_handler: dict[tuple[str, str], Series] = {}
         self._series: list[Series] = []
         # Guards inserts against the collector thread copying the list; updates of a number need no lock.
         self._lock = threading.Lock()
-        self._take_lock = threading.Lock()  # one hand-over at a time (two readers, or close during a collection)
-        self._writing = False
-        self._writer_thread = 0
         self.results_dropped = 0
 
     # ---------------------------------------------------------------------------- event loop side
@@ -163,29 +123,13 @@ class TaskMetricsInstrumentation:
             series.cancelled += 1
         else:  # FAILED, DEADLINE_EXCEEDED, INVALID: the terminal statuses the manager counts as failed
             series.failed += 1
-        if latency_s is None:
+        record = self._record
+        if latency_s is None or record is None:
             return
-        if self._fast:
-            # Chained test: a fast task lands in the first bucket without a bisect; NaN and negatives go on.
-            if 0.0 <= latency_s <= _FIRST_BOUND:
-                index = 0
-            else:
-                index = _bucket(latency_s)
-                if index < 0:
-                    return
-            self._writing = True
-            try:
-                pending = series.pending  # read after raising the flag: see the module docstring
-                pending.counts[index] += 1
-                pending.sum += latency_s
-                if latency_s < pending.min:
-                    pending.min = latency_s
-                if latency_s > pending.max:
-                    pending.max = latency_s
-            finally:
-                self._writing = False
-        elif self._histogram is not None:
-            self._histogram.record(latency_s, series.attributes)
+        if 0.0 <= latency_s < _INF:  # NaN fails both tests
+            record(latency_s, series.attributes, _NO_CONTEXT)
+        else:
+            logger.warning("task_latency_seconds: latency %r is not a finite non-negative number; ignored", latency_s)
 
     def on_result_dropped(self, count: int) -> None:
         self.results_dropped += count
@@ -198,7 +142,6 @@ class TaskMetricsInstrumentation:
     def _series_at(self, queue: str, handler: str | None) -> Series:
         """The series of a queue (or durable queue and handler), created when first seen."""
         with self._lock:
-            self._writer_thread = threading.get_ident()
             if handler is None:
                 series = self._by_queue.get(queue)
                 if series is None:
@@ -216,53 +159,11 @@ class TaskMetricsInstrumentation:
     # ------------------------------------------------------------------------------ collector side
 
     def all_series(self) -> tuple[Series, ...]:
+        """Every series seen so far (any thread)."""
         with self._lock:
             return tuple(self._series)
 
-    def take_latency(self) -> list[tuple[Series, Pending]]:
-        """The latency samples of every series since the last call; each sample is taken exactly once.
-
-        Safe from any thread while the event loop records.
-        """
-        with self._take_lock:
-            taken: list[tuple[Series, Pending]] = []
-            for series in self.all_series():
-                pending = series.pending
-                # max is written last: -inf means no complete sample yet, and an unswapped Pending keeps
-                # whatever the event loop is writing into it for the next hand-over.
-                if pending.max != -_INF:
-                    series.pending = Pending()
-                    taken.append((series, pending))
-            if taken:
-                self._wait_for_writer()
-        return taken
-
     @property
     def latency_mode(self) -> str:
-        """``"merged"`` (pre-aggregated), ``"recorded"`` (``Histogram.record`` per sample) or ``"off"``."""
-        if self._histogram is None:
-            return "off"
-        return "merged" if self._fast else "recorded"
-
-    def record_each(self) -> None:
-        """From now on, give every sample to ``Histogram.record`` (pending samples are still taken)."""
-        self._fast = False
-
-    def _wait_for_writer(self) -> None:
-        """Return once the event loop is out of the update section it may be in (it is a few bytecodes)."""
-        if not self._writing or threading.get_ident() == self._writer_thread:
-            return  # on the event loop's own thread the section cannot be running
-        deadline = time.monotonic() + _WRITER_WAIT_S
-        while self._writing:
-            if time.monotonic() > deadline:  # pragma: no cover - the event loop thread is stuck mid-update
-                logger.warning("task_latency_seconds: event loop did not leave its update section; collecting anyway")
-                return
-            time.sleep(0)  # hand the GIL to the event loop thread
-
-
-def _bucket(latency_s: float) -> int:
-    """Bucket index of a latency above the first boundary; -1 for what ``Histogram.record`` drops."""
-    if latency_s < 0.0 or not math.isfinite(latency_s):
-        logger.warning("task_latency_seconds: latency %r is not a finite non-negative number; ignored", latency_s)
-        return -1
-    return bisect_left(_BOUNDS, latency_s)
+        """``"recorded"`` (``Histogram.record`` per finished task) or ``"off"``."""
+        return "off" if self._record is None else "recorded"

@@ -8,9 +8,9 @@ manager-wide gauges read from ``manager.metrics()`` at collection time. ``result
 no attributes (a result belongs to no subscriber's queue).
 
 The eight counters and gauges are observable instruments read at collection time. The latency
-histogram is pre-aggregated on the event loop and merged into the SDK's storage of the
-``task_latency_seconds`` histogram when a reader collects (:mod:`worker_otel._sdk_histogram`); when
-that is not possible each sample goes through ``Histogram.record``.
+histogram is fed through the public ``Histogram.record`` API, once per finished task, with the
+attributes of the task's series computed once (nothing of the SDK's internals is touched, so any
+OpenTelemetry SDK, or another implementation of the API, works).
 
 The instruments of one meter are created once and report every manager bound to that meter (an
 SDK meter hands back the existing instrument, and its first callbacks, when one with the same name
@@ -22,7 +22,6 @@ on the binding reports nothing and holds no reference to the manager.
 
 from __future__ import annotations
 
-import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -36,12 +35,9 @@ from worker_core.errors import ConfigurationError
 
 from . import semconv
 from ._instrumentation import Series, TaskMetricsInstrumentation
-from ._sdk_histogram import LatencySink, latency_sink
 from ._version import VERSION
 
 __all__ = ("set_meter_provider",)
-
-logger = logging.getLogger(__name__)
 
 _Callback = Callable[[CallbackOptions], Iterable[Observation]]
 _COUNTERS: Final = (
@@ -74,9 +70,7 @@ class _MeterInstruments:
         #: Replaced, never mutated (callbacks may run in a reader's thread while bindings change).
         self.bindings: tuple[_MeterBinding, ...] = ()
         self.histogram: Histogram | None = None
-        self._sink: LatencySink | None = None
         self._created: set[str] = set()
-        self._flush_lock = threading.Lock()
 
     def bind(self, meter: Meter, manager: TaskManager, *, latency_histogram: bool) -> _MeterBinding:
         """Create what is missing, then add a binding for ``manager`` (the caller holds ``_BINDINGS_LOCK``).
@@ -86,16 +80,13 @@ class _MeterInstruments:
         """
         self._create_missing(meter, latency_histogram)
         histogram = self.histogram if latency_histogram else None
-        sink = self._sink if histogram is not None else None
-        pre_aggregate = sink is not None and not sink.degraded
-        instrumentation = TaskMetricsInstrumentation(histogram, pre_aggregate=pre_aggregate, durable=manager.durable)
+        instrumentation = TaskMetricsInstrumentation(histogram, durable=manager.durable)
         binding = _MeterBinding(manager, instrumentation)
         self.bindings = (*self.bindings, binding)
         return binding
 
     def unbind(self, binding: _MeterBinding) -> None:
-        """Hand over ``binding``'s pending latencies, then stop reporting it (the manager no longer calls it)."""
-        self.flush_latency(binding)
+        """Stop reporting ``binding`` (the manager no longer calls it)."""
         self.bindings = tuple(b for b in self.bindings if b is not binding)
         binding.manager = None
 
@@ -110,13 +101,10 @@ class _MeterInstruments:
                     description=desc[name],
                     explicit_bucket_boundaries_advisory=semconv.LATENCY_BUCKETS_S,
                 )
-            self._sink = latency_sink(histogram)
             self.histogram = histogram
-        # Every callback reads the bindings of the moment; the first one also merges the pending latencies,
-        # before the SDK's storage collects (observable callbacks run first, in creation order).
+        # Every callback reads the bindings of the moment.
         callbacks: list[tuple[str, Callable[..., object], _Callback]] = [
-            (name, meter.create_observable_counter, self._per_series(field, flush=index == 0))
-            for index, (name, field) in enumerate(_COUNTERS)
+            (name, meter.create_observable_counter, self._per_series(field)) for name, field in _COUNTERS
         ]
         callbacks.append((semconv.METRIC_RESULTS_DROPPED, meter.create_observable_counter, self._observe_dropped))
         callbacks += [(name, meter.create_observable_gauge, self._from_snapshot(field)) for name, field in _GAUGES]
@@ -130,28 +118,10 @@ class _MeterInstruments:
                     create(name, [callback], description=desc[name])
                 self._created.add(name)
 
-    def flush_latency(self, only: _MeterBinding | None = None) -> None:
-        """Merge the latencies pending on the event loops into the SDK's histogram storage (any thread)."""
-        sink = self._sink
-        if sink is None:
-            return
-        with self._flush_lock:
-            try:
-                for binding in self.bindings if only is None else (only,):
-                    sink.merge(binding.instrumentation.take_latency())
-            except Exception:  # SDK internals not as checked: never fail a collection, record from now on
-                logger.warning("task_latency_seconds: merge into the SDK failed; recording each sample", exc_info=True)
-                sink.degraded = True
-            if sink.degraded:
-                for binding in self.bindings:
-                    binding.instrumentation.record_each()
-
-    def _per_series(self, field: str, *, flush: bool) -> _Callback:
+    def _per_series(self, field: str) -> _Callback:
         get = attrgetter(field)
 
         def observe(options: CallbackOptions) -> Iterable[Observation]:
-            if flush:
-                self.flush_latency()
             bindings = self.bindings
             if len(bindings) == 1:  # the usual case: one manager per meter
                 return [Observation(get(s), s.attributes) for s in bindings[0].instrumentation.all_series()]
@@ -257,9 +227,9 @@ def set_meter_provider(
         provider: The meter provider, or ``None`` to stop exporting.
         meter_name: Instrumentation scope name; an empty string means the default (as in go-worker).
         meter_version: Instrumentation scope version; this package's version when ``None``.
-        latency_histogram: Record ``task_latency_seconds`` (pre-aggregated on the event loop and merged
-            into the SDK's histogram at collection; see the package README for what that needs and
-            costs); ``False`` leaves the histogram out and keeps the eight other instruments.
+        latency_histogram: Record ``task_latency_seconds`` (one ``Histogram.record`` per finished task,
+            the one per-task SDK call; see the package README for what it costs); ``False`` leaves
+            the histogram out and keeps the eight other instruments.
 
     Raises:
         ConfigurationError: ``manager`` is not a ``TaskManager``, ``provider`` not a ``MeterProvider``,
@@ -295,7 +265,7 @@ def set_meter_provider(
 
 
 def _latency_mode(manager: TaskManager) -> str | None:
-    """How ``manager``'s latencies reach the SDK: ``"merged"``, ``"recorded"`` or ``"off"``; ``None`` unbound.
+    """How ``manager``'s latencies reach the SDK: ``"recorded"`` or ``"off"``; ``None`` unbound.
 
     For tests and debugging.
     """

@@ -1,6 +1,6 @@
 """Task <-> Redis conversions: script arguments for an enqueue, leases from a dequeue reply.
 
-The field formats are go-worker's (spec §5.3): integers as decimal strings, ``retry_delay_ms`` in
+The field formats are go-worker's (the README's "Key layout"): integers as decimal strings, ``retry_delay_ms`` in
 milliseconds, ``metadata`` a JSON object of strings (``""`` when empty), ``payload`` the raw bytes.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from worker_core.durable.types import TRACEBACK_LIMIT, DurableTask, DurableTaskLease
+from worker_core.durable.types import IDEMPOTENCY_KEY_LIMIT, TRACEBACK_LIMIT, DurableTask, DurableTaskLease
 from worker_core.errors import InvalidTaskError
 
 from .keys import normalize_queue
@@ -24,9 +24,9 @@ __all__ = ("LEASE_WIDTH", "TASK_WIDTH", "TRACEBACK_LIMIT", "enqueue_args", "now_
 logger = logging.getLogger(__name__)
 
 #: Values per task in enqueue.lua's ARGV.
-TASK_WIDTH = 10
+TASK_WIDTH = 11
 #: Values per lease in dequeue.lua's reply.
-LEASE_WIDTH = 12
+LEASE_WIDTH = 13
 
 
 def now_ms() -> int:
@@ -61,6 +61,11 @@ def enqueue_args(task: DurableTask, default_queue: str, now: int, out: list[Any]
             raise InvalidTaskError(f"durable task {task.id}: metadata must map str to str")
         metadata = json.dumps(task.metadata, separators=(",", ":"), ensure_ascii=False)
     delay_ms = round((task.retry_delay or 0.0) * 1000)
+    key: object = task.idempotency_key
+    if key is not None and (not isinstance(key, str) or not key.strip() or len(key) > IDEMPOTENCY_KEY_LIMIT):
+        raise InvalidTaskError(
+            f"durable task {task.id}: idempotency_key must be a non-blank str of at most {IDEMPOTENCY_KEY_LIMIT} chars"
+        )
     out += (
         str(task.id),
         queue,
@@ -72,6 +77,7 @@ def enqueue_args(task: DurableTask, default_queue: str, now: int, out: list[Any]
         max(0, delay_ms),
         metadata,
         task.weight if task.weight > 0 else 1,
+        key or "",
     )
     return queue
 
@@ -112,7 +118,7 @@ def parse_leases(
     bad: list[tuple[DurableTaskLease, str]] = []
     expires = (now + lease_ms) / 1000
     for i in range(0, len(flat), LEASE_WIDTH):
-        raw_id, handler, payload, prio, retries, delay, attempts, meta, queue, weight, token, _ready = flat[
+        raw_id, handler, payload, prio, retries, delay, attempts, meta, queue, weight, token, _ready, key = flat[
             i : i + LEASE_WIDTH
         ]
         task_id = raw_id.decode(errors="replace")
@@ -129,6 +135,7 @@ def parse_leases(
                 retries=retries_n,
                 retry_delay=_int(delay) / 1000,
                 metadata=_metadata(meta, task_id),
+                idempotency_key=key.decode() if key else None,
             )
         except ValueError as exc:  # not a UUID, or not UTF-8 (UnicodeDecodeError is a ValueError)
             poison = DurableTask(

@@ -1,4 +1,4 @@
-"""``RedisDurableBackend``: go-worker's Redis durable backend (spec §5.3), batched, fenced and wakeable."""
+"""``RedisDurableBackend``: go-worker's Redis durable backend (key layout: the README), batched, fenced, wakeable."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 from redis import exceptions as rex
-from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, TaskOutcome
+from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome, dead_letter_outcome
 from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease
 from worker_core.errors import (
     BackendUnavailableError,
@@ -29,6 +29,7 @@ from ._acks import AckBatcher, PendingAck
 from ._connect import make_client, parse_url
 from ._errors import redis_errors, translate
 from ._leader import LeaderLock
+from ._moved import store_moved_outcomes
 from ._outcomes import OutcomeWaiters
 from ._records import TASK_WIDTH, TRACEBACK_LIMIT, enqueue_args, now_ms, parse_leases
 from .keys import DEFAULT_PREFIX, DEFAULT_QUEUE, Keys, normalize_queue
@@ -81,6 +82,10 @@ class RedisDurableBackend:
     connection (see the README's "Result store").
     """
 
+    #: ``DurableTask.idempotency_key`` is enforced (``IdempotencyKeyBackend``): ``P:idem:<key>`` names the task
+    #: that took it, and enqueue.lua refuses another while that task is ready, delayed or leased.
+    supports_idempotency_keys = True
+
     def __init__(
         self,
         client: Any,
@@ -123,6 +128,7 @@ class RedisDurableBackend:
         if not _positive_int(recent_outcomes):
             raise ConfigurationError(f"recent_outcomes must be a positive int, not {recent_outcomes!r}")
         self._recent_limit = recent_outcomes
+        self._outcome_ttl_ms = _ttl_ms(DEFAULT_RESULT_TTL)  # of tasks the dequeue script dead-letters itself
         self._node_info: dict[str, object] = {}  # set by register_node: this node heartbeats
         self._node_held: Any = None
         self._backlog: dict[str, tuple[int, float]] = {}
@@ -267,6 +273,12 @@ class RedisDurableBackend:
         except _REDIS_ERRORS as exc:
             raise translate(exc, self.where) from exc
         if not result[0]:
+            if task.idempotency_key is not None:
+                raise DurableTaskExistsError(
+                    f"durable task {task.id} already exists, or idempotency key {task.idempotency_key!r} is held by"
+                    " a live task",
+                    ids=[task.id] if task.id is not None else [],
+                )
             raise DurableTaskExistsError(f"durable task {task.id} already exists")
 
     async def enqueue_many(self, tasks: Sequence[DurableTask]) -> None:
@@ -364,11 +376,24 @@ class RedisDurableBackend:
                 moved[i].decode(errors="replace"),
                 moved[i + 1].decode(errors="replace"),
             )
+        if moved and self._outcome_ttl_ms:
+            try:
+                await store_moved_outcomes(
+                    self.client,
+                    self._s.outcome,
+                    self.keys,
+                    moved,
+                    ttl_ms=self._outcome_ttl_ms,
+                    recent_limit=self._recent_limit,
+                    default_queue=self._default_queue,
+                )
+            except _REDIS_ERRORS as exc:  # the tasks are dead-lettered either way; only their outcomes are missing
+                logger.warning("outcomes of %d dead-lettered task(s) not stored: %s", len(moved) // 2, exc)
         leases, bad = parse_leases(flat, lease_ms, now)
         for poison, why in bad:
             logger.error("durable task %r dead-lettered: %s", poison.lease_id, why)
             with contextlib.suppress(WorkerError):
-                await self.fail(poison, why)
+                await self._fail(poison, why, self._poison_outcome(poison, why), self._outcome_ttl_ms)
         if self._rate is not None and len(leases) < granted:
             with contextlib.suppress(WorkerError):
                 await self._rate_call(len(leases) - granted)
@@ -436,6 +461,16 @@ class RedisDurableBackend:
             LeaseLostError: the lease expired and the task was handed out again (nothing changed).
         """
         await self._fail(lease, error, b"", 0)
+
+    def _poison_outcome(self, lease: DurableTaskLease, why: str) -> bytes:
+        """The FAILED outcome of a leased task whose record cannot be served (b"" when outcomes are off)."""
+        task_id = lease.task.id
+        if not self._outcome_ttl_ms or task_id is None:
+            return b""
+        task = lease.task
+        return dead_letter_outcome(
+            task_id, why, handler=task.handler, queue=task.queue, attempts=lease.attempts, metadata=task.metadata
+        ).encode()
 
     async def _fail(self, lease: DurableTaskLease, error: str, outcome: bytes, ttl_ms: int) -> None:
         queue = lease.task.queue
@@ -529,6 +564,13 @@ class RedisDurableBackend:
                 if len(out) >= limit:
                     break
         return out
+
+    def configure_outcomes(self, ttl: float | None) -> None:
+        """Keep the outcomes of tasks the dequeue script dead-letters itself for ``ttl`` s (``None``: store none).
+
+        The manager calls it at start with its ``durable_result_ttl`` (``OutcomeConfigurableBackend``).
+        """
+        self._outcome_ttl_ms = _ttl_ms(ttl) if ttl and ttl > 0 else 0
 
     def _done_channel(self, task_id: uuid.UUID) -> bytes:
         return self.keys.done(str(task_id)).encode()

@@ -1,4 +1,4 @@
-"""Every Redis key the durable backend touches: go-worker's layout (spec §5.3), plus our additive keys.
+"""Every Redis key the durable backend touches: go-worker's layout (the README's "Key layout"), plus our additive keys.
 
 ``P`` is the prefix wrapped in a hash tag (``{go-worker}``), so every key of one deployment lives in
 one Redis Cluster slot and every Lua script may touch any of them.

@@ -30,6 +30,7 @@ BACKEND_SCRIPTS = (
     "global_rate",
     "leader",
     "node_leave",
+    "outcome",
 )
 
 
@@ -60,6 +61,7 @@ class BackendScripts:
     global_rate: AsyncScript
     leader: AsyncScript
     node_leave: AsyncScript
+    outcome: AsyncScript
 
     @classmethod
     def bind(cls, client: Any) -> BackendScripts:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +16,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from worker_core.testing.binaries import Binary, require_binary
+
 __all__ = (
+    "REDIS_CLI",
+    "REDIS_SERVER",
     "RedisClusterServers",
     "RedisServer",
     "free_port",
@@ -26,6 +29,23 @@ __all__ = (
     "redis_cluster",
     "redis_server",
 )
+
+
+REDIS_SERVER = Binary(
+    "redis-server",
+    apt="redis-server",
+    brew="redis",
+    why="the Redis tests start their own on free loopback ports, never the machine's Redis",
+)
+"""The program :func:`redis_server` runs (``worker_core.testing.binaries`` reports it missing in one message)."""
+
+REDIS_CLI = Binary(
+    "redis-cli",
+    apt="redis-tools",
+    brew="redis",
+    why="it assigns the slots of the private Redis Cluster the cluster tests start",
+)
+"""The program :func:`redis_cluster` runs besides ``redis-server`` (Debian's redis-server package brings it)."""
 
 
 def free_port() -> int:
@@ -53,9 +73,7 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> None:
         """Start (or restart, with the same port, directory and data) and wait until it answers PING."""
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise RuntimeError("redis-server is not on PATH (CI installs it with apt-get)")
+        exe = require_binary(REDIS_SERVER)
         cmd = [
             exe,
             "--port", str(self.port),
@@ -159,9 +177,7 @@ def redis_cluster(masters: int = 3, timeout: float = 30.0) -> Iterator[RedisClus
 
     Needs ``redis-server`` and ``redis-cli`` (``redis-cli --cluster create`` assigns the slots).
     """
-    cli = shutil.which("redis-cli")
-    if cli is None:
-        raise RuntimeError("redis-cli is not on PATH (CI installs it with redis-server)")
+    cli = require_binary(REDIS_CLI)
     with contextlib.ExitStack() as stack:
         servers: list[RedisServer] = []
         for _ in range(masters):

@@ -8,12 +8,21 @@ from collections.abc import Sequence
 
 import click
 
-from . import _dlq, _enqueue, _meta, _read, _snapshot, _worker, _write
+from . import _dashboard, _dlq, _enqueue, _meta, _read, _snapshot, _worker, _write
 from ._groups import cli
 
 __all__ = ("cli", "main")
 
-_COMMAND_MODULES = (_dlq, _enqueue, _meta, _read, _snapshot, _worker, _write)  # imported to register commands
+_COMMAND_MODULES = (
+    _dashboard,
+    _dlq,
+    _enqueue,
+    _meta,
+    _read,
+    _snapshot,
+    _worker,
+    _write,
+)  # imported to register commands
 
 
 def main(argv: Sequence[str] | None = None) -> None:

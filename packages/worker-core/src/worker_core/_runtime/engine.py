@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
 from worker_core import task as records
+from worker_core.durable.outcomes import OutcomeConfigurableBackend
 from worker_core.durable.registration import DurableRegistrar
 from worker_core.durable.runtime import DurableRuntime, LeasedTask
 from worker_core.durable.types import DurableBackend, QueueConfigurableBackend
@@ -248,6 +249,8 @@ class Engine:
         if backend is not None and config is not None:
             if isinstance(backend, QueueConfigurableBackend):
                 backend.configure_queues(options.default_queue, dict(options.queue_weights))
+            if isinstance(backend, OutcomeConfigurableBackend):
+                backend.configure_outcomes(config.options.result_ttl_s)
             sink = DurableSink(
                 self.pool,
                 self.scheduler,

@@ -9,6 +9,9 @@
         page = await admin.dlq(queue="emails")
         await admin.replay_dlq_ids([entry.id for entry in page.entries])
 
+Optional capabilities a backend may add, checked with ``isinstance``: :class:`TaskBrowser` (tasks by state,
+filtered and paged) and :class:`ScheduleAdmin` (periodic schedules).
+
 Backends register a factory per URL scheme with the ``worker_register_admins`` hook;
 :class:`~worker_core.testing.DurableAdminConformance` is the suite each implementation passes.
 """
@@ -20,6 +23,13 @@ from urllib.parse import urlsplit
 
 from worker_core.errors import ConfigurationError
 
+from .browse import BROWSE_PAGE_LIMIT as BROWSE_PAGE_LIMIT
+from .browse import BROWSE_SCAN_LIMIT as BROWSE_SCAN_LIMIT
+from .browse import BROWSE_STATES as BROWSE_STATES
+from .browse import ScheduleAdmin as ScheduleAdmin
+from .browse import ScheduleInfo as ScheduleInfo
+from .browse import TaskBrowser as TaskBrowser
+from .browse import TaskPage as TaskPage
 from .protocol import SOURCES as SOURCES
 from .protocol import DurableAdmin as DurableAdmin
 from .records import DLQEntry as DLQEntry
@@ -39,6 +49,9 @@ if TYPE_CHECKING:
     from worker_core.plugins import Plugins
 
 __all__ = (
+    "BROWSE_PAGE_LIMIT",
+    "BROWSE_SCAN_LIMIT",
+    "BROWSE_STATES",
     "SOURCES",
     "DLQEntry",
     "DLQEntryDetail",
@@ -50,6 +63,10 @@ __all__ = (
     "PauseState",
     "PurgeResult",
     "QueueInfo",
+    "ScheduleAdmin",
+    "ScheduleInfo",
+    "TaskBrowser",
+    "TaskPage",
     "TaskRecord",
     "TaskState",
     "open_admin",

@@ -47,8 +47,11 @@ class DurableTaskType(Generic[PayloadT]):
     Args:
         name: The handler name (what the stored record carries).
         payload_type: The payload's class (a ``msgspec.Struct``, a dataclass, a protobuf message, ``dict``...).
-        queue, priority, weight, retries, retry_delay: Defaults of every task made by :meth:`task`
-            (``retries=None``: the manager's ``max_retries``).
+        queue: Default queue of every task made by :meth:`task` (``""``: the manager's default queue).
+        priority: Default priority (lower runs first).
+        weight: Default weight inside a priority.
+        retries: Default retries (``None``: the manager's ``max_retries``).
+        retry_delay: Default base retry delay in seconds (``None``: the manager's).
 
     Raises:
         HandlerRegistrationError: a blank name, a payload type that is not a class, or a bad default.

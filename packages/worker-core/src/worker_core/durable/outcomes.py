@@ -25,11 +25,15 @@ from .types import DurableTaskLease
 __all__ = (
     "DEFAULT_RECENT_OUTCOMES",
     "DEFAULT_RESULT_TTL",
+    "DELIVERY_LIMIT_ERROR",
     "TRACEBACK_CHARS",
+    "UNREADABLE_TASK_ERROR",
+    "OutcomeConfigurableBackend",
     "RemoteTaskError",
     "ResultNotStoredError",
     "ResultStoreBackend",
     "TaskOutcome",
+    "dead_letter_outcome",
     "outcome_for",
 )
 
@@ -177,6 +181,42 @@ def outcome_for(
     )
 
 
+#: ``error_type`` of the outcome of a task the backend dead-lettered after too many unsettled deliveries.
+DELIVERY_LIMIT_ERROR: Final = "DeliveryLimitExceeded"
+#: ``error_type`` of the outcome of a task whose stored record could not be read (corrupt or foreign data).
+UNREADABLE_TASK_ERROR: Final = "UnreadableTask"
+
+
+def dead_letter_outcome(
+    task_id: uuid.UUID,
+    reason: str,
+    *,
+    handler: str = "",
+    queue: str = "",
+    attempts: int = 0,
+    metadata: dict[str, str] | None = None,
+) -> TaskOutcome:
+    """The ``FAILED`` outcome of a task a backend dead-lettered on its own (no attempt settled it).
+
+    ``reason`` is the backend's dead-letter reason; one that starts with ``"delivery limit"`` gives
+    :data:`DELIVERY_LIMIT_ERROR` as the error type, any other :data:`UNREADABLE_TASK_ERROR`. Awaiting the task's
+    handle then raises :class:`RemoteTaskError` with that type, instead of waiting for an outcome that never
+    comes.
+    """
+    kind = DELIVERY_LIMIT_ERROR if reason.startswith("delivery limit") else UNREADABLE_TASK_ERROR
+    return TaskOutcome(
+        id=task_id,
+        handler=handler,
+        queue=queue,
+        status=TaskStatus.FAILED,
+        error_type=kind,
+        error_message=reason,
+        attempts=attempts,
+        finished_at=time.time(),
+        metadata=metadata or {},
+    )
+
+
 def display_text(value: object) -> str:
     """``value`` as text for display: a string as is, bytes decoded, a protobuf message in one-line text format."""
     if isinstance(value, str):
@@ -238,4 +278,19 @@ class ResultStoreBackend(Protocol):
 
     async def recent_outcomes(self, queue: str, limit: int) -> Sequence[TaskOutcome]:
         """Up to ``limit`` outcomes of tasks of ``queue`` that finished most recently, newest first."""
+        ...
+
+
+@runtime_checkable
+class OutcomeConfigurableBackend(Protocol):
+    """Optional: a result store that settles some tasks itself learns how long to keep their outcomes.
+
+    A backend may dead-letter a task without any attempt settling it (the delivery limit, an unreadable record);
+    it stores :func:`dead_letter_outcome` for such a task. The manager calls this at start with its
+    ``durable_result_ttl`` (``None``: store none); before that the backend keeps them for
+    :data:`DEFAULT_RESULT_TTL`.
+    """
+
+    def configure_outcomes(self, ttl: float | None) -> None:
+        """Keep the outcomes of tasks the backend dead-letters itself for ``ttl`` seconds (``None``: not at all)."""
         ...

@@ -1,7 +1,8 @@
 """Test support: an in-memory durable backend, a forwarding wrapper, a manual clock, and the conformance suite.
 
-``DurableBackendConformance`` and ``DurableAdminConformance`` need pytest; they are imported on first access so
-that the in-memory backend (what ``durable_backend="memory://"`` uses) works without pytest installed.
+``DurableBackendConformance``, ``DurableAdminConformance`` and ``TaskBrowserConformance`` need pytest; they are
+imported on first access so that the in-memory backend (what ``durable_backend="memory://"`` uses) works without
+pytest installed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .memory import MemoryTaskState as MemoryTaskState
 
 if TYPE_CHECKING:
     from .admin_conformance import DurableAdminConformance as DurableAdminConformance
+    from .browse_conformance import TaskBrowserConformance as TaskBrowserConformance
     from .conformance import DurableBackendConformance as DurableBackendConformance
 
 __all__ = (
@@ -28,6 +30,7 @@ __all__ = (
     "ForwardingBackend",
     "InMemoryDurableBackend",
     "MemoryTaskState",
+    "TaskBrowserConformance",
 )
 
 
@@ -40,4 +43,8 @@ def __getattr__(name: str) -> Any:
         from .admin_conformance import DurableAdminConformance
 
         return DurableAdminConformance
+    if name == "TaskBrowserConformance":
+        from .browse_conformance import TaskBrowserConformance
+
+        return TaskBrowserConformance
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

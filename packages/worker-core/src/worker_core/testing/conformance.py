@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from worker_core.durable.outcomes import ResultStoreBackend, TaskOutcome
+from worker_core.durable.outcomes import DELIVERY_LIMIT_ERROR, ResultStoreBackend, TaskOutcome
 from worker_core.durable.types import (
     DEFAULT_EXTRA_DELIVERIES,
     BatchEnqueueBackend,
@@ -336,6 +336,14 @@ class DurableBackendConformance:
         await self.assert_empty(backend)
         dead = await self.dead_letters(backend)
         assert dead[str(task.id)].startswith("delivery limit")
+        if isinstance(backend, ResultStoreBackend):  # whoever awaits it learns it failed, and why
+            outcome = await backend.get_outcome(task.id)  # type: ignore[arg-type]
+            assert outcome is not None, "a task dead-lettered by the delivery limit stores a FAILED outcome"
+            assert outcome.status is TaskStatus.FAILED
+            assert outcome.error_type == DELIVERY_LIMIT_ERROR
+            assert outcome.error_message.startswith("delivery limit")
+            assert outcome.attempts == limit
+            assert (outcome.handler, outcome.queue) == (task.handler, task.queue)
 
     # -- nack, fail, dead letters --------------------------------------------------------------------
 

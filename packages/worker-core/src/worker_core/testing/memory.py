@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal, final
 
-from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, TaskOutcome
+from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome, dead_letter_outcome
 from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease, delivery_limit
 from worker_core.errors import ConfigurationError, DurableTaskExistsError, InvalidTaskError, LeaseLostError
 from worker_core.options import is_plain_int
@@ -132,6 +132,7 @@ class InMemoryDurableBackend:
         self._extra = extra_deliveries
         self._clock: Clock = clock if clock is not None else _SystemClock()
         self._outcomes = _OutcomeStore(self._clock, max_outcomes, recent_limit)
+        self._outcome_ttl: float | None = DEFAULT_RESULT_TTL
         self._default_queue = "default"
         self._weights: dict[str, int] = {}
         self.configure_queues(default_queue, queue_weights or {})
@@ -309,7 +310,9 @@ class InMemoryDurableBackend:
             self._promote(queue, now)
             record = self._pop_due(queue)
             if record is not None and record.attempts >= delivery_limit(record.task.retries or 0, self._extra):
-                self._dead_letter(record, f"delivery limit: delivered {record.attempts} times without settling", now)
+                reason = f"delivery limit: delivered {record.attempts} times without settling"
+                self._dead_letter(record, reason, now)
+                self._keep_dead_letter_outcome(record, reason)
                 continue
             if record is None:
                 idle += 1
@@ -346,6 +349,20 @@ class InMemoryDurableBackend:
             LeaseLostError: the lease is not current.
         """
         self._dead_letter(self._held(lease), str(error), self._clock.time())
+
+    def configure_outcomes(self, ttl: float | None) -> None:
+        """Keep the outcomes of tasks dead-lettered by the delivery limit for ``ttl`` seconds (``None``: none)."""
+        self._outcome_ttl = ttl if ttl and ttl > 0 else None
+
+    def _keep_dead_letter_outcome(self, record: _Record, reason: str) -> None:
+        if self._outcome_ttl is None:
+            return
+        task = record.task
+        assert task.id is not None
+        outcome = dead_letter_outcome(
+            task.id, reason, handler=task.handler, queue=task.queue, attempts=record.attempts, metadata=task.metadata
+        )
+        self._outcomes.keep(outcome, self._outcome_ttl)
 
     def _dead_letter(self, record: _Record, error: str, now: float) -> None:
         self._release_key(record.task)

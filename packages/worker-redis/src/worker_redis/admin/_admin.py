@@ -10,7 +10,7 @@ from worker_core.errors import ConfigurationError, TaskNotFoundError
 from worker_redis._errors import redis_errors
 from worker_redis.keys import normalize_queue
 
-from ._moves import AdminMoves
+from ._browse import AdminBrowse
 from ._ops import _WAKE_CAP, _s, now_ms
 from ._records import DLQEntry, DLQEntryDetail, DLQPage, SnapshotEntry, TaskRecord, TaskState, record_from_fields
 
@@ -39,8 +39,8 @@ _RECORD_FIELDS = (
 )
 
 
-class RedisAdmin(AdminMoves):
-    """Admin operations over go-worker's Redis key layout (spec §5.3), for workerctl and admin APIs.
+class RedisAdmin(AdminBrowse):
+    """Admin operations over go-worker's Redis key layout (the README's "Key layout"), for workerctl and admin APIs.
 
     Args:
         client: a ``redis.asyncio.Redis`` created with ``decode_responses=False`` (payloads are bytes).

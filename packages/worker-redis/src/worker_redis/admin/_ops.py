@@ -80,7 +80,7 @@ def _chunks(items: Sequence[str], size: int = _BATCH) -> Iterable[Sequence[str]]
 
 
 class AdminOps:
-    """Admin operations over go-worker's Redis key layout (spec §5.3); see :class:`RedisAdmin`.
+    """Admin operations over go-worker's Redis key layout (the README's "Key layout"); see :class:`RedisAdmin`.
 
     Args:
         client: a ``redis.asyncio.Redis`` created with ``decode_responses=False`` (payloads are bytes).

@@ -36,8 +36,9 @@
 --    Dead-lettering here writes last_error, dead_reason, failed_at_ms, updated_at_ms and LPUSHes P:dead.
 -- 6. Each leased task: ready -> processing (score now+lease), attempts+1, lease_at_ms, updated_at_ms,
 --    lease_token (ours, additive). The ids go to P:dequeue:<request> (a list kept for lease_ms).
--- Returns {leases, next_ms, wrr, moved} where leases is a flat list of 12 values per lease: id, handler,
--- payload, priority, retries, retry_delay_ms, attempts, metadata, queue, weight, token, ready_at_ms; next_ms is
+-- Returns {leases, next_ms, wrr, moved} where leases is a flat list of 13 values per lease: id, handler,
+-- payload, priority, retries, retry_delay_ms, attempts, metadata, queue, weight, token, ready_at_ms,
+-- idempotency_key ("" when none); next_ms is
 -- the earliest future ready score or lease expiry (-1 when none); wrr is a flat list of name, current; moved
 -- is a flat list of id, reason for every record this call dead-lettered or quarantined.
 local p = ARGV[1]
@@ -119,7 +120,7 @@ if redis.call('EXISTS', request_key) == 1 then
     local tk = p .. 'task:' .. id
     local token = request .. ':' .. ((n + 1) / 2)
     local f = redis.pcall('HMGET', tk, 'handler', 'payload', 'priority', 'retries', 'retry_delay_ms', 'metadata',
-      'queue', 'weight', 'ready_at_ms', 'lease_token', 'attempts')
+      'queue', 'weight', 'ready_at_ms', 'lease_token', 'attempts', 'idempotency_key')
     if not f.err and f[10] == token and redis.call('ZSCORE', p .. 'processing:' .. q, id) then
       out[#out + 1] = id
       out[#out + 1] = f[1]
@@ -133,6 +134,7 @@ if redis.call('EXISTS', request_key) == 1 then
       out[#out + 1] = f[8] or '1'
       out[#out + 1] = token
       out[#out + 1] = f[9] or ''
+      out[#out + 1] = f[12] or ''
     end
   end
   return {out, now, {}, {}}
@@ -300,7 +302,7 @@ while n < limit and #active > 0 do
   local q = best
   local tk = p .. 'task:' .. id
   local f = redis.call('HMGET', tk, 'handler', 'payload', 'priority', 'retries', 'retry_delay_ms', 'metadata',
-    'queue', 'weight', 'ready_at_ms', 'attempts')
+    'queue', 'weight', 'ready_at_ms', 'attempts', 'idempotency_key')
   local why = unfit(id, f)
   if why then
     dead(q, id, tk, why)
@@ -323,6 +325,7 @@ while n < limit and #active > 0 do
     out[#out + 1] = f[8] or '1'
     out[#out + 1] = token
     out[#out + 1] = f[9] or ''
+    out[#out + 1] = f[11] or ''
     held[#held + 1] = id
     held[#held + 1] = q
   end

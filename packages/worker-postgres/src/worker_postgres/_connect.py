@@ -1,0 +1,136 @@
+"""The URL (``postgresql://`` / ``postgres://``) with the backend's own options, and psycopg errors translated.
+
+The backend's options may ride in the query, so ``TaskManager(durable_backend="postgresql://...")`` can set
+them: ``schema``, ``listen`` (``0`` for polling only: PgBouncer in transaction pooling mode), ``prepare``
+(``0``: no server-side prepared statements), ``pool_min``, ``pool_max``, ``poll_interval``, ``default_queue``,
+``extra_deliveries``, ``recent_outcomes`` and ``queues`` (``a,b``: lease only from these). Every other query
+argument goes to libpq (``sslmode``, ``application_name``, ...). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg_pool import PoolTimeout
+from worker_core.errors import BackendError, BackendUnavailableError, ConfigurationError
+
+__all__ = ("UrlOptions", "parse_url", "pg_errors", "translate")
+
+_INTS = frozenset({"pool_min", "pool_max", "extra_deliveries", "recent_outcomes"})
+_FLOATS = frozenset({"poll_interval"})
+_BOOLS = frozenset({"listen", "prepare"})
+_STRINGS = frozenset({"schema", "default_queue"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True, slots=True)
+class UrlOptions:
+    """What :func:`parse_url` found: the conninfo for libpq, how errors name the server, the backend options."""
+
+    conninfo: str
+    where: str
+    backend: dict[str, Any]
+
+
+def parse_url(url: str) -> UrlOptions:
+    """Split ``url`` into libpq's part and the backend's options.
+
+    Raises:
+        ConfigurationError: not a ``postgresql://`` / ``postgres://`` URL, or a bad option value.
+    """
+    if not isinstance(url, str):
+        raise ConfigurationError(f"a PostgreSQL URL must be a string, not {type(url).__name__}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigurationError(f"not a PostgreSQL URL (postgresql://...): {parts.scheme or url!r}")
+    ours: dict[str, Any] = {}
+    rest: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in _INTS:
+            try:
+                ours[key] = int(value)
+            except ValueError:
+                raise ConfigurationError(f"?{key}= must be an integer, not {value!r}") from None
+        elif key in _FLOATS:
+            try:
+                ours[key] = float(value)
+            except ValueError:
+                raise ConfigurationError(f"?{key}= must be a number, not {value!r}") from None
+        elif key in _BOOLS:
+            lowered = value.strip().lower()
+            if lowered not in _TRUE | _FALSE:
+                raise ConfigurationError(f"?{key}= must be 1 or 0, not {value!r}")
+            ours[key] = lowered in _TRUE
+        elif key in _STRINGS:
+            ours[key] = value
+        elif key == "queues":
+            ours["queues"] = [q for q in value.split(",") if q.strip()]
+        else:
+            rest.append((key, value))
+    conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(rest), parts.fragment))
+    try:
+        host = parts.hostname or "localhost"
+        port = parts.port or 5432
+    except ValueError as exc:
+        raise ConfigurationError(f"bad PostgreSQL URL: {exc}") from None
+    database = parts.path.lstrip("/") or "(default database)"
+    return UrlOptions(conninfo=conninfo, where=f"postgresql at {host}:{port}/{database}", backend=ours)
+
+
+def translate(exc: BaseException, where: str) -> BaseException:
+    """The worker error for a psycopg (or pool) exception raised while talking to ``where``."""
+    first = _first_line(exc) or type(exc).__name__
+    if isinstance(exc, pgerrors.InvalidPassword | pgerrors.InvalidAuthorizationSpecification):
+        return ConfigurationError(f"{where}: authentication failed ({first})")
+    if isinstance(exc, pgerrors.InvalidCatalogName):
+        return ConfigurationError(f"{where}: {first}")
+    if isinstance(exc, pgerrors.UndefinedTable | pgerrors.InvalidSchemaName | pgerrors.UndefinedFunction):
+        return ConfigurationError(
+            f"{where}: the worker schema is missing or incomplete ({first}): run `await backend.migrate()`"
+            " or `python -m worker_postgres migrate URL`"
+        )
+    if isinstance(exc, pgerrors.InsufficientPrivilege):
+        return ConfigurationError(f"{where}: {first}")
+    if isinstance(exc, PoolTimeout):
+        return BackendUnavailableError(f"{where} is unreachable (no connection within the pool timeout)")
+    if isinstance(exc, pgerrors.AdminShutdown | pgerrors.CrashShutdown | pgerrors.CannotConnectNow):
+        return BackendUnavailableError(f"{where} is restarting ({first})")
+    if isinstance(exc, psycopg.OperationalError) and _refused(exc):
+        return ConfigurationError(f"{where}: the server refused the connection ({first})")
+    if isinstance(exc, psycopg.OperationalError | OSError | TimeoutError):
+        return BackendUnavailableError(f"{where} is unreachable ({first})")
+    if isinstance(exc, psycopg.Error):
+        return BackendError(f"{where}: {first}")
+    return exc
+
+
+@contextlib.contextmanager
+def pg_errors(where: str) -> Iterator[None]:
+    """Re-raise psycopg, pool and socket errors as worker errors naming ``where`` (never a password)."""
+    try:
+        yield
+    except (psycopg.Error, PoolTimeout, OSError, TimeoutError) as exc:
+        raise translate(exc, where) from exc
+
+
+_REFUSALS = ("password authentication failed", "no pg_hba.conf entry", "does not exist", "permission denied")
+
+
+def _refused(exc: psycopg.OperationalError) -> bool:
+    """A connection the server answered and refused (login, database): settings to fix, not an outage."""
+    if exc.sqlstate is not None:
+        return exc.sqlstate.startswith(("28", "3D"))
+    text = str(exc)
+    return "FATAL" in text and any(reason in text for reason in _REFUSALS)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""

@@ -1,0 +1,535 @@
+"""``PostgresDurableBackend``: durable tasks in PostgreSQL, claimed with ``SKIP LOCKED``, fenced, wakeable."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Self
+
+import psycopg
+from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome, dead_letter_outcome
+from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease
+from worker_core.errors import (
+    ConfigurationError,
+    LeaseLostError,
+    WorkerError,
+)
+
+from . import _schema
+from ._acks import AckBatcher, PendingAck
+from ._connect import parse_url
+from ._enqueue import Enqueuer
+from ._listen import Listener
+from ._pool import Pool
+from ._results import Results
+from ._rotation import Rotation
+from ._rows import normalize_queue, parse_claim
+from ._sql import Statements
+
+__all__ = ("DEFAULT_SCHEMA", "PostgresDurableBackend")
+
+logger = logging.getLogger(__name__)
+
+#: The schema that holds the tables when none is given (``?schema=``).
+DEFAULT_SCHEMA = "worker"
+_CLEANUP_BATCH = 500  # expired outcomes deleted per heartbeat at most
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _seconds(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
+        raise ConfigurationError(f"{what} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+class PostgresDurableBackend:
+    """Durable tasks in one PostgreSQL schema, shared by any number of worker processes and machines.
+
+    Args:
+        conninfo: a libpq connection string or ``postgresql://`` URL (without this package's query options).
+        schema: the schema holding the tables (``worker``); create or upgrade it with :meth:`migrate`.
+        default_queue: the queue of tasks that name none (the TaskManager overrides it at start).
+        queue_weights: share of claims per queue (weighted round robin, carried over between calls).
+        extra_deliveries: deliveries beyond ``retries + 1`` without a settle before the claim dead-letters the
+            task with reason ``"delivery limit: ..."``.
+        queues: lease only from these queues (``None``: every queue); enqueue is not limited.
+        listen: ``True`` (default) wakes idle workers by LISTEN/NOTIFY; ``False`` polls (PgBouncer in
+            transaction pooling mode breaks LISTEN).
+        prepare: use server-side prepared statements (psycopg's default threshold); ``False`` for PgBouncer
+            before 1.21 in transaction mode.
+        pool_min, pool_max: connections of the pool.
+        pool_timeout: seconds to wait for a connection before raising ``BackendUnavailableError``.
+        poll_interval: seconds between re-checks of ``wait_outcome`` when LISTEN is off or down.
+        recent_outcomes: outcomes ``recent_outcomes`` lists per queue at most.
+        where: how errors name the server (never with a password).
+
+    Every state change is one statement. A lease carries a fencing token: ``ack``/``nack``/``fail``/``extend``
+    with a token that is no longer current raise :class:`~worker_core.errors.LeaseLostError` and change nothing.
+    """
+
+    supports_idempotency_keys: bool = True
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        default_queue: str = "default",
+        queue_weights: Mapping[str, int] | None = None,
+        extra_deliveries: int = DEFAULT_EXTRA_DELIVERIES,
+        queues: Sequence[str] | None = None,
+        listen: bool = True,
+        prepare: bool = True,
+        pool_min: int = 1,
+        pool_max: int = 10,
+        pool_timeout: float = 5.0,
+        poll_interval: float = 0.5,
+        recent_outcomes: int = DEFAULT_RECENT_OUTCOMES,
+        where: str = "postgresql",
+    ) -> None:
+        if not conninfo or not isinstance(conninfo, str):
+            raise ConfigurationError("a PostgreSQL connection string is required")
+        self.schema = _schema.valid_schema(schema)
+        extra: object = extra_deliveries
+        if isinstance(extra, bool) or not (_positive_int(extra) or extra == 0):
+            raise ConfigurationError(f"extra_deliveries must be an int >= 0, not {extra_deliveries!r}")
+        if not _positive_int(pool_min) or not _positive_int(pool_max) or pool_min > pool_max:
+            raise ConfigurationError(f"need 1 <= pool_min <= pool_max, not {pool_min!r}, {pool_max!r}")
+        if not _positive_int(recent_outcomes):
+            raise ConfigurationError(f"recent_outcomes must be a positive int, not {recent_outcomes!r}")
+        if queues is not None and (isinstance(queues, str) or not all(isinstance(q, str) for q in queues)):
+            raise ConfigurationError(f"queues must be a sequence of queue names, not {queues!r}")
+        self._conninfo = conninfo
+        self._extra = extra_deliveries
+        self.queues: tuple[str, ...] | None = None if queues is None else tuple(normalize_queue(q) for q in queues)
+        self.listen = bool(listen)
+        self._kwargs: dict[str, Any] = {} if prepare else {"prepare_threshold": None}
+        self._pool_timeout = _seconds(pool_timeout, "pool_timeout")
+        self._poll = _seconds(poll_interval, "poll_interval")
+        self._recent_limit = recent_outcomes
+        self.where = where
+        self.owner = str(uuid.uuid4())
+        self._sql = Statements.for_schema(self.schema)
+        wake, done = _schema.channels(self.schema)
+        self._wake_channel = wake
+        self._listener = Listener(conninfo, wake, done, self._kwargs)
+        self._pool = Pool(
+            conninfo, self.schema, where, size=(pool_min, pool_max), timeout=self._pool_timeout, kwargs=self._kwargs
+        )
+        self._default_queue = "default"
+        self._rotation = Rotation()
+        self._due_at: float | None = None  # monotonic time the next task may be due (from the last claim)
+        self._seen = 0
+        self._outcome_ttl: float | None = DEFAULT_RESULT_TTL
+        self._enqueuer = Enqueuer(self._pool, self._sql)
+        self._acks = AckBatcher(self._send_acks)
+        self._results = Results(
+            self._pool, self._sql, self._listener, listen=self.listen, poll=self._poll, limit=recent_outcomes
+        )
+        self._node_info: dict[str, object] = {}
+        self._node_held: Callable[[], int] | None = None
+        self.configure_queues(default_queue, queue_weights or {})
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """A backend for a ``postgresql://`` or ``postgres://`` URL; connects lazily (see :meth:`connect`).
+
+        The query may set ``schema``, ``listen``, ``prepare``, ``pool_min``, ``pool_max``, ``poll_interval``,
+        ``default_queue``, ``extra_deliveries``, ``recent_outcomes`` and ``queues`` (``a,b``); the rest goes
+        to libpq. Keyword ``options`` win over the query.
+
+        Raises:
+            ConfigurationError: bad URL or option. No connection is made here.
+        """
+        parsed = parse_url(url)
+        kwargs = {**parsed.backend, **options}
+        try:
+            return cls(parsed.conninfo, where=parsed.where, **kwargs)
+        except TypeError as exc:
+            raise ConfigurationError(f"PostgresDurableBackend: {exc}") from None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    async def connect(self) -> None:
+        """Open the pool and check the schema version once (never migrates).
+
+        Every operation calls this first, so calling it is optional; call it at start to fail early.
+
+        Raises:
+            ConfigurationError: the schema is missing, older or newer than this package (says how to migrate),
+                or the credentials are refused.
+            BackendUnavailableError: the server cannot be reached.
+        """
+        await self._pool.check()
+
+    @property
+    def conninfo(self) -> str:
+        """The libpq connection string (the URL without this package's options) for your own connections."""
+        return self._conninfo
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the schema check passed (and :meth:`aclose` was not called since)."""
+        return self._pool.checked
+
+    def _connection(self) -> contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        """A pooled autocommit connection (errors translated)."""
+        return self._pool.connection()
+
+    async def migrate(self) -> int:
+        """Create or upgrade this backend's schema (idempotent, serialised by an advisory lock); its version."""
+        return await self._pool.migrate()
+
+    async def aclose(self) -> None:
+        """Leave the node list, stop the LISTEN connection and close the pool."""
+        if self._node_info and self._pool.checked:
+            with contextlib.suppress(WorkerError):
+                await self.unregister_node()
+        await self._acks.drain()
+        await self._listener.aclose()
+        await self._pool.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def configure_queues(self, default_queue: str, weights: Mapping[str, int]) -> None:
+        """Use ``default_queue`` for tasks without a queue and ``weights`` to share claims among queues."""
+        clean: dict[str, int] = {}
+        for name, weight in weights.items():
+            if not _positive_int(weight):
+                raise ConfigurationError(f"queue weight of {name!r} must be a positive int, not {weight!r}")
+            clean[normalize_queue(name, default_queue)] = weight
+        queue = normalize_queue(default_queue, "")
+        if not queue:
+            raise ConfigurationError("default queue must not be empty")
+        self._default_queue = queue
+        self._rotation.configure(clean)
+
+    # -- enqueue -----------------------------------------------------------------------------------
+    async def enqueue(self, task: DurableTask, *, connection: psycopg.AsyncConnection[Any] | None = None) -> None:
+        """Store ``task``, ready at ``run_at`` or now; idle workers are woken when it commits.
+
+        With ``connection`` (your own psycopg ``AsyncConnection``, in a transaction or not) the insert runs
+        there: the task exists only once you commit, and a rollback leaves nothing (the outbox pattern).
+
+        Raises:
+            DurableTaskExistsError: a task with this id exists (ready, leased or dead-lettered), or a live task
+                (ready, delayed or leased) holds its idempotency key; ``ids`` names the rejected task.
+            InvalidTaskError: no id, no handler, no encoded payload, or a value PostgreSQL cannot store.
+        """
+        await self._enqueuer.one(task, self._default_queue, connection)
+
+    async def enqueue_many(
+        self, tasks: Sequence[DurableTask], *, connection: psycopg.AsyncConnection[Any] | None = None
+    ) -> None:
+        """Store many tasks in one statement (``BatchEnqueueBackend``); all are checked before any is written.
+
+        A task whose id is stored, or repeats an earlier task of the batch (the first copy wins), or whose
+        idempotency key a live task holds, is skipped; the others are stored. ``connection`` as in :meth:`enqueue`.
+
+        Raises:
+            DurableTaskExistsError: some tasks were skipped; ``ids`` has one entry per skipped task, in order.
+            InvalidTaskError: a task is malformed (nothing was stored).
+        """
+        await self._enqueuer.many(tasks, self._default_queue, connection)
+
+    # -- claim -------------------------------------------------------------------------------------
+    async def dequeue(self, limit: int, lease: float) -> list[DurableTaskLease]:
+        """Lease up to ``limit`` due tasks or expired leases for ``lease`` seconds, in one statement.
+
+        Honours the global pause and paused queues, queue weights (round robin), priority then weight. A task
+        past its delivery limit is dead-lettered instead, a corrupt row is dead-lettered with its reason.
+
+        Raises:
+            ConfigurationError: ``lease`` is not positive.
+        """
+        lease_s = _seconds(lease, "lease")
+        limit = max(1, int(limit))
+        await self.connect()
+        self._seen = self._listener.generation
+        params = {
+            **self._rotation.params(),
+            "only": list(self.queues) if self.queues is not None else None,
+            "limit": limit,
+            "extra": self._extra,
+            "lease": lease_s,
+        }
+        async with self._connection() as conn:
+            rows = await (await conn.execute(self._sql.claim, params)).fetchall()
+        claimed = parse_claim(rows)
+        self._due_at = None if claimed.due_in is None else time.monotonic() + claimed.due_in
+        self._rotation.advance([lease.task.queue for lease in claimed.leases], limit)
+        for task, _, why in claimed.dead:
+            logger.warning("durable task %s dead-lettered: %s", task.id, why)
+        if claimed.dead and self._outcome_ttl is not None:
+            with contextlib.suppress(WorkerError):  # the DLQ entry is stored; its outcome is a courtesy
+                await self._results.store([_dead_outcome(t, n, why) for t, n, why in claimed.dead], self._outcome_ttl)
+        for poison, why in claimed.corrupt:
+            logger.error("durable task %s dead-lettered: %s", poison.lease_id, why)
+            with contextlib.suppress(WorkerError):
+                if self._outcome_ttl is None:
+                    await self.fail(poison, why)
+                else:
+                    outcome = _dead_outcome(poison.task, poison.attempts, why)
+                    await self.fail_with_outcome(poison, why, outcome, self._outcome_ttl)
+        return claimed.leases
+
+    def configure_outcomes(self, ttl: float | None) -> None:
+        """Keep the outcomes of tasks this backend dead-letters itself for ``ttl`` seconds (``None``: none).
+
+        Those are the tasks past their delivery limit and corrupt rows (``OutcomeConfigurableBackend``).
+        """
+        self._outcome_ttl = float(ttl) if ttl is not None and ttl > 0 and math.isfinite(ttl) else None
+
+    async def wait_for_work(self, max_wait: float) -> None:
+        """Block until work may be ready, or ``max_wait`` seconds at most (``WakeableBackend``).
+
+        Returns early on a NOTIFY (an enqueue, nack, release or replay committed) or when the next delayed task
+        or lease expiry seen by the last claim is due. With ``listen=False`` it sleeps until then.
+        """
+        timeout = max(0.0, float(max_wait))
+        if self._due_at is not None:
+            timeout = min(timeout, max(self._due_at - time.monotonic(), 0.01))
+        if not self.listen:
+            await asyncio.sleep(timeout)
+            return
+        if not await self._listener.ready(min(timeout, self._pool_timeout)):
+            return  # LISTEN is down: the caller polls (its max_wait) until it is back
+        await self._listener.wait_change(self._seen, timeout)
+
+    # -- settle ------------------------------------------------------------------------------------
+    async def _fenced(self, statement: Any, params: dict[str, Any]) -> Any:
+        await self.connect()
+        async with self._connection() as conn:
+            row = await (await conn.execute(statement, params)).fetchone()
+        if row is None:
+            raise LeaseLostError(f"lease of durable task {params['id']} is lost")
+        return row[0]
+
+    @staticmethod
+    def _fence(lease: DurableTaskLease) -> dict[str, Any]:
+        try:
+            task_id = uuid.UUID(lease.lease_id)
+        except (TypeError, ValueError, AttributeError):
+            raise LeaseLostError(f"lease of durable task {lease.lease_id!r} is lost (not a task id)") from None
+        return {"id": task_id, "token": str(lease.token)}
+
+    async def ack(self, lease: DurableTaskLease) -> None:
+        """The task succeeded: delete it (its idempotency key is free again). Concurrent acks share a statement.
+
+        Raises:
+            LeaseLostError: the lease is not current (nothing changed).
+        """
+        await self._acks.ack(PendingAck(self._fence(lease)["id"], lease))
+
+    async def _send_acks(self, acks: Sequence[PendingAck]) -> set[str]:
+        await self.connect()
+        params = {
+            "ids": [a.id for a in acks],
+            "tokens": [str(a.lease.token) for a in acks],
+            "ttls": [a.ttl for a in acks],
+            "data": [a.outcome for a in acks],
+        }
+        async with self._connection() as conn:
+            rows = await (await conn.execute(self._sql.ack_many, params)).fetchall()
+        return {row[0] for row in rows}
+
+    async def nack(self, lease: DurableTaskLease, delay: float) -> None:
+        """Make the task ready again after ``delay`` seconds (negative: now); attempts are kept.
+
+        Raises:
+            LeaseLostError: the lease is not current (nothing changed).
+        """
+        delay_s = float(delay) if math.isfinite(float(delay)) else 0.0
+        await self._fenced(self._sql.nack, {**self._fence(lease), "delay": max(delay_s, 0.0)})
+
+    async def fail(self, lease: DurableTaskLease, error: str) -> None:
+        """Dead-letter the task with ``error`` (and a ``FailureReason``'s error type and traceback).
+
+        Raises:
+            LeaseLostError: the lease is not current (nothing changed).
+        """
+        await self._fenced(self._sql.fail, {**self._fence(lease), **_reason(error)})
+
+    async def extend(self, lease: DurableTaskLease, duration: float) -> None:
+        """Push the lease's expiry to now + ``duration`` seconds.
+
+        Raises:
+            LeaseLostError: the lease is not current (nothing changed).
+            ConfigurationError: ``duration`` is not positive.
+        """
+        seconds = _seconds(duration, "lease duration")
+        lease.expires_at = float(await self._fenced(self._sql.extend, {**self._fence(lease), "duration": seconds}))
+
+    async def extend_many(self, leases: Sequence[DurableTaskLease], duration: float) -> list[bool]:
+        """Renew every lease in one statement (``BatchExtendBackend``), with this node's heartbeat.
+
+        The same statement deletes up to 500 expired outcomes. Per lease, whether it is still held.
+        """
+        seconds = _seconds(duration, "lease duration")
+        if not leases and not self._node_info:
+            return []
+        await self.connect()
+        fences = [self._fence_or_none(lease) for lease in leases]
+        node, info = "", "{}"
+        if self._node_info:
+            held = self._node_held() if self._node_held is not None else len(leases)
+            node = self.owner
+            info = json.dumps({**self._node_info, "running": int(held)}, separators=(",", ":"), default=str)
+        params = {
+            "ids": [f[0] for f in fences if f is not None],
+            "tokens": [f[1] for f in fences if f is not None],
+            "duration": seconds,
+            "node": node,
+            "info": info,
+            "node_ttl": max(2 * seconds, 1.0),
+            "cleanup": _CLEANUP_BATCH,
+        }
+        async with self._connection() as conn:
+            row = await (await conn.execute(self._sql.extend_many, params)).fetchone()
+        held_ids = set(row[0]) if row is not None else set()
+        expires = float(row[1]) if row is not None else 0.0
+        out = []
+        for lease in leases:
+            ok = lease.lease_id in held_ids
+            if ok and expires:
+                lease.expires_at = expires
+            out.append(ok)
+        return out
+
+    @staticmethod
+    def _fence_or_none(lease: DurableTaskLease) -> tuple[uuid.UUID, str] | None:
+        try:
+            return uuid.UUID(lease.lease_id), str(lease.token)
+        except (TypeError, ValueError, AttributeError):
+            return None
+
+    async def release(self, leases: Sequence[DurableTaskLease]) -> None:
+        """Hand leases back now (graceful shutdown), the delivery not counted; lost leases are skipped."""
+        fences = [f for f in map(self._fence_or_none, leases) if f is not None]
+        if not fences:
+            return
+        await self.connect()
+        async with self._connection() as conn:
+            await conn.execute(self._sql.release, {"ids": [f[0] for f in fences], "tokens": [f[1] for f in fences]})
+
+    # -- nodes -------------------------------------------------------------------------------------
+    def register_node(self, info: Mapping[str, object], held: Callable[[], int]) -> None:
+        """Heartbeat as a worker node from now on (``NodeRegistryBackend``), in :meth:`extend_many`."""
+        self._node_info = {**info, "id": self.owner, "queues": list(self.queues or ()) or "all"}
+        self._node_held = held
+
+    async def unregister_node(self) -> None:
+        """Leave the node list now (``NodeRegistryBackend``)."""
+        if not self._node_info:
+            return
+        self._node_info = {}
+        async with self._connection() as conn:
+            await conn.execute(self._sql.leave, {"node": self.owner})
+
+    # -- pause -------------------------------------------------------------------------------------
+    async def pause(self, queue: str | None = None) -> None:
+        """Stop handing out tasks (of one queue, or of every queue when ``queue`` is ``None``), on every node."""
+        await self._set_paused(queue, True)
+
+    async def resume(self, queue: str | None = None) -> None:
+        """Undo :meth:`pause` (for one queue, or the global pause); wakes idle workers."""
+        await self._set_paused(queue, False)
+
+    async def _set_paused(self, queue: str | None, paused: bool) -> None:
+        await self.connect()
+        async with self._connection() as conn, conn.transaction():
+            if queue is None:
+                await conn.execute(self._sql.pause_all, {"paused": paused})
+            else:
+                name = normalize_queue(queue, self._default_queue)
+                await conn.execute(self._sql.pause_queue, {"queue": name, "paused": paused})
+            if not paused:
+                await conn.execute(self._sql.wake, {"channel": self._wake_channel})
+
+    # -- result store (ResultStoreBackend) ---------------------------------------------------------
+    async def ack_with_outcome(self, lease: DurableTaskLease, outcome: TaskOutcome, ttl: float) -> None:
+        """``ack`` and store ``outcome`` for ``ttl`` seconds in the same statement (NOTIFY wakes waiters).
+
+        Raises:
+            LeaseLostError: the lease is not current (nothing changed or stored).
+        """
+        ttl_s = _seconds(ttl, "result ttl")
+        await self._acks.ack(PendingAck(self._fence(lease)["id"], lease, outcome.encode(), ttl_s))
+
+    async def fail_with_outcome(self, lease: DurableTaskLease, error: str, outcome: TaskOutcome, ttl: float) -> None:
+        """``fail`` (dead-letter) and store ``outcome`` for ``ttl`` seconds in the same statement.
+
+        Raises:
+            LeaseLostError: the lease is not current (nothing changed or stored).
+        """
+        params = {**self._fence(lease), **_reason(error), "ttl": _seconds(ttl, "result ttl"), "data": outcome.encode()}
+        await self._fenced(self._sql.fail_outcome, params)
+
+    async def get_outcome(self, task_id: uuid.UUID) -> TaskOutcome | None:
+        """The stored outcome of ``task_id``, or ``None`` (unknown, not finished, or expired).
+
+        Raises:
+            PayloadError: the stored outcome does not decode (corrupt or foreign data).
+        """
+        await self.connect()
+        return await self._results.get(task_id)
+
+    async def wait_outcome(self, task_id: uuid.UUID, max_wait: float | None) -> TaskOutcome | None:
+        """The outcome of ``task_id`` as soon as it is stored (at once if it is); ``None`` after ``max_wait`` s.
+
+        Woken by the NOTIFY the storing statement's trigger sends at commit; re-checks every ``poll_interval``
+        while LISTEN is off or down. ``max_wait=None`` waits without a limit.
+        """
+        await self.connect()
+        return await self._results.wait(task_id, max_wait)
+
+    async def recent_outcomes(self, queue: str, limit: int) -> list[TaskOutcome]:
+        """Up to ``limit`` (at most ``recent_outcomes``) unexpired outcomes of ``queue``, newest first.
+
+        A row that does not decode is left out (logged).
+        """
+        if limit <= 0:
+            return []
+        await self.connect()
+        return await self._results.recent(normalize_queue(queue, self._default_queue), limit)
+
+    async def cleanup_outcomes(self, limit: int = _CLEANUP_BATCH) -> int:
+        """Delete up to ``limit`` expired outcomes now; how many (the heartbeat does this on its own)."""
+        await self.connect()
+        return await self._results.cleanup(limit)
+
+    def statistics(self) -> dict[str, Any]:
+        """Debugging figures: round-robin position, LISTEN state, outcome waiters."""
+        return {
+            **self._rotation.statistics(),
+            "listening": self._listener.listening,
+            "outcome_waits": self._listener.waiting(),
+            "pending_acks": len(self._acks),
+        }
+
+
+def _dead_outcome(task: DurableTask, attempts: int, reason: str) -> TaskOutcome:
+    assert task.id is not None
+    return dead_letter_outcome(
+        task.id, reason, handler=task.handler, queue=task.queue, attempts=attempts, metadata=task.metadata
+    )
+
+
+def _reason(error: str) -> dict[str, str]:
+    text = str(error).replace("\x00", "\\x00")
+    kind = str(getattr(error, "error_type", "") or "").replace("\x00", "")
+    trace = str(getattr(error, "traceback", "") or "").replace("\x00", "\\x00")
+    return {"error": text, "error_type": kind, "traceback": trace}

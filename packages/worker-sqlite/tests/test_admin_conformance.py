@@ -1,0 +1,28 @@
+"""worker-core's DurableAdminConformance suite: SqliteAdmin over the file a SqliteDurableBackend writes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from worker_core.admin import open_admin
+from worker_core.testing import DurableAdminConformance
+from worker_sqlite import SqliteDurableBackend
+from worker_sqlite.admin import SqliteAdmin
+
+
+class TestSqliteAdminConformance(DurableAdminConformance):
+    @pytest.fixture
+    async def backend(self, db_path: Path) -> AsyncIterator[SqliteDurableBackend]:
+        backend = SqliteDurableBackend(db_path)
+        await backend.connect()
+        yield backend
+        await backend.aclose()
+
+    @pytest.fixture
+    async def admin(self, db_path: Path) -> AsyncIterator[SqliteAdmin]:
+        admin = open_admin(f"sqlite:///{db_path}")  # through the plugin, as workerctl opens it
+        assert isinstance(admin, SqliteAdmin)
+        async with admin:
+            yield admin
