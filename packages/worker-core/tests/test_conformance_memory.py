@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from worker_core.testing import DurableBackendConformance, FakeClock, InMemoryDurableBackend
+from worker_core.testing import DurableBackendConformance, FakeClock, InMemoryDurableBackend, ScheduleBackendConformance
 
 
-class TestInMemoryConformance(DurableBackendConformance):
+class TestInMemoryConformance(DurableBackendConformance, ScheduleBackendConformance):
     @pytest.fixture
     def clock(self) -> FakeClock:
         return FakeClock()

@@ -1,4 +1,4 @@
-"""worker-core's DurableBackendConformance suite against a real redis-server."""
+"""worker-core's DurableBackendConformance and ScheduleBackendConformance suites against a real redis-server."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from worker_core.testing import DurableBackendConformance
+from worker_core.testing import DurableBackendConformance, ScheduleBackendConformance
 from worker_redis import RedisDurableBackend
 
 
-class TestRedisConformance(DurableBackendConformance):
+class TestRedisConformance(DurableBackendConformance, ScheduleBackendConformance):
     @pytest.fixture
     def backend(self, connected_backend: RedisDurableBackend) -> RedisDurableBackend:
         return connected_backend

@@ -38,6 +38,9 @@ from .errors import PayloadError as PayloadError
 from .errors import PluginError as PluginError
 from .errors import QueueFullError as QueueFullError
 from .errors import Retry as Retry
+from .errors import ScheduleExistsError as ScheduleExistsError
+from .errors import ScheduleNotFoundError as ScheduleNotFoundError
+from .errors import ScheduleSpecError as ScheduleSpecError
 from .errors import TaskAlreadyStartedError as TaskAlreadyStartedError
 from .errors import TaskCancelledError as TaskCancelledError
 from .errors import TaskExistsError as TaskExistsError
@@ -45,6 +48,7 @@ from .errors import TaskNotFoundError as TaskNotFoundError
 from .errors import TaskSignal as TaskSignal
 from .errors import TaskTimeoutError as TaskTimeoutError
 from .errors import WorkerError as WorkerError
+from .errors import WorkerProcessError as WorkerProcessError
 from .errors import WrongLoopError as WrongLoopError
 from .handles import TaskHandle as TaskHandle
 from .hooks import TaskHooks as TaskHooks
@@ -61,6 +65,7 @@ from .results import DropPolicy as DropPolicy
 from .results import Result as Result
 from .results import ResultSubscription as ResultSubscription
 from .retention import RetentionPolicy as RetentionPolicy
+from .schedules.types import ScheduleInfo as ScheduleInfo
 from .service import LoggerMiddleware as LoggerMiddleware
 from .service import Middleware as Middleware
 from .service import Service as Service
@@ -121,6 +126,10 @@ __all__ = (
     "ResultSubscription",
     "RetentionPolicy",
     "Retry",
+    "ScheduleExistsError",
+    "ScheduleInfo",
+    "ScheduleNotFoundError",
+    "ScheduleSpecError",
     "Service",
     "SubmitOptions",
     "Submitter",
@@ -145,6 +154,7 @@ __all__ = (
     "TypedDurableRegistry",
     "TypedHandlerRegistry",
     "WorkerError",
+    "WorkerProcessError",
     "WrongLoopError",
     "current_context",
     "define_task",

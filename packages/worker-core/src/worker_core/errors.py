@@ -32,6 +32,9 @@ __all__ = (
     "PluginError",
     "QueueFullError",
     "Retry",
+    "ScheduleExistsError",
+    "ScheduleNotFoundError",
+    "ScheduleSpecError",
     "TaskAlreadyStartedError",
     "TaskCancelledError",
     "TaskExistsError",
@@ -39,6 +42,7 @@ __all__ = (
     "TaskSignal",
     "TaskTimeoutError",
     "WorkerError",
+    "WorkerProcessError",
     "WrongLoopError",
 )
 
@@ -123,6 +127,18 @@ class DurableOnlyError(WorkerError):
     """A durable backend is configured: use ``register_durable_task`` instead of ``register_task``."""
 
 
+class ScheduleSpecError(ConfigurationError):
+    """A schedule spec (cron expression, descriptor, interval) or time zone that cannot be used."""
+
+
+class ScheduleExistsError(WorkerError):
+    """A schedule with this name is registered already (go-worker: "cron task already registered")."""
+
+
+class ScheduleNotFoundError(WorkerError, LookupError):
+    """No schedule has this name."""
+
+
 class HandlerNotFoundError(WorkerError, LookupError):
     """No durable (or gRPC) handler is registered under this name."""
 
@@ -182,6 +198,10 @@ class PartialEnqueueError(BackendError):
 
 class LeaseLostError(BackendError):
     """The lease is gone or was handed to another consumer (stale fencing token); nothing was changed."""
+
+
+class WorkerProcessError(WorkerError):
+    """A plain function's pool process died while running it, or its result could not be pickled back."""
 
 
 class TaskSignal(Exception):

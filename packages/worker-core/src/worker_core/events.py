@@ -36,6 +36,7 @@ class EventPipeline:
         "_finish",
         "_instrumentations",
         "_retry",
+        "_schedule_tick",
         "_scheduled",
         "_start",
         "has_finish",
@@ -55,6 +56,7 @@ class EventPipeline:
         self._finish: tuple[Callable[..., Any], ...] = ()
         self._retry: tuple[Callable[..., Any], ...] = ()
         self._dropped: tuple[Callable[..., Any], ...] = ()
+        self._schedule_tick: tuple[Callable[..., Any], ...] = ()
         self.has_scheduled = self.has_start = self.has_finish = self.has_retry = False
 
     # ------------------------------------------------------------------------------------------ listeners
@@ -89,6 +91,7 @@ class EventPipeline:
         self._finish = bound("on_finish")
         self._retry = bound("on_retry")
         self._dropped = bound("on_result_dropped")
+        self._schedule_tick = bound("on_schedule_tick")
         hooks = self.hooks or TaskHooks()
         self.has_scheduled = bool(self._scheduled) or hooks.on_queued is not None
         self.has_start = bool(self._start) or hooks.on_start is not None
@@ -144,6 +147,15 @@ class EventPipeline:
         """``count`` results were lost to full subscriber buffers."""
         for callback in self._dropped:
             _notify(callback, count)
+
+    def schedule_tick(self, schedule: str, outcome: str) -> None:
+        """A schedule's tick was fired or skipped on this node (instrumentation only).
+
+        ``outcome``: ``"fired"``, or ``"paused"``, ``"not_accepting"``, ``"failed"``, ``"duplicate"`` (another
+        node fired it), ``"late"``.
+        """
+        for callback in self._schedule_tick:
+            _notify(callback, schedule, outcome)
 
     # ---------------------------------------------------------------------------------------------- tracer
 

@@ -11,9 +11,9 @@ import asyncio
 import concurrent.futures
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from types import TracebackType
-from typing import Any, ParamSpec, Self, TypeVar, Unpack, overload
+from typing import Any, Literal, ParamSpec, Self, TypeVar, Unpack, overload
 
 from . import task as records
 from ._many import register_each
@@ -47,6 +47,9 @@ from .plugins import Plugins
 from .protocols import TaskTracer
 from .results import DropPolicy, ResultSubscription
 from .retention import RetentionPolicy
+from .schedules.entry import Factory, job_factory
+from .schedules.spec import resolve_tz
+from .schedules.types import MissedPolicy, ScheduleEvent, ScheduleInfo
 from .submit import NO_OPTIONS, SubmitOptions, Submitter, build_task, checked_options
 from .task import Task
 
@@ -88,6 +91,12 @@ class TaskManager:
         durable_result_ttl: Seconds a finished durable task's outcome (status, result, error) is kept by a
             backend that stores results, for ``handle(id)`` in any process; ``None`` or ``0``: not stored.
         plugins: The plugins to resolve backend URLs and codec names with (loaded on first use if omitted).
+        cron_tz: Time zone cron schedules are evaluated in unless they name one (go-worker's WithCronLocation).
+        schedule_clock: Epoch seconds for schedules (default ``time.time``; tests inject a skewed clock).
+        plain_runner: Where plain (non-``async``) task functions run: ``"thread"`` (the default: worker threads,
+            one interpreter, the GIL) or ``"process"`` (a pool of spawned worker processes, for CPU-bound work:
+            the function, its arguments and its result are pickled; see the README's "CPU-bound functions").
+        process_pool_size: Pool processes with ``plain_runner="process"`` (``None``: the CPU count).
 
     Raises:
         ConfigurationError: a value of the wrong type or out of range.
@@ -118,6 +127,10 @@ class TaskManager:
         durable_lease_renewal_interval: float | timedelta | None = None,
         durable_result_ttl: float | timedelta | None = DEFAULT_RESULT_TTL,
         plugins: Plugins | None = None,
+        cron_tz: str | tzinfo = "UTC",
+        schedule_clock: Callable[[], float] | None = None,
+        plain_runner: Literal["thread", "process"] = "thread",
+        process_pool_size: int | None = None,
     ) -> None:
         options = ManagerOptions.build(
             max_workers=max_workers,
@@ -129,6 +142,8 @@ class TaskManager:
             default_queue=default_queue,
             queue_weights=queue_weights,
             stop_timeout=stop_timeout,
+            plain_runner=plain_runner,
+            process_pool_size=process_pool_size,
         )
         if plugins is not None and not isinstance(plugins, Plugins):
             raise ConfigurationError("plugins must be a worker_core.Plugins")
@@ -146,7 +161,7 @@ class TaskManager:
                 durable_result_ttl,
             )
             durable = DurableConfig(durable_options, lambda: self.plugins)
-        self._engine = Engine(options, durable)
+        self._engine = Engine(options, durable, resolve_tz(cron_tz), schedule_clock)
         self._lifecycle = Lifecycle(self._engine, options.stop_timeout_s)
         self._local = LocalTasks(self._engine.bus, self.cancel_task, self._lifecycle.bind)
 
@@ -658,6 +673,97 @@ class TaskManager:
         """Register ``task`` to be delivered ``delay`` seconds from now (``<= 0``: at once)."""
         return await self.register_durable_task(_scheduled(task, DurableTask, start_at(delay=delay), keep=True))
 
+    # ------------------------------------------------------------------------------------- schedules
+
+    def register_cron_task(
+        self, name: str, spec: str | timedelta, factory: Factory, *, tz: str | tzinfo | None = None
+    ) -> None:
+        """Run ``factory()``'s :class:`Task` (sync or async factory) on schedule ``spec``, in process.
+
+        ``spec``: a cron expression (5 fields, or 6 with seconds first), ``@hourly``/``@daily``/..., ``@every
+        1m30s`` or a ``timedelta``; evaluated in ``tz`` (default: the manager's ``cron_tz``). A tick while the
+        manager does not accept work is skipped. See the README's "Schedules".
+
+        Raises:
+            DurableOnlyError: a durable backend is configured (use :meth:`register_durable_cron_task`).
+            ScheduleExistsError: a schedule with this name is registered.
+            ScheduleSpecError: a bad spec or time zone. ConfigurationError: a bad name or factory.
+        """
+        if self.durable:
+            raise DurableOnlyError("durable backend enabled; use register_durable_cron_task")
+        self._engine.schedules.register(name, spec, factory, durable=False, tz=tz, missed="skip", tick_ttl=None)
+
+    def register_durable_cron_task(
+        self,
+        name: str,
+        spec: str | timedelta,
+        factory: Factory,
+        *,
+        tz: str | tzinfo | None = None,
+        missed: MissedPolicy = "skip",
+        tick_ttl: float | timedelta | None = None,
+    ) -> None:
+        """Enqueue ``factory()``'s :class:`DurableTask` once per tick of ``spec``, whichever nodes run it.
+
+        Every node that registers the same ``name`` fires its ticks; the backend keeps one task per tick (see
+        :class:`~worker_core.schedules.ScheduleBackend`). ``missed``: ``"skip"`` ticks that passed while no node
+        ran, or run ``"once"`` at start for the latest. ``tick_ttl``: how long a tick's marker is kept (default:
+        three periods, at least 60 s: longer than any clock skew between nodes).
+
+        Raises:
+            ConfigurationError: no durable backend; a bad name, factory or ``missed``.
+            ScheduleExistsError, ScheduleSpecError: as :meth:`register_cron_task`.
+        """
+        self._registrar()
+        self._engine.schedules.register(name, spec, factory, durable=True, tz=tz, missed=missed, tick_ttl=tick_ttl)
+
+    def unregister_cron_task(self, name: str) -> bool:
+        """Remove the schedule ``name`` from this manager; False when it has none by this name."""
+        return self._engine.schedules.unregister(name)
+
+    def cron(
+        self, spec: str | timedelta, *, name: str | None = None, tz: str | tzinfo | None = None
+    ) -> Callable[[JobT], JobT]:
+        """Decorator: run a job of no arguments (a plain function or a ``define_task`` declaration) on ``spec``.
+
+        ``@tm.cron("*/5 * * * *")`` registers it as :meth:`register_cron_task` does (named after the function
+        unless ``name`` is given) and returns it unchanged.
+        """
+
+        def register(job: JobT) -> JobT:
+            default, factory = job_factory(job)
+            self.register_cron_task(name or default, spec, factory, tz=tz)
+            return job
+
+        return register
+
+    def every(self, interval: timedelta, *, name: str | None = None) -> Callable[[JobT], JobT]:
+        """Decorator: run a job of no arguments every ``interval`` (ticks are multiples of it since the epoch)."""
+        return self.cron(interval, name=name)
+
+    async def schedules(self, upcoming: int = 3) -> list[ScheduleInfo]:
+        """Every schedule of this manager: spec, zone, next ``upcoming`` runs, last run and outcome, paused.
+
+        For durable schedules the paused flag and the last run are read from the backend (any node's).
+        """
+        return await self._engine.schedules.infos(config_int(upcoming, "upcoming", 0))
+
+    async def pause_schedule(self, name: str) -> None:
+        """Skip the ticks of ``name`` until resumed (durable: on every node). Raises ScheduleNotFoundError."""
+        await self._engine.schedules.set_paused(name, True)
+
+    async def resume_schedule(self, name: str) -> None:
+        """Fire the ticks of ``name`` again. Raises ScheduleNotFoundError."""
+        await self._engine.schedules.set_paused(name, False)
+
+    async def trigger_schedule(self, name: str) -> None:
+        """Run ``name`` once now, besides its ticks (durable: exactly one node takes the request)."""
+        await self._engine.schedules.trigger(name)
+
+    async def schedule_events(self, name: str, limit: int = 20) -> list[ScheduleEvent]:
+        """The latest events of ``name`` (fired, skipped, failed, ...), newest first."""
+        return await self._engine.schedules.events(name, config_int(limit, "limit", 1))
+
     def __repr__(self) -> str:
         return (
             f"TaskManager(max_workers={self.max_workers}, max_tasks={self._engine.options.max_tasks}, "
@@ -666,6 +772,7 @@ class TaskManager:
 
 
 AnyTask = TypeVar("AnyTask", Task[Any], DurableTask)
+JobT = TypeVar("JobT", bound=Callable[[], Any])
 
 
 def _scheduled(task: AnyTask, kind: type[AnyTask], run_at: datetime | None, *, keep: bool = False) -> AnyTask:

@@ -49,8 +49,10 @@ class Instrumentation(Protocol):
     Methods: ``on_scheduled(task)`` (a :class:`~worker_core.Task`, or the
     :class:`~worker_core.durable.DurableTask` record that ``register_durable_task`` stored),
     ``on_start(task)``, ``on_finish(task, status, latency_s)`` (``latency_s`` is ``None`` for a task
-    that never started), ``on_retry(task, delay_s, attempt)``, ``on_result_dropped(count)``. They run
-    on the event loop, must be cheap and must not raise.
+    that never started), ``on_retry(task, delay_s, attempt)``, ``on_result_dropped(count)``,
+    ``on_schedule_tick(schedule, outcome)`` (a schedule's tick on this node: ``outcome`` is ``"fired"``, or
+    why it was skipped: ``"paused"``, ``"not_accepting"``, ``"failed"``, ``"duplicate"`` (another node fired
+    it), ``"late"``). They run on the event loop, must be cheap and must not raise.
     """
 
     def on_finish(self, task: Task[Any], status: TaskStatus, latency_s: float | None) -> None:

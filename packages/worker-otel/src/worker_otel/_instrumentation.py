@@ -77,7 +77,16 @@ class TaskMetricsInstrumentation:
             per-task check).
     """
 
-    __slots__ = ("_by_handler", "_by_queue", "_durable", "_lock", "_record", "_series", "results_dropped")
+    __slots__ = (
+        "_by_handler",
+        "_by_queue",
+        "_durable",
+        "_lock",
+        "_record",
+        "_series",
+        "results_dropped",
+        "schedule_ticks",
+    )
 
     def __init__(self, histogram: Histogram | None, *, durable: bool = True) -> None:
         # The bound method, looked up once; a no-op histogram would only cost the call.
@@ -89,6 +98,9 @@ class TaskMetricsInstrumentation:
         # Guards inserts against the collector thread copying the list; updates of a number need no lock.
         self._lock = threading.Lock()
         self.results_dropped = 0
+        #: (schedule, outcome) -> ticks; ``outcome`` is ``"fired"`` or why the tick was skipped. Inserts hold
+        #: ``_lock`` (a collector thread copies the dict); one entry per schedule and outcome: bounded.
+        self.schedule_ticks: dict[tuple[str, str], int] = {}
 
     # ---------------------------------------------------------------------------- event loop side
 
@@ -133,6 +145,20 @@ class TaskMetricsInstrumentation:
 
     def on_result_dropped(self, count: int) -> None:
         self.results_dropped += count
+
+    def on_schedule_tick(self, schedule: str, outcome: str) -> None:
+        key = (schedule, outcome)
+        ticks = self.schedule_ticks
+        if key in ticks:
+            ticks[key] += 1
+            return
+        with self._lock:
+            ticks[key] = ticks.get(key, 0) + 1
+
+    def schedule_counts(self) -> list[tuple[tuple[str, str], int]]:
+        """A copy of the tick counters (any thread)."""
+        with self._lock:
+            return list(self.schedule_ticks.items())
 
     def _series_for(self, task: Task[Any]) -> Series:
         if task.durable:

@@ -107,6 +107,10 @@ class _MeterInstruments:
             (name, meter.create_observable_counter, self._per_series(field)) for name, field in _COUNTERS
         ]
         callbacks.append((semconv.METRIC_RESULTS_DROPPED, meter.create_observable_counter, self._observe_dropped))
+        callbacks += [
+            (semconv.METRIC_SCHEDULE_TICKS_FIRED, meter.create_observable_counter, self._schedule_ticks(fired=True)),
+            (semconv.METRIC_SCHEDULE_TICKS_SKIPPED, meter.create_observable_counter, self._schedule_ticks(fired=False)),
+        ]
         callbacks += [(name, meter.create_observable_gauge, self._from_snapshot(field)) for name, field in _GAUGES]
         callbacks += [
             (semconv.METRIC_DURABLE_BACKLOG, meter.create_observable_gauge, self._backlog(0)),
@@ -139,6 +143,24 @@ class _MeterInstruments:
         if not bindings:
             return ()
         return (Observation(sum(b.instrumentation.results_dropped for b in bindings)),)
+
+    def _schedule_ticks(self, *, fired: bool) -> _Callback:
+        """Ticks fired (per schedule) or skipped (per schedule and reason), summed over the bound managers."""
+
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            totals: dict[tuple[str, str], int] = {}
+            for binding in self.bindings:
+                for key, count in binding.instrumentation.schedule_counts():
+                    if (key[1] == "fired") is fired:
+                        totals[key] = totals.get(key, 0) + count
+            if fired:
+                return [Observation(n, {semconv.ATTR_SCHEDULE: name}) for (name, _), n in totals.items()]
+            return [
+                Observation(n, {semconv.ATTR_SCHEDULE: name, semconv.ATTR_REASON: reason})
+                for (name, reason), n in totals.items()
+            ]
+
+        return observe
 
     def _backlog(self, index: int) -> _Callback:
         """Per queue, from a durable backend that reports its backlog (``backlog()``, no I/O).

@@ -20,6 +20,8 @@ __all__ = (
     "METRIC_DURABLE_BACKLOG_AGE",
     "METRIC_QUEUE_DEPTH",
     "METRIC_RESULTS_DROPPED",
+    "METRIC_SCHEDULE_TICKS_FIRED",
+    "METRIC_SCHEDULE_TICKS_SKIPPED",
     "METRIC_TASKS_CANCELLED",
     "METRIC_TASKS_COMPLETED",
     "METRIC_TASKS_FAILED",
@@ -63,6 +65,12 @@ METRIC_DURABLE_BACKLOG: Final = "durable_backlog"
 #: Gauge (ours), seconds: how long the oldest due durable task of a queue has waited.
 METRIC_DURABLE_BACKLOG_AGE: Final = "durable_backlog_oldest_seconds"
 
+#: Counter (ours): schedule ticks this node fired (enqueued, or registered in process), per ``schedule``.
+METRIC_SCHEDULE_TICKS_FIRED: Final = "schedule_ticks_fired_total"
+#: Counter (ours): schedule ticks this node did not fire, per ``schedule`` and ``reason`` (``paused``,
+#: ``not_accepting``, ``failed``, ``duplicate``: another node fired it, ``late``).
+METRIC_SCHEDULE_TICKS_SKIPPED: Final = "schedule_ticks_skipped_total"
+
 DESCRIPTIONS: Final[dict[str, str]] = {
     METRIC_TASKS_SCHEDULED: "Total number of tasks scheduled",
     METRIC_TASKS_RUNNING: "Number of tasks running",
@@ -79,6 +87,8 @@ DESCRIPTIONS: Final[dict[str, str]] = {
 DURABLE_DESCRIPTIONS: Final[dict[str, str]] = {
     METRIC_DURABLE_BACKLOG: "Durable tasks due and waiting for a worker, per queue",
     METRIC_DURABLE_BACKLOG_AGE: "Seconds the oldest due durable task of a queue has waited",
+    METRIC_SCHEDULE_TICKS_FIRED: "Schedule ticks fired by this node",
+    METRIC_SCHEDULE_TICKS_SKIPPED: "Schedule ticks this node did not fire, by reason",
 }
 
 #: Advisory histogram boundaries in seconds (OTel semconv's duration buckets); a View overrides them.
@@ -89,6 +99,10 @@ LATENCY_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.7
 ATTR_QUEUE: Final = "queue"
 #: The durable handler name, on the same instruments, for durable tasks only.
 ATTR_HANDLER: Final = "handler"
+#: The schedule's name, on the schedule tick counters.
+ATTR_SCHEDULE: Final = "schedule"
+#: Why a tick was not fired, on ``schedule_ticks_skipped_total``.
+ATTR_REASON: Final = "reason"
 
 # --- tracing ------------------------------------------------------------------------------------------
 #: One span per attempt.

@@ -24,6 +24,7 @@ from worker_core.errors import (
     PayloadError,
     WorkerError,
 )
+from worker_core.schedules.types import ScheduleEvent, ScheduleRecord, ScheduleState, TickResult
 
 from ._acks import AckBatcher, PendingAck
 from ._connect import make_client, parse_url
@@ -32,6 +33,7 @@ from ._leader import LeaderLock
 from ._moved import store_moved_outcomes
 from ._outcomes import OutcomeWaiters
 from ._records import TASK_WIDTH, TRACEBACK_LIMIT, enqueue_args, now_ms, parse_leases
+from ._schedules import RedisSchedules
 from .keys import DEFAULT_PREFIX, DEFAULT_QUEUE, Keys, normalize_queue
 from .scripts import BackendScripts
 
@@ -77,6 +79,7 @@ class RedisDurableBackend:
     ``ack``/``nack``/``fail``/``extend``/``release`` of a lease that expired and was handed out again
     raise :class:`~worker_core.errors.LeaseLostError` and change nothing.
 
+    It is a ``ScheduleBackend``: durable schedules enqueue each tick once across nodes (README, "Schedules").
     It is a result store (``ResultStoreBackend``): ``ack_with_outcome`` / ``fail_with_outcome`` store the
     outcome in the settling script call itself, and ``wait_outcome`` is woken through one shared pub/sub
     connection (see the README's "Result store").
@@ -150,6 +153,15 @@ class RedisDurableBackend:
         self._bind(client)
         self._waiters = OutcomeWaiters(
             self._pubsub_connection, self.get_outcome, self._done_channel, where, refresh=self._refresh_slots
+        )
+        self._schedules = RedisSchedules(
+            self.keys,
+            self._p,
+            where,
+            lambda: self.client,
+            lambda name: getattr(self._s, name),
+            self.connect,
+            lambda: self._default_queue,
         )
 
     def _bind(self, client: Any) -> None:
@@ -333,6 +345,45 @@ class RedisDurableBackend:
         if duplicates:
             shown = ", ".join(map(str, duplicates[:10])) + (" ..." if len(duplicates) > 10 else "")
             raise DurableTaskExistsError(f"{len(duplicates)} durable task(s) already exist: {shown}", ids=duplicates)
+
+    # -- schedules (worker_core.schedules.ScheduleBackend; worker_redis/_schedules.py) ---------------
+    async def enqueue_tick(
+        self, task: DurableTask, schedule: str, tick_ms: int, ttl: float, *, node: str = ""
+    ) -> TickResult:
+        """Store ``task`` for one schedule tick unless its marker exists or the schedule is paused (one script)."""
+        return await self._schedules.enqueue_tick(task, schedule, tick_ms, ttl, node)
+
+    async def publish_schedules(self, records: Sequence[ScheduleRecord]) -> None:
+        """Record the schedules a node runs (``P:schedules``)."""
+        await self._schedules.publish(records)
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule some node published, by name."""
+        return await self._schedules.listed()
+
+    async def schedule_states(self, names: Sequence[str]) -> dict[str, ScheduleState]:
+        """Paused flag, last tick and last event of each schedule, in one round trip."""
+        return await self._schedules.states(names)
+
+    async def set_schedule_paused(self, name: str, paused: bool) -> None:
+        """Pause or resume a schedule on every node."""
+        await self._schedules.set_paused(name, paused)
+
+    async def request_schedule_run(self, name: str) -> None:
+        """Ask for one run of ``name`` now; one node's poll takes it."""
+        await self._schedules.request_run(name)
+
+    async def take_schedule_runs(self, names: Sequence[str]) -> list[str]:
+        """Take the run requests pending for ``names`` (atomic)."""
+        return await self._schedules.take_runs(names)
+
+    async def record_schedule_event(self, event: ScheduleEvent, limit: int) -> None:
+        """Push an event on the schedule's list (``P:admin:schedule_events:<name>``), keeping ``limit``."""
+        await self._schedules.record(event, limit)
+
+    async def schedule_events(self, name: str, limit: int) -> list[ScheduleEvent]:
+        """The newest ``limit`` events of ``name``."""
+        return await self._schedules.events(name, limit)
 
     # -- dequeue -----------------------------------------------------------------------------------
     async def dequeue(self, limit: int, lease: float) -> list[DurableTaskLease]:

@@ -27,6 +27,13 @@ key                           type    content
 ``P:recent:<queue>``          LIST    ours: ids of the queue's latest outcomes, newest at the head, trimmed to
                                       the backend's bound; expires with the latest outcome's TTL
 ``P:done:<uuid>``             channel ours: the outcome, published (``SPUBLISH``) when it is stored
+``P:schedules``               HASH    ours: schedule name -> JSON record (spec, tz, queue, missed) a node runs
+``P:schedule:tick:<n>:<ms>``  STRING  ours: the marker of one schedule tick (the task id), ``PX`` a few
+                                      periods (at least 60 s): a tick is enqueued once, by whichever node
+``P:schedule:last``           HASH    ours: schedule name -> the latest tick enqueued (epoch ms)
+``P:schedule:paused``         SET     ours: paused schedule names
+``P:schedule:runs``           HASH    ours: schedule name -> run request time (ms); one node takes each
+``P:admin:schedule_events:<n>`` LIST  go-worker's key: a schedule's events (JSON), newest first, trimmed
 ``prefix:global_rate``        HASH    cluster-wide token bucket (go-worker: raw prefix, no braces)
 ``prefix:leader``             STRING  leader lock owner (go-worker: raw prefix, no braces)
 ============================  ======  ==============================================================
@@ -157,6 +164,34 @@ class Keys:
     def done(self, task_id: str) -> str:
         """Pub/sub channel on which the outcome of one task is published when stored (ours)."""
         return f"{self.prefix}:done:{task_id}"
+
+    @property
+    def schedules(self) -> str:
+        """HASH of published schedules: name -> JSON record (ours)."""
+        return f"{self.prefix}:schedules"
+
+    @property
+    def schedule_last(self) -> str:
+        """HASH: schedule name -> latest tick enqueued, epoch ms (ours)."""
+        return f"{self.prefix}:schedule:last"
+
+    @property
+    def schedule_paused(self) -> str:
+        """SET of paused schedule names (ours)."""
+        return f"{self.prefix}:schedule:paused"
+
+    @property
+    def schedule_runs(self) -> str:
+        """HASH of pending run requests: schedule name -> request time, epoch ms (ours)."""
+        return f"{self.prefix}:schedule:runs"
+
+    def schedule_tick(self, name: str, tick_ms: int) -> str:
+        """STRING marker of one schedule tick (ours)."""
+        return f"{self.prefix}:schedule:tick:{name}:{tick_ms}"
+
+    def schedule_events(self, name: str) -> str:
+        """LIST of a schedule's events, newest first (go-worker's ``P:admin:schedule_events:<name>``)."""
+        return f"{self.prefix}:admin:schedule_events:{name}"
 
     @property
     def global_rate(self) -> str:

@@ -31,6 +31,8 @@ BACKEND_SCRIPTS = (
     "leader",
     "node_leave",
     "outcome",
+    "enqueue_tick",
+    "schedule_runs",
 )
 
 
@@ -62,6 +64,8 @@ class BackendScripts:
     leader: AsyncScript
     node_leave: AsyncScript
     outcome: AsyncScript
+    enqueue_tick: AsyncScript
+    schedule_runs: AsyncScript
 
     @classmethod
     def bind(cls, client: Any) -> BackendScripts:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import click
 
-from . import _dashboard, _dlq, _enqueue, _meta, _read, _snapshot, _worker, _write
+from . import _dashboard, _dlq, _enqueue, _meta, _read, _schedules, _snapshot, _worker, _write
 from ._groups import cli
 
 __all__ = ("cli", "main")
@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     _enqueue,
     _meta,
     _read,
+    _schedules,
     _snapshot,
     _worker,
     _write,

@@ -7,7 +7,7 @@ import platform
 
 import click
 
-__all__ = ("cli", "dlq", "durable", "snapshot", "version_text")
+__all__ = ("cli", "dlq", "durable", "schedules", "snapshot", "version_text")
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -76,4 +76,14 @@ def snapshot() -> None:
     \b
     Example:
       workerctl durable snapshot export --dlq --out dead.jsonl
+    """
+
+
+@durable.group(context_settings=CONTEXT)
+def schedules() -> None:
+    """Durable schedules: list them, pause or resume them on every node, trigger a run now.
+
+    \b
+    Example:
+      workerctl durable schedules list
     """

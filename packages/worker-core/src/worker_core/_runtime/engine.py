@@ -16,6 +16,7 @@ import contextvars
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from datetime import UTC, tzinfo
 from typing import TYPE_CHECKING, Any, Final
 
 from worker_core import task as records
@@ -33,6 +34,7 @@ from worker_core.events import EventPipeline
 from worker_core.metrics import MetricsSnapshot
 from worker_core.results import ResultBus
 from worker_core.retention import DEFAULT_RETENTION
+from worker_core.schedules.runner import ScheduleRunner
 from worker_core.status import TERMINAL_STATUSES, TaskStatus
 from worker_core.task import Task
 
@@ -40,8 +42,10 @@ from .attempt import CURRENT_CONTEXT, AttemptRunner
 from .intake import Intake
 from .outcomes import Finisher, Outcomes, Retries
 from .pool import WorkerPool
+from .processes import ProcessRunner
 from .ratelimit import TokenBucket
 from .registry import TaskRegistry
+from .schedule_port import SchedulePort
 from .scheduler import Scheduler
 from .sink import DurableSink
 from .supervisor import Supervisor
@@ -66,7 +70,13 @@ _time = time.time
 class Engine:
     """The parts of one manager, and the operations that span them."""
 
-    def __init__(self, options: ManagerOptions, durable: DurableConfig | None) -> None:
+    def __init__(
+        self,
+        options: ManagerOptions,
+        durable: DurableConfig | None,
+        schedule_tz: tzinfo = UTC,
+        schedule_clock: Callable[[], float] | None = None,
+    ) -> None:
         self.options = options
         self.events = EventPipeline()
         self.registry = TaskRegistry()
@@ -78,10 +88,14 @@ class Engine:
         self.retries = Retries(self.scheduler, self.finisher, self.events, options.max_tasks, self._became_ready)
         self.outcomes = Outcomes(self.finisher, self.retries)
         self.threads = ThreadRunner()
+        self.processes = (
+            ProcessRunner(options.process_pool_size, self.threads) if options.plain_runner == "process" else None
+        )
         self.pool = WorkerPool(self.scheduler.ready, options.max_workers)
         self.attempts = AttemptRunner(
             events=self.events,
             threads=self.threads,
+            processes=self.processes,
             finisher=self.finisher,
             settle=self.outcomes.settle,
             release=self.pool.released,
@@ -96,6 +110,13 @@ class Engine:
             None if durable is None else DurableRegistrar(durable, options, self.events, self.intake.check_open)
         )
         self.durable: DurableRuntime | None = None
+        self.schedules = ScheduleRunner(
+            SchedulePort(self.intake, self.registrar, options.default_queue),
+            tz=schedule_tz,
+            clock=schedule_clock,
+            backend=None if durable is None else durable.backend,
+            notify=self.events.schedule_tick,
+        )
         self._stop_hooks: list[Coroutine[Any, Any, None]] = []  # on_finish hooks of tasks a stop cancelled
 
     # ------------------------------------------------------------------------------------------ intake
@@ -265,6 +286,8 @@ class Engine:
                 if durable.renewal_s is not None:
                     self.supervisor.supervise("durable-renewal", durable.renew_loop)
         self.pool.open(loop, context, limiter)
+        self.schedules.open()
+        self.supervisor.supervise("schedules", self.schedules.run)
 
     async def abort_open(self) -> None:
         """A start that failed after :meth:`open` began: release what it took."""
@@ -357,6 +380,8 @@ class Engine:
         if self.durable_config is not None:
             await _bounded(self.durable_config.close())
         self.threads.close()
+        if self.processes is not None:
+            self.processes.close()
         self.attempts.close()
         self.bus.close()
 

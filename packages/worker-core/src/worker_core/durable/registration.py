@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, final
 from worker_core._many import register_each, rejected
 from worker_core.errors import DurableTaskExistsError, HandlerNotFoundError, InvalidTaskError, PayloadError
 from worker_core.options import is_plain_int, to_seconds
+from worker_core.schedules.types import ScheduleBackend, TickResult
 
 from .types import IDEMPOTENCY_KEY_LIMIT, BatchEnqueueBackend, DurableTask, IdempotencyKeyBackend
 
@@ -136,6 +137,29 @@ class DurableRegistrar:
         record = self.prepare(task)
         await self._config.backend().enqueue(record)
         return self._registered(task, record)
+
+    async def register_tick(
+        self, task: DurableTask, schedule: str, tick_ms: int, ttl: float, node: str = ""
+    ) -> TickResult:
+        """Encode ``task`` and enqueue it for one schedule tick, exactly once across nodes.
+
+        A :class:`~worker_core.schedules.ScheduleBackend` writes the tick's marker with the task in one step;
+        another backend gets a plain ``enqueue`` (a duplicate id then means the tick was enqueued already).
+        """
+        record = self.prepare(task)
+        backend = self._config.backend()
+        if isinstance(backend, ScheduleBackend):
+            result = await backend.enqueue_tick(record, schedule, tick_ms, ttl, node=node)
+        else:
+            try:
+                await backend.enqueue(record)
+                result = TickResult.ENQUEUED
+            except DurableTaskExistsError:
+                result = TickResult.DUPLICATE
+        task.id = record.id
+        if result is TickResult.ENQUEUED:
+            self._registered(task, record)
+        return result
 
     def _registered(self, task: DurableTask, record: DurableTask) -> uuid.UUID:
         """Book ``record`` (prepared from ``task``) once the backend stored it: id, counter, event."""

@@ -36,6 +36,8 @@ from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT
 from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease, delivery_limit
 from worker_core.errors import ConfigurationError, DurableTaskExistsError, InvalidTaskError, LeaseLostError
 from worker_core.options import is_plain_int
+from worker_core.schedules.memory import MemoryScheduleState
+from worker_core.schedules.types import ScheduleEvent, ScheduleRecord, ScheduleState, TickResult
 
 from .clock import Clock, FakeClock
 
@@ -100,7 +102,8 @@ class InMemoryDurableBackend:
     """The durable contract in process memory (see the module docstring for ordering and fencing).
 
     Implements ``DurableBackend``, ``BatchEnqueueBackend``, ``QueueConfigurableBackend``,
-    ``ReleasableBackend``, ``IdempotencyKeyBackend`` and ``WakeableBackend``. Use it from one event loop.
+    ``ReleasableBackend``, ``IdempotencyKeyBackend``, ``WakeableBackend`` and ``ScheduleBackend`` (its state:
+    :attr:`schedule_state`). Use it from one event loop.
 
     Args:
         clock: Source of epoch seconds (a :class:`~worker_core.testing.FakeClock` in tests); the system clock
@@ -133,6 +136,7 @@ class InMemoryDurableBackend:
         self._clock: Clock = clock if clock is not None else _SystemClock()
         self._outcomes = _OutcomeStore(self._clock, max_outcomes, recent_limit)
         self._outcome_ttl: float | None = DEFAULT_RESULT_TTL
+        self.schedule_state = MemoryScheduleState(self._clock.time)
         self._default_queue = "default"
         self._weights: dict[str, int] = {}
         self.configure_queues(default_queue, queue_weights or {})
@@ -461,6 +465,57 @@ class InMemoryDurableBackend:
         return self._outcomes.recent(queue, limit)
 
     # -- inspection ----------------------------------------------------------------------------------
+
+    # ---------------------------------------------------------------- ScheduleBackend (worker_core.schedules)
+
+    async def enqueue_tick(
+        self, task: DurableTask, schedule: str, tick_ms: int, ttl: float, *, node: str = ""
+    ) -> TickResult:
+        """Store ``task`` for the tick unless its marker exists or the schedule is paused (one atomic step)."""
+        stored, ready_at = self._normalise(task, self._clock.time())
+        key = str(task.id)
+
+        def store() -> bool:
+            if key in self._records:
+                return False
+            self._insert(stored, key, ready_at)
+            self._notify()
+            return True
+
+        event = ScheduleEvent(schedule, "enqueued", int(self._clock.time() * 1000), tick_ms, key, node)
+        return self.schedule_state.tick(schedule, tick_ms, ttl, store, event)
+
+    async def publish_schedules(self, records: Sequence[ScheduleRecord]) -> None:
+        """Record the schedules a node runs."""
+        self.schedule_state.publish(records)
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        """Every published schedule, by name."""
+        return self.schedule_state.listed()
+
+    async def schedule_states(self, names: Sequence[str]) -> dict[str, ScheduleState]:
+        """Paused flag, last tick and last event per schedule."""
+        return self.schedule_state.states(names)
+
+    async def set_schedule_paused(self, name: str, paused: bool) -> None:
+        """Pause or resume a schedule for every manager on this backend."""
+        self.schedule_state.set_paused(name, paused)
+
+    async def request_schedule_run(self, name: str) -> None:
+        """Ask for one run of ``name`` now (one taker)."""
+        self.schedule_state.request_run(name)
+
+    async def take_schedule_runs(self, names: Sequence[str]) -> list[str]:
+        """Take the run requests pending for ``names``."""
+        return self.schedule_state.take_runs(names)
+
+    async def record_schedule_event(self, event: ScheduleEvent, limit: int) -> None:
+        """Keep ``event`` (the newest ``limit`` per schedule)."""
+        self.schedule_state.record(event, limit)
+
+    async def schedule_events(self, name: str, limit: int) -> list[ScheduleEvent]:
+        """The newest ``limit`` events of ``name``."""
+        return self.schedule_state.events(name, limit)
 
     def dead_letters(self) -> list[DeadLetter]:
         """The dead-lettered tasks, oldest failure first, each with its last error."""
