@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-from worker_core.admin import DLQEntry, TaskRecord, TaskState
+from worker_core.admin import DLQEntry, NodeInfo, TaskRecord, TaskState
 
 __all__ = (
     "RECORD_COLUMNS",
@@ -22,6 +22,7 @@ __all__ = (
     "make_ready",
     "marks",
     "ms",
+    "node",
     "node_fields",
     "record",
 )
@@ -183,3 +184,19 @@ def node_fields(value: object) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def node(row: Sequence[Any]) -> NodeInfo:
+    """A node from its row ``(id, info, last_seen, leases)``."""
+    node_id, info, last_seen, leases = row
+    data = node_fields(info)
+    queues = data.get("queues")
+    return NodeInfo(
+        id=as_str(node_id),
+        host=str(data.get("host", "")),
+        pid=as_int(data.get("pid")),
+        started_ms=ms(data.get("started")),
+        queues=tuple(str(q) for q in queues) if isinstance(queues, list) else (),
+        running=as_int(data.get("running", leases)),
+        last_seen_ms=ms(last_seen),
+    )
