@@ -324,8 +324,8 @@ class PostgresAdmin:
         params = {"ids": keys, "queue": queue or None, "delay": delay, "reset": reset}
         moved = await self._rows(
             """WITH known AS (INSERT INTO {s}.queues (name) SELECT %(queue)s WHERE %(queue)s::text IS NOT NULL
-                              ON CONFLICT DO NOTHING)
-               UPDATE {s}.tasks t SET state = 'ready', token = NULL, queue = coalesce(%(queue)s, t.queue),
+                              ON CONFLICT DO NOTHING),
+               moved AS (UPDATE {s}.tasks t SET state = 'ready', token = NULL, queue = coalesce(%(queue)s, t.queue),
                    idempotency_key = CASE WHEN EXISTS (
                        SELECT 1 FROM {s}.tasks o WHERE o.idempotency_key = t.idempotency_key AND o.id <> t.id
                          AND (o.state <> 'dead' OR (o.id = ANY(%(ids)s) AND o.seq < t.seq))
@@ -336,7 +336,10 @@ class PostgresAdmin:
                    updated_at = clock_timestamp(), failed_at = NULL
                WHERE id = ANY(%(ids)s) AND """
             + where
-            + " RETURNING id::text",
+            + """ RETURNING id),
+               -- they run again: the outcomes of their earlier runs go, so a handle waits for the new ones
+               forgotten AS (DELETE FROM {s}.outcomes WHERE id IN (SELECT id FROM moved))
+               SELECT id::text FROM moved""",
             params,
         )
         return MoveResult(count=len(moved), missing=tuple(await self.missing_ids(wanted)))

@@ -156,7 +156,8 @@ def make_ready(
 ) -> int:
     """Make the tasks ``ids`` matching ``condition`` ready at ``ready_at``; their token is cleared (fenced).
 
-    A task whose idempotency key a live task holds meanwhile is left where it is (not counted).
+    A task whose idempotency key a live task holds meanwhile is left where it is (not counted). A moved task's
+    stored outcome is deleted (in the same transaction).
     """
     now = ready_at if now is None else now
     state = "ready" if ready_at <= now else "delayed"
@@ -170,9 +171,10 @@ def make_ready(
         sets += ", attempts = 0"
     count = 0
     for task_id in ids:
-        count += db.execute(
-            f"UPDATE OR IGNORE tasks SET {sets} WHERE id = ? AND {condition}", (*args, task_id)
-        ).rowcount
+        moved = db.execute(f"UPDATE OR IGNORE tasks SET {sets} WHERE id = ? AND {condition}", (*args, task_id)).rowcount
+        if moved:  # it runs again: the outcome of its earlier run goes, so a handle waits for the new one
+            db.execute("DELETE FROM outcomes WHERE id = ?", (task_id,))
+        count += moved
     return count
 
 
