@@ -45,7 +45,18 @@ os.environ["PATH"] = os.pathsep.join([*dict.fromkeys(os.path.dirname(e) for e in
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = False
-nox.options.sessions = ["lock", "lint", "typecheck", "tests", "examples", "docs", "codegen_check", "extras", "release"]
+nox.options.sessions = [
+    "lock",
+    "lint",
+    "typecheck",
+    "tests",
+    "examples",
+    "docs",
+    "codegen_check",
+    "extras",
+    "release",
+    "image",
+]
 
 
 def _project(package: str) -> dict[str, object]:
@@ -160,6 +171,19 @@ def docs(session: nox.Session) -> None:
     site = Path(session.create_tmp()) / "site"
     session.run("mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site), env={"NO_MKDOCS_2_WARNING": "1"})
     session.run("pytest", "docs/tests", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0])
+def image(session: nox.Session) -> None:
+    """The container image's steps (deploy/build-image.sh, what deploy/Dockerfile runs) in a temporary venv."""
+    tmp = Path(session.create_tmp())
+    wheels, prefix = tmp / "wheels", tmp / "node"
+    for old in (wheels, prefix):
+        shutil.rmtree(old, ignore_errors=True)
+    for package in ("worker-core", "worker-redis", "worker-otel", "workerctl"):
+        session.run("uv", "build", "--quiet", "--wheel", "--package", package, "--out-dir", str(wheels), external=True)
+    python = _FOUND.get(PYTHONS[0], "python3")
+    session.run("sh", "deploy/build-image.sh", str(prefix), str(wheels), env={"PYTHON": python}, external=True)
 
 
 @nox.session(python=PYTHONS)

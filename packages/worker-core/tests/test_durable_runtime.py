@@ -173,3 +173,39 @@ async def test_a_lease_loop_killed_by_a_bug_is_restarted_and_logged(caplog: pyte
             await done.wait()
             assert tm.running
     assert any("durable-lease died; restarting it" in r.getMessage() for r in caplog.records)
+
+
+class GatedBackend(ForwardingBackend[InMemoryDurableBackend]):
+    """A dequeue that waits at ``gate`` (``entered`` set once it does) before leasing."""
+
+    def __init__(self) -> None:
+        super().__init__(InMemoryDurableBackend())
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def dequeue(self, limit: int, lease: float) -> list[DurableTaskLease]:
+        self.entered.set()
+        await self.gate.wait()
+        return await super().dequeue(limit, lease)
+
+
+async def test_a_graceful_stop_hands_back_what_a_dequeue_in_flight_leased_and_ends() -> None:
+    # The stop begins while a dequeue is on its way; the tasks it then leases are never queued, and the drain
+    # must hand their leases back rather than wait for them forever.
+    backend = GatedBackend()
+    handler = Counter(1)
+    tm = durable_manager(backend, handler)
+    await tm.start()
+    try:
+        await tm.register_durable_tasks(*(DurableTask("h", Job(n)) for n in range(2)))
+        async with asyncio.timeout(GUARD):
+            await backend.entered.wait()
+        stop = asyncio.create_task(tm.stop_graceful())
+        await asyncio.sleep(0)  # the stop has begun: intake closed, nothing more leased
+        backend.gate.set()
+        async with asyncio.timeout(GUARD):
+            await stop
+        assert handler.calls == 0  # never started here ...
+        assert backend.inner.ready_count() == 2  # ... and handed back for another node: nothing lost
+    finally:
+        await stop_quietly(tm)

@@ -4,12 +4,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 from conftest import MakeBackend
-from worker_core.testing import DurableAdminConformance
+from worker_core.testing import DurableAdminConformance, TaskBrowserConformance
 from worker_postgres import PostgresAdmin, PostgresDurableBackend
 
 
-class TestPostgresAdminConformance(DurableAdminConformance):
-    """worker-core's admin contract, the admin and the backend over one schema."""
+class TestPostgresAdminConformance(DurableAdminConformance, TaskBrowserConformance):
+    """worker-core's admin and task browser contracts, the admin and the backend over one schema."""
 
     @pytest.fixture
     async def backend(self, make_backend: MakeBackend) -> PostgresDurableBackend:

@@ -12,7 +12,7 @@ import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
-EXPECTED = ["cat.png -> 640px", "[b'{\"order\": 1}']", "[('send', 'TimeoutError: smtp')]\n1"]
+EXPECTED = ["cat.png -> 640px", "[b'{\"order\": 1}']", "[('send', 'TimeoutError: smtp')]\n1\n[('send', 0)] b'{}'"]
 
 
 def test_readme_has_snippets() -> None:

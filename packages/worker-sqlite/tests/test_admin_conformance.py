@@ -1,4 +1,4 @@
-"""worker-core's DurableAdminConformance suite: SqliteAdmin over the file a SqliteDurableBackend writes."""
+"""worker-core's DurableAdminConformance and TaskBrowserConformance suites: SqliteAdmin over a backend's file."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 from worker_core.admin import open_admin
-from worker_core.testing import DurableAdminConformance
+from worker_core.testing import DurableAdminConformance, TaskBrowserConformance
 from worker_sqlite import SqliteDurableBackend
 from worker_sqlite.admin import SqliteAdmin
 
 
-class TestSqliteAdminConformance(DurableAdminConformance):
+class TestSqliteAdminConformance(DurableAdminConformance, TaskBrowserConformance):
     @pytest.fixture
     async def backend(self, db_path: Path) -> AsyncIterator[SqliteDurableBackend]:
         backend = SqliteDurableBackend(db_path)

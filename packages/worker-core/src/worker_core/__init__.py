@@ -48,6 +48,7 @@ from .errors import TaskNotFoundError as TaskNotFoundError
 from .errors import TaskSignal as TaskSignal
 from .errors import TaskTimeoutError as TaskTimeoutError
 from .errors import WorkerError as WorkerError
+from .errors import WorkerProcessError as WorkerProcessError
 from .errors import WrongLoopError as WrongLoopError
 from .handles import TaskHandle as TaskHandle
 from .hooks import TaskHooks as TaskHooks
@@ -153,6 +154,7 @@ __all__ = (
     "TypedDurableRegistry",
     "TypedHandlerRegistry",
     "WorkerError",
+    "WorkerProcessError",
     "WrongLoopError",
     "current_context",
     "define_task",

@@ -42,6 +42,7 @@ __all__ = (
     "TaskSignal",
     "TaskTimeoutError",
     "WorkerError",
+    "WorkerProcessError",
     "WrongLoopError",
 )
 
@@ -197,6 +198,10 @@ class PartialEnqueueError(BackendError):
 
 class LeaseLostError(BackendError):
     """The lease is gone or was handed to another consumer (stale fencing token); nothing was changed."""
+
+
+class WorkerProcessError(WorkerError):
+    """A plain function's pool process died while running it, or its result could not be pickled back."""
 
 
 class TaskSignal(Exception):

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta, tzinfo
 from types import TracebackType
-from typing import Any, ParamSpec, Self, TypeVar, Unpack, overload
+from typing import Any, Literal, ParamSpec, Self, TypeVar, Unpack, overload
 
 from . import task as records
 from ._many import register_each
@@ -93,6 +93,10 @@ class TaskManager:
         plugins: The plugins to resolve backend URLs and codec names with (loaded on first use if omitted).
         cron_tz: Time zone cron schedules are evaluated in unless they name one (go-worker's WithCronLocation).
         schedule_clock: Epoch seconds for schedules (default ``time.time``; tests inject a skewed clock).
+        plain_runner: Where plain (non-``async``) task functions run: ``"thread"`` (the default: worker threads,
+            one interpreter, the GIL) or ``"process"`` (a pool of spawned worker processes, for CPU-bound work:
+            the function, its arguments and its result are pickled; see the README's "CPU-bound functions").
+        process_pool_size: Pool processes with ``plain_runner="process"`` (``None``: the CPU count).
 
     Raises:
         ConfigurationError: a value of the wrong type or out of range.
@@ -125,6 +129,8 @@ class TaskManager:
         plugins: Plugins | None = None,
         cron_tz: str | tzinfo = "UTC",
         schedule_clock: Callable[[], float] | None = None,
+        plain_runner: Literal["thread", "process"] = "thread",
+        process_pool_size: int | None = None,
     ) -> None:
         options = ManagerOptions.build(
             max_workers=max_workers,
@@ -136,6 +142,8 @@ class TaskManager:
             default_queue=default_queue,
             queue_weights=queue_weights,
             stop_timeout=stop_timeout,
+            plain_runner=plain_runner,
+            process_pool_size=process_pool_size,
         )
         if plugins is not None and not isinstance(plugins, Plugins):
             raise ConfigurationError("plugins must be a worker_core.Plugins")

@@ -125,6 +125,8 @@ class ManagerOptions:
     default_queue: str
     queue_weights: Mapping[str, int]
     stop_timeout_s: float
+    plain_runner: str = "thread"  # "thread" or "process": where plain (non-async) task functions run
+    process_pool_size: int = 1  # pool processes when plain_runner is "process"
 
     @classmethod
     def build(
@@ -139,6 +141,8 @@ class ManagerOptions:
         default_queue: object,
         queue_weights: object,
         stop_timeout: object,
+        plain_runner: object = "thread",
+        process_pool_size: object = None,
     ) -> ManagerOptions:
         """Check every value; the first bad one raises.
 
@@ -170,6 +174,13 @@ class ManagerOptions:
                 raise ConfigurationError(f"queue_weights must map str to int, got {name!r}: {weight!r}")
             if name.strip():
                 weights[name.strip()] = weight if weight > 0 else 1
+        if plain_runner not in ("thread", "process"):
+            raise ConfigurationError(f"plain_runner must be 'thread' or 'process', got {plain_runner!r}")
+        pool_size = (
+            (os.cpu_count() or 1)
+            if process_pool_size is None
+            else config_int(process_pool_size, "process_pool_size", 1)
+        )
         return cls(
             max_workers=workers,
             max_tasks=tasks,
@@ -180,4 +191,6 @@ class ManagerOptions:
             default_queue=default_queue.strip(),
             queue_weights=weights,
             stop_timeout_s=stop_timeout_s,
+            plain_runner=str(plain_runner),
+            process_pool_size=pool_size,
         )

@@ -92,8 +92,22 @@ _V1: Final = [
         FOR EACH ROW EXECUTE FUNCTION {s}.notify_done()""",
 ]
 
-#: The migrations in order; the schema's version is the number applied. Version 2: the schedule tables.
-MIGRATIONS: Final = (_V1, SCHEDULE_TABLES)
+# Version 2: the admin's task browser walks each state newest first, per queue or over all of them, with the row
+# order (``seq``) breaking ties: the per-queue indexes gain ``seq`` (the claim's next-due lookups use them as
+# before), and ready and leased rows get an index over every queue. Built in the migration's transaction: writes
+# to the tasks table wait for it (on a large table, migrate when the workers are stopped or quiet).
+_V2: Final = [
+    "DROP INDEX IF EXISTS {s}.tasks_next",
+    "CREATE INDEX tasks_next ON {s}.tasks (queue, available_at, seq) WHERE state = 'ready'",
+    "DROP INDEX IF EXISTS {s}.tasks_leased",
+    "CREATE INDEX tasks_leased ON {s}.tasks (queue, available_at, seq) WHERE state = 'leased'",
+    "CREATE INDEX IF NOT EXISTS tasks_ready_all ON {s}.tasks (available_at, seq) WHERE state = 'ready'",
+    "CREATE INDEX IF NOT EXISTS tasks_leased_all ON {s}.tasks (available_at, seq) WHERE state = 'leased'",
+    "CREATE INDEX IF NOT EXISTS tasks_dead_queue ON {s}.tasks (queue, failed_at, seq) WHERE state = 'dead'",
+]
+
+#: The migrations in order; the schema's version is the number applied. Version 3: the schedule tables.
+MIGRATIONS: Final = (_V1, _V2, SCHEDULE_TABLES)
 #: The schema version this package reads and writes.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

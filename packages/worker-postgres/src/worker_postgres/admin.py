@@ -1,4 +1,4 @@
-"""``PostgresAdmin``: worker-core's :class:`~worker_core.admin.DurableAdmin` over one worker schema.
+"""``PostgresAdmin``: worker-core's :class:`~worker_core.admin.DurableAdmin` (and ``TaskBrowser``) over one schema.
 
 Every state change is one statement (atomic per call) that clears the moved tasks' lease tokens, so a worker
 still holding one of them can no longer settle it. Reads are bounded: pages of at most
@@ -32,12 +32,14 @@ from worker_core.admin import (
     QueueInfo,
     ScheduleStoreAdmin,
     ScheduleSummary,
+    TaskPage,
     TaskRecord,
     TaskState,
 )
 from worker_core.errors import ConfigurationError, TaskNotFoundError
 from worker_core.schedules import ScheduleEvent
 
+from ._browse import RECORD_COLUMNS, browse_query, ms, record
 from ._rows import normalize_queue
 from .backend import PostgresDurableBackend
 
@@ -47,11 +49,6 @@ __all__ = ("DLQ_PAGE_LIMIT", "MAX_IDS", "PostgresAdmin")
 DLQ_PAGE_LIMIT = 1000
 #: Ids one move (replay, requeue, delete) or listing takes at most.
 MAX_IDS = 10_000
-_STATES = {"ready": TaskState.READY, "leased": TaskState.PROCESSING, "dead": TaskState.DEAD}
-
-
-def _ms(value: float | None) -> int:
-    return int(value * 1000) if value else 0
 
 
 class PostgresAdmin:
@@ -230,7 +227,7 @@ class PostgresAdmin:
             params,
         )
         entries = tuple(
-            DLQEntry(id=i, queue=q, handler=h, attempts=int(a), age_ms=_ms(max(age or 0.0, 0.0)), last_error=e)
+            DLQEntry(id=i, queue=q, handler=h, attempts=int(a), age_ms=ms(max(age or 0.0, 0.0)), last_error=e)
             for i, q, h, a, e, age, _ in found
         )
         total = int(found[0][6]) if found else (await self._count_dead(params) if offset else 0)
@@ -276,45 +273,37 @@ class PostgresAdmin:
         key = _uuid(task_id)
         if key is None:
             raise TaskNotFoundError(f"task {task_id} not found")
-        found = await self._rows(
-            """SELECT id::text, state, handler, queue, priority, weight, retries, retry_delay, attempts,
-                   extract(epoch FROM ready_at)::float8, extract(epoch FROM updated_at)::float8,
-                   CASE WHEN state = 'leased' THEN extract(epoch FROM available_at)::float8 END,
-                   extract(epoch FROM failed_at)::float8, last_error, metadata, octet_length(payload),
-                   error_type, traceback
-               FROM {s}.tasks WHERE id = %(id)s""",
-            {"id": key},
-        )
+        found = await self._rows("SELECT " + RECORD_COLUMNS + " FROM {s}.tasks WHERE id = %(id)s", {"id": key})
         if not found:
             raise TaskNotFoundError(f"task {task_id} not found")
-        (i, state, handler, queue, prio, weight, retries, delay, attempts, ready, updated, lease, failed, error) = (
-            found[0][:14]
-        )
-        metadata, size, error_type, trace = found[0][14:]
-        meta = metadata if isinstance(metadata, dict) else {}
-        return TaskRecord(
-            id=i,
-            status=_STATES.get(state, TaskState.UNKNOWN),
-            handler=handler,
-            queue=queue,
-            priority=int(prio),
-            weight=int(weight),
-            retries=int(retries),
-            retry_delay_ms=int(float(delay) * 1000),
-            attempts=int(attempts),
-            ready_at_ms=_ms(ready),
-            updated_at_ms=_ms(updated),
-            lease_at_ms=_ms(lease),
-            failed_at_ms=_ms(failed),
-            last_error=error,
-            metadata={str(k): str(v) for k, v in meta.items()},
-            payload_size=int(size),
-            error_type=error_type,
-            error_traceback=trace,
-            dead_reason=("delivery limit" if error.startswith("delivery limit") else "failed")
-            if state == "dead"
-            else "",
-        )
+        return record(found[0])
+
+    async def browse_tasks(
+        self,
+        state: str,
+        *,
+        queue: str = "",
+        handler: str = "",
+        since_ms: int = 0,
+        until_ms: int = 0,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> TaskPage:
+        """A page of tasks in ``state`` (ready, delayed, processing, dead), newest first (see ``TaskBrowser``)."""
+        wanted = normalize_queue(queue) if queue.strip() else ""
+        bounds = {"since_ms": since_ms, "until_ms": until_ms, "limit": limit, "offset": offset}
+        query = browse_query(state, queue=wanted, handler=handler, **bounds)
+        await self._backend.connect()
+        async with self._backend._connection() as conn:
+            return await query.run(conn, self._s)
+
+    async def task_payload(self, task_id: str) -> bytes:
+        """The stored payload bytes of ``task_id`` (TaskNotFoundError when it is not stored)."""
+        key = _uuid(task_id)
+        found = await self._rows("SELECT payload FROM {s}.tasks WHERE id = %(id)s", {"id": key}) if key else []
+        if not found:
+            raise TaskNotFoundError(f"task {task_id} not found")
+        return bytes(found[0][0])
 
     async def missing_ids(self, ids: Iterable[str]) -> list[str]:
         """The ids among ``ids`` that have no stored task, in the order given."""
@@ -360,8 +349,8 @@ class PostgresAdmin:
         params = {"ids": keys, "queue": queue or None, "delay": delay, "reset": reset}
         moved = await self._rows(
             """WITH known AS (INSERT INTO {s}.queues (name) SELECT %(queue)s WHERE %(queue)s::text IS NOT NULL
-                              ON CONFLICT DO NOTHING)
-               UPDATE {s}.tasks t SET state = 'ready', token = NULL, queue = coalesce(%(queue)s, t.queue),
+                              ON CONFLICT DO NOTHING),
+               moved AS (UPDATE {s}.tasks t SET state = 'ready', token = NULL, queue = coalesce(%(queue)s, t.queue),
                    idempotency_key = CASE WHEN EXISTS (
                        SELECT 1 FROM {s}.tasks o WHERE o.idempotency_key = t.idempotency_key AND o.id <> t.id
                          AND (o.state <> 'dead' OR (o.id = ANY(%(ids)s) AND o.seq < t.seq))
@@ -372,7 +361,10 @@ class PostgresAdmin:
                    updated_at = clock_timestamp(), failed_at = NULL
                WHERE id = ANY(%(ids)s) AND """
             + where
-            + " RETURNING id::text",
+            + """ RETURNING id),
+               -- they run again: the outcomes of their earlier runs go, so a handle waits for the new ones
+               forgotten AS (DELETE FROM {s}.outcomes WHERE id IN (SELECT id FROM moved))
+               SELECT id::text FROM moved""",
             params,
         )
         return MoveResult(count=len(moved), missing=tuple(await self.missing_ids(wanted)))
@@ -480,5 +472,5 @@ def _node(node_id: str, info: object, seen: float) -> NodeInfo:
         started_ms=int(number(data.get("started")) * 1000),
         queues=tuple(str(q) for q in queues) if isinstance(queues, list) else (),
         running=int(number(data.get("running"))),
-        last_seen_ms=_ms(seen),
+        last_seen_ms=ms(seen),
     )

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-from worker_core.admin import DLQEntry, TaskRecord, TaskState
+from worker_core.admin import DLQEntry, NodeInfo, TaskRecord, TaskState
 
 __all__ = (
     "RECORD_COLUMNS",
@@ -22,6 +22,7 @@ __all__ = (
     "make_ready",
     "marks",
     "ms",
+    "node",
     "node_fields",
     "record",
 )
@@ -155,7 +156,8 @@ def make_ready(
 ) -> int:
     """Make the tasks ``ids`` matching ``condition`` ready at ``ready_at``; their token is cleared (fenced).
 
-    A task whose idempotency key a live task holds meanwhile is left where it is (not counted).
+    A task whose idempotency key a live task holds meanwhile is left where it is (not counted). A moved task's
+    stored outcome is deleted (in the same transaction).
     """
     now = ready_at if now is None else now
     state = "ready" if ready_at <= now else "delayed"
@@ -169,9 +171,10 @@ def make_ready(
         sets += ", attempts = 0"
     count = 0
     for task_id in ids:
-        count += db.execute(
-            f"UPDATE OR IGNORE tasks SET {sets} WHERE id = ? AND {condition}", (*args, task_id)
-        ).rowcount
+        moved = db.execute(f"UPDATE OR IGNORE tasks SET {sets} WHERE id = ? AND {condition}", (*args, task_id)).rowcount
+        if moved:  # it runs again: the outcome of its earlier run goes, so a handle waits for the new one
+            db.execute("DELETE FROM outcomes WHERE id = ?", (task_id,))
+        count += moved
     return count
 
 
@@ -183,3 +186,19 @@ def node_fields(value: object) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def node(row: Sequence[Any]) -> NodeInfo:
+    """A node from its row ``(id, info, last_seen, leases)``."""
+    node_id, info, last_seen, leases = row
+    data = node_fields(info)
+    queues = data.get("queues")
+    return NodeInfo(
+        id=as_str(node_id),
+        host=str(data.get("host", "")),
+        pid=as_int(data.get("pid")),
+        started_ms=ms(data.get("started")),
+        queues=tuple(str(q) for q in queues) if isinstance(queues, list) else (),
+        running=as_int(data.get("running", leases)),
+        last_seen_ms=ms(last_seen),
+    )

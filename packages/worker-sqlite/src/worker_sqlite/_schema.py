@@ -71,9 +71,19 @@ _V1: Final = (
     )""",
 )
 
+# Version 2: the admin's task browser walks each state newest first, per queue or over all of them, through an
+# index (the rowid, ``seq``, breaks ties). ``tasks_delayed``, ``tasks_leased`` and ``tasks_dead`` serve the walks
+# over every queue of their states; these serve the rest.
+_V2: Final = (
+    "CREATE INDEX IF NOT EXISTS tasks_waiting ON tasks (ready_at) WHERE state IN ('ready', 'delayed')",
+    "CREATE INDEX IF NOT EXISTS tasks_waiting_queue ON tasks (queue, ready_at) WHERE state IN ('ready', 'delayed')",
+    "CREATE INDEX IF NOT EXISTS tasks_leased_queue ON tasks (queue, expires_at) WHERE state = 'leased'",
+    "CREATE INDEX IF NOT EXISTS tasks_dead_queue ON tasks (queue, failed_at) WHERE state = 'dead'",
+)
+
 #: Migrations in order: (version, statements). Append, never edit one that shipped.
-# Version 2: the schedule tables (``_schedules.py``).
-MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = ((1, _V1), (2, SCHEDULE_TABLES))
+# Version 3: the schedule tables (``_schedules.py``).
+MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = ((1, _V1), (2, _V2), (3, SCHEDULE_TABLES))
 #: The schema version this package writes (``PRAGMA user_version``).
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
 

@@ -1,4 +1,4 @@
-"""``SqliteAdmin``: worker-core's :class:`~worker_core.admin.DurableAdmin` over an SQLite task file.
+"""``SqliteAdmin``: worker-core's :class:`~worker_core.admin.DurableAdmin` (and ``TaskBrowser``) over an SQLite file.
 
 Every change is one write transaction over a bounded batch of ids, so it is atomic per call and fences
 the tasks it moves (their lease token is cleared: a worker still holding one cannot settle it). Reads are
@@ -25,6 +25,7 @@ from worker_core.admin import (
     QueueInfo,
     ScheduleStoreAdmin,
     ScheduleSummary,
+    TaskPage,
     TaskRecord,
     TaskState,
 )
@@ -36,17 +37,15 @@ from ._admin_sql import (
     RECORD_COLUMNS,
     Moved,
     absent,
-    as_int,
-    as_str,
     chunks,
     clean_ids,
     entry,
     make_ready,
     marks,
-    ms,
-    node_fields,
+    node,
     record,
 )
+from ._browse import browse_query, payload_of
 from .backend import SqliteDurableBackend
 
 __all__ = ("DLQ_PAGE_LIMIT", "SqliteAdmin", "clean_ids")
@@ -278,6 +277,32 @@ class SqliteAdmin:
             raise TaskNotFoundError(f"no durable task {key!r} in {self.where}")
         return record(row)
 
+    async def browse_tasks(
+        self,
+        state: str,
+        *,
+        queue: str = "",
+        handler: str = "",
+        since_ms: int = 0,
+        until_ms: int = 0,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> TaskPage:
+        """A page of tasks in ``state`` (ready, delayed, processing, dead), newest first (see ``TaskBrowser``)."""
+        wanted = self._queue(queue) if queue.strip() else ""
+        bounds = {"since_ms": since_ms, "until_ms": until_ms, "limit": limit, "offset": offset}
+        query = browse_query(state, queue=wanted, handler=handler, now=time.time(), **bounds)
+        page: TaskPage = await self._read(query.run)
+        return page
+
+    async def task_payload(self, task_id: str) -> bytes:
+        """The stored payload bytes of ``task_id`` (TaskNotFoundError when it is not stored)."""
+        key = task_id.strip()
+        found: bytes | None = await self._read(lambda db: payload_of(db, key))
+        if found is None:
+            raise TaskNotFoundError(f"no durable task {key!r} in {self.where}")
+        return found
+
     async def nodes(self) -> list[NodeInfo]:
         """The live worker nodes (heartbeat not expired), newest heartbeat first."""
         rows = await self._read(
@@ -286,23 +311,7 @@ class SqliteAdmin:
                 (time.time(),),
             ).fetchall()
         )
-        out = []
-        for node_id, info, last_seen, leases in rows:
-            data = node_fields(info)
-            queues = data.get("queues")
-            started = data.get("started")
-            out.append(
-                NodeInfo(
-                    id=as_str(node_id),
-                    host=str(data.get("host", "")),
-                    pid=as_int(data.get("pid")),
-                    started_ms=ms(started),
-                    queues=tuple(str(q) for q in queues) if isinstance(queues, list) else (),
-                    running=as_int(data.get("running", leases)),
-                    last_seen_ms=ms(last_seen),
-                )
-            )
-        return out
+        return [node(row) for row in rows]
 
     async def ids_from(self, source: str, *, from_queue: str = "", limit: int = 100) -> list[str]:
         """The first ``limit`` ids (0: all) of the DLQ (newest first) or one queue's ready or processing set."""

@@ -16,9 +16,11 @@ from typing import Any
 import click
 from worker_core.errors import WorkerError
 
+from ._child import RECYCLE_EXIT, ChildLink
 from ._connection import fail
 from ._duration import DURATION
 from ._groups import CONTEXT, cli
+from ._node_config import ProcessOptions, process_options
 from ._worker_grpc import GrpcOptions, grpc_options, start_grpc
 
 __all__ = ("WorkerOptions", "load_app", "worker")
@@ -44,6 +46,7 @@ class WorkerOptions:
     consume: tuple[str, ...] = ()  # lease only from these queues (empty: every queue)
     lease: float | None = None
     renewal: float | None = None  # 0: off
+    plain_runner: str | None = None  # "thread" or "process": where the app's plain handlers run
 
 
 def _import_attr(spec: str, what: str) -> Any:
@@ -85,7 +88,8 @@ async def load_app(opts: WorkerOptions) -> Any:
     """Resolve APP to a TaskManager: the object itself, or what its factory returns (sync or async).
 
     A factory receives, by keyword, those of ``durable_backend``, ``max_workers``, ``default_queue``,
-    ``queue_weights``, ``tasks_per_second``, ``durable_lease`` and ``durable_lease_renewal_interval`` that the
+    ``queue_weights``, ``tasks_per_second``, ``durable_lease``, ``durable_lease_renewal_interval`` and
+    ``plain_runner`` that the
     command line set and its signature declares (``tasks_per_second=None``, no limit, when ``--rate`` is not
     given and the factory takes it).
     """
@@ -104,6 +108,8 @@ async def load_app(opts: WorkerOptions) -> Any:
         given["durable_lease"] = opts.lease
     if opts.renewal is not None:
         given["durable_lease_renewal_interval"] = opts.renewal
+    if opts.plain_runner is not None:
+        given["plain_runner"] = opts.plain_runner
     if opts.durable_url is not None:
         given["durable_backend"] = _backend(opts)
     if opts.concurrency is not None:
@@ -151,8 +157,12 @@ def _describe_durable(opts: WorkerOptions) -> str:
     return f"{parts.scheme}://{parts.hostname or 'localhost'}:{port} prefix={opts.prefix or 'go-worker'}"
 
 
-async def run_node(opts: WorkerOptions) -> int:
-    """Start the app, serve until SIGTERM/SIGINT, stop gracefully; a second signal stops at once."""
+async def run_node(opts: WorkerOptions, link: ChildLink | None = None) -> int:
+    """Start the app, serve until SIGTERM/SIGINT, stop gracefully; a second signal stops at once.
+
+    Under the supervisor, ``link`` heartbeats to it and may stop the node to recycle it (exit
+    :data:`~workerctl._child.RECYCLE_EXIT` once the stop was graceful).
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     stop_now = asyncio.Event()
@@ -162,6 +172,18 @@ async def run_node(opts: WorkerOptions) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
+    if link is not None:
+        link.start(stop)
+    try:
+        return await _serve(opts, link, stop, stop_now)
+    finally:
+        if link is not None:
+            await link.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _serve(opts: WorkerOptions, link: ChildLink | None, stop: asyncio.Event, stop_now: asyncio.Event) -> int:
     manager = await load_app(opts)
     if not manager.durable and not opts.grpc.listen:
         raise fail(
@@ -169,6 +191,8 @@ async def run_node(opts: WorkerOptions) -> int:
             "durable handlers in the app), configure durable_backend in the app, or serve gRPC with --grpc-listen"
         )
     await manager.start()
+    if link is not None:
+        link.attach(manager)
     server = None
     grpc_text = "off"
     try:
@@ -200,7 +224,7 @@ async def run_node(opts: WorkerOptions) -> int:
                 logger.warning("shutdown timeout passed: running tasks were cancelled")
                 return 1
             logger.info("worker stopped")
-            return 0
+            return RECYCLE_EXIT if link is not None and link.recycled else 0
         logger.warning("stopping now: running tasks are cancelled (their leases expire and they run again)")
         await manager.stop_now()
         graceful.cancel()
@@ -211,8 +235,19 @@ async def run_node(opts: WorkerOptions) -> int:
         if server is not None:
             await server.stop(0)
         await manager.stop_now()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+
+
+async def check_node(opts: WorkerOptions) -> int:
+    """``--check``: load the app, start its manager (which connects to the backend), stop it; 0 when all worked."""
+    manager = await load_app(opts)
+    if not manager.durable and not opts.grpc.listen:
+        raise fail(f"{opts.app} has no durable backend, so a node would consume nothing")
+    await manager.start()
+    try:
+        click.echo(f"ok: app={opts.app} durable={_describe_durable(opts) if manager.durable else 'off'}")
+    finally:
+        await manager.stop_now()
+    return 0
 
 
 def _weights(values: tuple[str, ...]) -> dict[str, int] | None:
@@ -230,7 +265,7 @@ def _weights(values: tuple[str, ...]) -> dict[str, int] | None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("app")
+@click.argument("app", envvar="WORKER_APP", required=False)
 @click.option(
     "--redis-url",
     "--durable-url",
@@ -239,26 +274,42 @@ def _weights(values: tuple[str, ...]) -> dict[str, int] | None:
     help="Durable backend URL (redis://, rediss://) [env WORKER_REDIS_URL]",
 )
 @click.option("--redis-prefix", envvar="WORKER_REDIS_PREFIX", default=None, help="Key prefix [env WORKER_REDIS_PREFIX]")
-@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None, help="Tasks run at once.")
-@click.option("--queue", "queues", multiple=True, help="Queue weight NAME[=WEIGHT] (repeatable).")
-@click.option("--default-queue", default=None, help="Queue of tasks that name none.")
-@grpc_options
-@click.option("--shutdown-timeout", type=DURATION, default="0", help="Graceful stop limit (0 = wait for tasks).")
 @click.option(
-    "--rate", type=click.FloatRange(min=0), default=None, help="Tasks started per second (0 or unset: no limit)."
+    "-c", "--concurrency", type=click.IntRange(min=1), envvar="WORKER_CONCURRENCY", help="Tasks at once per process."
 )
-@click.option("--consume", multiple=True, metavar="QUEUE", help="Lease only from this queue (repeatable; default all).")
-@click.option("--lease", type=DURATION, default=None, help="Durable lease per task [default: the app's, 30s].")
-@click.option("--renewal", type=DURATION, default=None, help="Lease renewal interval (0 = off) [default: lease / 3].")
+@click.option("--queue", "queues", multiple=True, envvar="WORKER_QUEUE", help="Queue weight NAME[=WEIGHT] (repeat).")
+@click.option("--default-queue", envvar="WORKER_DEFAULT_QUEUE", help="Queue of tasks that name none.")
+@grpc_options
+@click.option(
+    "--shutdown-timeout",
+    type=DURATION,
+    default="0",
+    envvar="WORKER_SHUTDOWN_TIMEOUT",
+    help="Graceful stop limit (0 = wait for tasks).",
+)
+@click.option(
+    "--rate", type=click.FloatRange(min=0), envvar="WORKER_RATE", help="Tasks started per second (0/unset: no limit)."
+)
+@click.option("--consume", multiple=True, metavar="QUEUE", envvar="WORKER_CONSUME", help="Lease only from this queue.")
+@click.option("--lease", type=DURATION, envvar="WORKER_LEASE", help="Durable lease per task [default: the app's, 30s].")
+@click.option("--renewal", type=DURATION, envvar="WORKER_RENEWAL", help="Lease renewal interval (0 = off).")
+@click.option(
+    "--plain-runner",
+    type=click.Choice(["thread", "process"]),
+    envvar="WORKER_PLAIN_RUNNER",
+    help="Run plain handlers on threads or in a process pool (the factory's plain_runner).",
+)
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
     show_default=True,
+    envvar="WORKER_LOG_LEVEL",
     help="Log level.",
 )
+@process_options
 def worker(
-    app: str,
+    app: str | None,
     durable_url: str | None,
     redis_prefix: str | None,
     concurrency: int | None,
@@ -269,16 +320,23 @@ def worker(
     consume: tuple[str, ...],
     lease: float | None,
     renewal: float | None,
+    plain_runner: str | None,
     log_level: str,
     grpc: GrpcOptions,
+    process: ProcessOptions,
 ) -> None:
     """Run a worker node for APP (module:attribute naming a TaskManager, or a factory returning one).
 
     A factory receives, by keyword, the settings given here that it declares: durable_backend,
     max_workers, default_queue, queue_weights, tasks_per_second (--rate; no limit unless given),
-    durable_lease, durable_lease_renewal_interval. An app with no durable backend (and no --grpc-listen)
-    is refused. SIGTERM or SIGINT stops the node gracefully (running tasks finish); a second signal
-    stops it at once.
+    durable_lease, durable_lease_renewal_interval, plain_runner. An app with no durable backend (and no
+    --grpc-listen) is refused. SIGTERM or SIGINT stops the node gracefully (running tasks finish); a second
+    signal stops it at once.
+
+    --processes N (or auto) runs a supervisor of N worker processes, each a whole node; it restarts one
+    that dies, replaces one past --max-tasks-per-child or --max-memory-per-child, and serves /livez,
+    /readyz and /metrics on --health-listen. Every flag has a WORKER_* variable; --config FILE (TOML)
+    holds defaults: flag > variable > file > default. --check loads the app, connects, and exits 0 or 1.
 
     gRPC on an address other than loopback needs a bearer token (--grpc-token-file, --grpc-token or
     $WORKER_GRPC_TOKEN) or mutual TLS, unless --insecure is given.
@@ -290,6 +348,13 @@ def worker(
           --grpc-token-file /etc/worker/grpc-tokens \\
           --grpc-tls-cert server.pem --grpc-tls-key server-key.pem
     """
+    if not app:
+        raise click.UsageError("Missing argument 'APP' (or $WORKER_APP, or app = ... in --config).")
+    if grpc.listen and process.supervised:
+        raise click.UsageError(
+            "--grpc-listen runs in a single-process node only: drop --processes/--max-*-per-child/--health-listen, "
+            "or serve gRPC from a node of its own"
+        )
     logging.basicConfig(
         level=getattr(logging, log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -308,9 +373,17 @@ def worker(
         consume=tuple(q.strip() for q in consume if q.strip()),
         lease=lease if lease else None,
         renewal=renewal,
+        plain_runner=plain_runner,
     )
     try:
-        code = asyncio.run(run_node(opts))
+        if process.check:
+            code = asyncio.run(check_node(opts))
+        elif process.supervised:
+            from ._supervisor import NodeSupervisor
+
+            code = asyncio.run(NodeSupervisor(opts, process, log_level).run())
+        else:
+            code = asyncio.run(run_node(opts))
     except WorkerError as exc:
         raise fail(str(exc)) from None
     sys.exit(code)

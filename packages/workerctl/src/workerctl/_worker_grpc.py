@@ -114,9 +114,17 @@ def read_tokens(values: tuple[str, ...], token_file: str | None) -> tuple[str, .
 def grpc_options(f: F) -> F:
     """Add the gRPC options to a click command; it receives them as one ``grpc: GrpcOptions`` argument."""
     options = [
-        click.option("--grpc-listen", default=None, metavar="HOST:PORT", help="Also serve go-worker's gRPC API here."),
         click.option(
-            "--grpc-handlers", default=None, metavar="MODULE:ATTR", help="gRPC handlers (default: the app's)."
+            "--grpc-listen",
+            metavar="HOST:PORT",
+            envvar="WORKER_GRPC_LISTEN",
+            help="Also serve go-worker's gRPC API here.",
+        ),
+        click.option(
+            "--grpc-handlers",
+            metavar="MODULE:ATTR",
+            envvar="WORKER_GRPC_HANDLERS",
+            help="gRPC handlers [default: the app's].",
         ),
         click.option(
             "--grpc-token",
@@ -129,30 +137,56 @@ def grpc_options(f: F) -> F:
         click.option(
             "--grpc-token-file",
             type=click.Path(dir_okay=False),
-            default=None,
+            envvar="WORKER_GRPC_TOKEN_FILE",
             help="Accept the bearer tokens in this file (one a line; # comments).",
         ),
         click.option(
-            "--grpc-tls-cert", "--tls-cert", "tls_cert", type=click.Path(dir_okay=False), help="gRPC certificate (PEM)."
+            "--grpc-tls-cert",
+            "--tls-cert",
+            "tls_cert",
+            type=click.Path(dir_okay=False),
+            envvar="WORKER_GRPC_TLS_CERT",
+            help="gRPC certificate (PEM).",
         ),
         click.option(
-            "--grpc-tls-key", "--tls-key", "tls_key", type=click.Path(dir_okay=False), help="gRPC private key (PEM)."
+            "--grpc-tls-key",
+            "--tls-key",
+            "tls_key",
+            type=click.Path(dir_okay=False),
+            envvar="WORKER_GRPC_TLS_KEY",
+            help="gRPC private key (PEM).",
         ),
         click.option(
             "--grpc-tls-client-ca",
             "--tls-client-ca",
             "tls_client_ca",
             type=click.Path(dir_okay=False),
+            envvar="WORKER_GRPC_TLS_CLIENT_CA",
             help="Require client certificates signed by this CA (mTLS).",
         ),
         click.option(
             "--insecure",
             "grpc_insecure",
             is_flag=True,
+            envvar="WORKER_GRPC_INSECURE",
             help="Serve gRPC on a non-loopback address without token or mTLS.",
         ),
-        click.option("--grpc-health", type=_EXPOSURE, default="open", show_default=True, help="gRPC health checking."),
-        click.option("--grpc-reflection", type=_EXPOSURE, default="off", show_default=True, help="gRPC reflection."),
+        click.option(
+            "--grpc-health",
+            type=_EXPOSURE,
+            default="open",
+            show_default=True,
+            envvar="WORKER_GRPC_HEALTH",
+            help="gRPC health checking.",
+        ),
+        click.option(
+            "--grpc-reflection",
+            type=_EXPOSURE,
+            default="off",
+            show_default=True,
+            envvar="WORKER_GRPC_REFLECTION",
+            help="gRPC reflection.",
+        ),
     ]
 
     @functools.wraps(f)

@@ -34,12 +34,14 @@ from worker_core.errors import TaskCancelledError, TaskTimeoutError
 from worker_core.status import TaskStatus
 
 from .deadlines import Deadlines
+from .processes import ProcessContext
 
 if TYPE_CHECKING:
     from worker_core.events import EventPipeline
     from worker_core.task import Task
 
     from .outcomes import Finisher, Settle
+    from .processes import ProcessRunner
     from .threads import ThreadRunner
 
 __all__ = ("CURRENT_CONTEXT", "AttemptRunner", "CancelEvent", "Outcome", "TaskContext")
@@ -155,6 +157,7 @@ class AttemptRunner:
         "_events",
         "_finisher",
         "_loop",
+        "_processes",
         "_release",
         "_settle",
         "_threads",
@@ -169,6 +172,7 @@ class AttemptRunner:
         *,
         events: EventPipeline,
         threads: ThreadRunner,
+        processes: ProcessRunner | None = None,
         finisher: Finisher,
         settle: Settle,
         release: Callable[[], None],
@@ -176,6 +180,7 @@ class AttemptRunner:
     ) -> None:
         self._events = events
         self._threads = threads
+        self._processes = processes
         self._finisher = finisher
         self._settle = settle
         self._release = release  # a pooled attempt gives its worker slot back through this
@@ -280,7 +285,11 @@ class AttemptRunner:
                 if records.is_async(task):
                     result = await task.execute(ctx)
                 else:
-                    result = await self._threads.run(task.execute, ctx, _copy_context())
+                    processes = self._processes
+                    if processes is None:
+                        result = await self._threads.run(task.execute, ctx, _copy_context())
+                    else:  # a pool process: pickled there and back, the context as a snapshot
+                        result = await processes.run(task.execute, ProcessContext.of(ctx))
                     if _isawaitable(result):  # a plain callable that returned a coroutine: run it here
                         result = await result
             except BaseException as exc:

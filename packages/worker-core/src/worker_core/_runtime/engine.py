@@ -42,6 +42,7 @@ from .attempt import CURRENT_CONTEXT, AttemptRunner
 from .intake import Intake
 from .outcomes import Finisher, Outcomes, Retries
 from .pool import WorkerPool
+from .processes import ProcessRunner
 from .ratelimit import TokenBucket
 from .registry import TaskRegistry
 from .schedule_port import SchedulePort
@@ -87,10 +88,14 @@ class Engine:
         self.retries = Retries(self.scheduler, self.finisher, self.events, options.max_tasks, self._became_ready)
         self.outcomes = Outcomes(self.finisher, self.retries)
         self.threads = ThreadRunner()
+        self.processes = (
+            ProcessRunner(options.process_pool_size, self.threads) if options.plain_runner == "process" else None
+        )
         self.pool = WorkerPool(self.scheduler.ready, options.max_workers)
         self.attempts = AttemptRunner(
             events=self.events,
             threads=self.threads,
+            processes=self.processes,
             finisher=self.finisher,
             settle=self.outcomes.settle,
             release=self.pool.released,
@@ -375,6 +380,8 @@ class Engine:
         if self.durable_config is not None:
             await _bounded(self.durable_config.close())
         self.threads.close()
+        if self.processes is not None:
+            self.processes.close()
         self.attempts.close()
         self.bus.close()
 

@@ -75,16 +75,17 @@ class DurableSink:
         """Call ``listener()`` whenever a worker frees up or the worker count changes."""
         self._pool.on_capacity(listener)
 
-    def submit(self, task: LeasedTask, retries: int, backoff_s: float | None) -> None:
-        """List ``task`` and queue it for a worker (not while the manager stops: its lease goes back)."""
+    def submit(self, task: LeasedTask, retries: int, backoff_s: float | None) -> bool:
+        """List ``task`` and queue it for a worker; False while the manager stops (its lease goes back)."""
         records.bind(task, retries, self._options.retry_delay_s if backoff_s is None else backoff_s)
         if not self._intake.open:
-            return  # leased while the manager stops: the lease is handed back with the others
+            return False  # leased while the manager stops: the lease is handed back with the others
         self._registry.add(task, records.key(task))
         self._scheduler.ready.push(task)
         pool = self._pool
         if pool.busy < pool.capacity:
             pool.kick()
+        return True
 
     def withdraw(self, task: LeasedTask) -> bool:
         """Take ``task`` out of the ready queues if it still waits there."""

@@ -93,8 +93,11 @@ class WorkSink(Protocol):
         """Call ``listener()`` whenever a worker frees up or the worker count changes."""
         ...
 
-    def submit(self, task: LeasedTask, retries: int, backoff_s: float | None) -> None:
-        """List ``task`` and queue it for a worker (``backoff_s`` ``None``: the manager's retry delay)."""
+    def submit(self, task: LeasedTask, retries: int, backoff_s: float | None) -> bool:
+        """List ``task`` and queue it for a worker (``backoff_s`` ``None``: the manager's retry delay).
+
+        False when the manager is stopping: the task was not queued and its lease is to be handed back.
+        """
         ...
 
     def withdraw(self, task: LeasedTask) -> bool:
@@ -134,6 +137,7 @@ class DurableRuntime:
         self._held: dict[int, LeasedTask] = {}  # leases this node holds, by task key
         self._leasing = False
         self._in_dequeue = False
+        self._unqueued: list[LeasedTask] = []  # leased as the manager began to stop: never queued
         self._capacity: asyncio.Future[None] | None = None
         self._idle_waiter: asyncio.Future[None] | None = None
         self.policy = DurablePolicy(backend, sink, self._unhold, result_ttl_s=options.result_ttl_s)
@@ -160,8 +164,12 @@ class DurableRuntime:
         self._capacity_changed()
 
     def take_unstarted(self) -> list[LeasedTask]:
-        """Take leased tasks still waiting for a worker out of the ready queues (their leases stay held)."""
-        return [task for task in list(self._held.values()) if self._sink.withdraw(task)]
+        """Take leased tasks still waiting for a worker out of the ready queues (their leases stay held).
+
+        Tasks leased by a dequeue that was in flight when the stop began were never queued: they are taken too.
+        """
+        unqueued, self._unqueued = self._unqueued, []
+        return unqueued + [task for task in list(self._held.values()) if self._sink.withdraw(task)]
 
     async def release(self, tasks: list[LeasedTask]) -> None:
         """Hand the leases of ``tasks`` back (they have not started): another node runs them."""
@@ -316,7 +324,8 @@ class DurableRuntime:
             self.lost(older, "lease expired: the task was delivered again")
         self._held[key] = task
         backoff = record.retry_delay if isinstance(record.retry_delay, int | float) and record.retry_delay > 0 else None
-        self._sink.submit(task, max(0, lease.max_retries), backoff)
+        if not self._sink.submit(task, max(0, lease.max_retries), backoff):
+            self._unqueued.append(task)  # the manager stops: a graceful drain hands its lease back at once
 
     async def _unknown_handler(self, lease: DurableTaskLease) -> None:
         """A handler this node does not know (a rolling deploy: newer nodes may): put it back with a delay.
@@ -432,7 +441,20 @@ def _bind(fn: Callable[..., Any], payload: Any) -> Callable[[TaskContext], Any]:
 
         return run_async
 
-    def run_sync(ctx: TaskContext) -> Any:
-        return fn(ctx, payload)
+    return _Bound(fn, payload)
 
-    return run_sync
+
+class _Bound:
+    """``fn(ctx, payload)`` as a plain handler's ``execute(ctx)``: an object, so a process pool can pickle it."""
+
+    __slots__ = ("fn", "payload")
+
+    def __init__(self, fn: Callable[..., Any], payload: Any) -> None:
+        self.fn = fn
+        self.payload = payload
+
+    def __call__(self, ctx: TaskContext) -> Any:
+        return self.fn(ctx, self.payload)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Bound, (self.fn, self.payload))

@@ -25,8 +25,10 @@ from typing import Any, ClassVar
 import pytest
 
 from worker_core.admin import DurableAdmin, TaskState
+from worker_core.durable.outcomes import ResultStoreBackend, TaskOutcome
 from worker_core.durable.types import DurableBackend, DurableTask, DurableTaskLease, FailureReason
 from worker_core.errors import ConfigurationError, LeaseLostError, TaskNotFoundError
+from worker_core.status import TaskStatus
 
 __all__ = ("DurableAdminConformance",)
 
@@ -223,6 +225,32 @@ class DurableAdminConformance:
         assert (await admin.get(dead)).status is TaskState.READY
         with pytest.raises(TaskNotFoundError):
             await admin.get(nowhere)
+
+    async def test_a_replayed_task_forgets_the_outcome_of_its_failed_run(
+        self, backend: DurableBackend, admin: DurableAdmin
+    ) -> None:
+        """A replay leaves no outcome of the earlier run: a handle awaited after it waits for the new run.
+
+        Otherwise the handle would raise the old failure at once, whatever the new run does.
+        """
+        if not isinstance(backend, ResultStoreBackend):
+            pytest.skip("the backend does not implement ResultStoreBackend")
+        first, second = self.make_task(), self.make_task()
+        for task in (first, second):
+            await backend.enqueue(task)
+            (lease,) = await self.lease_all(backend, 1)
+            assert task.id is not None
+            failed = TaskOutcome(
+                id=task.id, handler=task.handler, queue=task.queue, status=TaskStatus.FAILED, error_type="ValueError"
+            )
+            await backend.fail_with_outcome(lease, "boom", failed, 60.0)
+            assert await backend.get_outcome(task.id) is not None
+        assert (await admin.replay_dlq(1)).count == 1
+        assert (await admin.replay_dlq_ids([str(second.id)])).count == 1
+        assert first.id is not None
+        assert second.id is not None
+        assert await backend.get_outcome(first.id) is None
+        assert await backend.get_outcome(second.id) is None
 
     # -- moves -------------------------------------------------------------------------------------------
 

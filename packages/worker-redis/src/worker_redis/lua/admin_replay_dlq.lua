@@ -10,7 +10,7 @@
 -- ARGV[5]  reset attempts   "1" sets attempts to 0
 -- ARGV[6]  token seed       lease_token becomes "<seed>:<id>"
 -- ARGV[7]  wake cap
--- Touches: dead, P:task:<id>, P:ready:<q>, queues, wake.
+-- Touches: dead, P:task:<id>, P:ready:<q>, queues, wake, P:result:<id> (deleted: the outcome of the earlier run).
 -- Popped ids without a hash are dropped (as in go-worker).
 -- Returns {replayed, popped}.
 local p = ARGV[1]
@@ -25,6 +25,7 @@ for _ = 1, limit do
   if redis.call('EXISTS', tk) == 1 then
     local q = redis.call('HGET', tk, 'queue')
     if not q or q == '' then q = ARGV[4] end
+    redis.call('DEL', p .. 'result:' .. id)  -- it runs again: a handle waits for the new outcome
     redis.call('HSET', tk, 'queue', q, 'ready_at_ms', ARGV[2], 'updated_at_ms', ARGV[2],
       'lease_token', ARGV[6] .. ':' .. id)
     if ARGV[5] == '1' then

@@ -12,7 +12,8 @@
 -- ARGV[7]  token seed       lease_token becomes "<seed>:<id>": the old holder's ack/nack/fail is rejected
 -- ARGV[8]  wake cap         the wake list is trimmed to this many tokens
 -- ARGV[9..] task ids
--- Touches: P:task:<id>, P:ready:<q>, P:processing:<q> (q = the task's queue and the target), dead, queues, wake.
+-- Touches: P:task:<id>, P:ready:<q>, P:processing:<q> (q = the task's queue and the target), dead, queues, wake,
+--          P:result:<id> (deleted: the outcome of the earlier run).
 -- An id without a hash is left alone (nothing is created) and reported as missing.
 -- Returns {moved, {missing ids}}.
 local p = ARGV[1]
@@ -35,6 +36,7 @@ for i = 9, #ARGV do
       -- Only a task in no sorted set can be dead: skip the O(n) LREM for ready/processing tasks.
       redis.call('LREM', KEYS[1], 0, id)
     end
+    redis.call('DEL', p .. 'result:' .. id)  -- it runs again: a handle waits for the new outcome
     redis.call('HSET', tk, 'queue', target, 'ready_at_ms', ARGV[3], 'updated_at_ms', ARGV[2],
       'lease_token', ARGV[7] .. ':' .. id)
     if ARGV[6] == '1' then
