@@ -8,6 +8,7 @@ and none is missing between the first and the last while at least one process wa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
@@ -51,7 +52,7 @@ def _task(tick_ms: int, schedule: str = "s") -> DurableTask:
 
 
 def _rows(path: Path, query: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:  # `with connect()` alone commits but never closes
         return db.execute(query).fetchall()
 
 
@@ -87,7 +88,7 @@ async def test_an_existing_task_id_undoes_the_marker(make_backend: MakeBackend, 
 
 async def test_expired_markers_are_pruned_in_bounded_batches(make_backend: MakeBackend, db_path: Path) -> None:
     backend = await make_backend()
-    with sqlite3.connect(db_path) as db:
+    with contextlib.closing(sqlite3.connect(db_path)) as db, db:
         db.executemany(
             "INSERT INTO schedule_ticks (schedule, tick_ms, task_id, expires_at) VALUES ('old', ?, 'x', 1.0)",
             [(i,) for i in range(250)],
@@ -102,7 +103,7 @@ async def test_expired_markers_are_pruned_in_bounded_batches(make_backend: MakeB
 async def test_corrupt_rows_are_skipped_and_run_requests_taken_once(make_backend: MakeBackend, db_path: Path) -> None:
     nodes = [await make_backend() for _ in range(3)]
     await nodes[0].record_schedule_event(ScheduleEvent("s", "failed", 1, 2, error="boom"), 5)
-    with sqlite3.connect(db_path) as db:
+    with contextlib.closing(sqlite3.connect(db_path)) as db, db:
         db.execute("INSERT INTO schedule_events (schedule, data) VALUES ('s', '{not json'), ('s', '[1]')")
         db.execute("INSERT INTO schedules VALUES ('broken', X'ff00', 'UTC', 'q', 'skip', 0)")  # a blob spec
         db.execute("INSERT INTO schedule_state (name, last_tick_ms) VALUES ('t', 'not-a-number')")
