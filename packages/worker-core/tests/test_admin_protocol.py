@@ -62,6 +62,9 @@ class _Schedules:
     async def run_schedule_now(self, name: str) -> str:
         return name
 
+    async def schedule_events(self, name: str, limit: int) -> list[Any]:
+        return []
+
 
 def test_optional_capabilities_are_checked_at_run_time() -> None:
     from worker_core.admin import ScheduleAdmin, TaskBrowser
@@ -72,9 +75,9 @@ def test_optional_capabilities_are_checked_at_run_time() -> None:
 
 
 def test_schedule_and_page_records_as_json() -> None:
-    from worker_core.admin import BROWSE_STATES, ScheduleInfo, TaskPage
+    from worker_core.admin import BROWSE_STATES, ScheduleSummary, TaskPage
 
-    info = ScheduleInfo("nightly", "report", "default", "0 3 * * *", 1_800_000_000_000, 0, paused=True)
+    info = ScheduleSummary("nightly", "report", "default", "0 3 * * *", 1_800_000_000_000, 0, paused=True)
     assert info.to_json() == {
         "name": "nightly",
         "handler": "report",
@@ -83,6 +86,8 @@ def test_schedule_and_page_records_as_json() -> None:
         "next_run": "2027-01-15T08:00:00Z",
         "last_run": "",
         "paused": True,
+        "tz": "UTC",
+        "last_outcome": "",
     }
     page = TaskPage((), "dead", 0, 50, 0, truncated=False, has_more=False)
     assert page.to_json()["tasks"] == []

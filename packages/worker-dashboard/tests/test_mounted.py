@@ -1,7 +1,7 @@
 """The dashboard mounted in a host Starlette app behind the host's own authentication (``principal=``).
 
-Served by uvicorn in a thread; the store is a real redis-server. The admins here are RedisAdmin subclasses: one
-adds an in-memory ScheduleAdmin (schedules live on another branch), one hides TaskBrowser (a backend without it).
+Served by uvicorn in a thread; the store is a real redis-server. The admins here are RedisAdmin or subclasses: one
+hides ScheduleAdmin, one hides TaskBrowser (backends without them); the schedules page reads what a backend published.
 """
 
 from __future__ import annotations
@@ -13,51 +13,35 @@ import threading
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import pytest
 import uvicorn
 from conftest import run_async
 from starlette.applications import Starlette
 from starlette.routing import Mount
-from worker_core.admin import ScheduleAdmin, ScheduleInfo, TaskBrowser
+from worker_core.admin import ScheduleAdmin, TaskBrowser
 from worker_core.durable.types import DurableTask
-from worker_core.errors import ConfigurationError
+from worker_core.schedules import ScheduleRecord
 from worker_redis import RedisDurableBackend
 from worker_redis.admin import RedisAdmin
 from worker_redis.testing import RedisServer, free_port
 
 from worker_dashboard import dashboard_app
 
+T = TypeVar("T")
 
-class ScheduledAdmin(RedisAdmin):
-    """RedisAdmin plus schedules kept in memory: enough to drive the schedules page and its actions."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.items = {"nightly": ScheduleInfo("nightly", "report", "default", "0 3 * * *", 1_900_000_000_000, 0, False)}
-        self.runs: list[str] = []
+class NoSchedulesAdmin(RedisAdmin):
+    """A backend without ScheduleAdmin: None blocks the protocol members."""
 
-    async def schedules(self) -> list[ScheduleInfo]:
-        return [self.items[name] for name in sorted(self.items)]
-
-    def _known(self, name: str) -> ScheduleInfo:
-        if name not in self.items:
-            raise ConfigurationError(f"unknown schedule {name!r}")
-        return self.items[name]
-
-    async def pause_schedule(self, name: str) -> None:
-        self.items[name] = replace(self._known(name), paused=True)
-
-    async def resume_schedule(self, name: str) -> None:
-        self.items[name] = replace(self._known(name), paused=False)
-
-    async def run_schedule_now(self, name: str) -> str:
-        self.items[name] = replace(self._known(name), last_run_ms=1_800_000_000_000)
-        self.runs.append(name)
-        return f"run-{len(self.runs)}"
+    schedules = None  # type: ignore[assignment]
+    pause_schedule = None  # type: ignore[assignment]
+    resume_schedule = None  # type: ignore[assignment]
+    run_schedule_now = None  # type: ignore[assignment]
+    schedule_events = None  # type: ignore[assignment]
 
 
 class PlainAdmin(RedisAdmin):
@@ -122,7 +106,7 @@ async def whoami(scope: dict[str, Any]) -> str | None:
 def serve(redis_srv: RedisServer) -> Iterator[Callable[..., Host]]:
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(admin_cls: type[RedisAdmin] = ScheduledAdmin, **options: Any) -> Host:
+    def start(admin_cls: type[RedisAdmin] = RedisAdmin, **options: Any) -> Host:
         url = f"{redis_srv.url}?prefix=m-{uuid.uuid4().hex[:8]}"
         admin = admin_cls.from_url(url)
         results = RedisDurableBackend.from_url(url)
@@ -186,18 +170,35 @@ def test_host_principal_gates_reads_and_actions_and_links_stay_under_the_mount(s
     assert host.call("/api/overview", user="crash")[0] == 401  # the host's code raised: denied, logged
 
 
+def as_node(host: Host, call: Callable[[RedisDurableBackend], Awaitable[T]]) -> T:
+    """Run ``call`` with a backend of the host's store (a node), in a loop of its own."""
+
+    async def go() -> T:
+        node = RedisDurableBackend.from_url(host.url)
+        try:
+            return await call(node)
+        finally:
+            await node.aclose()
+
+    return run_async(go())
+
+
 def test_schedules_page_lists_pauses_and_runs_now_with_audit(serve: Callable[..., Host]) -> None:
     host = serve()
     assert isinstance(host.admin, ScheduleAdmin)
+    record = ScheduleRecord("nightly", "0 3 * * *", "UTC", "default")
+    as_node(host, lambda node: node.publish_schedules([record]))  # what a node does when it starts
     html = host.page("/schedules")  # also sets the CSRF cookie
     assert "nightly" in html
     assert "0 3 * * *" in html
     assert "never" in html
     status, body, _ = host.call("/api/schedules/nightly/run", body={})
-    assert (status, body["task_id"]) == (200, "run-1")
+    assert (status, body["task_id"]) == (200, "")  # a request: the node that takes it enqueues the task
+    assert as_node(host, lambda node: node.take_schedule_runs(["nightly"])) == ["nightly"]
     assert host.call("/api/schedules/nightly/pause", body={})[0] == 200
     listed = host.call("/api/schedules")[1]["schedules"]
-    assert [(s["name"], s["paused"], bool(s["last_run"])) for s in listed] == [("nightly", True, True)]
+    assert [(s["name"], s["paused"], s["next_run"]) for s in listed] == [("nightly", True, "")]
+    assert as_node(host, lambda node: node.schedule_states(["nightly"]))["nightly"].paused  # what every node reads
     assert host.call("/api/schedules/nope/pause", body={})[0] == 400
     assert host.call("/api/schedules/nightly/resume", body={}, csrf=False)[0] == 403  # no CSRF token: refused
     assert host.call("/api/schedules/nightly/resume", body={}, user=None)[0] == 401
@@ -210,7 +211,7 @@ def test_schedules_page_lists_pauses_and_runs_now_with_audit(serve: Callable[...
 
 
 def test_schedules_page_says_when_the_backend_has_none(serve: Callable[..., Host]) -> None:
-    host = serve(RedisAdmin)
+    host = serve(NoSchedulesAdmin)
     assert "no schedules support in this backend" in host.page("/schedules")
     host.page("/")
     assert host.call("/api/schedules")[1] == {

@@ -162,8 +162,11 @@ async def schedule_run(board: Dashboard, request: Request, who: Identity) -> Res
     """Enqueue one run of a schedule now."""
     name = request.path_params["name"]
     task_id = await _schedules(board).run_schedule_now(name)
-    board.audit.record(str(who.principal), "run", f"schedule {name}", 1, ok=True, detail=f"task {task_id}")
-    return board.back(request, "/schedules", f"ran schedule {name}: task {task_id}", {"task_id": task_id})
+    # "": a durable schedule's run is a request; the node that takes it enqueues the task (its events show it).
+    detail = f"task {task_id}" if task_id else "run requested"
+    board.audit.record(str(who.principal), "run", f"schedule {name}", 1, ok=True, detail=detail)
+    message = f"ran schedule {name}: task {task_id}" if task_id else f"requested a run of schedule {name}"
+    return board.back(request, "/schedules", message, {"task_id": task_id})
 
 
 def _describe(form: dict[str, str]) -> str:

@@ -14,6 +14,8 @@ from psycopg import AsyncConnection, sql
 from psycopg import errors as pgerrors
 from worker_core.errors import ConfigurationError
 
+from ._schedules import SCHEDULE_TABLES
+
 __all__ = ("MIGRATIONS", "SCHEMA_VERSION", "check_schema", "migrate", "valid_schema")
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
@@ -104,8 +106,8 @@ _V2: Final = [
     "CREATE INDEX IF NOT EXISTS tasks_dead_queue ON {s}.tasks (queue, failed_at, seq) WHERE state = 'dead'",
 ]
 
-#: The migrations in order; the schema's version is the number applied.
-MIGRATIONS: Final = (_V1, _V2)
+#: The migrations in order; the schema's version is the number applied. Version 3: the schedule tables.
+MIGRATIONS: Final = (_V1, _V2, SCHEDULE_TABLES)
 #: The schema version this package reads and writes.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

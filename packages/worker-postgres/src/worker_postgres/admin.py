@@ -30,11 +30,14 @@ from worker_core.admin import (
     PauseState,
     PurgeResult,
     QueueInfo,
+    ScheduleStoreAdmin,
+    ScheduleSummary,
     TaskPage,
     TaskRecord,
     TaskState,
 )
 from worker_core.errors import ConfigurationError, TaskNotFoundError
+from worker_core.schedules import ScheduleEvent
 
 from ._browse import RECORD_COLUMNS, browse_query, ms, record
 from ._rows import normalize_queue
@@ -60,6 +63,7 @@ class PostgresAdmin:
         self._owns = owns_backend
         self.where = backend.where
         self._s = sql.Identifier(backend.schema)
+        self._schedules = ScheduleStoreAdmin(backend)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -78,6 +82,27 @@ class PostgresAdmin:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    # -- schedules (ScheduleAdmin, over the backend's ScheduleBackend: worker_core.admin.ScheduleStoreAdmin) --
+    async def schedules(self) -> list[ScheduleSummary]:
+        """Every durable schedule some node published, by name, with its next and last run and pause flag."""
+        return await self._schedules.schedules()
+
+    async def pause_schedule(self, name: str) -> None:
+        """Pause a schedule on every node (ConfigurationError when no node published it)."""
+        await self._schedules.pause_schedule(name)
+
+    async def resume_schedule(self, name: str) -> None:
+        """Resume a paused schedule (ConfigurationError when no node published it)."""
+        await self._schedules.resume_schedule(name)
+
+    async def run_schedule_now(self, name: str) -> str:
+        """Request one run now: ``""``, one node that runs the schedule takes it and enqueues the task."""
+        return await self._schedules.run_schedule_now(name)
+
+    async def schedule_events(self, name: str, limit: int) -> list[ScheduleEvent]:
+        """The newest ``limit`` events of a schedule, newest first."""
+        return await self._schedules.schedule_events(name, limit)
 
     async def _rows(self, query: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         await self._backend.connect()

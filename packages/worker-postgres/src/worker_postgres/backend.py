@@ -20,6 +20,7 @@ from worker_core.errors import (
     LeaseLostError,
     WorkerError,
 )
+from worker_core.schedules.types import ScheduleEvent, ScheduleRecord, ScheduleState, TickResult
 
 from . import _schema
 from ._acks import AckBatcher, PendingAck
@@ -30,6 +31,7 @@ from ._pool import Pool
 from ._results import Results
 from ._rotation import Rotation
 from ._rows import normalize_queue, parse_claim
+from ._schedules import PostgresSchedules
 from ._sql import Statements
 
 __all__ = ("DEFAULT_SCHEMA", "PostgresDurableBackend")
@@ -137,6 +139,7 @@ class PostgresDurableBackend:
         )
         self._node_info: dict[str, object] = {}
         self._node_held: Callable[[], int] | None = None
+        self._schedules = PostgresSchedules(self._pool, self.schema, self._sql, lambda: self._default_queue)
         self.configure_queues(default_queue, queue_weights or {})
 
     @classmethod
@@ -519,6 +522,45 @@ class PostgresDurableBackend:
             "outcome_waits": self._listener.waiting(),
             "pending_acks": len(self._acks),
         }
+
+    # -- schedules (worker_core.schedules.ScheduleBackend; worker_postgres/_schedules.py) ----------
+    async def enqueue_tick(
+        self, task: DurableTask, schedule: str, tick_ms: int, ttl: float, *, node: str = ""
+    ) -> TickResult:
+        """Store ``task`` for one tick unless its marker row exists or the schedule is paused (one transaction)."""
+        return await self._schedules.enqueue_tick(task, schedule, tick_ms, ttl, node)
+
+    async def publish_schedules(self, records: Sequence[ScheduleRecord]) -> None:
+        """Record the schedules a node runs (table ``schedules``)."""
+        await self._schedules.publish(records)
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule some node published, by name."""
+        return await self._schedules.listed()
+
+    async def schedule_states(self, names: Sequence[str]) -> dict[str, ScheduleState]:
+        """Paused flag, last tick and last event of each schedule (one statement)."""
+        return await self._schedules.states(names)
+
+    async def set_schedule_paused(self, name: str, paused: bool) -> None:
+        """Pause or resume a schedule on every node."""
+        await self._schedules.set_paused(name, paused)
+
+    async def request_schedule_run(self, name: str) -> None:
+        """Ask for one run of ``name`` now; exactly one node's next poll takes it."""
+        await self._schedules.request_run(name)
+
+    async def take_schedule_runs(self, names: Sequence[str]) -> list[str]:
+        """Take the run requests pending for ``names`` (``DELETE ... RETURNING``: one taker per request)."""
+        return await self._schedules.take_runs(names)
+
+    async def record_schedule_event(self, event: ScheduleEvent, limit: int) -> None:
+        """Push an event on the schedule's list, keeping the newest ``limit`` (at most 1,000)."""
+        await self._schedules.record(event, limit)
+
+    async def schedule_events(self, name: str, limit: int) -> list[ScheduleEvent]:
+        """The newest ``limit`` events of a schedule, newest first."""
+        return await self._schedules.events(name, limit)
 
 
 def _dead_outcome(task: DurableTask, attempts: int, reason: str) -> TaskOutcome:

@@ -14,6 +14,7 @@ from typing import Final
 from worker_core.errors import ConfigurationError
 
 from ._conn import open_connection, translate
+from ._schedules import SCHEDULE_TABLES
 
 __all__ = ("SCHEMA_VERSION", "migrate", "open_migrated")
 
@@ -81,7 +82,8 @@ _V2: Final = (
 )
 
 #: Migrations in order: (version, statements). Append, never edit one that shipped.
-MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = ((1, _V1), (2, _V2))
+# Version 3: the schedule tables (``_schedules.py``).
+MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = ((1, _V1), (2, _V2), (3, SCHEDULE_TABLES))
 #: The schema version this package writes (``PRAGMA user_version``).
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
 

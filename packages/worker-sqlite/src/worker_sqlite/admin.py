@@ -23,11 +23,14 @@ from worker_core.admin import (
     PauseState,
     PurgeResult,
     QueueInfo,
+    ScheduleStoreAdmin,
+    ScheduleSummary,
     TaskPage,
     TaskRecord,
     TaskState,
 )
 from worker_core.errors import ConfigurationError, TaskNotFoundError
+from worker_core.schedules import ScheduleEvent
 
 from . import _ops as ops
 from ._admin_sql import (
@@ -64,6 +67,7 @@ class SqliteAdmin:
         self._backend = SqliteDurableBackend(path, default_queue=default_queue, busy_timeout=busy_timeout)
         self.default_queue = default_queue.strip() or "default"
         self.where = self._backend.where
+        self._schedules = ScheduleStoreAdmin(self._backend)
 
     @classmethod
     def from_url(cls, url: str) -> Self:
@@ -88,6 +92,27 @@ class SqliteAdmin:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    # -- schedules (ScheduleAdmin, over the backend's ScheduleBackend: worker_core.admin.ScheduleStoreAdmin) --
+    async def schedules(self) -> list[ScheduleSummary]:
+        """Every durable schedule some node published, by name, with its next and last run and pause flag."""
+        return await self._schedules.schedules()
+
+    async def pause_schedule(self, name: str) -> None:
+        """Pause a schedule on every node (ConfigurationError when no node published it)."""
+        await self._schedules.pause_schedule(name)
+
+    async def resume_schedule(self, name: str) -> None:
+        """Resume a paused schedule (ConfigurationError when no node published it)."""
+        await self._schedules.resume_schedule(name)
+
+    async def run_schedule_now(self, name: str) -> str:
+        """Request one run now: ``""``, one node that runs the schedule takes it and enqueues the task."""
+        return await self._schedules.run_schedule_now(name)
+
+    async def schedule_events(self, name: str, limit: int) -> list[ScheduleEvent]:
+        """The newest ``limit`` events of a schedule, newest first."""
+        return await self._schedules.schedule_events(name, limit)
 
     def _queue(self, name: str) -> str:
         return name.strip() or self.default_queue

@@ -15,12 +15,14 @@ from typing import Any, Final, Self
 from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome
 from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease
 from worker_core.errors import ConfigurationError, WorkerError
+from worker_core.schedules.types import ScheduleEvent, ScheduleRecord, ScheduleState, TickResult
 
 from . import _ops as ops
 from ._conn import Op, Reader, Writer, open_connection
 from ._ops import Wake
 from ._results import Results
 from ._rows import task_row
+from ._schedules import SqliteSchedules
 from ._schema import open_migrated
 from ._url import check_synchronous, parse_url, plain_int, resolve_path
 from ._url import seconds as positive_seconds
@@ -99,6 +101,7 @@ class SqliteDurableBackend:
         self._writer: Writer | None = None
         self._reader: Reader | None = None
         self._open_lock: asyncio.Lock | None = None
+        self._schedules = SqliteSchedules(self._write, self._read, lambda: self._default_queue)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -465,3 +468,43 @@ class SqliteDurableBackend:
     async def _data_version(self) -> int:
         row = await self._read(lambda db: db.execute("PRAGMA data_version").fetchone())
         return int(row[0])
+
+    # -- schedules (worker_core.schedules.ScheduleBackend; worker_sqlite/_schedules.py) ------------
+
+    async def enqueue_tick(
+        self, task: DurableTask, schedule: str, tick_ms: int, ttl: float, *, node: str = ""
+    ) -> TickResult:
+        """Store ``task`` for one tick unless its marker row exists or the schedule is paused (one transaction)."""
+        return await self._schedules.enqueue_tick(task, schedule, tick_ms, ttl, node)
+
+    async def publish_schedules(self, records: Sequence[ScheduleRecord]) -> None:
+        """Record the schedules a node runs (table ``schedules``)."""
+        await self._schedules.publish(records)
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule some node published, by name."""
+        return await self._schedules.listed()
+
+    async def schedule_states(self, names: Sequence[str]) -> dict[str, ScheduleState]:
+        """Paused flag, last tick and last event of each schedule (one read transaction)."""
+        return await self._schedules.states(names)
+
+    async def set_schedule_paused(self, name: str, paused: bool) -> None:
+        """Pause or resume a schedule on every process using this file."""
+        await self._schedules.set_paused(name, paused)
+
+    async def request_schedule_run(self, name: str) -> None:
+        """Ask for one run of ``name`` now; exactly one process's next poll takes it."""
+        await self._schedules.request_run(name)
+
+    async def take_schedule_runs(self, names: Sequence[str]) -> list[str]:
+        """Take the run requests pending for ``names`` (one taker per request)."""
+        return await self._schedules.take_runs(names)
+
+    async def record_schedule_event(self, event: ScheduleEvent, limit: int) -> None:
+        """Push an event on the schedule's list, keeping the newest ``limit`` (at most 1,000)."""
+        await self._schedules.record(event, limit)
+
+    async def schedule_events(self, name: str, limit: int) -> list[ScheduleEvent]:
+        """The newest ``limit`` events of a schedule, newest first."""
+        return await self._schedules.events(name, limit)

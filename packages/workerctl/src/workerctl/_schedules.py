@@ -1,26 +1,23 @@
 """``workerctl durable schedules list|events|pause|resume|trigger``: the schedule state every node shares.
 
-It reads and writes the keys the Redis backend keeps for durable schedules (``P:schedules``,
-``P:schedule:paused``, ``P:schedule:runs``, ``P:admin:schedule_events:<name>``) through the backend's own
-methods, so the CLI and the nodes agree on their meaning. Pause, resume and trigger are dry runs unless
-``--apply`` is given.
+It speaks worker-core's :class:`~worker_core.admin.ScheduleAdmin` through the store's admin (``conn.admin()``),
+so it works on every backend whose admin has it: Redis (the default connection, or ``--url redis://``),
+``--url sqlite:///...`` and ``--url postgresql://...``. The nodes and the CLI agree on the meaning of the state
+because both go through the backend's own schedule methods. Pause, resume and trigger are dry runs unless
+``--apply`` is given; they refuse a schedule no node published.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TypeVar
 
 import click
-from worker_core.errors import WorkerError
-from worker_core.schedules import parse_spec
-from worker_redis import RedisDurableBackend
+from worker_core.admin import DurableAdmin, ScheduleAdmin
 
-from ._connection import Connection, connection_options, fail
+from ._connection import Connection, connection_options, fail, run_admin
 from ._groups import CONTEXT, schedules
 
 __all__ = ("schedules_events", "schedules_list", "schedules_pause", "schedules_resume", "schedules_trigger")
@@ -31,35 +28,21 @@ _apply = click.option("--apply", is_flag=True, help="Make the change (without it
 _name = click.option("--name", required=True, help="Schedule name.")
 
 
-def _run(conn: Connection, call: Callable[[RedisDurableBackend], Awaitable[T]]) -> T:
-    """Run ``call`` with a backend on a fresh client in a new event loop; worker errors become CLI errors."""
+def _run(conn: Connection, call: Callable[[ScheduleAdmin], Awaitable[T]]) -> T:
+    """Run ``call`` with the store's admin (a CLI error if it keeps no schedules); worker errors become CLI errors."""
 
-    async def main() -> T:
-        client = conn.client()
-        backend = RedisDurableBackend(client, prefix=conn.prefix, default_queue=conn.default_queue, where=conn.where)
-        try:
-            return await call(backend)
-        finally:
-            await backend.aclose()
-            await client.aclose()
+    async def go(admin: DurableAdmin) -> T:
+        if not isinstance(admin, ScheduleAdmin):
+            raise fail(f"this store ({type(admin).__name__}) keeps no durable schedules")
+        return await call(admin)
 
-    try:
-        return asyncio.run(main())
-    except WorkerError as exc:
-        raise fail(str(exc)) from None
+    return run_admin(conn, go)
 
 
 def _when(ms: int | None) -> str:
-    if ms is None:
+    if not ms:
         return "-"
     return datetime.fromtimestamp(ms / 1000).astimezone().isoformat(timespec="seconds")
-
-
-def _next_run(spec: str, tz: str) -> int | None:
-    try:
-        return parse_spec(spec, tz).next_after(int(time.time() * 1000))
-    except WorkerError:
-        return None
 
 
 @schedules.command("list", context_settings=CONTEXT)
@@ -72,49 +55,21 @@ def schedules_list(as_json: bool, conn: Connection) -> None:
     Example:
       workerctl durable schedules list --json
     """
-
-    async def read(backend: RedisDurableBackend) -> list[dict[str, object]]:
-        records = await backend.list_schedules()
-        states = await backend.schedule_states([r.name for r in records])
-        rows: list[dict[str, object]] = []
-        for record in records:
-            state = states[record.name]
-            last = state.last_event
-            rows.append(
-                {
-                    **record.to_json(),
-                    "paused": state.paused,
-                    "last_tick_ms": state.last_tick_ms,
-                    "last_event": None if last is None else last.to_json(),
-                    "next_run_ms": _next_run(record.spec, record.tz),
-                }
-            )
-        return rows
-
-    rows = _run(conn, read)
+    rows = _run(conn, lambda admin: admin.schedules())
     if as_json:
-        click.echo(json.dumps({"schedules": rows}, indent=2))
+        doc = [
+            {**r.to_json(), "next_run_ms": r.next_run_ms or None, "last_run_ms": r.last_run_ms or None} for r in rows
+        ]
+        click.echo(json.dumps({"schedules": doc}, indent=2))
         return
     if not rows:
         click.echo("no durable schedules (a node publishes its schedules when it starts)")
         return
     table = [("NAME", "SPEC", "TZ", "PAUSED", "LAST RUN", "OUTCOME", "NEXT RUN")]
-    for row in rows:
-        last = row["last_event"]
-        outcome = str(last["kind"]) if isinstance(last, dict) else "-"
-        at = int(last["at_ms"]) if isinstance(last, dict) else None
-        next_ms = row["next_run_ms"]
-        table.append(
-            (
-                str(row["name"]),
-                str(row["spec"]),
-                str(row["tz"]),
-                "yes" if row["paused"] else "no",
-                _when(at),
-                outcome,
-                _when(next_ms if isinstance(next_ms, int) else None),
-            )
-        )
+    for item in rows:
+        paused = "yes" if item.paused else "no"
+        last, outcome, next_run = _when(item.last_run_ms), item.last_outcome or "-", _when(item.next_run_ms)
+        table.append((item.name, item.spec, item.tz, paused, last, outcome, next_run))
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for r in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -132,7 +87,7 @@ def schedules_events(name: str, limit: int, as_json: bool, conn: Connection) -> 
     Example:
       workerctl durable schedules events --name nightly-report
     """
-    events = _run(conn, lambda backend: backend.schedule_events(name, limit))
+    events = _run(conn, lambda admin: admin.schedule_events(name, limit))
     if as_json:
         click.echo(json.dumps({"events": [e.to_json() for e in events]}, indent=2))
         return
@@ -149,7 +104,7 @@ def _set_paused(conn: Connection, name: str, paused: bool, apply: bool) -> None:
     if not apply:
         click.echo(f"dry-run: use --apply to {verb} schedule {name!r} on every node")
         return
-    _run(conn, lambda backend: backend.set_schedule_paused(name, paused))
+    _run(conn, lambda admin: admin.pause_schedule(name) if paused else admin.resume_schedule(name))
     click.echo(f"schedule {name!r} {verb}d")
 
 
@@ -195,5 +150,8 @@ def schedules_trigger(name: str, apply: bool, conn: Connection) -> None:
     if not apply:
         click.echo(f"dry-run: use --apply to trigger schedule {name!r}")
         return
-    _run(conn, lambda backend: backend.request_schedule_run(name))
-    click.echo(f"run of schedule {name!r} requested (the next poll of a node that runs it takes it)")
+    task_id = _run(conn, lambda admin: admin.run_schedule_now(name))
+    if task_id:
+        click.echo(f"schedule {name!r} ran now: task {task_id}")
+    else:
+        click.echo(f"run of schedule {name!r} requested (the next poll of a node that runs it takes it)")

@@ -27,7 +27,7 @@ from .browse import BROWSE_PAGE_LIMIT as BROWSE_PAGE_LIMIT
 from .browse import BROWSE_SCAN_LIMIT as BROWSE_SCAN_LIMIT
 from .browse import BROWSE_STATES as BROWSE_STATES
 from .browse import ScheduleAdmin as ScheduleAdmin
-from .browse import ScheduleInfo as ScheduleInfo
+from .browse import ScheduleSummary as ScheduleSummary
 from .browse import TaskBrowser as TaskBrowser
 from .browse import TaskPage as TaskPage
 from .protocol import SOURCES as SOURCES
@@ -44,6 +44,7 @@ from .records import QueueInfo as QueueInfo
 from .records import TaskRecord as TaskRecord
 from .records import TaskState as TaskState
 from .records import rfc3339 as rfc3339
+from .schedules import ScheduleStoreAdmin as ScheduleStoreAdmin
 
 if TYPE_CHECKING:
     from worker_core.plugins import Plugins
@@ -64,7 +65,8 @@ __all__ = (
     "PurgeResult",
     "QueueInfo",
     "ScheduleAdmin",
-    "ScheduleInfo",
+    "ScheduleStoreAdmin",
+    "ScheduleSummary",
     "TaskBrowser",
     "TaskPage",
     "TaskRecord",

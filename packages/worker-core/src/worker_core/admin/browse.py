@@ -3,7 +3,8 @@
 A dashboard (or any tool) tests ``isinstance(admin, TaskBrowser)`` and degrades when a backend lacks one:
 
 * :class:`TaskBrowser`: list tasks by state with filters and paging, newest first, and read one payload.
-* :class:`ScheduleAdmin`: list periodic schedules with their next and last run, pause, resume, run now.
+* :class:`ScheduleAdmin`: list periodic schedules with their next and last run, pause, resume, run now, events
+  (:class:`~worker_core.admin.ScheduleStoreAdmin` implements it over a backend's shared schedule state).
 
 Both are bounded: a browse reads at most :data:`BROWSE_SCAN_LIMIT` entries and says so with ``truncated``.
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from worker_core.schedules.types import ScheduleEvent
+
 from .records import TaskRecord, rfc3339
 
 __all__ = (
@@ -20,7 +23,7 @@ __all__ = (
     "BROWSE_SCAN_LIMIT",
     "BROWSE_STATES",
     "ScheduleAdmin",
-    "ScheduleInfo",
+    "ScheduleSummary",
     "TaskBrowser",
     "TaskPage",
 )
@@ -94,8 +97,14 @@ class TaskBrowser(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class ScheduleInfo:
-    """One periodic schedule. Times are epoch ms (0: never / not planned)."""
+class ScheduleSummary:
+    """One periodic schedule as an admin lists it. Times are epoch ms (0: never / not planned).
+
+    Not :class:`worker_core.schedules.ScheduleInfo` (what ``TaskManager.schedules()`` reports about the schedules
+    of one manager): this is the store's view, shared by every node. ``handler`` is ``""`` when the store does
+    not know it (a durable schedule's task is made by its factory when it fires); ``last_outcome`` is the kind of
+    the schedule's latest event (``"enqueued"``, ``"triggered"``, ``"skipped"``, ``"failed"``; ``""``: none).
+    """
 
     name: str
     handler: str
@@ -104,6 +113,8 @@ class ScheduleInfo:
     next_run_ms: int
     last_run_ms: int
     paused: bool
+    tz: str = "UTC"
+    last_outcome: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The schedule as a JSON object."""
@@ -115,6 +126,8 @@ class ScheduleInfo:
             "next_run": rfc3339(self.next_run_ms) if self.next_run_ms else "",
             "last_run": rfc3339(self.last_run_ms) if self.last_run_ms else "",
             "paused": self.paused,
+            "tz": self.tz,
+            "last_outcome": self.last_outcome,
         }
 
 
@@ -122,7 +135,7 @@ class ScheduleInfo:
 class ScheduleAdmin(Protocol):
     """Optional: periodic schedules kept by the store (a backend with schedules support implements it)."""
 
-    async def schedules(self) -> list[ScheduleInfo]:
+    async def schedules(self) -> list[ScheduleSummary]:
         """Every schedule, sorted by name (a backend bounds the listing)."""
         ...
 
@@ -135,5 +148,14 @@ class ScheduleAdmin(Protocol):
         ...
 
     async def run_schedule_now(self, name: str) -> str:
-        """Enqueue one run of the schedule now; the id of the task enqueued (ConfigurationError when unknown)."""
+        """Ask for one run of the schedule now (ConfigurationError when unknown).
+
+        Returns the id of the task enqueued, or ``""`` when the run is requested from the nodes that run the
+        schedule (durable schedules: exactly one of them takes the request at its next poll and enqueues the task;
+        its id shows in :meth:`schedule_events`).
+        """
+        ...
+
+    async def schedule_events(self, name: str, limit: int) -> list[ScheduleEvent]:
+        """The newest ``limit`` events of the schedule, newest first (``[]`` for a name never seen)."""
         ...

@@ -170,9 +170,9 @@ class ScheduleInfo:
 class ScheduleBackend(Protocol):
     """Optional durable-backend capability: once-per-tick enqueues and schedule state shared by every node.
 
-    Implemented by the in-memory backend and worker-redis. Without it, a durable schedule falls back to a plain
-    ``enqueue`` with the tick's deterministic task id (a duplicate is refused while the first task is stored,
-    not after it is acked: use a backend with this capability for exactly-once ticks).
+    Implemented by the in-memory backend, worker-redis, worker-sqlite and worker-postgres. Without it, a durable
+    schedule falls back to a plain ``enqueue`` with the tick's deterministic task id (a duplicate is refused while
+    the first task is stored, not after it is acked: use a backend with this capability for exactly-once ticks).
     """
 
     async def enqueue_tick(

@@ -1,8 +1,8 @@
 """Test support: an in-memory durable backend, a forwarding wrapper, a manual clock, and the conformance suite.
 
-``DurableBackendConformance``, ``DurableAdminConformance``, ``TaskBrowserConformance`` and
-``ScheduleBackendConformance`` need pytest; they are imported on first access so that the in-memory backend (what
-``durable_backend="memory://"`` uses) works without pytest installed.
+``DurableBackendConformance``, ``DurableAdminConformance``, ``TaskBrowserConformance``,
+``ScheduleBackendConformance`` and ``ScheduleAdminConformance`` need pytest; they are imported on first access so
+that the in-memory backend (what ``durable_backend="memory://"`` uses) works without pytest installed.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .admin_conformance import DurableAdminConformance as DurableAdminConformance
     from .browse_conformance import TaskBrowserConformance as TaskBrowserConformance
     from .conformance import DurableBackendConformance as DurableBackendConformance
+    from .schedule_admin_conformance import ScheduleAdminConformance as ScheduleAdminConformance
     from .schedule_conformance import ScheduleBackendConformance as ScheduleBackendConformance
 
 __all__ = (
@@ -31,6 +32,7 @@ __all__ = (
     "ForwardingBackend",
     "InMemoryDurableBackend",
     "MemoryTaskState",
+    "ScheduleAdminConformance",
     "ScheduleBackendConformance",
     "TaskBrowserConformance",
 )
@@ -53,4 +55,8 @@ def __getattr__(name: str) -> Any:
         from .schedule_conformance import ScheduleBackendConformance
 
         return ScheduleBackendConformance
+    if name == "ScheduleAdminConformance":
+        from .schedule_admin_conformance import ScheduleAdminConformance
+
+        return ScheduleAdminConformance
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 
+from worker_core.admin import ScheduleStoreAdmin, ScheduleSummary
 from worker_core.errors import ConfigurationError, TaskNotFoundError
+from worker_core.schedules import ScheduleEvent
 
 from worker_redis._errors import redis_errors
+from worker_redis.backend import RedisDurableBackend
 from worker_redis.keys import normalize_queue
 
 from ._browse import AdminBrowse
@@ -265,6 +268,37 @@ class RedisAdmin(AdminBrowse):
                 )
                 count += 1
         return count
+
+    # -- schedules (ScheduleAdmin, over the backend's ScheduleBackend: worker_core.admin.ScheduleStoreAdmin) --
+    def _schedule_store(self) -> ScheduleStoreAdmin:
+        """The schedule state of this deployment, through a backend on this admin's client (made on first use)."""
+        store: ScheduleStoreAdmin | None = getattr(self, "_schedule_admin", None)
+        if store is None:
+            backend = RedisDurableBackend(
+                self.client, prefix=self.keys.raw_prefix, default_queue=self.default_queue, where=self.where
+            )
+            store = self._schedule_admin = ScheduleStoreAdmin(backend)
+        return store
+
+    async def schedules(self) -> list[ScheduleSummary]:
+        """Every durable schedule some node published, by name, with its next and last run and pause flag."""
+        return await self._schedule_store().schedules()
+
+    async def pause_schedule(self, name: str) -> None:
+        """Pause a schedule on every node (ConfigurationError when no node published it)."""
+        await self._schedule_store().pause_schedule(name)
+
+    async def resume_schedule(self, name: str) -> None:
+        """Resume a paused schedule (ConfigurationError when no node published it)."""
+        await self._schedule_store().resume_schedule(name)
+
+    async def run_schedule_now(self, name: str) -> str:
+        """Request one run now: ``""``, one node that runs the schedule takes it and enqueues the task."""
+        return await self._schedule_store().run_schedule_now(name)
+
+    async def schedule_events(self, name: str, limit: int) -> list[ScheduleEvent]:
+        """The newest ``limit`` events of a schedule, newest first."""
+        return await self._schedule_store().schedule_events(name, limit)
 
 
 def _dlq_entry(record: TaskRecord, now: int) -> DLQEntry:
