@@ -24,7 +24,14 @@ def fleet(db_path: Path, tmp_path: Path) -> Iterator[Fleet]:
 
 
 async def started_all(fleet: Fleet, *workers: Worker) -> None:
-    await until(lambda: all(fleet.ready(w) for w in workers), timeout=30)
+    try:
+        await until(lambda: all(fleet.ready(w) for w in workers), timeout=30)
+    except AssertionError as exc:  # say what the workers said: a start that never finished is hard to debug
+        stderr = {
+            w.process.pid: (w.process.poll(), w.log.with_suffix(".err").read_text(errors="replace")[-2000:])
+            for w in workers
+        }
+        raise AssertionError(f"{exc}; workers (pid: (exit code, stderr)): {stderr}") from None
 
 
 async def test_killed_workers_lose_nothing_and_only_in_flight_tasks_run_twice(fleet: Fleet) -> None:
