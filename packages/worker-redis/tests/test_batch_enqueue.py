@@ -160,3 +160,19 @@ async def test_a_re_sent_global_rate_call_takes_its_tokens_once(make_backend: Ma
     assert await backend._s.global_rate(keys, args) == 3
     assert await backend._s.global_rate(keys, args) == 3  # the same call again: nothing more taken
     assert await backend._s.global_rate(keys, [*args[:5], "rate-2"]) == 2  # a new call: the 2 tokens left
+
+
+async def test_a_dequeue_limit_in_the_thousands_is_cut_to_max_dequeue(make_backend: MakeBackend) -> None:
+    """A huge ``limit`` leases at most MAX_DEQUEUE tasks per call (4,200 at once used to fail inside the script:
+    Lua's unpack of the leased ids)."""
+    from worker_redis.backend import MAX_DEQUEUE
+
+    backend = await make_backend()
+    await backend.enqueue_many([task() for _ in range(4200)])
+    seen: set[str] = set()
+    sizes = []
+    while len(seen) < 4200:
+        leases = await backend.dequeue(5000, 30)
+        sizes.append(len(leases))
+        seen.update(lease.lease_id for lease in leases)
+    assert sizes == [MAX_DEQUEUE] * 4 + [200]

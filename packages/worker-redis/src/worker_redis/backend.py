@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 #: Wake-up tokens kept in ``P:wake`` at most (the admin scripts use the same cap).
 WAKE_CAP = 64
 _ENQUEUE_CHUNK = 500  # tasks per enqueue script call: keeps each call short, so Redis never stalls
+#: Leases one dequeue call hands out at most (a bigger ``limit`` is cut to it): keeps each script call short, and
+#: within what Lua's ``unpack`` takes (the script records the leased ids in one RPUSH).
+MAX_DEQUEUE = 1000
 _MAX_BLOCK_S = 5.0  # longest single BLPOP, well under the client's socket timeout
 _DEFAULT_LEASE_S = 30.0
 _REDIS_ERRORS = (rex.RedisError, OSError, TimeoutError)
@@ -391,11 +394,11 @@ class RedisDurableBackend:
 
         Honours the global pause and paused queues, queue weights, priority then weight; requeues expired
         leases of every queue first and drops orphaned ids. Empty when the leader lock is held elsewhere
-        or the global rate limit has no token.
+        or the global rate limit has no token. At most :data:`MAX_DEQUEUE` leases per call.
         """
         if not self._connected:
             await self.connect()
-        limit = max(1, int(limit))
+        limit = max(1, min(int(limit), MAX_DEQUEUE))
         lease_ms = max(1, int((lease if lease > 0 else _DEFAULT_LEASE_S) * 1000))
         if self._leader is not None and not await self._leader.held():
             return []
