@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -311,3 +312,34 @@ async def test_an_expired_lease_keeps_its_place_in_line(make_backend: MakeBacken
     await asyncio.sleep(0.1)  # the lease runs out unsettled (its worker died)
     (again,) = await backend.dequeue(1, 30.0)
     assert (again.lease_id, again.attempts) == (lease.lease_id, 2)  # ahead of the task enqueued after it
+
+
+_OPEN_ONE = """
+import asyncio, sys
+from worker_sqlite import SqliteDurableBackend
+
+async def main() -> None:
+    backend = SqliteDurableBackend(sys.argv[1])
+    await backend.connect()
+    await backend.aclose()
+    print("opened")
+
+asyncio.run(main())
+"""
+
+
+def test_processes_opening_a_new_file_together_all_succeed(tmp_path: Path) -> None:
+    """Eight processes open one file that does not exist yet, at once: each gets a usable backend.
+
+    Without retrying an immediate SQLITE_BUSY (a would-be deadlock between the WAL switch and the schema
+    creation, for which SQLite never waits), one of them failed with "database is locked" (seen in CI).
+    """
+    path = tmp_path / "new.db"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _OPEN_ONE, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(8)
+    ]
+    results = [proc.communicate(timeout=60) for proc in procs]
+    for proc, (out, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
+        assert out.strip() == b"opened"

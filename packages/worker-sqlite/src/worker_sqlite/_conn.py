@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Any, TypeVar, final
 
 from worker_core.errors import BackendError, BackendUnavailableError, ConfigurationError
 
-__all__ = ("Op", "Reader", "Writer", "open_connection", "translate")
+__all__ = ("Op", "Reader", "Writer", "open_connection", "retry_while_busy", "translate")
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
@@ -65,6 +66,23 @@ def _text(data: bytes) -> str | Undecodable:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return Undecodable(data)
+
+
+def retry_while_busy(opener: Callable[[], T], busy_timeout: float) -> T:
+    """``opener()``, tried again for up to ``busy_timeout`` seconds while it raises BackendUnavailableError.
+
+    SQLite answers SQLITE_BUSY at once, without calling the busy handler, where waiting could deadlock: two
+    processes that open a new file together (one switching it to WAL, the other creating the schema) can get
+    it however long the busy timeout. Runs in a connection's own thread (it sleeps between tries).
+    """
+    deadline = time.monotonic() + max(busy_timeout, 1.0)
+    while True:
+        try:
+            return opener()
+        except BackendUnavailableError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
 
 
 def open_connection(path: str, *, busy_timeout: float, synchronous: str, where: str) -> sqlite3.Connection:

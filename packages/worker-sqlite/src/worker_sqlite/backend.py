@@ -18,7 +18,7 @@ from worker_core.errors import ConfigurationError, WorkerError
 from worker_core.schedules.types import ScheduleEvent, ScheduleRecord, ScheduleState, TickResult
 
 from . import _ops as ops
-from ._conn import Op, Reader, Writer, open_connection
+from ._conn import Op, Reader, Writer, open_connection, retry_while_busy
 from ._ops import Wake
 from ._results import Results
 from ._rows import task_row
@@ -141,8 +141,16 @@ class SqliteDurableBackend:
 
             path, busy, sync, where = self.path, self._busy, self._sync, self.where
             try:
-                await writer.open(lambda: open_migrated(path, busy_timeout=busy, synchronous=sync, where=where))
-                await reader.open(lambda: open_connection(path, busy_timeout=busy, synchronous=sync, where=where))
+                await writer.open(
+                    lambda: retry_while_busy(
+                        lambda: open_migrated(path, busy_timeout=busy, synchronous=sync, where=where), busy
+                    )
+                )
+                await reader.open(
+                    lambda: retry_while_busy(
+                        lambda: open_connection(path, busy_timeout=busy, synchronous=sync, where=where), busy
+                    )
+                )
             except BaseException:
                 await writer.close()
                 await reader.close()
