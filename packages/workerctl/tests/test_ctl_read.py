@@ -125,7 +125,14 @@ def test_dlq_list_and_show(ctl: Ctl) -> None:
 def test_stats_watch_redraws_until_ctrl_c(ctl: Ctl) -> None:
     ctl.put(queue="w")
     env = {**os.environ, "WORKER_REDIS_URL": ctl.url, "WORKER_REDIS_PREFIX": ctl.prefix}
-    cmd = [sys.executable, "-m", "workerctl", "durable", "stats", "--json", "--watch", "200ms"]
+    # Ctrl-C as a terminal sends it: a suite started in the background (``cmd &`` in a script) inherits an
+    # ignored SIGINT, which Python then keeps ignoring, so the child puts the default handler back first.
+    argv = ["workerctl", "durable", "stats", "--json", "--watch", "200ms"]
+    start = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        f"sys.argv = {argv!r}; runpy.run_module('workerctl', run_name='__main__', alter_sys=True)"
+    )
+    cmd = [sys.executable, "-c", start]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:
         assert proc.stdout is not None
         first = json.loads(proc.stdout.readline())
