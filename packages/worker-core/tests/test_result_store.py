@@ -51,6 +51,12 @@ async def run_job(ctx: TaskContext, payload: Job) -> Any:
     return {"double": payload.n * 2}
 
 
+@pytest.fixture(autouse=True)
+def fresh_started() -> None:
+    global started
+    started = asyncio.Event()  # an Event binds to the first loop that waits on it: one per test
+
+
 def worker(backend: InMemoryDurableBackend, **options: Any) -> TaskManager:
     return TaskManager(durable_backend=backend, durable_handlers=registry.handlers(), **options)
 
@@ -107,7 +113,6 @@ async def test_a_cancelled_durable_task_is_reported_cancelled() -> None:
     backend = InMemoryDurableBackend()
     producer = TaskManager(durable_backend=backend, durable_handlers=[job])
     task_id = await producer.register_durable_task(job.task(Job(n=0, mode="block")))
-    started.clear()
     async with worker(backend) as running, asyncio.timeout(GUARD):
         await started.wait()
         await running.cancel_task(task_id)
@@ -151,3 +156,22 @@ async def test_durable_outcome_can_wait_for_the_outcome() -> None:
     assert outcome.value() == {"double": 8}
     with pytest.raises(ConfigurationError):
         await producer.durable_outcome(task_id, wait=-1)
+
+
+async def test_a_handle_on_a_durable_task_held_here_reads_status_locally_and_waits_on_the_store() -> None:
+    backend = InMemoryDurableBackend()
+    async with worker(backend) as running, asyncio.timeout(GUARD):
+        task_id = await running.register_durable_task(job.task(Job(n=0, mode="block")))
+        await started.wait()
+        handle = running.handle(task_id)
+        status = handle.status
+        assert status is TaskStatus.RUNNING  # the task runs here: its local status
+        assert not handle.done()
+        assert await handle.cancel() is True  # cancelled here, where it runs
+        with pytest.raises(TaskCancelledError):
+            await handle
+        assert handle.status is TaskStatus.CANCELLED  # read from the stored outcome
+        assert await handle.cancel() is False
+        failed_id = await running.register_durable_task(job.task(Job(n=1, mode="fail")))
+        with pytest.raises(RemoteTaskError, match="bad input 1"):  # the same error type wherever it ran
+            await running.handle(failed_id).result(timeout=GUARD)

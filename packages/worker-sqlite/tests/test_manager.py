@@ -11,7 +11,7 @@ import pytest
 from helpers import until
 from worker_core import DurableHandlerSpec, DurableTask, Plugins, TaskContext, TaskManager
 from worker_core.admin import open_admin
-from worker_core.durable.outcomes import ResultStoreBackend
+from worker_core.durable.outcomes import RemoteTaskError, ResultStoreBackend
 from worker_core.durable.types import (
     BatchEnqueueBackend,
     BatchExtendBackend,
@@ -84,3 +84,32 @@ async def test_a_task_manager_on_a_sqlite_url_runs_tasks_and_keeps_results(
         assert (await admin.overview()).total_ready == 0
     await producer.stop_now()
     assert (tmp_path / "tasks.db").exists()
+
+
+async def test_a_handle_on_a_replayed_task_waits_for_the_replay(tmp_path: Path) -> None:
+    """The node that ran a task and saw it fail still holds its FAILED record: after a DLQ replay, a handle
+    asked for then waits for the new run's outcome instead of raising the old error at once."""
+    fixed = False
+
+    async def send(ctx: TaskContext, payload: Any) -> str:
+        if not fixed:
+            raise ConnectionRefusedError("relay down")
+        return f"sent {payload}"
+
+    handlers = {"send": DurableHandlerSpec(None, send)}
+    url = f"sqlite:///{tmp_path}/replay.db"
+    async with TaskManager(durable_backend=url, durable_handlers=handlers, durable_codec="json") as tm:
+        task_id = await tm.register_durable_task(DurableTask(handler="send", payload=b'"ada"', retries=0))
+        with pytest.raises(RemoteTaskError, match="relay down"):
+            await tm.handle(task_id).result(timeout=10)
+        async with SqliteAdmin(str(tmp_path / "replay.db")) as admin:
+            await admin.pause()  # the replayed task cannot be leased yet
+            fixed = True
+            assert (await admin.replay_dlq_ids([str(task_id)])).count == 1
+            handle = tm.handle(task_id)
+            assert not handle.done()
+            with pytest.raises(TimeoutError):
+                await handle.result(timeout=0.05)
+            await admin.resume()
+        assert await tm.handle(task_id).result(timeout=10) == "sent ada"
+        assert await handle.result(timeout=10) == "sent ada"

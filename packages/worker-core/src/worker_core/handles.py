@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .results import ResultBus
     from .task import Task
 
-__all__ = ("HandleSource", "LocalTasks", "StoredRef", "StoredTasks", "TaskHandle")
+__all__ = ("DurableTasks", "HandleSource", "HeldRef", "LocalTasks", "StoredRef", "StoredTasks", "TaskHandle")
 
 T = TypeVar("T")
 
@@ -234,3 +234,62 @@ class StoredTasks:
         if ref.outcome is not None:
             return False
         raise TaskNotFoundError(f"durable task {ref.id} is not held by this node: it cannot be cancelled from here")
+
+
+@final
+class HeldRef:
+    """One handle's view of a durable task this node holds: the task run here and its stored outcome."""
+
+    __slots__ = ("stored", "task")
+
+    def __init__(self, task: Task[Any]) -> None:
+        self.task = task
+        self.stored = StoredRef(task.id)
+
+
+@final
+class DurableTasks:
+    """The source of handles on durable tasks this node holds, when the backend stores results.
+
+    The result store is the authority on a durable task's outcome: the task this node ran may be run again
+    (a DLQ replay, an admin retry) after it finished here, so its local record says how the *last run here*
+    ended, not how the task ended. ``status`` is the local task's while it runs here, then the stored
+    outcome's once read (``None`` in between); awaiting waits on the store, so a handle on a finished but
+    replayed task waits for the new run; a failed task raises ``RemoteTaskError`` wherever it ran.
+    """
+
+    __slots__ = ("_local", "_stored")
+
+    def __init__(self, local: LocalTasks, stored: StoredTasks) -> None:
+        self._local = local
+        self._stored = stored
+
+    def handle(self, task: Task[Any]) -> TaskHandle[Any]:
+        """A handle on the durable ``task`` this node holds."""
+        return TaskHandle(self, HeldRef(task))
+
+    def task_id(self, ref: HeldRef) -> uuid.UUID:
+        """The task id."""
+        return ref.stored.id
+
+    def status(self, ref: HeldRef) -> TaskStatus | None:
+        """The stored outcome's status once read, else the local task's while it is not finished here."""
+        stored = self._stored.status(ref.stored)
+        if stored is not None:
+            return stored
+        local = records.status(ref.task)
+        return None if local in TERMINAL_STATUSES else local
+
+    async def outcome(self, ref: HeldRef, timeout_s: float | None) -> Any:
+        """The task's result once its outcome is stored, or its error raised."""
+        return await self._stored.outcome(ref.stored, timeout_s)
+
+    def done_outcome(self, ref: HeldRef) -> Any:
+        """The result of the outcome already read, or its error raised."""
+        return self._stored.done_outcome(ref.stored)
+
+    async def cancel(self, ref: HeldRef) -> bool:
+        """``cancel_task`` while the task runs here; else as a stored task."""
+        if records.status(ref.task) not in TERMINAL_STATUSES:
+            return await self._local.cancel(ref.task)
+        return await self._stored.cancel(ref.stored)

@@ -31,7 +31,7 @@ from .errors import (
     TaskNotFoundError,
 )
 from .events import Pending
-from .handles import LocalTasks, StoredTasks, TaskHandle
+from .handles import DurableTasks, LocalTasks, StoredTasks, TaskHandle
 from .hooks import TaskHooks
 from .metrics import MetricsSnapshot
 from .options import (
@@ -448,7 +448,10 @@ class TaskManager:
 
         A task this manager holds is read from the task itself. With a durable backend that stores results
         (``ResultStoreBackend``), any other id is a durable task read from the result store: awaiting the
-        handle waits until some node finishes it (the manager need not be started).
+        handle waits until some node finishes it (the manager need not be started). A durable task this
+        manager holds is awaited on the store too (its status is the local one while it runs here): the
+        store knows how it ended wherever it ran, and a handle on a task replayed after it failed here
+        waits for the new run instead of raising the old error.
 
         Raises:
             TaskNotFoundError: no task has this id here (or it was evicted by the retention policy) and the
@@ -457,9 +460,13 @@ class TaskManager:
         if not isinstance(task_id, uuid.UUID):
             raise TaskNotFoundError(f"task id must be a uuid.UUID, got {type(task_id).__name__}")
         task = self._engine.registry.get(task_id.int)
-        if task is not None:
-            return self._local.handle(task)
         store = self._result_store()
+        if task is not None:
+            config = self._engine.durable_config
+            if task.durable and store is not None and config is not None and config.options.result_ttl_s:
+                # the store, not the run seen here, knows how it ended: a replay may run it again
+                return DurableTasks(self._local, StoredTasks(store)).handle(task)
+            return self._local.handle(task)
         if store is None:
             raise TaskNotFoundError(f"task with ID {task_id} not found")
         return StoredTasks(store).handle(task_id)
