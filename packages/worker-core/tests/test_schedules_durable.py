@@ -16,8 +16,15 @@ import pytest
 from core_helpers import GUARD, until
 from worker_core import TaskContext, TaskManager
 from worker_core.durable import DurableHandlerSpec, DurableTask
-from worker_core.schedules import META_SCHEDULE_TICK, MissedPolicy, tick_task_id
-from worker_core.testing import InMemoryDurableBackend
+from worker_core.schedules import (
+    META_SCHEDULE_TICK,
+    PUBLISHED_TTL_S,
+    MissedPolicy,
+    ScheduleRecord,
+    runner,
+    tick_task_id,
+)
+from worker_core.testing import FakeClock, InMemoryDurableBackend
 
 SCHEDULE = "every-second"
 
@@ -189,3 +196,25 @@ async def test_trigger_is_taken_by_exactly_one_node_and_pause_is_shared() -> Non
     assert [e.kind for e in events] == ["triggered"]
     listed = await backend.list_schedules()
     assert {r.name for r in listed} == {SCHEDULE, "yearly"}
+
+
+async def test_published_records_expire_unless_republished(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    backend = InMemoryDurableBackend(clock=clock)
+    await backend.publish_schedules([ScheduleRecord("gone", "@hourly", "UTC", "default")])
+    clock.advance(PUBLISHED_TTL_S - 10)
+    await backend.publish_schedules([ScheduleRecord("kept", "@daily", "UTC", "default")])
+    assert [r.name for r in await backend.list_schedules()] == ["gone", "kept"]
+    clock.advance(20)  # "gone" was published over the TTL ago, "kept" 20 s ago
+    assert [r.name for r in await backend.list_schedules()] == ["kept"]
+
+    # a running node republishes its schedules periodically, not only when they change
+    monkeypatch.setattr(runner, "REPUBLISH_S", 0.0)
+    node_clock = FakeClock()
+    shared = InMemoryDurableBackend(clock=node_clock)
+    async with node(shared, Ticks()):
+        for _ in range(2):
+            await until(lambda: [r.name for r in shared.schedule_state.listed()] == [SCHEDULE])
+            node_clock.advance(PUBLISHED_TTL_S + 1)
+            assert shared.schedule_state.listed() == []  # expired: listed again only once republished
+        await until(lambda: [r.name for r in shared.schedule_state.listed()] == [SCHEDULE])

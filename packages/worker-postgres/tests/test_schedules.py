@@ -14,7 +14,14 @@ from conftest import MakeBackend
 from pg_helpers import rows
 from worker_core.admin import open_admin
 from worker_core.durable import DurableTask
-from worker_core.schedules import ScheduleBackend, ScheduleEvent, ScheduleRecord, TickResult, tick_task_id
+from worker_core.schedules import (
+    PUBLISHED_TTL_S,
+    ScheduleBackend,
+    ScheduleEvent,
+    ScheduleRecord,
+    TickResult,
+    tick_task_id,
+)
 from worker_core.testing import ScheduleAdminConformance, ScheduleBackendConformance
 from worker_postgres import PostgresAdmin, PostgresDurableBackend
 
@@ -109,3 +116,17 @@ async def test_a_paused_schedule_stores_nothing(backend: PostgresDurableBackend)
     assert await backend.enqueue_tick(task, "s", 1_000, 60.0) is TickResult.PAUSED
     assert await rows(backend, "SELECT count(*) FROM {s}.tasks") == [(0,)]
     assert await rows(backend, "SELECT count(*) FROM {s}.schedule_ticks") == [(0,)]
+
+
+async def test_records_nobody_republished_expire(make_backend: MakeBackend) -> None:
+    nodes = [await make_backend() for _ in range(2)]
+    await nodes[0].publish_schedules([ScheduleRecord("gone", "@hourly", "UTC", "default")])
+    await nodes[1].publish_schedules([ScheduleRecord("kept", "@daily", "UTC", "default")])
+    await rows(  # "gone" last published over the TTL ago
+        nodes[0],
+        "UPDATE {s}.schedules SET published_at = published_at - make_interval(secs => %s) WHERE name = 'gone'",
+        PUBLISHED_TTL_S + 1,
+    )
+    assert [r.name for r in await nodes[0].list_schedules()] == ["kept"]  # not listed once expired
+    await nodes[1].publish_schedules([])  # a node with no durable schedule left still prunes
+    assert await rows(nodes[0], "SELECT name FROM {s}.schedules") == [("kept",)]

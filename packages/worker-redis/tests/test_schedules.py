@@ -26,7 +26,14 @@ from redis.asyncio import Redis
 from redis_helpers import MakeBackend, task, until
 from worker_core import ScheduleInfo, TaskContext, TaskManager
 from worker_core.durable import DurableHandlerSpec, DurableTask
-from worker_core.schedules import META_SCHEDULE_TICK, ScheduleEvent, ScheduleRecord, TickResult, tick_task_id
+from worker_core.schedules import (
+    META_SCHEDULE_TICK,
+    PUBLISHED_TTL_S,
+    ScheduleEvent,
+    ScheduleRecord,
+    TickResult,
+    tick_task_id,
+)
 from worker_redis import Keys, RedisDurableBackend
 from worker_redis.testing import RedisServer
 
@@ -138,6 +145,19 @@ def skewed(skew: float) -> Callable[[], float]:
         return time.time() + skew
 
     return clock
+
+
+async def test_records_nobody_republished_expire(make_backend: MakeBackend, raw: Redis) -> None:
+    nodes = [await make_backend() for _ in range(2)]
+    keys = nodes[0].keys
+    await nodes[1].publish_schedules([ScheduleRecord("kept", "@daily", "UTC", "default")])
+    old_ms = int((time.time() - PUBLISHED_TTL_S - 1) * 1000)
+    stale = {"name": "gone", "spec": "@hourly", "tz": "UTC", "queue": "default", "missed": "skip"}
+    await raw.hset(keys.schedules, "gone", json.dumps({**stale, "published_ms": old_ms}))
+    await raw.hset(keys.schedules, "unstamped", json.dumps({**stale, "name": "unstamped"}))  # an older version's
+    assert [r.name for r in await nodes[0].list_schedules()] == ["kept", "unstamped"]  # not listed once expired
+    await nodes[0].publish_schedules([])  # a node with no durable schedule left still prunes
+    assert sorted(await raw.hkeys(keys.schedules)) == [b"kept", b"unstamped"]  # deleted by the publication
 
 
 async def test_nodes_with_clocks_seconds_apart_enqueue_each_tick_once(

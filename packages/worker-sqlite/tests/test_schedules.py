@@ -18,7 +18,14 @@ import pytest
 from conftest import MakeBackend
 from worker_core.admin import open_admin
 from worker_core.durable import DurableTask
-from worker_core.schedules import ScheduleBackend, ScheduleEvent, ScheduleRecord, TickResult, tick_task_id
+from worker_core.schedules import (
+    PUBLISHED_TTL_S,
+    ScheduleBackend,
+    ScheduleEvent,
+    ScheduleRecord,
+    TickResult,
+    tick_task_id,
+)
 from worker_core.testing import ScheduleAdminConformance, ScheduleBackendConformance
 from worker_sqlite import SqliteDurableBackend
 from worker_sqlite.admin import SqliteAdmin
@@ -127,3 +134,14 @@ async def test_a_fresh_id_for_a_paused_schedule_stores_nothing(make_backend: Mak
     assert await backend.enqueue_tick(task, "s", 1_000, 60.0) is TickResult.PAUSED
     assert _rows(db_path, "SELECT count(*) FROM tasks") == [(0,)]
     assert _rows(db_path, "SELECT count(*) FROM schedule_ticks") == [(0,)]
+
+
+async def test_records_nobody_republished_expire(make_backend: MakeBackend, db_path: Path) -> None:
+    nodes = [await make_backend() for _ in range(2)]
+    await nodes[0].publish_schedules([ScheduleRecord("gone", "@hourly", "UTC", "default")])
+    await nodes[1].publish_schedules([ScheduleRecord("kept", "@daily", "UTC", "default")])
+    with contextlib.closing(sqlite3.connect(db_path)) as db, db:  # "gone" last published over the TTL ago
+        db.execute("UPDATE schedules SET published_at = published_at - ? WHERE name = 'gone'", (PUBLISHED_TTL_S + 1,))
+    assert [r.name for r in await nodes[0].list_schedules()] == ["kept"]  # not listed once expired
+    await nodes[1].publish_schedules([ScheduleRecord("kept", "@daily", "UTC", "default")])
+    assert _rows(db_path, "SELECT name FROM schedules") == [("kept",)]  # and deleted by the next publication

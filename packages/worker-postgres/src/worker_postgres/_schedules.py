@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any, Final, final
 import psycopg
 from psycopg import sql
 from worker_core.durable.types import DurableTask
-from worker_core.schedules.types import MissedPolicy, ScheduleEvent, ScheduleRecord, ScheduleState, TickResult
+from worker_core.schedules.types import (
+    PUBLISHED_TTL_S,
+    MissedPolicy,
+    ScheduleEvent,
+    ScheduleRecord,
+    ScheduleState,
+    TickResult,
+)
 
 from ._rows import enqueue_params
 
@@ -93,12 +100,16 @@ _SQL: Final = {
         DELETE FROM {s}.schedule_events WHERE schedule = %(name)s AND seq <= (
             SELECT seq FROM {s}.schedule_events WHERE schedule = %(name)s ORDER BY seq DESC
             LIMIT 1 OFFSET %(older)s)""",
-    "publish": """INSERT INTO {s}.schedules (name, spec, tz, queue, missed)
+    # The DELETE sees the table as it was before the INSERT: the names just published are kept by name.
+    "publish": """WITH published AS (INSERT INTO {s}.schedules (name, spec, tz, queue, missed)
         SELECT * FROM unnest(%(names)s::text[], %(specs)s::text[], %(tzs)s::text[], %(queues)s::text[],
                              %(missed)s::text[])
         ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, tz = excluded.tz, queue = excluded.queue,
-            missed = excluded.missed, published_at = clock_timestamp()""",
-    "listed": "SELECT name, spec, tz, queue, missed FROM {s}.schedules ORDER BY name",
+            missed = excluded.missed, published_at = clock_timestamp())
+        DELETE FROM {s}.schedules WHERE published_at < clock_timestamp() - make_interval(secs => %(ttl)s)
+            AND NOT (name = ANY(%(names)s::text[]))""",
+    "listed": """SELECT name, spec, tz, queue, missed FROM {s}.schedules
+        WHERE published_at >= clock_timestamp() - make_interval(secs => %(ttl)s) ORDER BY name""",
     "states": """SELECT n.name, coalesce(st.paused, false), st.last_tick_ms, ev.data::text
         FROM unnest(%(names)s::text[]) AS n(name)
         LEFT JOIN {s}.schedule_state st ON st.name = n.name
@@ -170,23 +181,22 @@ class PostgresSchedules:
         return TickResult.ENQUEUED
 
     async def publish(self, records: Sequence[ScheduleRecord]) -> None:
-        """Upsert one row per record (the latest publication of a name wins)."""
+        """Upsert one row per record (the latest publication of a name wins), stamped now; delete expired rows."""
         latest = {r.name: r for r in records}
-        if not latest:
-            return
         params = {
             "names": list(latest),
             "specs": [r.spec for r in latest.values()],
             "tzs": [r.tz for r in latest.values()],
             "queues": [r.queue for r in latest.values()],
             "missed": [r.missed for r in latest.values()],
+            "ttl": PUBLISHED_TTL_S,
         }
         await self._run("publish", params)
 
     async def listed(self) -> list[ScheduleRecord]:
-        """Every published record, by name."""
+        """Every record published within the TTL, by name."""
         out: list[ScheduleRecord] = []
-        for name, spec, tz, queue, missed in await self._rows("listed", {}):
+        for name, spec, tz, queue, missed in await self._rows("listed", {"ttl": PUBLISHED_TTL_S}):
             policy: MissedPolicy = "once" if missed == "once" else "skip"
             out.append(ScheduleRecord(name, spec, tz, queue, policy))
         return out

@@ -15,7 +15,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, final
 
 from worker_core.durable.types import DurableTask
-from worker_core.schedules.types import MissedPolicy, ScheduleEvent, ScheduleRecord, ScheduleState, TickResult
+from worker_core.schedules.types import (
+    PUBLISHED_TTL_S,
+    MissedPolicy,
+    ScheduleEvent,
+    ScheduleRecord,
+    ScheduleState,
+    TickResult,
+)
 
 from ._errors import redis_errors
 from ._records import enqueue_args, now_ms
@@ -94,13 +101,14 @@ class RedisSchedules:
         return _RESULTS[int(result)]
 
     async def publish(self, records: Sequence[ScheduleRecord]) -> None:
-        """``HSET P:schedules`` one JSON record per schedule."""
-        if not records:
-            return
+        """One JSON record per schedule in ``P:schedules``, stamped now; expired records dropped (one script)."""
         await self._connect()
-        mapping = {r.name: json.dumps(r.to_json(), separators=(",", ":")) for r in records}
+        now = now_ms()
+        args: list[Any] = [now - round(PUBLISHED_TTL_S * 1000)]
+        for r in records:
+            args += (r.name, json.dumps({**r.to_json(), "published_ms": now}, separators=(",", ":")))
         with redis_errors(self._where):
-            await self._client().hset(self._keys.schedules, mapping=mapping)
+            await self._script("schedule_publish")((self._keys.schedules,), args)
 
     async def listed(self) -> list[ScheduleRecord]:
         """Every published record (a corrupt one is skipped), by name."""
@@ -108,9 +116,13 @@ class RedisSchedules:
         with redis_errors(self._where):
             raw = await self._client().hgetall(self._keys.schedules)
         out: list[ScheduleRecord] = []
+        cutoff = now_ms() - round(PUBLISHED_TTL_S * 1000)
         for name, value in raw.items():
             try:
                 data = json.loads(value)
+                published = data.get("published_ms")
+                if isinstance(published, int) and published < cutoff:
+                    continue  # nobody republished it: dropped at the next publication
                 missed: MissedPolicy = "once" if data.get("missed") == "once" else "skip"
                 out.append(ScheduleRecord(_text(name), str(data["spec"]), str(data["tz"]), str(data["queue"]), missed))
             except (ValueError, TypeError, KeyError, AttributeError):

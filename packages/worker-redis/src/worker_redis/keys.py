@@ -27,7 +27,7 @@ key                           type    content
 ``P:recent:<queue>``          LIST    ours: ids of the queue's latest outcomes, newest at the head, trimmed to
                                       the backend's bound; expires with the latest outcome's TTL
 ``P:done:<uuid>``             channel ours: the outcome, published (``SPUBLISH``) when it is stored
-``P:schedules``               HASH    ours: schedule name -> JSON record (spec, tz, queue, missed) a node runs
+``P:schedules``               HASH    ours: schedule name -> JSON record (spec, tz, queue, missed, published_ms)
 ``P:schedule:tick:<n>:<ms>``  STRING  ours: the marker of one schedule tick (the task id), ``PX`` a few
                                       periods (at least 60 s): a tick is enqueued once, by whichever node
 ``P:schedule:last``           HASH    ours: schedule name -> the latest tick enqueued (epoch ms)

@@ -33,6 +33,7 @@ BACKEND_SCRIPTS = (
     "outcome",
     "enqueue_tick",
     "schedule_runs",
+    "schedule_publish",
 )
 
 
@@ -66,6 +67,7 @@ class BackendScripts:
     outcome: AsyncScript
     enqueue_tick: AsyncScript
     schedule_runs: AsyncScript
+    schedule_publish: AsyncScript
 
     @classmethod
     def bind(cls, client: Any) -> BackendScripts:

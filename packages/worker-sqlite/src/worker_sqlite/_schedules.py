@@ -20,7 +20,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, final
 
 from worker_core.durable.types import DurableTask
-from worker_core.schedules.types import MissedPolicy, ScheduleEvent, ScheduleRecord, ScheduleState, TickResult
+from worker_core.schedules.types import (
+    PUBLISHED_TTL_S,
+    MissedPolicy,
+    ScheduleEvent,
+    ScheduleRecord,
+    ScheduleState,
+    TickResult,
+)
 
 from . import _ops as ops
 from ._ops import Wake
@@ -152,9 +159,7 @@ class SqliteSchedules:
         return result
 
     async def publish(self, records: Sequence[ScheduleRecord]) -> None:
-        """Upsert one row per record (the latest publication of a name wins)."""
-        if not records:
-            return
+        """Upsert one row per record (the latest publication of a name wins), stamped now; delete expired rows."""
         now = time.time()
         rows = [(r.name, r.spec, r.tz, r.queue, r.missed, now) for r in records]
 
@@ -165,14 +170,17 @@ class SqliteSchedules:
                 "missed = excluded.missed, published_at = excluded.published_at",
                 rows,
             )
+            db.execute("DELETE FROM schedules WHERE published_at < ?", (now - PUBLISHED_TTL_S,))
 
         await self._write(op)
 
     async def listed(self) -> list[ScheduleRecord]:
-        """Every published record, by name (a row that does not read back is skipped)."""
+        """Every record published within the TTL, by name (a row that does not read back is skipped)."""
+        cutoff = time.time() - PUBLISHED_TTL_S
 
         def op(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
-            return db.execute("SELECT name, spec, tz, queue, missed FROM schedules ORDER BY name").fetchall()
+            sql = "SELECT name, spec, tz, queue, missed FROM schedules WHERE published_at >= ? ORDER BY name"
+            return db.execute(sql, (cutoff,)).fetchall()
 
         out: list[ScheduleRecord] = []
         for name, spec, tz, queue, missed in await self._read(op):

@@ -3,7 +3,7 @@
 Owned by :class:`~worker_core.testing.InMemoryDurableBackend`; every method is synchronous, so within one event
 loop each is atomic (the backend's async methods call them without awaiting in between). Everything that grows
 is bounded: tick markers expire (a heap of expiries pruned on every tick), events are kept per schedule up to
-the limit asked for, run requests are one flag per schedule.
+the limit asked for, run requests are one flag per schedule, published records expire after ``PUBLISHED_TTL_S``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import final
 
-from .types import ScheduleEvent, ScheduleRecord, ScheduleState, TickResult
+from .types import PUBLISHED_TTL_S, ScheduleEvent, ScheduleRecord, ScheduleState, TickResult
 
 __all__ = ("MemoryScheduleState",)
 
@@ -34,7 +34,7 @@ class MemoryScheduleState:
         self._last: dict[str, int] = {}
         self._paused: set[str] = set()
         self._runs: set[str] = set()
-        self._records: dict[str, ScheduleRecord] = {}
+        self._records: dict[str, tuple[ScheduleRecord, float]] = {}  # name -> (record, published at)
         self._events: dict[str, deque[ScheduleEvent]] = {}
 
     def tick(
@@ -67,13 +67,23 @@ class MemoryScheduleState:
         return len(self._markers)
 
     def publish(self, records: Sequence[ScheduleRecord]) -> None:
-        """Keep ``records`` by name (a later one replaces an earlier one)."""
+        """Keep ``records`` by name (a later one replaces an earlier one); drop those not published for the TTL."""
+        now = self._now()
         for record in records:
-            self._records[record.name] = record
+            self._records[record.name] = (record, now)
+        cutoff = now - PUBLISHED_TTL_S
+        for name in [name for name, (_, at) in self._records.items() if at < cutoff]:
+            del self._records[name]
 
     def listed(self) -> list[ScheduleRecord]:
-        """Every published record, by name."""
-        return [self._records[name] for name in sorted(self._records)]
+        """Every record published within the TTL, by name."""
+        cutoff = self._now() - PUBLISHED_TTL_S
+        out = []
+        for name in sorted(self._records):
+            record, at = self._records[name]
+            if at >= cutoff:
+                out.append(record)
+        return out
 
     def states(self, names: Sequence[str]) -> dict[str, ScheduleState]:
         """Paused flag, last tick and last event of each of ``names``."""

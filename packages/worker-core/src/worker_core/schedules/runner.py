@@ -25,7 +25,7 @@ from worker_core.errors import ConfigurationError, ScheduleExistsError, Schedule
 
 from .entry import Entry, Factory, Firing, fire
 from .spec import parse_spec
-from .types import MissedPolicy, ScheduleBackend, ScheduleEvent, ScheduleInfo, ScheduleRecord
+from .types import REPUBLISH_S, MissedPolicy, ScheduleBackend, ScheduleEvent, ScheduleInfo, ScheduleRecord
 
 __all__ = ("LATE_TICKS", "POLL_S", "ScheduleRunner")
 
@@ -64,6 +64,7 @@ class ScheduleRunner:
         self._wake: asyncio.Event | None = None
         self._open = False
         self._dirty = True  # durable schedules not yet published to the backend
+        self._republish_at = 0.0  # monotonic time of the next periodic publication (records expire unrepublished)
         self._firing: set[asyncio.Task[None]] = set()
         self.node = _node_id()
 
@@ -284,8 +285,9 @@ class ScheduleRunner:
         if backend is None:
             return
         try:
-            if self._dirty:
+            if self._dirty or time.monotonic() >= self._republish_at:
                 self._dirty = False
+                self._republish_at = time.monotonic() + REPUBLISH_S
                 await backend.publish_schedules(self.records())
             for name in await backend.take_schedule_runs(self.names()):
                 entry = self._entries.get(name)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal, Protocol, runtime_checkable
+from typing import Final, Literal, Protocol, runtime_checkable
 
 from worker_core.durable.types import DurableTask
 
@@ -116,6 +116,14 @@ class ScheduleEvent:
             return None
 
 
+#: Seconds a published schedule record stays listed without being published again. Every node republishes its
+#: durable schedules every :data:`REPUBLISH_S`; a record no node republished for this long (the schedule was
+#: removed from the code, or every node running it is gone) is dropped by the next publication.
+PUBLISHED_TTL_S: Final = 3600.0
+#: Seconds between two publications of a node's durable schedules (also published at once on every change).
+REPUBLISH_S: Final = 300.0
+
+
 @dataclass(frozen=True, slots=True)
 class ScheduleRecord:
     """What a node publishes about a durable schedule it runs (for listings such as ``workerctl``)."""
@@ -188,11 +196,15 @@ class ScheduleBackend(Protocol):
         ...
 
     async def publish_schedules(self, records: Sequence[ScheduleRecord]) -> None:
-        """Record the schedules this node runs (by name; the latest publisher's spec wins)."""
+        """Record the schedules this node runs (by name; the latest publisher's spec wins), stamped now.
+
+        In the same step, drop the records nobody published for :data:`PUBLISHED_TTL_S` seconds (the store
+        stays as large as the schedules that live nodes run).
+        """
         ...
 
     async def list_schedules(self) -> list[ScheduleRecord]:
-        """Every schedule some node published, by name."""
+        """Every schedule some node published within :data:`PUBLISHED_TTL_S` seconds, by name."""
         ...
 
     async def schedule_states(self, names: Sequence[str]) -> dict[str, ScheduleState]:
