@@ -8,6 +8,7 @@ accepted and run) and idempotency keys per principal.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -25,10 +26,12 @@ from worker_grpc import (
     HandlerRegistry,
     RemoteHandlerNotFoundError,
     RemoteTaskNotFoundError,
+    TaskResult,
     WorkerClient,
 )
 from worker_grpc.payloads import CreateUserPayload, SendEmailPayload, SendEmailResponse
 from worker_redis import RedisDurableBackend
+from worker_redis.admin import RedisAdmin
 from worker_redis.testing import REDIS_SERVER, RedisServer, redis_server
 
 pytestmark = pytest.mark.needs_binary(REDIS_SERVER)
@@ -171,3 +174,44 @@ async def test_a_durable_task_belongs_to_its_principal_on_the_node_that_runs_it(
     with pytest.raises(RemoteTaskNotFoundError):
         await bob.get_task(task_id)
     assert (await alice.get_task(task_id)).status == "Completed"
+
+
+async def test_stream_results_of_a_task_replayed_after_it_failed_here_waits_for_the_new_run(
+    serve: ServeFactory, redis_srv: RedisServer
+) -> None:
+    """The node that ran a durable task and saw it fail keeps its FAILED record: after a DLQ replay, a
+    StreamResults for it waits for the new run (the result store says how it ended) instead of replaying the
+    old failure."""
+    fixed = False
+    registry = TypedDurableRegistry()
+
+    @registry.handler("send_email")
+    async def send_email(ctx: TaskContext, payload: SendEmailPayload) -> SendEmailResponse:
+        if not fixed:
+            raise ConnectionRefusedError("relay down")
+        return SendEmailResponse(message_id=f"msg-{payload.to}")
+
+    prefix = f"t-{uuid.uuid4().hex[:10]}"
+    backend = RedisDurableBackend.from_url(redis_srv.url, prefix=prefix)
+    tm = TaskManager(durable_backend=backend, durable_handlers=registry.handlers(), durable_poll_interval=0.01)
+    async with tm, RedisAdmin.from_url(redis_srv.url, prefix=prefix) as admin:
+        client = (await serve(manager=tm, handlers=dict(registry.handlers()))).client()
+        task_id = await client.register_durable_task(email("ada@example.com"))
+        (failed,) = [r async for r in client.stream_results([task_id], close_on_completion=True, rpc_timeout=20)]
+        assert "relay down" in failed.error
+        await admin.pause()  # the replayed task is not leased until resumed
+        fixed = True
+        assert (await admin.replay_dlq_ids([str(task_id)])).count == 1
+
+        async def first_result() -> TaskResult:
+            async for result in client.stream_results([task_id], close_on_completion=True, rpc_timeout=20):
+                return result
+            raise AssertionError("the stream closed without a result")
+
+        waiting = asyncio.create_task(first_result())
+        done, _ = await asyncio.wait([waiting], timeout=0.3)
+        assert not done  # not the old failure: the task is queued again
+        await admin.resume()
+        result = await asyncio.wait_for(waiting, 20)
+        assert (result.id, result.error) == (task_id, "")
+    await backend.aclose()

@@ -229,10 +229,11 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
                     yield done
             if wanted and close and not pending:
                 return
-            elsewhere = [task_id for task_id in pending if not self._known(task_id)]
+            elsewhere = [task_id for task_id in pending if not self._running_here(task_id)]
             if elsewhere and self._stores_results():
-                # Tasks this node does not hold (durable tasks another node runs): their outcomes come from the
-                # backend's result store, raced against this node's own results.
+                # Tasks this node does not run now (durable tasks another node runs, or that finished here but
+                # may run again: a DLQ replay): their outcomes come from the backend's result store, raced
+                # against this node's own results.
                 async for response in self._merged(stream, principal, pending, elsewhere, close):
                     yield response
                 return
@@ -252,12 +253,12 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
         finally:
             self._fanout.close(stream)
 
-    def _known(self, task_id: uuid.UUID) -> bool:
+    def _running_here(self, task_id: uuid.UUID) -> bool:
         try:
-            self._manager.get_task(task_id)
+            status = self._manager.get_task(task_id).status
         except TaskNotFoundError:
             return False
-        return True
+        return status is None or not status.is_terminal
 
     def _stores_results(self) -> bool:
         manager = self._manager
@@ -336,6 +337,8 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
         status = task.status
         if status is None or not status.is_terminal:
             return None
+        if not self._manager.handle(task_id).done():
+            return None  # a durable task the result store answers for: it may have been replayed since
         return pb.StreamResultsResponse(
             id=str(task_id), output=_convert.output_text(task.result), error=_convert.error_text(task.error)
         )
