@@ -23,13 +23,19 @@ from worker_core import (
     TaskStatus,
     TypedDurableRegistry,
 )
-from worker_core.durable.outcomes import RemoteTaskError, ResultNotStoredError
+from worker_core.durable.outcomes import RESULT_BYTES, RemoteTaskError, ResultNotStoredError
+from worker_core.errors import ERROR_TEXT_CHARS
 from worker_core.testing import InMemoryDurableBackend
 
 
 class Job(msgspec.Struct):
     n: int
     mode: str = "ok"
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
 
 
 job = DurableTaskType("job", Job, retries=1, retry_delay=0.001)
@@ -45,6 +51,14 @@ async def run_job(ctx: TaskContext, payload: Job) -> Any:
         raise Retry(delay=0.001)
     if payload.mode == "opaque":
         return object()  # cannot be encoded
+    if payload.mode == "unprintable":
+        raise Unprintable
+    if payload.mode == "huge-error":
+        raise ValueError("x" * 1_000_000)
+    if payload.mode == "huge-result":
+        return "y" * (RESULT_BYTES + 1)
+    if payload.mode == "unprintable-result":
+        return Unprintable()  # neither JSON nor str() can make text of it
     if payload.mode == "block":
         started.set()
         await asyncio.Event().wait()
@@ -175,3 +189,31 @@ async def test_a_handle_on_a_durable_task_held_here_reads_status_locally_and_wai
         failed_id = await running.register_durable_task(job.task(Job(n=1, mode="fail")))
         with pytest.raises(RemoteTaskError, match="bad input 1"):  # the same error type wherever it ran
             await running.handle(failed_id).result(timeout=GUARD)
+
+
+async def test_unprintable_and_huge_errors_and_results_are_settled_and_bounded() -> None:
+    """An error whose str() raises used to stop the attempt from being settled (no outcome, the task redelivered
+    until its delivery limit); a 1 MB message or a 50 MB result was stored whole, in the outcome and the DLQ."""
+    backend = InMemoryDurableBackend()
+    async with worker(backend) as running, asyncio.timeout(GUARD):
+        ids = {
+            mode: await running.register_durable_task(job.task(Job(n=0, mode=mode)))
+            for mode in ("unprintable", "huge-error", "huge-result", "unprintable-result")
+        }
+        with pytest.raises(RemoteTaskError) as unprintable:
+            await running.handle(ids["unprintable"])
+        assert unprintable.value.error_message == "<unprintable Unprintable: str() raised RuntimeError>"
+        with pytest.raises(RemoteTaskError) as huge:
+            await running.handle(ids["huge-error"])
+        assert huge.value.error_message.startswith("x" * ERROR_TEXT_CHARS + "... [")
+        assert len(huge.value.error_message) < ERROR_TEXT_CHARS + 40
+        with pytest.raises(ResultNotStoredError, match="over the 1,048,576-byte limit"):
+            await running.handle(ids["huge-result"])
+        with pytest.raises(ResultNotStoredError, match="could not be encoded"):
+            await running.handle(ids["unprintable-result"])
+        outcome = await running.durable_outcome(ids["huge-result"])
+        assert outcome is not None
+        assert (outcome.status, outcome.result, len(outcome.result_text)) == (TaskStatus.COMPLETED, None, 4096)
+    reasons = {d.task.id: d.error for d in backend.dead_letters()}
+    assert reasons[ids["unprintable"]] == "Unprintable: <unprintable Unprintable: str() raised RuntimeError>"
+    assert len(reasons[ids["huge-error"]]) < ERROR_TEXT_CHARS + 60

@@ -22,6 +22,13 @@ from worker_grpc.payloads import CreateUserPayload, CreateUserResponse, SendEmai
 NO_PROXY = (("grpc.enable_http_proxy", 0),)
 
 
+class Unprintable(Exception):
+    """An error whose ``str()`` raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     register_marker(config)
 
@@ -71,6 +78,10 @@ def make_handlers(gate: Gate) -> HandlerRegistry:
 
     @registry.handler("fail")
     async def fail(ctx: TaskContext, payload: StringValue | None) -> None:
+        if payload is not None and payload.value == "unprintable":
+            raise Unprintable
+        if payload is not None and payload.value == "huge":
+            raise RuntimeError("x" * 10_000_000)  # over gRPC's 4 MiB message limit, whole
         raise RuntimeError("boom")
 
     return registry

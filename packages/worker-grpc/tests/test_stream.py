@@ -9,6 +9,7 @@ import pytest
 from conftest import Gate, Served, channel, eventually
 from google.protobuf.wrappers_pb2 import StringValue
 from worker_core import TaskManager, TaskStatus
+from worker_core.errors import ERROR_TEXT_CHARS
 from worker_grpc import TaskRequest, TaskResult, WorkerClient
 from worker_grpc import messages as pb
 from worker_grpc.payloads import CreateUserPayload
@@ -134,3 +135,16 @@ async def test_stream_ends_when_the_manager_stops(client: WorkerClient, manager:
     await eventually(lambda: manager.get_task(task_id).status is TaskStatus.COMPLETED)
     await manager.stop_now()
     await asyncio.wait_for(consumer, 10)  # ended cleanly (status OK), no error raised
+
+
+async def test_an_unprintable_or_huge_error_is_sent_as_bounded_text(client: WorkerClient) -> None:
+    """A task error whose str() raises broke the stream; a 10 MB message was over gRPC's message limit."""
+    ids = await client.register_tasks(
+        [TaskRequest("fail", StringValue(value="unprintable")), TaskRequest("fail", StringValue(value="huge"))]
+    )
+    results: list[TaskResult] = []
+    await asyncio.wait_for(collect(client, ids, results), 10)
+    by_id = {r.id: r.error for r in results}
+    assert by_id[ids[0]] == "<unprintable Unprintable: str() raised RuntimeError>"
+    assert by_id[ids[1]].startswith("x" * ERROR_TEXT_CHARS + "... [")
+    assert (await client.get_task(ids[0])).error == by_id[ids[0]]

@@ -236,3 +236,25 @@ def test_bad_tracer_arguments_are_configuration_errors() -> None:
         OTelTracer(propagator=bad)
     with pytest.raises(ConfigurationError, match="SpanKind"):
         OTelTracer(span_kind=bad)
+
+
+async def test_an_error_str_cannot_print_still_ends_its_span_with_an_error(
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
+) -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text for you")
+
+    async def fails(ctx: TaskContext) -> None:
+        raise Unprintable
+
+    async with manager(max_retries=0) as tm:
+        tm.set_tracer(OTelTracer(tracer_provider))
+        task = Task(fails)
+        await tm.register_task(task)
+        await tm.wait(10)
+        assert trace.get_current_span() is trace.INVALID_SPAN  # the attempt's context was detached
+    assert task.status is TaskStatus.FAILED
+    (span,) = attempts(span_exporter)
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "Unprintable: <unprintable Unprintable: str() raised RuntimeError>"

@@ -13,8 +13,10 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterable, Sequence
+from typing import Final
 
 __all__ = (
+    "ERROR_TEXT_CHARS",
     "Abort",
     "BackendError",
     "BackendUnavailableError",
@@ -44,6 +46,8 @@ __all__ = (
     "WorkerError",
     "WorkerProcessError",
     "WrongLoopError",
+    "error_text",
+    "safe_str",
 )
 
 
@@ -229,3 +233,28 @@ class Abort(TaskSignal):
 
     def __init__(self, reason: str = "") -> None:
         super().__init__(reason or "task aborted")
+
+
+#: Characters of an error's text kept wherever it is stored or sent: stored outcomes, dead-letter reasons, gRPC
+#: replies, span status. The rest is cut, and the cut says how much was left out.
+ERROR_TEXT_CHARS: Final = 4096
+
+
+def safe_str(value: object, limit: int | None = None) -> str:
+    """``str(value)``, never raising, at most ``limit`` characters (``None``: whole).
+
+    A ``__str__`` that raises gives ``"<unprintable T: str() raised E>"`` instead: user objects end up in logs,
+    outcomes and replies, and one that cannot be printed must not stop its task from being settled.
+    """
+    try:
+        text = str(value)
+    except Exception as exc:
+        text = f"<unprintable {type(value).__name__}: str() raised {type(exc).__name__}>"
+    if limit is not None and len(text) > limit:
+        text = f"{text[:limit]}... [{len(text) - limit} more characters]"
+    return text
+
+
+def error_text(error: BaseException, limit: int = ERROR_TEXT_CHARS) -> str:
+    """The message of ``error`` for storing or sending: :func:`safe_str`, bounded by ``limit`` characters."""
+    return safe_str(error, limit)

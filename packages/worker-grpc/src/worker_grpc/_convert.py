@@ -18,7 +18,8 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import DecodeError, Message
 from worker_core import Task, TaskContext
 from worker_core.durable import DurableTask
-from worker_core.errors import HandlerNotFoundError, InvalidTaskError, PayloadError
+from worker_core.errors import HandlerNotFoundError, InvalidTaskError, PayloadError, safe_str
+from worker_core.errors import error_text as bounded_error_text
 
 from ._proto.worker.v1 import worker_pb2 as pb
 from .handlers import _Resolved
@@ -181,11 +182,11 @@ def output_text(value: object) -> str:
         return text_format.MessageToString(value, as_one_line=True)
     if isinstance(value, bytes | bytearray):
         return bytes(value).decode("utf-8", "backslashreplace")
-    return str(value)
+    return safe_str(value)
 
 
 def error_text(error: BaseException | None) -> str:
-    """The text of a task's error (``""`` on success)."""
+    """The text of a task's error (``""`` on success), bounded; an error ``str()`` cannot print is described."""
     if error is None:
         return ""
-    return str(error) or type(error).__name__
+    return bounded_error_text(error) or type(error).__name__

@@ -21,6 +21,7 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from worker_core import ConfigurationError, Retry
+from worker_core.errors import error_text
 
 from . import semconv
 from ._version import VERSION
@@ -71,11 +72,14 @@ class _AttemptSpan:
             span.set_status(_OK)
         elif isinstance(error, Retry):
             # A Retry is control flow, not a failure: the span stays UNSET and says why it ended.
-            span.add_event("task.retry_requested", {"reason": str(error)})
+            span.add_event("task.retry_requested", {"reason": error_text(error)})
         else:
-            span.record_exception(error)
-            message = str(error)
+            message = error_text(error)
             kind = type(error).__name__
+            try:
+                span.record_exception(error)
+            except Exception:
+                span.add_event("exception", {"exception.type": kind, "exception.message": message})
             span.set_status(Status(StatusCode.ERROR, f"{kind}: {message}" if message else kind))
         span.end()
         _detach(self._token)

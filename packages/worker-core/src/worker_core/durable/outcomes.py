@@ -17,7 +17,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 import msgspec
 
-from worker_core.errors import PayloadError, WorkerError
+from worker_core.errors import PayloadError, WorkerError, error_text, safe_str
 from worker_core.status import TERMINAL_STATUSES, TaskStatus
 
 from .types import DurableTaskLease
@@ -26,6 +26,7 @@ __all__ = (
     "DEFAULT_RECENT_OUTCOMES",
     "DEFAULT_RESULT_TTL",
     "DELIVERY_LIMIT_ERROR",
+    "RESULT_BYTES",
     "TRACEBACK_CHARS",
     "UNREADABLE_TASK_ERROR",
     "OutcomeConfigurableBackend",
@@ -45,6 +46,9 @@ DEFAULT_RECENT_OUTCOMES: Final = 100
 TRACEBACK_CHARS: Final = 8000
 #: Characters of a result's display text an outcome keeps at most.
 RESULT_TEXT_CHARS: Final = 4096
+#: Bytes of a result (encoded as JSON) an outcome keeps at most: a larger one is not stored
+#: (``ResultNotStoredError``; the task still completed). Large results belong in a blob store, their key here.
+RESULT_BYTES: Final = 1 << 20
 
 
 class TaskOutcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -158,10 +162,17 @@ def outcome_for(
                 encoded = _ENCODER.encode(_protobuf_mapping(result))
             except (TypeError, ValueError, OverflowError) as exc:  # not JSON-able: said so, never lost silently
                 error_type = ResultNotStoredError.__name__
-                error_message = f"the result ({type(result).__qualname__}) could not be encoded: {exc}"
+                error_message = f"the result ({type(result).__qualname__}) could not be encoded: {error_text(exc)}"
+            if encoded is not None and len(encoded) > RESULT_BYTES:
+                error_type = ResultNotStoredError.__name__
+                error_message = (
+                    f"the result ({type(result).__qualname__}) is {len(encoded):,} bytes as JSON, over the "
+                    f"{RESULT_BYTES:,}-byte limit of a stored result"
+                )
+                encoded = None
     elif error is not None:
         error_type = _qualified(type(error))
-        error_message = str(error)
+        error_message = error_text(error)
         if error.__traceback__ is not None:
             trace = "".join(tb.format_exception(error))[-TRACEBACK_CHARS:]
     return TaskOutcome(
@@ -228,7 +239,7 @@ def display_text(value: object) -> str:
 
         text = text_format.MessageToString(value, as_one_line=True)  # type: ignore[arg-type]
     else:
-        text = str(value)
+        text = safe_str(value, RESULT_TEXT_CHARS)
     return text[:RESULT_TEXT_CHARS]
 
 

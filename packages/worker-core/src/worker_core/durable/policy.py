@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from worker_core import task as records
 from worker_core.backoff import durable_retry_delay
-from worker_core.errors import Abort, LeaseLostError, Retry
+from worker_core.errors import Abort, LeaseLostError, Retry, error_text
 from worker_core.events import Pending
 from worker_core.status import TaskStatus
 
@@ -222,7 +222,7 @@ def reason_of(error: BaseException | None) -> str:
     """The dead-letter reason for ``error``: its type and message, carrying its type and a bounded traceback."""
     if error is None:
         return "failed"
-    text = str(error)
+    text = error_text(error)
     name = type(error).__name__
     formatted = "".join(traceback.format_exception(error)) if error.__traceback__ is not None else ""
     return FailureReason(f"{name}: {text}" if text else name, _qualified(type(error)), formatted)

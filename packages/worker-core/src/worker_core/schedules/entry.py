@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from worker_core.durable.types import DurableTask
+from worker_core.errors import error_text
 from worker_core.task import Task
 
 from .spec import Spec
@@ -114,7 +115,7 @@ async def _made(factory: Factory) -> object:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc)
+    text = error_text(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
