@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 from worker_core import ConfigurationError
-from worker_core.admin import SOURCES, DurableAdmin, open_admin
+from worker_core.admin import SOURCES, DurableAdmin, NodeInfo, open_admin, parse_weights
+from worker_core.durable.types import lease_holder, lease_token
 from worker_core.hookspecs import hookimpl
 from worker_core.plugins import Plugins
 
@@ -92,3 +93,21 @@ def test_schedule_and_page_records_as_json() -> None:
     page = TaskPage((), "dead", 0, 50, 0, truncated=False, has_more=False)
     assert page.to_json()["tasks"] == []
     assert BROWSE_STATES == ("ready", "delayed", "processing", "dead")
+
+
+def test_a_lease_token_names_its_node_and_foreign_tokens_name_none() -> None:
+    token = lease_token("node-1")
+    assert lease_holder(token) == "node-1"
+    assert lease_holder(f"{token}:3") == "node-1"  # worker-redis appends the lease's number within its call
+    assert lease_token("node-1") != token
+    assert lease_holder("9f2c4e1a") == ""  # an older token, or one another implementation wrote
+    assert lease_holder("") == ""
+
+
+def test_node_weights_parse_from_a_heartbeat_and_old_heartbeats_have_none() -> None:
+    assert parse_weights({"emails": 3, "bad": 0, "worse": True, "text": "2", "float": 1.5}) == {"emails": 3}
+    assert parse_weights(None) == {}  # a heartbeat from before the key existed
+    assert parse_weights(["emails", 3]) == {}
+    node = NodeInfo("n", "h", 1, 0, (), 0, 0)
+    assert node.weights == {}
+    assert node.to_json()["weights"] == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from functools import partial
@@ -9,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from conftest import TOKEN, Stack, start_dashboard
-from dash_tasks import Job, other, work
+from dash_tasks import QUEUE_WEIGHTS, Job, other, release, work
 from playwright.sync_api import Page, expect
 
 from worker_dashboard._actions import ACTIONS
+
+NO_VALUE = "\N{EN DASH}"  # what a page shows for a missing value
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
@@ -213,6 +216,54 @@ def test_workers_page_lists_the_live_node(dashboard: Stack, browser: Callable[[]
     expect(page.locator("#schedule-table")).to_contain_text("No schedule.")  # RedisAdmin has them; none published
     page.goto(dashboard.base + "/tasks?state=completed")
     shot(page, screens, "tasks-completed")
+
+
+def test_a_leased_task_links_the_node_holding_it_and_queues_show_its_weights(
+    dashboard: Stack, browser: Callable[[], Any], screens: Path, tmp_path: Path
+) -> None:
+    hold = tmp_path / "hold"
+    os.mkfifo(hold)
+    dashboard.start_worker()
+    (quick,) = dashboard.enqueue(other, Job(1))  # queue beta exists, and has no weight of its own
+    (task_id,) = dashboard.enqueue(work, Job(2, hold_until=str(hold)))
+    try:
+        check_leased_task_and_weights(dashboard, browser, screens, task_id, quick)
+        wait_for(lambda: release(str(hold)), what="the task to wait on its FIFO")
+    finally:
+        release(str(hold))  # a failed check still lets the worker stop
+    wait_for(partial(completed, dashboard, task_id), what="the held task to complete")
+    page = browser().new_page()
+    login(page, dashboard)
+    page.goto(f"{dashboard.base}/tasks/{task_id}")
+    expect(page.locator("#leased-by")).to_have_text(NO_VALUE)  # finished: no node holds it
+
+
+def check_leased_task_and_weights(
+    dashboard: Stack, browser: Callable[[], Any], screens: Path, task_id: str, quick: str
+) -> None:
+    wait_for(lambda: task_status(dashboard, task_id) == "processing", what="the task to be leased")
+    wait_for(partial(completed, dashboard, quick), what="the beta task")
+    (node,) = wait_for(lambda: api(dashboard, "/api/workers")["nodes"], what="the node's heartbeat")
+    assert node["weights"] == QUEUE_WEIGHTS
+    assert api(dashboard, f"/api/tasks/{task_id}")["task"]["leased_by"] == node["id"]
+    listed = {q["name"]: q["weights"] for q in api(dashboard, "/api/queues")["queues"]}
+    assert (listed["alpha"], listed["beta"]) == ([3], [1])
+
+    page = browser().new_page()
+    login(page, dashboard)
+    page.goto(f"{dashboard.base}/tasks/{task_id}")
+    expect(page.locator("#task-state")).to_have_text("processing")
+    link = page.locator("#leased-by a")
+    expect(link).to_have_text(node["id"])
+    shot(page, screens, "task-leased")
+    link.click()
+    expect(page).to_have_url(f"{dashboard.base}/workers#node-{node['id']}")
+    expect(page.locator(f"#node-{node['id']} td[data-col=weights]")).to_have_text("alpha=3")
+
+    page.goto(dashboard.base + "/queues")
+    expect(page.locator("tr[data-queue='alpha'] td[data-col=weight]")).to_have_text("3")
+    expect(page.locator("tr[data-queue='beta'] td[data-col=weight]")).to_have_text("1")
+    shot(page, screens, "queues-weights")
 
 
 def _post_buttons(page: Page) -> int:

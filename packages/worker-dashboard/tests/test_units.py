@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from worker_core.admin import NodeInfo
 from worker_core.durable.types import DurableTask
 from worker_core.errors import ConfigurationError
 from worker_redis import RedisDurableBackend
@@ -18,6 +19,7 @@ from worker_dashboard import REDACTED, AuditLog, Redactor, Sampler, dashboard_ap
 from worker_dashboard.__main__ import parse_listen
 from worker_dashboard._charts import sparkline
 from worker_dashboard._security import Security
+from worker_dashboard._views import queue_weights
 
 
 def test_default_redaction_covers_nested_keys_case_insensitively() -> None:
@@ -191,3 +193,14 @@ def test_redirect_targets_stay_on_the_site() -> None:
     assert safe_next("/tasks/abc") == "/tasks/abc"
     for evil in ("//evil.example", "/\\evil.example", "https://evil.example", "", "evil", "/a\\b"):
         assert safe_next(evil, "/dlq") == "/dlq", evil
+
+
+def test_queue_weights_are_the_distinct_values_of_the_nodes_that_lease_the_queue() -> None:
+    def node(queues: tuple[str, ...], weights: dict[str, int]) -> NodeInfo:
+        return NodeInfo(str(uuid.uuid4()), "h", 1, 0, queues, 0, 0, weights)
+
+    nodes = [node((), {"a": 5}), node((), {"b": 2}), node(("b",), {"a": 9}), node((), {})]
+    assert queue_weights(nodes, "a") == [1, 5]  # the second node sets only b's weight: it gives a 1
+    assert queue_weights(nodes, "b") == [1, 2]  # the first and third lease b without a weight for it
+    assert queue_weights([node((), {})], "a") == []  # no node reports weights: the page shows a dash
+    assert queue_weights([node(("b",), {"a": 4})], "a") == []  # a node that does not lease a does not count

@@ -14,6 +14,7 @@ from pathlib import Path
 from click.testing import CliRunner
 from ctl_helpers import Ctl
 from test_ctl_worker import HERE, eventually, line_with, run_worker
+from worker_core.durable.types import DurableTask
 from worker_redis import RedisDurableBackend
 
 from workerctl import cli
@@ -87,27 +88,36 @@ def test_without_rate_a_factory_gets_no_rate_limit(ctl: Ctl, tmp_path: Path) -> 
 
 
 def test_durable_workers_lists_the_live_nodes(ctl: Ctl) -> None:
-    async def scenario() -> tuple[list[dict[str, object]], str, list[dict[str, object]]]:
-        backend = RedisDurableBackend.from_url(ctl.url, prefix=ctl.prefix, queues=["emails"])
+    async def scenario() -> tuple[list[dict[str, object]], str, list[dict[str, object]], dict[str, object]]:
+        backend = RedisDurableBackend.from_url(
+            ctl.url, prefix=ctl.prefix, queues=["emails"], queue_weights={"emails": 3}
+        )
         try:
             backend.register_node({"host": "node-a", "pid": 42, "started": 1_767_225_600.5}, lambda: 3)
             await backend.extend_many([], 30.0)  # the heartbeat rides on the renewal call
+            task = DurableTask("send", None, b"{}", queue="emails", id=uuid.uuid4())
+            await backend.enqueue(task)
+            assert len(await backend.dequeue(1, 30.0)) == 1
             env = {"WORKER_REDIS_URL": ctl.url, "WORKER_REDIS_PREFIX": ctl.prefix}
             listed = await asyncio.to_thread(CliRunner().invoke, cli, ["durable", "workers", "--json"], env=env)
             table = await asyncio.to_thread(CliRunner().invoke, cli, ["durable", "workers"], env=env)
+            get = ["durable", "get", "--id", str(task.id), "--json"]
+            got = await asyncio.to_thread(CliRunner().invoke, cli, get, env=env)
             await backend.unregister_node()
             after = await asyncio.to_thread(CliRunner().invoke, cli, ["durable", "workers", "--json"], env=env)
-            return json.loads(listed.stdout), table.stdout, json.loads(after.stdout)
+            return json.loads(listed.stdout), table.stdout, json.loads(after.stdout), json.loads(got.stdout)
         finally:
             await backend.aclose()
 
-    listed, table, after = asyncio.run(scenario())
+    listed, table, after, record = asyncio.run(scenario())
     [node] = listed
     assert node["host"] == "node-a"
     assert node["pid"] == 42
     assert node["queues"] == ["emails"]
     assert node["running"] == 3
     assert node["started"] == "2026-01-01T00:00:00Z"  # rfc3339 of the epoch seconds it gave
-    assert table.splitlines()[0].split() == ["ID", "HOST", "PID", "STARTED", "QUEUES", "RUNNING", "SEEN"]
-    assert "node-a" in table
+    assert node["weights"] == {"emails": 3}
+    assert table.splitlines()[0].split() == ["ID", "HOST", "PID", "STARTED", "QUEUES", "WEIGHTS", "RUNNING", "SEEN"]
+    assert table.splitlines()[1].split()[1:6] == ["node-a", "42", "2026-01-01T00:00:00Z", "emails", "emails=3"]
+    assert (record["status"], record["leased_by"]) == ("processing", node["id"])  # get --json names the node
     assert after == []

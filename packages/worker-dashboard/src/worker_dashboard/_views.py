@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -10,6 +11,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from worker_core.admin import (
     BROWSE_PAGE_LIMIT,
     BROWSE_STATES,
+    NodeInfo,
     ScheduleAdmin,
     TaskBrowser,
     TaskRecord,
@@ -27,7 +29,7 @@ from ._security import Identity
 if TYPE_CHECKING:
     from ._app import Dashboard
 
-__all__ = ("PAGES", "overview_context")
+__all__ = ("PAGES", "overview_context", "queue_weights")
 
 FINISHED_STATES = ("completed", "failed")
 STATES = (*BROWSE_STATES, *FINISHED_STATES)
@@ -66,10 +68,28 @@ async def overview(board: Dashboard, request: Request, who: Identity) -> Respons
     return board.render(request, who, "overview.html", data, **ctx)
 
 
+def queue_weights(nodes: Iterable[NodeInfo], queue: str) -> list[int]:
+    """The distinct weights the live ``nodes`` that lease from ``queue`` dequeue it with, lowest first.
+
+    A node that sets weights for other queues only uses 1 for this one; a node that reports no weights at all
+    (none configured, or an older version that does not say) is left out. Empty: no node says.
+    """
+    found: set[int] = set()
+    for node in nodes:
+        if node.weights and (not node.queues or queue in node.queues):
+            found.add(node.weights.get(queue, 1))
+    return sorted(found)
+
+
 async def queues(board: Dashboard, request: Request, who: Identity) -> Response:
-    """Every queue with its pause flag and counts; global pause."""
+    """Every queue with its pause flag, counts and the weights the live nodes use for it; global pause."""
     ov = await board.admin.overview()
-    return board.render(request, who, "queues.html", ov.to_json(), ov=ov)
+    nodes = await board.admin.nodes()
+    weights = {q.name: queue_weights(nodes, q.name) for q in ov.queues}
+    data = ov.to_json()
+    for item in data["queues"]:
+        item["weights"] = weights[item["name"]]
+    return board.render(request, who, "queues.html", data, ov=ov, weights=weights)
 
 
 def _int(request: Request, name: str, default: int, low: int, high: int) -> int:

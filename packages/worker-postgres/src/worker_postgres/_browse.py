@@ -17,6 +17,7 @@ from typing import Any, Final
 from psycopg import AsyncConnection, sql
 from worker_core.admin import TaskRecord, TaskState
 from worker_core.admin.browse import BROWSE_PAGE_LIMIT, BROWSE_SCAN_LIMIT, BROWSE_STATES, TaskPage
+from worker_core.durable.types import lease_holder
 from worker_core.errors import ConfigurationError
 
 __all__ = ("RECORD_COLUMNS", "BrowseQuery", "browse_query", "ms", "record")
@@ -36,7 +37,7 @@ RECORD_COLUMNS: Final = """id::text, state, handler, queue, priority, weight, re
     extract(epoch FROM ready_at)::float8, extract(epoch FROM updated_at)::float8,
     CASE WHEN state = 'leased' THEN extract(epoch FROM available_at)::float8 END,
     extract(epoch FROM failed_at)::float8, last_error, metadata, octet_length(payload), error_type, traceback,
-    CASE WHEN state <> 'dead' THEN extract(epoch FROM available_at)::float8 END"""
+    CASE WHEN state <> 'dead' THEN extract(epoch FROM available_at)::float8 END, token"""
 
 
 def ms(value: float | None) -> int:
@@ -47,7 +48,7 @@ def ms(value: float | None) -> int:
 def record(row: tuple[Any, ...]) -> TaskRecord:
     """A task record from a row of :data:`RECORD_COLUMNS`; ``score`` is when a ready task is due or a lease ends."""
     (i, state, handler, queue, prio, weight, retries, delay, attempts, ready, updated, lease, failed, error) = row[:14]
-    metadata, size, error_type, trace, score = row[14:]
+    metadata, size, error_type, trace, score, token = row[14:]
     meta = metadata if isinstance(metadata, dict) else {}
     return TaskRecord(
         id=i,
@@ -70,6 +71,7 @@ def record(row: tuple[Any, ...]) -> TaskRecord:
         error_type=error_type,
         error_traceback=trace,
         dead_reason=("delivery limit" if error.startswith("delivery limit") else "failed") if state == "dead" else "",
+        leased_by=lease_holder(token or "") if state == "leased" else "",
     )
 
 

@@ -105,7 +105,7 @@ upd AS (
         attempts = CASE WHEN t.attempts >= greatest(t.retries, 0) + 1 + %(extra)s
                         THEN t.attempts ELSE t.attempts + 1 END,
         token = CASE WHEN t.attempts >= greatest(t.retries, 0) + 1 + %(extra)s
-                     THEN NULL ELSE gen_random_uuid()::text END,
+                     THEN NULL ELSE %(node)s || '/' || gen_random_uuid()::text END,
         available_at = clock_timestamp() + make_interval(secs => %(lease)s),
         updated_at = clock_timestamp(),
         last_error = CASE WHEN t.attempts >= greatest(t.retries, 0) + 1 + %(extra)s

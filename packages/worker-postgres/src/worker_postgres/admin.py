@@ -35,6 +35,7 @@ from worker_core.admin import (
     TaskPage,
     TaskRecord,
     TaskState,
+    parse_weights,
 )
 from worker_core.errors import ConfigurationError, TaskNotFoundError
 from worker_core.schedules import ScheduleEvent
@@ -473,4 +474,5 @@ def _node(node_id: str, info: object, seen: float) -> NodeInfo:
         queues=tuple(str(q) for q in queues) if isinstance(queues, list) else (),
         running=int(number(data.get("running"))),
         last_seen_ms=ms(seen),
+        weights=parse_weights(data.get("weights")),
     )

@@ -268,6 +268,7 @@ class PostgresDurableBackend:
             "limit": limit,
             "extra": self._extra,
             "lease": lease_s,
+            "node": self.owner,  # a lease token starts with the node id: "<node>/<random>" (TaskRecord.leased_by)
         }
         async with self._connection() as conn:
             rows = await (await conn.execute(self._sql.claim, params)).fetchall()
@@ -431,7 +432,8 @@ class PostgresDurableBackend:
     # -- nodes -------------------------------------------------------------------------------------
     def register_node(self, info: Mapping[str, object], held: Callable[[], int]) -> None:
         """Heartbeat as a worker node from now on (``NodeRegistryBackend``), in :meth:`extend_many`."""
-        self._node_info = {**info, "id": self.owner, "queues": list(self.queues or ()) or "all"}
+        queues = list(self.queues or ()) or "all"
+        self._node_info = {**info, "id": self.owner, "queues": queues, "weights": dict(self._rotation.weights)}
         self._node_held = held
 
     async def unregister_node(self) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Self
 
 from redis import exceptions as rex
 from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome, dead_letter_outcome
-from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease
+from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease, lease_token
 from worker_core.errors import (
     BackendUnavailableError,
     ConfigurationError,
@@ -408,7 +408,7 @@ class RedisDurableBackend:
             if granted <= 0:
                 return []
         now = now_ms()
-        args: list[Any] = [self._p, now, lease_ms, granted, self._batch, self._default_queue, secrets.token_hex(6)]
+        args: list[Any] = [self._p, now, lease_ms, granted, self._batch, self._default_queue, lease_token(self.owner)]
         only = self.queues or ()
         args += (self._extra, len(only), *only)
         weights = self._weights
@@ -708,7 +708,8 @@ class RedisDurableBackend:
         ``held()`` returns; :meth:`extend_many` refreshes it, :meth:`aclose` removes it, and a node that dies
         drops out of ``workerctl durable workers`` once its last heartbeat is two leases old.
         """
-        self._node_info = {**info, "id": self.owner, "queues": list(self.queues or ()) or "all"}
+        queues = list(self.queues or ()) or "all"
+        self._node_info = {**info, "id": self.owner, "queues": queues, "weights": dict(self._weights)}
         self._node_held = held
 
     async def unregister_node(self) -> None:

@@ -16,8 +16,8 @@ key                           type    content
 ``P:wake``                    LIST    ours: wake-up tokens for idle workers (BLPOP), capped
 ``P:quarantine``              HASH    ours: key or id -> reason, for records too broken to dead-letter
 ``P:nodes``                   ZSET    ours: worker node id -> expiry epoch ms of its last heartbeat
-``P:node:<id>``               HASH    ours: ``info`` (JSON: host, pid, started, queues), ``last_seen_ms``,
-                                      ``leases``, ``running``; expires with the heartbeat
+``P:node:<id>``               HASH    ours: ``info`` (JSON: host, pid, started, queues, weights),
+                                      ``last_seen_ms``, ``leases``, ``running``; expires with the heartbeat
 ``P:dequeue:<request>``       LIST    ours: ids one dequeue call leased, kept for a lease so that a
                                       call re-sent after a lost reply returns the same leases
 ``P:enqueue:<request>``       STRING  ours: an enqueue call's result, kept 60 s for a re-sent call
@@ -41,7 +41,8 @@ key                           type    content
 Task hash fields written by go-worker's enqueue: ``handler, payload, priority, queue, weight, retries,
 retry_delay_ms, attempts, ready_at_ms, updated_at_ms, metadata``; later ``lease_at_ms``,
 ``last_error``, ``failed_at_ms``. Ours (additive): ``lease_token``, ``error_type``, ``error_traceback``,
-``dead_reason``.
+``dead_reason``. A lease token is ``<node id>/<random>:<n>``: it starts with the id of the node holding the lease
+(``P:node:<id>``); go-worker writes none, and a token without a ``/`` names no node.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-from worker_core.admin import DLQEntry, NodeInfo, TaskRecord, TaskState
+from worker_core.admin import DLQEntry, NodeInfo, TaskRecord, TaskState, parse_weights
+from worker_core.durable.types import lease_holder
 
 __all__ = (
     "RECORD_COLUMNS",
@@ -36,7 +37,7 @@ _STATES: Final = {
 }
 RECORD_COLUMNS: Final = (
     "id, state, handler, queue, priority, weight, retries, retry_delay, attempts, ready_at, enqueued_at, "
-    "leased_at, expires_at, failed_at, last_error, metadata, length(payload), error_type, traceback"
+    "leased_at, expires_at, failed_at, last_error, metadata, length(payload), error_type, traceback, token"
 )
 
 
@@ -64,7 +65,7 @@ def _metadata(value: object) -> dict[str, str]:
 
 def record(row: Sequence[Any]) -> TaskRecord:
     (task_id, state, handler, queue, priority, weight, retries, delay, attempts, ready_at, enqueued_at) = row[:11]
-    leased_at, expires_at, failed_at, last_error, metadata, size, error_type, trace = row[11:]
+    leased_at, expires_at, failed_at, last_error, metadata, size, error_type, trace, token = row[11:]
     status = _STATES.get(as_str(state), TaskState.UNKNOWN)
     error = as_str(last_error)
     reason = ""
@@ -92,6 +93,7 @@ def record(row: Sequence[Any]) -> TaskRecord:
         error_type=as_str(error_type),
         error_traceback=as_str(trace),
         dead_reason=reason,
+        leased_by=lease_holder(as_str(token)) if status is TaskState.PROCESSING else "",
     )
 
 
@@ -201,4 +203,5 @@ def node(row: Sequence[Any]) -> NodeInfo:
         queues=tuple(str(q) for q in queues) if isinstance(queues, list) else (),
         running=as_int(data.get("running", leases)),
         last_seen_ms=ms(last_seen),
+        weights=parse_weights(data.get("weights")),
     )

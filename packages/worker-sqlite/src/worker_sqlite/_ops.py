@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 import sqlite3
 import uuid
 from collections.abc import Mapping, Sequence
@@ -11,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from worker_core.durable.outcomes import dead_letter_outcome
-from worker_core.durable.types import DurableTask, DurableTaskLease, delivery_limit
+from worker_core.durable.types import DurableTask, DurableTaskLease, delivery_limit, lease_token
 from worker_core.errors import DurableTaskExistsError, LeaseLostError
 
 from ._rows import LEASE_COLUMNS, decode_row
@@ -81,6 +80,8 @@ def dequeue(
     extra: int,
     heartbeat: tuple[str, str, float] | None,
     outcome_ttl: float | None = None,
+    *,
+    node: str,
 ) -> Dequeued:
     """Requeue expired leases, promote due delayed tasks, then lease up to ``limit`` due tasks.
 
@@ -88,6 +89,7 @@ def dequeue(
     within a queue: lowest priority, then highest weight, then earliest ready time, then enqueue order.
     A row past its delivery limit, or one that cannot be decoded, is dead-lettered with the reason, and (with
     ``outcome_ttl``) a FAILED outcome saying so is stored for it, so that whoever awaits it learns at once.
+    Each lease's token starts with ``node``, the id of the node taking it (``TaskRecord.leased_by``).
     """
     # An expired lease goes back with its ready time kept: it is redelivered ahead of the tasks that came after it.
     requeued = db.execute(
@@ -133,7 +135,7 @@ def dequeue(
                 out.dead.append((str(task.id), reason))
                 _dead_outcome(db, out, row, reason, now, outcome_ttl)
                 continue
-            token = secrets.token_hex(8)
+            token = lease_token(node)
             expires = now + lease_s
             db.execute(
                 "UPDATE tasks SET state = 'leased', attempts = attempts + 1, token = ?, leased_at = ?, expires_at = ? "

@@ -283,10 +283,10 @@ class SqliteDurableBackend:
             if next_time is None or next_time > now:
                 return []
         rr = ops.DequeueState(self._rr.queue, self._rr.credit, self._rr.weights)
-        extra, ttl = self._extra, self._outcome_ttl
+        extra, ttl, node = self._extra, self._outcome_ttl, self.owner
 
         def op(db: Any) -> Wake:
-            done = ops.dequeue(db, rr, time.time(), limit, lease_s, extra, heartbeat, ttl)
+            done = ops.dequeue(db, rr, time.time(), limit, lease_s, extra, heartbeat, ttl, node=node)
             return Wake(outcomes=done.outcomes, value=done)
 
         wake: Wake = await self._write(op)
@@ -420,7 +420,7 @@ class SqliteDurableBackend:
 
     def register_node(self, info: Mapping[str, object], held: Callable[[], int]) -> None:
         """Heartbeat as a worker node from now on: at the next dequeue, then with every lease renewal."""
-        self._node_info = dict(info)
+        self._node_info = {**info, "weights": dict(self._rr.weights)}
         self._node_held = held
         self._node_fresh = True
 

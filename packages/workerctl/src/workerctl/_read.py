@@ -176,7 +176,7 @@ def stats(queue: str, as_json: bool, watch: float, conn: Connection) -> None:
 @json_option
 @connection_options
 def workers(as_json: bool, conn: Connection) -> None:
-    """List the live worker nodes: id, host, pid, started, queues, running leases, last heartbeat.
+    """List the live worker nodes: id, host, pid, started, queues, queue weights, running leases, last heartbeat.
 
     A node heartbeats with its lease renewal (every third of its lease by default) and drops out once its
     last heartbeat is two leases old (at least 1 s): a killed node disappears by itself.
@@ -193,11 +193,12 @@ def workers(as_json: bool, conn: Connection) -> None:
         click.echo("no live worker nodes")
         return
     now = time.time() * 1000
-    rows = [("ID", "HOST", "PID", "STARTED", "QUEUES", "RUNNING", "SEEN")]
+    rows = [("ID", "HOST", "PID", "STARTED", "QUEUES", "WEIGHTS", "RUNNING", "SEEN")]
     for n in nodes:
         started = rfc3339(n.started_ms) if n.started_ms else "-"
         seen = f"{max(0.0, now - n.last_seen_ms) / 1000:.1f}s ago"
-        rows.append((n.id, n.host, str(n.pid), started, ",".join(n.queues) or "all", str(n.running), seen))
+        weights = ",".join(f"{q}={w}" for q, w in sorted(n.weights.items())) or "-"
+        rows.append((n.id, n.host, str(n.pid), started, ",".join(n.queues) or "all", weights, str(n.running), seen))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -231,7 +232,7 @@ def get(task_id: str, include_metadata: bool, as_json: bool, conn: Connection) -
     """Print one task as JSON, with its status (ready, processing, dead or unknown).
 
     Without --json the object is go-worker's dump record; --json adds every field (timestamps in ms,
-    last_error, payload_size, score) and the metadata.
+    last_error, payload_size, score, leased_by: the node holding a processing task) and the metadata.
 
     \b
     Example:

@@ -43,6 +43,7 @@ from .records import PurgeResult as PurgeResult
 from .records import QueueInfo as QueueInfo
 from .records import TaskRecord as TaskRecord
 from .records import TaskState as TaskState
+from .records import parse_weights as parse_weights
 from .records import rfc3339 as rfc3339
 from .schedules import ScheduleStoreAdmin as ScheduleStoreAdmin
 
@@ -72,6 +73,7 @@ __all__ = (
     "TaskRecord",
     "TaskState",
     "open_admin",
+    "parse_weights",
     "rfc3339",
 )
 

@@ -24,6 +24,7 @@ __all__ = (
     "QueueInfo",
     "TaskRecord",
     "TaskState",
+    "parse_weights",
     "rfc3339",
 )
 
@@ -39,6 +40,7 @@ class NodeInfo:
     queues: tuple[str, ...]  # empty: every queue
     running: int  # leases the node held at its last heartbeat
     last_seen_ms: int
+    weights: Mapping[str, int] = field(default_factory=dict)  # queue weights it was configured with (others: 1)
 
     def to_json(self) -> dict[str, Any]:
         """The node as a JSON object (``workerctl durable workers --json``)."""
@@ -50,7 +52,23 @@ class NodeInfo:
             "queues": list(self.queues) or "all",
             "running": self.running,
             "last_seen": rfc3339(self.last_seen_ms) if self.last_seen_ms else "",
+            "weights": dict(self.weights),
         }
+
+
+def parse_weights(value: object) -> dict[str, int]:
+    """The ``weights`` of a heartbeat's JSON (``{queue: weight}``), checked.
+
+    Entries whose weight is not a positive int are left out; anything but an object (an older heartbeat has no
+    such key) gives ``{}``.
+    """
+    if not isinstance(value, Mapping):
+        return {}
+    return {
+        str(name): weight
+        for name, weight in value.items()
+        if isinstance(weight, int) and not isinstance(weight, bool) and weight > 0
+    }
 
 
 class TaskState(enum.StrEnum):
@@ -220,6 +238,7 @@ class TaskRecord:
     error_type: str = ""  # ours: the exception type of the last failure
     error_traceback: str = ""  # ours: its traceback, bounded
     dead_reason: str = ""  # ours: "failed", or why the dequeue script moved the task aside ("delivery limit: ...")
+    leased_by: str = ""  # ours: the node holding the lease of a processing task ("" when unknown or not leased)
 
     def to_dump(self, *, include_metadata: bool = False) -> dict[str, Any]:
         """go-worker's dump record: id and status always, other keys only when not empty or zero."""
@@ -253,6 +272,7 @@ class TaskRecord:
                 "last_error": self.last_error,
                 "payload_size": self.payload_size,
                 "score": self.score,
+                "leased_by": self.leased_by,
             }
         )
         return record

@@ -9,6 +9,7 @@ token is no longer current (the lease expired and the task went to another consu
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ __all__ = (
     "ReleasableBackend",
     "WakeableBackend",
     "delivery_limit",
+    "lease_holder",
+    "lease_token",
 )
 
 #: Deliveries a task may have beyond its ``retries + 1`` attempts before a backend dead-letters it with the
@@ -44,6 +47,24 @@ def delivery_limit(retries: int, extra: int = DEFAULT_EXTRA_DELIVERIES) -> int:
     ``"delivery limit"``, so a task that kills every process that runs it (OOM, a segfault) ends in the DLQ.
     """
     return max(0, int(retries)) + 1 + max(0, int(extra))
+
+
+def lease_token(node: str) -> str:
+    """A new fencing token for a lease that node ``node`` takes: ``"<node>/<random hex>"``.
+
+    The token stays opaque to settling (it is compared whole); the part before the first ``/`` names the node
+    holding the lease (:func:`lease_holder`), which is what an admin shows as ``TaskRecord.leased_by``.
+    """
+    return f"{node}/{secrets.token_hex(8)}"
+
+
+def lease_holder(token: str) -> str:
+    """The node id a lease token starts with (before the first ``/``); ``""`` for a token without one.
+
+    Tokens without a ``/`` (written by go-worker or an older version) name no node.
+    """
+    node, slash, _ = token.partition("/")
+    return node if slash else ""
 
 
 #: Characters of a traceback a dead-letter entry keeps at most (the end: the innermost frames and the error).

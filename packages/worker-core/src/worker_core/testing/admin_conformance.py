@@ -19,6 +19,7 @@ auto mode, as this repository uses).
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any, ClassVar
 
@@ -26,7 +27,15 @@ import pytest
 
 from worker_core.admin import DurableAdmin, TaskState
 from worker_core.durable.outcomes import ResultStoreBackend, TaskOutcome
-from worker_core.durable.types import DurableBackend, DurableTask, DurableTaskLease, FailureReason
+from worker_core.durable.types import (
+    BatchExtendBackend,
+    DurableBackend,
+    DurableTask,
+    DurableTaskLease,
+    FailureReason,
+    NodeRegistryBackend,
+    QueueConfigurableBackend,
+)
 from worker_core.errors import ConfigurationError, LeaseLostError, TaskNotFoundError
 from worker_core.status import TaskStatus
 
@@ -138,6 +147,37 @@ class DurableAdminConformance:
         assert await admin.ids_from("dlq") == dead
         with pytest.raises(ConfigurationError):
             await admin.ids_from("everywhere")
+
+    async def heartbeat(self, backend: DurableBackend) -> None:
+        """Register ``backend`` as a worker node and send one heartbeat, as a manager does at start."""
+        if not isinstance(backend, NodeRegistryBackend) or not isinstance(backend, BatchExtendBackend):
+            pytest.skip("the backend does not implement NodeRegistryBackend and BatchExtendBackend")
+        backend.register_node({"host": "conformance", "pid": 1, "started": round(time.time(), 3)}, lambda: 0)
+        await backend.extend_many([], _LEASE)
+
+    async def test_a_leased_task_names_the_node_holding_it(self, backend: DurableBackend, admin: DurableAdmin) -> None:
+        """``leased_by`` of a processing task is the id its node registered under; other states have none."""
+        await self.heartbeat(backend)
+        (node,) = await admin.nodes()
+        (dead,) = await self.dead(backend, self.make_task())
+        (leased,) = await self.put(backend, self.make_task())
+        await self.lease_all(backend, 1)
+        (ready,) = await self.put(backend, self.make_task())
+        assert (await admin.get(leased)).leased_by == node.id
+        assert (await admin.get(ready)).leased_by == ""
+        assert (await admin.get(dead)).leased_by == ""
+        await admin.requeue([leased])
+        assert (await admin.get(leased)).leased_by == ""
+
+    async def test_a_node_reports_its_queue_weights(self, backend: DurableBackend, admin: DurableAdmin) -> None:
+        """A node registered after ``configure_queues`` lists the weights it dequeues with."""
+        if not isinstance(backend, QueueConfigurableBackend):
+            pytest.skip("the backend does not implement QueueConfigurableBackend")
+        backend.configure_queues("default", {"emails": 3})
+        await self.heartbeat(backend)
+        (node,) = await admin.nodes()
+        assert node.weights == {"emails": 3}
+        assert node.to_json()["weights"] == {"emails": 3}
 
     # -- pause -------------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from worker_core.admin import BROWSE_PAGE_LIMIT, TaskBrowser
-from worker_core.durable.types import DurableBackend, DurableTask, FailureReason
+from worker_core.durable.types import DurableBackend, DurableTask, FailureReason, lease_holder
 from worker_core.errors import ConfigurationError, TaskNotFoundError
 
 __all__ = ("TaskBrowserConformance",)
@@ -77,6 +77,9 @@ class TaskBrowserConformance:
         processing = [t.id for t in (await admin.browse_tasks("processing")).tasks]
         dead = (await admin.browse_tasks("dead")).tasks
         assert processing == [leases[1].lease_id]
+        (held,) = (await admin.browse_tasks("processing")).tasks
+        assert held.leased_by == lease_holder(leases[1].token) != ""  # the backend's node id
+        assert {t.leased_by for t in (await admin.browse_tasks("ready")).tasks} == {""}
         assert [t.id for t in dead] == [leases[0].lease_id]
         assert "boom" in dead[0].last_error
         assert ready == {str(t.id) for t in tasks} - {leases[0].lease_id, leases[1].lease_id}

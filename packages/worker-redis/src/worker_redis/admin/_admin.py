@@ -39,6 +39,7 @@ _RECORD_FIELDS = (
     "failed_at_ms",
     "last_error",
     "metadata",
+    "lease_token",
 )
 
 

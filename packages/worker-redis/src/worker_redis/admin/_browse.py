@@ -36,6 +36,7 @@ _FIELDS = (
     "failed_at_ms",
     "last_error",
     "metadata",
+    "lease_token",
 )
 _PAGE = 200
 

@@ -22,8 +22,10 @@ from worker_core.admin.records import (
     QueueInfo,
     TaskRecord,
     TaskState,
+    parse_weights,
     rfc3339,
 )
+from worker_core.durable.types import lease_holder
 from worker_core.errors import ConfigurationError
 
 from worker_redis.keys import DEFAULT_QUEUE
@@ -104,6 +106,7 @@ def node_from_fields(node_id: str, fields: Mapping[bytes, bytes]) -> NodeInfo:
         queues=tuple(str(q) for q in queues) if isinstance(queues, list) else (),
         running=number(info.get("running")),
         last_seen_ms=number(fields.get(b"last_seen_ms")),
+        weights=parse_weights(info.get("weights")),
     )
 
 
@@ -137,6 +140,7 @@ def record_from_fields(
         error_type=_text(fields.get("error_type")),
         error_traceback=_text(fields.get("error_traceback")),
         dead_reason=_text(fields.get("dead_reason")),
+        leased_by=lease_holder(_text(fields.get("lease_token"))) if status is TaskState.PROCESSING else "",
     )
 
 

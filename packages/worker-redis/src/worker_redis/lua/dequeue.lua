@@ -9,7 +9,8 @@
 -- ARGV[4]  limit            leases to return at most
 -- ARGV[5]  window           ready/expired entries one queue inspects per call (go-worker's batch, 50)
 -- ARGV[6]  default queue    always scanned, even when absent from P:queues
--- ARGV[7]  request id       unique per call; fencing token of the n-th lease of this call: "<request>:<n>"
+-- ARGV[7]  request id       unique per call, "<node id>/<random>"; fencing token of the n-th lease of this call:
+--                           "<request>:<n>" (so a token starts with the id of the node holding the lease)
 -- ARGV[8]  extra deliveries a task is delivered at most retries + 1 + this many times (then dead-lettered)
 -- ARGV[9]  k                0: lease from every queue; else only from the k queues that follow
 -- ARGV[10..9+k]             those queue names
