@@ -19,13 +19,12 @@ out again or requeued by a later ``dequeue`` (expiry is applied lazily, as in go
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import final
 
-from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome, dead_letter_outcome
+from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, TaskOutcome
 from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease, delivery_limit
 from worker_core.errors import ConfigurationError, DurableTaskExistsError, LeaseLostError
 from worker_core.options import is_plain_int
@@ -34,7 +33,7 @@ from worker_core.schedules.types import ScheduleEvent, ScheduleRecord, ScheduleS
 
 from .clock import Clock, FakeClock
 from .memory_outcomes import MemoryOutcomeStore
-from .memory_records import DeadLetter, MemoryTaskState, _positive_int, _Record, _SystemClock, normalise
+from .memory_records import DeadLetter, MemoryTaskState, Wakeup, _positive_int, _SystemClock, normalise
 from .memory_store import MemoryTaskStore
 
 __all__ = ("DeadLetter", "InMemoryDurableBackend", "MemoryTaskState")
@@ -78,7 +77,6 @@ class InMemoryDurableBackend:
         self._extra = extra_deliveries
         self._clock: Clock = clock if clock is not None else _SystemClock()
         self._outcomes = MemoryOutcomeStore(self._clock, max_outcomes, recent_limit)
-        self._outcome_ttl: float | None = DEFAULT_RESULT_TTL
         self.schedule_state = MemoryScheduleState(self._clock.time)
         self._default_queue = "default"
         self._weights: dict[str, int] = {}
@@ -88,8 +86,7 @@ class InMemoryDurableBackend:
         self._rr_credit = 0
         self._paused = False
         self._paused_queues: set[str] = set()
-        self._wake: asyncio.Event | None = None
-        self._wake_loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup = Wakeup()
         if isinstance(clock, FakeClock):
             clock.subscribe(self._notify)
 
@@ -205,7 +202,7 @@ class InMemoryDurableBackend:
             if record is not None and record.attempts >= delivery_limit(record.task.retries or 0, self._extra):
                 reason = f"delivery limit: delivered {record.attempts} times without settling"
                 self._store.dead_letter(record, reason, now)
-                self._keep_dead_letter_outcome(record, reason)
+                self._outcomes.keep_dead_letter(record.task, reason, record.attempts)
                 continue
             if record is None:
                 idle += 1
@@ -244,17 +241,7 @@ class InMemoryDurableBackend:
 
     def configure_outcomes(self, ttl: float | None) -> None:
         """Keep the outcomes of tasks dead-lettered by the delivery limit for ``ttl`` seconds (``None``: none)."""
-        self._outcome_ttl = ttl if ttl and ttl > 0 else None
-
-    def _keep_dead_letter_outcome(self, record: _Record, reason: str) -> None:
-        if self._outcome_ttl is None:
-            return
-        task = record.task
-        assert task.id is not None
-        outcome = dead_letter_outcome(
-            task.id, reason, handler=task.handler, queue=task.queue, attempts=record.attempts, metadata=task.metadata
-        )
-        self._outcomes.keep(outcome, self._outcome_ttl)
+        self._outcomes.dead_letter_ttl = ttl if ttl and ttl > 0 else None
 
     async def extend(self, lease: DurableTaskLease, duration: float) -> None:
         """Push the lease's expiry to now + ``duration`` seconds.
@@ -307,15 +294,7 @@ class InMemoryDurableBackend:
         timeout = max(float(max_wait), 0.0)
         if next_time is not None:
             timeout = min(timeout, next_time - now)
-        loop = asyncio.get_running_loop()
-        if self._wake is None or self._wake_loop is not loop:
-            self._wake, self._wake_loop = asyncio.Event(), loop
-        self._wake.clear()
-        try:
-            async with asyncio.timeout(timeout):
-                await self._wake.wait()
-        except TimeoutError:
-            pass
+        await self._wakeup.wait(timeout)
 
     # -- results (ResultStoreBackend) ----------------------------------------------------------------
 
@@ -341,7 +320,7 @@ class InMemoryDurableBackend:
         """Up to ``limit`` of the outcomes kept for ``queue``, newest first."""
         return self._outcomes.recent(queue, limit)
 
-    # ---------------------------------------------------------------- ScheduleBackend (worker_core.schedules)
+    # -- schedules (ScheduleBackend, worker_core.schedules) -------------------------------------------
 
     async def enqueue_tick(
         self, task: DurableTask, schedule: str, tick_ms: int, ttl: float, *, node: str = ""
@@ -417,8 +396,5 @@ class InMemoryDurableBackend:
     def __len__(self) -> int:
         return len(self._store)
 
-    # -- internals -----------------------------------------------------------------------------------
-
     def _notify(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+        self._wakeup.set()

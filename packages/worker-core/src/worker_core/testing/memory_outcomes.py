@@ -7,7 +7,8 @@ import uuid
 from collections import OrderedDict, deque
 from typing import final
 
-from worker_core.durable.outcomes import TaskOutcome
+from worker_core.durable.outcomes import DEFAULT_RESULT_TTL, TaskOutcome, dead_letter_outcome
+from worker_core.durable.types import DurableTask
 from worker_core.errors import ConfigurationError
 
 from .clock import Clock
@@ -19,7 +20,7 @@ __all__ = ("MemoryOutcomeStore",)
 class MemoryOutcomeStore:
     """Outcomes kept by TTL and by count (the oldest go first past ``max_outcomes``), and their waiters."""
 
-    __slots__ = ("_clock", "_kept", "_max", "_recent", "_recent_limit", "_waiters")
+    __slots__ = ("_clock", "_kept", "_max", "_recent", "_recent_limit", "_waiters", "dead_letter_ttl")
 
     def __init__(self, clock: Clock, max_outcomes: int, recent_limit: int) -> None:
         if max_outcomes < 1 or recent_limit < 1:
@@ -30,6 +31,18 @@ class MemoryOutcomeStore:
         self._kept: OrderedDict[uuid.UUID, tuple[TaskOutcome, float]] = OrderedDict()  # oldest first
         self._recent: dict[str, deque[uuid.UUID]] = {}
         self._waiters: dict[uuid.UUID, list[asyncio.Future[TaskOutcome]]] = {}
+        #: Seconds the outcome of a task dead-lettered by the delivery limit is kept (``None``: not kept).
+        self.dead_letter_ttl: float | None = DEFAULT_RESULT_TTL
+
+    def keep_dead_letter(self, task: DurableTask, reason: str, attempts: int) -> None:
+        """Keep the outcome of ``task``, dead-lettered by the backend itself, for :attr:`dead_letter_ttl`."""
+        if self.dead_letter_ttl is None:
+            return
+        assert task.id is not None
+        outcome = dead_letter_outcome(
+            task.id, reason, handler=task.handler, queue=task.queue, attempts=attempts, metadata=task.metadata
+        )
+        self.keep(outcome, self.dead_letter_ttl)
 
     def keep(self, outcome: TaskOutcome, ttl: float) -> None:
         """Keep ``outcome`` for ``ttl`` seconds (expired ones and, past the bound, the oldest go); wake its waiters."""

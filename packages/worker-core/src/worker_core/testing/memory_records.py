@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ from typing import Literal
 from worker_core.durable.types import DurableTask
 from worker_core.errors import InvalidTaskError
 
-__all__ = ("DeadLetter", "MemoryTaskState", "State", "normalise")
+__all__ = ("DeadLetter", "MemoryTaskState", "State", "Wakeup", "normalise")
 
 State = Literal["ready", "leased", "dead"]
 
@@ -114,3 +115,30 @@ def normalise(task: DurableTask, now: float, default_queue: str) -> tuple[Durabl
     )
     ready_at = max(now, _epoch(task.run_at)) if task.run_at is not None else now
     return stored, ready_at
+
+
+class Wakeup:
+    """Wakes :meth:`~worker_core.testing.InMemoryDurableBackend.wait_for_work` (an event of the loop that waits)."""
+
+    __slots__ = ("_event", "_loop")
+
+    def __init__(self) -> None:
+        self._event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def set(self) -> None:
+        """Wake the waiter, if any."""
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self, timeout: float) -> None:  # noqa: ASYNC109 - the backend's max_wait
+        """Wait until :meth:`set` or ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        if self._event is None or self._loop is not loop:
+            self._event, self._loop = asyncio.Event(), loop
+        self._event.clear()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
+        except TimeoutError:
+            pass
