@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -21,77 +16,15 @@ import pytest
 from pg_helpers import rows, states, until
 from worker_core.durable import DurableTask
 from worker_core.errors import BackendUnavailableError
+from worker_core.testing import FaultFleet, check_at_least_once
 from worker_postgres import PostgresDurableBackend
 from worker_postgres.testing import PostgresServer, postgres_server
 
-WORKER = Path(__file__).with_name("fault_worker.py")
 LEASE_S = 1.0
 
 
-@dataclass
-class Worker:
-    log: Path
-    process: subprocess.Popen[bytes]
-    killed_at: float | None = None
-
-
-@dataclass
-class Fleet:
-    url: str
-    folder: Path
-    work_ms: int = 20
-    concurrency: int = 8
-    workers: list[Worker] = field(default_factory=list)
-
-    def spawn(self) -> Worker:
-        log = self.folder / f"worker-{len(self.workers)}.log"
-        argv = [str(WORKER), self.url, str(log), str(LEASE_S), str(self.work_ms), str(self.concurrency)]
-        with log.with_suffix(".err").open("wb") as err:
-            process = subprocess.Popen(
-                [sys.executable, *argv],
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                env={**os.environ, "WORKER_PLUGINS_AUTOLOAD": "0"},
-            )
-        worker = Worker(log, process)
-        self.workers.append(worker)
-        return worker
-
-    def lines(self, worker: Worker) -> list[list[str]]:
-        if not worker.log.exists():
-            return []
-        return [line.split() for line in worker.log.read_text().splitlines() if line.strip()]
-
-    def started(self, worker: Worker) -> int:
-        return sum(1 for parts in self.lines(worker) if parts[0] == "S")
-
-    def kill(self, worker: Worker) -> None:
-        worker.killed_at = time.time()
-        os.kill(worker.process.pid, signal.SIGKILL)
-        worker.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        for worker in self.workers:
-            if worker.process.poll() is None:
-                os.kill(worker.process.pid, signal.SIGCONT)
-                worker.process.terminate()
-        for worker in self.workers:
-            try:
-                worker.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                worker.process.kill()
-                worker.process.wait(timeout=5)
-
-    def completed(self) -> set[str]:
-        return {parts[1] for w in self.workers for parts in self.lines(w) if parts[0] == "D"}
-
-    def starts(self) -> dict[str, list[tuple[float, Worker]]]:
-        out: dict[str, list[tuple[float, Worker]]] = defaultdict(list)
-        for w in self.workers:
-            for parts in self.lines(w):
-                if parts[0] == "S":
-                    out[parts[1]].append((float(parts[3]), w))
-        return out
+def pg_fleet(url: str, folder: Path) -> FaultFleet:
+    return FaultFleet(url, folder, lease=LEASE_S, poll=0.2, plugins=("worker_postgres.plugin",))
 
 
 @pytest.fixture
@@ -102,17 +35,9 @@ async def producer(pg_url: str) -> PostgresDurableBackend:
 
 
 @pytest.fixture
-def fleet(pg_url: str, tmp_path: Path) -> Iterator[Fleet]:
-    fleet = Fleet(pg_url, tmp_path)
-    yield fleet
-    fleet.stop()
-
-
-async def wait_ready(fleet: Fleet, worker: Worker) -> None:
-    async def ready() -> bool:
-        return any(parts[0] == "READY" for parts in fleet.lines(worker))
-
-    await until(ready, timeout=30)
+def fleet(pg_url: str, tmp_path: Path) -> Iterator[FaultFleet]:
+    with pg_fleet(pg_url, tmp_path) as fleet:
+        yield fleet
 
 
 def report(line: str) -> None:
@@ -125,66 +50,39 @@ def payloads(n: int, payload: object = 0) -> list[DurableTask]:
 
 
 async def test_a_killed_workers_lose_nothing_and_only_in_flight_tasks_run_twice(
-    fleet: Fleet, producer: PostgresDurableBackend
+    fleet: FaultFleet, producer: PostgresDurableBackend
 ) -> None:
     tasks = payloads(1500)
     ids = {str(t.id) for t in tasks}
-    victims = [fleet.spawn(), fleet.spawn()]
-    for w in victims:
-        await wait_ready(fleet, w)
+    victims = await fleet.spawn_ready(2)
     try:
         await producer.enqueue_many(tasks)
-
-        async def started_at_least(worker: Worker, n: int) -> bool:
-            return fleet.started(worker) >= n
-
-        await until(lambda: started_at_least(victims[0], 50))
+        await fleet.wait_for(lambda: fleet.count("S", victims[0]) >= 50)
         fleet.kill(victims[0])
-        second = fleet.spawn()
-        await wait_ready(fleet, second)
-        floor = fleet.started(second) + 50
-        await until(lambda: started_at_least(second, floor))
+        [second] = await fleet.spawn_ready()
+        floor = fleet.count("S", second) + 50
+        await fleet.wait_for(lambda: fleet.count("S", second) >= floor)
         fleet.kill(second)
-
-        async def all_done() -> bool:
-            return fleet.completed() >= ids
-
-        await until(all_done, timeout=60)
+        await fleet.wait_for(lambda: fleet.completed() >= ids, timeout=60)
         await until(lambda: _empty(producer))  # every task acked: none dead, none left behind
     finally:
         await producer.aclose()
-    starts = fleet.starts()
-    killed = [w for w in fleet.workers if w.killed_at is not None]
-    in_flight: dict[str, float] = {}
-    for w in killed:
-        done_here = {parts[1] for parts in fleet.lines(w) if parts[0] == "D"}
-        for parts in fleet.lines(w):
-            if parts[0] == "S" and parts[1] not in done_here:
-                assert w.killed_at is not None
-                in_flight[parts[1]] = w.killed_at
-    assert in_flight, "the kills should have caught tasks mid-run"
-    duplicated = {task_id for task_id, s in starts.items() if len(s) > 1}
-    killed_logs = {parts[1] for w in killed for parts in fleet.lines(w) if parts[0] == "S"}
-    assert duplicated <= killed_logs  # only tasks a killed process had taken ran twice
-    assert set(in_flight) <= duplicated  # and every task cut short ran again
-    slowest = 0.0
-    for task_id, killed_at in in_flight.items():
-        redelivered = min(t for t, _ in starts[task_id] if t > killed_at)
-        slowest = max(slowest, redelivered - killed_at)
-        assert redelivered - killed_at <= LEASE_S + 1.0, f"{task_id} redelivered after {redelivered - killed_at:.2f}s"
-    report(f"\nworker kills: {len(ids)} tasks, 2 SIGKILLs, lost 0, ran twice {len(duplicated)}, slowest {slowest:.2f}s")
+    found = check_at_least_once(fleet, ids, redelivery_within=LEASE_S + 1.0)
+    report(
+        f"\nworker kills: {len(ids)} tasks, 2 SIGKILLs, lost 0, ran twice {len(found.duplicated)}, "
+        f"slowest {found.slowest_redelivery_s:.2f}s"
+    )
 
 
 async def test_b_a_stopped_worker_cannot_settle_the_task_another_worker_now_holds(
-    fleet: Fleet, producer: PostgresDurableBackend
+    fleet: FaultFleet, producer: PostgresDurableBackend
 ) -> None:
-    stale = fleet.spawn()
-    await wait_ready(fleet, stale)
+    [stale] = await fleet.spawn_ready()
     try:
         [job] = payloads(1, {"sleep": 2.0})
         await producer.enqueue(job)
-        await until(lambda: _async(fleet.started(stale) >= 1))
-        os.kill(stale.process.pid, signal.SIGSTOP)  # frozen: no renewal, its 1 s lease runs out
+        await fleet.wait_for(lambda: fleet.count("S", stale) >= 1)
+        fleet.signal(stale, signal.SIGSTOP)  # frozen: no renewal, its 1 s lease runs out
         lease = None
         deadline = time.monotonic() + 15
         while lease is None and time.monotonic() < deadline:
@@ -194,14 +92,12 @@ async def test_b_a_stopped_worker_cannot_settle_the_task_another_worker_now_hold
                 await producer.wait_for_work(0.2)
         assert lease is not None
         assert lease.attempts == 2
-        os.kill(stale.process.pid, signal.SIGCONT)
-
-        async def stale_noticed() -> bool:
-            return any(p[0] in ("ACK", "LOST") and p[1] == str(job.id) for p in fleet.lines(stale))
-
-        await until(stale_noticed)
-        settles = [p for p in fleet.lines(stale) if p[0] == "ACK" and p[1] == str(job.id)]
-        assert all(p[2] == "lost" for p in settles)  # every settle it tried was refused
+        fleet.signal(stale, signal.SIGCONT)
+        await fleet.wait_for(
+            lambda: any(r.kind in ("A", "L") and r.task_id == str(job.id) for r in fleet.records(worker=stale)), 15
+        )
+        settles = [r for r in fleet.records("A", stale) if r.task_id == str(job.id)]
+        assert all(r.outcome == "lost" for r in settles)  # every settle it tried was refused
         assert await states(producer) == {str(job.id): "leased"}  # still the new holder's
         await producer.extend(lease, 30.0)
         await producer.ack(lease)
@@ -210,34 +106,28 @@ async def test_b_a_stopped_worker_cannot_settle_the_task_another_worker_now_hold
         await producer.aclose()
 
 
-async def _async(value: bool) -> bool:
-    return value
-
-
 async def _empty(backend: PostgresDurableBackend) -> bool:
     """Every task acked: none dead, none left behind."""
     return await states(backend) == {}
 
 
 async def test_c_a_task_that_kills_every_worker_ends_in_the_dlq_after_the_delivery_cap(
-    fleet: Fleet, producer: PostgresDurableBackend
+    fleet: FaultFleet, producer: PostgresDurableBackend
 ) -> None:
     poison = DurableTask("work", payload=b'"die"', id=uuid.uuid4(), retries=0)
     try:
         await producer.enqueue(poison)
         fleet.spawn()
-        deadline = time.monotonic() + 60
-        while (await states(producer)).get(str(poison.id)) != "dead":
-            assert time.monotonic() < deadline, "the poison task never reached the DLQ"
-            if all(w.process.poll() is not None for w in fleet.workers):
-                fleet.spawn()  # a supervisor restarts the dead worker
-            await asyncio.sleep(0.05)
+
+        async def dead() -> bool:
+            return (await states(producer)).get(str(poison.id)) == "dead"
+
+        await fleet.supervise(dead, timeout=60)  # a supervisor restarts the dead worker
         [(reason, attempts)] = await rows(producer, "SELECT last_error, attempts FROM {s}.tasks")
     finally:
         await producer.aclose()
-    kills = [p for w in fleet.workers for p in fleet.lines(w) if p[0] == "K"]
     assert reason.startswith("delivery limit")
-    assert len(kills) == attempts == 4  # retries 0 + 1 + the 3 extra deliveries, never a fifth
+    assert fleet.count("K") == attempts == 4  # retries 0 + 1 + the 3 extra deliveries, never a fifth
 
 
 @pytest.fixture
@@ -252,15 +142,13 @@ async def test_d_an_immediate_server_restart_mid_run_loses_no_accepted_task(
     url = f"{own_server.url}?schema=restart"
     producer = PostgresDurableBackend.from_url(url, pool_max=2, pool_timeout=2.0)
     await producer.migrate()
-    fleet = Fleet(url, tmp_path)
+    fleet = pg_fleet(url, tmp_path)
     try:
-        workers = [fleet.spawn(), fleet.spawn()]
-        for w in workers:
-            await wait_ready(fleet, w)
+        workers = await fleet.spawn_ready(2)
         first = payloads(800)
         await producer.enqueue_many(first)
         accepted = {str(t.id) for t in first}
-        await until(lambda: _async(len(fleet.completed()) >= 100))
+        await fleet.wait_for(lambda: len(fleet.completed()) >= 100)
         await asyncio.to_thread(own_server.restart_immediate)
         assert len(fleet.completed()) < len(first)  # mid-run
         late = payloads(200)
@@ -272,12 +160,8 @@ async def test_d_an_immediate_server_restart_mid_run_loses_no_accepted_task(
                 assert attempt < 99
                 await asyncio.sleep(0.1)
         accepted |= {str(t.id) for t in late}
-
-        async def all_done() -> bool:
-            return fleet.completed() >= accepted
-
-        await until(all_done, timeout=60)
-        assert all(w.process.poll() is None for w in workers)  # they resumed by themselves
+        await fleet.wait_for(lambda: fleet.completed() >= accepted, timeout=60)
+        assert all(w.alive() for w in workers)  # they resumed by themselves
         await until(lambda: _empty(producer))
         report(f"\nserver restart: {len(accepted)} tasks accepted, pg_ctl restart -m immediate mid-run, lost 0")
     finally:
@@ -286,10 +170,9 @@ async def test_d_an_immediate_server_restart_mid_run_loses_no_accepted_task(
 
 
 async def test_e_transactional_enqueue_runs_once_when_committed_and_never_when_rolled_back(
-    fleet: Fleet, producer: PostgresDurableBackend, pg_url: str
+    fleet: FaultFleet, producer: PostgresDurableBackend, pg_url: str
 ) -> None:
-    worker = fleet.spawn()
-    await wait_ready(fleet, worker)
+    await fleet.spawn_ready()
     [rolled_back, committed] = payloads(2)
     try:
         conninfo = producer.conninfo
@@ -299,11 +182,7 @@ async def test_e_transactional_enqueue_runs_once_when_committed_and_never_when_r
             async with conn.transaction():
                 await conn.execute("SELECT 1")  # the caller's own work, in the same transaction
                 await producer.enqueue(committed, connection=conn)
-
-        async def ran() -> bool:
-            return str(committed.id) in fleet.completed()
-
-        await until(ran)
+        await fleet.wait_for(lambda: str(committed.id) in fleet.completed())
         await until(lambda: _empty(producer))
     finally:
         await producer.aclose()

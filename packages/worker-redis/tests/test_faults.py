@@ -4,15 +4,8 @@ handlers, poison payloads and stale workers. Leases are short (1 s) so that the 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
-from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,89 +16,32 @@ from worker_core import TaskContext, TaskManager
 from worker_core.durable import DurableHandlerSpec, DurableTask, DurableTaskLease
 from worker_core.durable.outcomes import TaskOutcome
 from worker_core.errors import BackendUnavailableError, LeaseLostError
+from worker_core.testing import FaultFleet, check_at_least_once
 from worker_redis import Keys, RedisDurableBackend
 from worker_redis._records import now_ms
 from worker_redis.testing import RedisServer, redis_server
 
-WORKER = Path(__file__).with_name("fault_worker.py")
 LEASE_S = 1.0
+PLUGINS = ("worker_redis.plugin",)
 
 
-@dataclass
-class Worker:
-    log: Path
-    process: subprocess.Popen[bytes]
-    killed_at: float | None = None
+def redis_fleet(url: str, prefix: str, folder: Path, **options: Any) -> FaultFleet:
+    """Worker processes on ``url`` under ``prefix``, with only the Redis plugin loaded.
 
-
-@dataclass
-class Fleet:
-    url: str
-    prefix: str
-    folder: Path
-    work_ms: int = 20
-    concurrency: int = 8
-    renewal: str | None = None  # "default": the manager's own lease renewal; None: a quarter of the lease
-    workers: list[Worker] = field(default_factory=list)
-
-    def spawn(self) -> Worker:
-        log = self.folder / f"worker-{len(self.workers)}.log"
-        argv = [str(WORKER), self.url, self.prefix, str(log), str(LEASE_S), str(self.work_ms), str(self.concurrency)]
-        if self.renewal is not None:
-            argv.append(self.renewal)
-        with log.with_suffix(".err").open("wb") as err:  # the worker's warnings, for whoever debugs a failure
-            process = subprocess.Popen(
-                [sys.executable, *argv],
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                # Only the plugins the worker uses: loading every installed one at the first task (worker-grpc
-                # imports grpc and protobuf) blocks the loop long enough, on a loaded machine, to lose a 1 s lease.
-                env={**os.environ, "WORKER_PLUGINS_AUTOLOAD": "0"},
-            )
-        worker = Worker(log, process)
-        self.workers.append(worker)
-        return worker
-
-    def lines(self, worker: Worker) -> list[list[str]]:
-        if not worker.log.exists():
-            return []
-        return [line.split() for line in worker.log.read_text().splitlines() if line.strip()]
-
-    def started(self, worker: Worker) -> int:
-        return sum(1 for parts in self.lines(worker) if parts[0] == "S")
-
-    def kill(self, worker: Worker) -> None:
-        worker.killed_at = time.time()
-        os.kill(worker.process.pid, signal.SIGKILL)
-        worker.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        for worker in self.workers:
-            if worker.process.poll() is None:
-                worker.process.terminate()
-        for worker in self.workers:
-            try:
-                worker.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                worker.process.kill()
-                worker.process.wait(timeout=5)
-
-    def completed(self) -> set[str]:
-        return {parts[1] for w in self.workers for parts in self.lines(w) if parts[0] == "D"}
+    Loading every installed plugin (worker-grpc imports grpc and protobuf) costs each worker seconds of CPU on a
+    loaded machine; the workers resolve their backend before they log READY either way.
+    """
+    return FaultFleet(f"{url}?prefix={prefix}", folder, lease=LEASE_S, plugins=PLUGINS, **options)
 
 
 @pytest.fixture
-def fleet(redis_srv: RedisServer, prefix: str, tmp_path: Path) -> Iterator[Fleet]:
-    fleet = Fleet(redis_srv.url, prefix, tmp_path)
-    yield fleet
-    fleet.stop()
+def fleet(redis_srv: RedisServer, prefix: str, tmp_path: Path) -> Iterator[FaultFleet]:
+    with redis_fleet(redis_srv.url, prefix, tmp_path) as fleet:
+        yield fleet
 
 
-async def wait_ready(fleet: Fleet, worker: Worker) -> None:
-    async def ready() -> bool:
-        return any(parts[0] == "READY" for parts in fleet.lines(worker))
-
-    await until(ready, timeout=30)
+def producer_for(fleet: FaultFleet) -> RedisDurableBackend:
+    return RedisDurableBackend.from_url(fleet.url)
 
 
 def report(line: str) -> None:
@@ -117,65 +53,34 @@ def payloads(n: int) -> list[DurableTask]:
     return [DurableTask("work", payload=b"%d" % i, id=uuid.uuid4()) for i in range(n)]
 
 
-async def test_a_killed_worker_loses_nothing_and_only_its_in_flight_tasks_run_twice(fleet: Fleet) -> None:
+async def test_a_killed_worker_loses_nothing_and_only_its_in_flight_tasks_run_twice(
+    fleet: FaultFleet, prefix: str
+) -> None:
     tasks = payloads(3000)
     ids = {str(t.id) for t in tasks}
-    victims = [fleet.spawn(), fleet.spawn(), fleet.spawn()]
-    for w in victims:
-        await wait_ready(fleet, w)
-    async with RedisDurableBackend.from_url(fleet.url, prefix=fleet.prefix) as producer:
+    victims = await fleet.spawn_ready(3)
+    async with producer_for(fleet) as producer:
         await producer.enqueue_many(tasks)
         # Kill worker 0 mid-task, restart it, then kill the restarted one mid-task too.
-        await until(lambda: _at_least(fleet, victims[0], 50))
+        await fleet.wait_for(lambda: fleet.count("S", victims[0]) >= 50)
         fleet.kill(victims[0])
-        second = fleet.spawn()
-        await wait_ready(fleet, second)
-        floor = fleet.started(second) + 50
-        await until(lambda: _at_least(fleet, second, floor))
+        [second] = await fleet.spawn_ready()
+        floor = fleet.count("S", second) + 50
+        await fleet.wait_for(lambda: fleet.count("S", second) >= floor)
         fleet.kill(second)
         fleet.spawn()
-
-        async def all_done() -> bool:
-            return fleet.completed() >= ids
-
-        await until(all_done, timeout=60)
-        keys = Keys.for_prefix(fleet.prefix)
+        await fleet.wait_for(lambda: fleet.completed() >= ids, timeout=60)
+        keys = Keys.for_prefix(prefix)
         client: Redis = producer.client
         assert await client.zcard(keys.ready("default")) == 0
         assert await client.llen(keys.dead) == 0
-
-    starts: dict[str, list[tuple[float, Worker]]] = defaultdict(list)
-    for w in fleet.workers:
-        for parts in fleet.lines(w):
-            if parts[0] == "S":
-                starts[parts[1]].append((float(parts[3]), w))
-    killed = [w for w in fleet.workers if w.killed_at is not None]
-    assert len(killed) == 2
-    in_flight: dict[str, float] = {}
-    for w in killed:
-        done_here = {parts[1] for parts in fleet.lines(w) if parts[0] == "D"}
-        for parts in fleet.lines(w):
-            if parts[0] == "S" and parts[1] not in done_here:
-                assert w.killed_at is not None
-                in_flight[parts[1]] = w.killed_at
-    assert in_flight, "the kills should have caught tasks mid-run"
-    duplicated = {task_id for task_id, s in starts.items() if len(s) > 1}
-    killed_logs = {parts[1] for w in killed for parts in fleet.lines(w) if parts[0] == "S"}
-    assert duplicated <= killed_logs  # only tasks a killed process had taken ran twice
-    assert set(in_flight) <= duplicated  # and every task cut short ran again
-    slowest = 0.0
-    for task_id, killed_at in in_flight.items():
-        redelivered = min(t for t, w in starts[task_id] if t > killed_at)
-        slowest = max(slowest, redelivered - killed_at)
-        assert redelivered - killed_at <= LEASE_S + 1.0, f"{task_id} redelivered after {redelivered - killed_at:.2f}s"
+    assert len(fleet.killed()) == 2
+    found = check_at_least_once(fleet, ids, redelivery_within=LEASE_S + 1.0)
     report(
-        f"\nworker kills: {len(ids)} tasks, {len(killed)} SIGKILLs, lost 0, ran twice {len(duplicated)} "
-        f"(all in flight at a kill), slowest redelivery {slowest:.2f} s after the kill on {LEASE_S:.0f} s leases"
+        f"\nworker kills: {len(ids)} tasks, 2 SIGKILLs, lost 0, ran twice {len(found.duplicated)} "
+        f"(all in flight at a kill), slowest redelivery {found.slowest_redelivery_s:.2f} s after the kill on "
+        f"{LEASE_S:.0f} s leases"
     )
-
-
-async def _at_least(fleet: Fleet, worker: Worker, n: int) -> bool:
-    return fleet.started(worker) >= n
 
 
 @pytest.fixture
@@ -185,40 +90,27 @@ def aof_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 async def test_b_redis_killed_and_restarted_loses_no_accepted_task(aof_server: RedisServer, tmp_path: Path) -> None:
-    fleet = Fleet(aof_server.url, "aof", tmp_path)
-    try:
-        workers = [fleet.spawn(), fleet.spawn()]
-        for w in workers:
-            await wait_ready(fleet, w)
+    with redis_fleet(aof_server.url, "aof", tmp_path) as fleet:
+        workers = await fleet.spawn_ready(2)
         accepted: set[str] = set()
-        async with RedisDurableBackend.from_url(aof_server.url, prefix="aof") as producer:
+        async with producer_for(fleet) as producer:
             first = payloads(1000)
             await producer.enqueue_many(first)
             accepted |= {str(t.id) for t in first}
-            await until(lambda: _any_completed(fleet, 100))
+            await fleet.wait_for(lambda: len(fleet.completed()) >= 100)
             aof_server.kill()
             assert len(fleet.completed()) < len(first)  # mid-run
             # While Redis is down an enqueue is refused (not accepted), never silently dropped.
             late = payloads(200)
             with pytest.raises(BackendUnavailableError):
                 await producer.enqueue(late[0])
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # the outage lasts a while (not a synchronisation)
             aof_server.start()
             await producer.enqueue_many(late)
             accepted |= {str(t.id) for t in late}
-
-            async def all_done() -> bool:
-                return fleet.completed() >= accepted
-
-            await until(all_done, timeout=60)
-        assert all(w.process.poll() is None for w in workers)  # they resumed by themselves
+            await fleet.wait_for(lambda: fleet.completed() >= accepted, timeout=60)
+        assert all(w.alive() for w in workers)  # they resumed by themselves
         report(f"\nredis kill: {len(accepted)} tasks accepted, 1 Redis SIGKILL and restart (AOF always), lost 0")
-    finally:
-        fleet.stop()
-
-
-async def _any_completed(fleet: Fleet, n: int) -> bool:
-    return len(fleet.completed()) >= n
 
 
 # -- in-process faults ------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,10 @@ import pytest
 from fault_proxy import FaultProxy
 from redis.asyncio import Redis
 from redis_helpers import until
-from test_faults import LEASE_S, Fleet, wait_ready
+from test_faults import LEASE_S, producer_for, redis_fleet
 from worker_core import TaskContext, TaskManager, TaskStatus
 from worker_core.durable import DurableHandlerSpec, DurableTask, delivery_limit
+from worker_core.testing import FaultFleet, check_exactly_once
 from worker_redis import Keys, RedisDurableBackend
 from worker_redis.admin import NodeInfo, RedisAdmin
 from worker_redis.testing import RedisServer
@@ -40,37 +41,24 @@ def report(line: str) -> None:
 
 
 @pytest.fixture
-def fleet(redis_srv: RedisServer, prefix: str, tmp_path: Path) -> Any:
-    fleet = Fleet(redis_srv.url, prefix, tmp_path, renewal="default")
-    yield fleet
-    fleet.stop()
+def fleet(redis_srv: RedisServer, prefix: str, tmp_path: Path) -> Iterator[FaultFleet]:
+    with redis_fleet(redis_srv.url, prefix, tmp_path, renewal="default") as fleet:
+        yield fleet
 
 
-def starts(fleet: Fleet) -> Counter[str]:
-    return Counter(parts[1] for w in fleet.workers for parts in fleet.lines(w) if parts[0] == "S")
-
-
-async def test_long_tasks_with_default_settings_run_exactly_once(fleet: Fleet, raw: Redis) -> None:
+async def test_long_tasks_with_default_settings_run_exactly_once(fleet: FaultFleet, prefix: str, raw: Redis) -> None:
     fleet.work_ms = int(LEASE_S * 3000)  # each task runs three leases long
-    workers = [fleet.spawn(), fleet.spawn()]
-    for w in workers:
-        await wait_ready(fleet, w)
+    await fleet.spawn_ready(2)
     tasks = [DurableTask("work", payload=b"%d" % i, id=uuid.uuid4()) for i in range(12)]
     ids = {str(t.id) for t in tasks}
-    async with RedisDurableBackend.from_url(fleet.url, prefix=fleet.prefix) as producer:
+    async with producer_for(fleet) as producer:
         await producer.enqueue_many(tasks)
-
-        async def all_done() -> bool:
-            return fleet.completed() >= ids
-
-        await until(all_done, timeout=60)
-    ran = starts(fleet)
+        await fleet.wait_for(lambda: fleet.completed() >= ids, timeout=60)
+    ran = check_exactly_once(fleet, ids)  # renewed in time: never handed out while it ran
     report(
         f"\nlong tasks: {len(ids)} tasks of {3 * LEASE_S:.0f} s on {LEASE_S:.0f} s leases, starts {sum(ran.values())}"
     )
-    assert set(ran) == ids
-    assert max(ran.values()) == 1  # renewed in time: never handed out while it ran
-    keys = Keys.for_prefix(fleet.prefix)
+    keys = Keys.for_prefix(prefix)
 
     async def all_acked() -> bool:  # a handler's last log line comes before its (batched) ack reaches Redis
         return int(await raw.zcard(keys.processing("default"))) == 0
@@ -79,36 +67,28 @@ async def test_long_tasks_with_default_settings_run_exactly_once(fleet: Fleet, r
     assert await raw.llen(keys.dead) == 0
 
 
-async def test_a_task_that_kills_its_process_is_dead_lettered_after_the_delivery_cap(fleet: Fleet, raw: Redis) -> None:
-    keys = Keys.for_prefix(fleet.prefix)
+async def test_a_task_that_kills_its_process_is_dead_lettered_after_the_delivery_cap(
+    fleet: FaultFleet, prefix: str, raw: Redis
+) -> None:
+    keys = Keys.for_prefix(prefix)
     killer = DurableTask("work", payload=b'"die"', id=uuid.uuid4(), retries=0)
     others = [DurableTask("work", payload=b"%d" % i, id=uuid.uuid4(), retries=3) for i in range(50)]
-    current = fleet.spawn()
-    await wait_ready(fleet, current)
+    await fleet.spawn_ready()
     started = time.monotonic()
-    async with RedisDurableBackend.from_url(fleet.url, prefix=fleet.prefix) as producer:
+    async with producer_for(fleet) as producer:
         await producer.enqueue_many([killer, *others])
         # A process manager: whenever the worker dies, start another one (what systemd or Kubernetes do).
-        deadline = time.monotonic() + 90
-        while not await raw.lrange(keys.dead, 0, -1):
-            assert time.monotonic() < deadline, "the crash loop did not end"
-            if current.process.poll() is not None:
-                current = fleet.spawn()
-            await asyncio.sleep(0.05)
+        await fleet.supervise(lambda: raw.lrange(keys.dead, 0, -1), timeout=90)
         elapsed = time.monotonic() - started
-        deaths = sum(1 for w in fleet.workers for parts in fleet.lines(w) if parts[0] == "K")
+        deaths = fleet.count("K")
         ids = {str(t.id) for t in others}
-
-        async def others_done() -> bool:
-            return fleet.completed() >= ids
-
-        await until(others_done, timeout=60)
+        await fleet.supervise(lambda: fleet.completed() >= ids, timeout=60)
     record = await raw.hgetall(keys.task(str(killer.id)))
     report(f"\ncrash loop: {deaths} worker deaths, dead-lettered after {elapsed:.1f} s: {record[b'last_error']!r}")
     assert await raw.lrange(keys.dead, 0, -1) == [str(killer.id).encode()]
     assert b"delivery limit" in record[b"last_error"]
     assert deaths == delivery_limit(0)  # retries + 1 + the extra deliveries, then never again
-    assert all(w.process.poll() is not None for w in fleet.workers[:-1])
+    assert not any(w.alive() for w in fleet.workers[:-1])
 
 
 # -- corrupt and foreign records ---------------------------------------------------------------------
@@ -309,17 +289,16 @@ async def test_renewal_at_200_ms_latency_keeps_every_long_task_single(
 # -- operations: node heartbeats and the backlog -------------------------------------------------------
 
 
-async def test_nodes_heartbeat_with_the_renewal_and_a_killed_one_drops_out(fleet: Fleet) -> None:
-    admin = RedisAdmin.from_url(f"{fleet.url}?prefix={fleet.prefix}")
+async def test_nodes_heartbeat_with_the_renewal_and_a_killed_one_drops_out(fleet: FaultFleet) -> None:
+    admin = RedisAdmin.from_url(fleet.url)
     try:
-        worker = fleet.spawn()
-        await wait_ready(fleet, worker)
+        [worker] = await fleet.spawn_ready()
 
         async def one_node() -> list[NodeInfo]:
             return await admin.nodes()
 
         [node] = await until(one_node)
-        assert node.pid == worker.process.pid
+        assert node.pid == worker.pid
         assert node.host == socket.gethostname()
         assert node.queues == ()  # every queue
         assert node.last_seen_ms > 0

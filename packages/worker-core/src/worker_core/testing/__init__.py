@@ -1,4 +1,7 @@
-"""Test support: an in-memory durable backend, a forwarding wrapper, a manual clock, and the conformance suite.
+"""Test support: an in-memory backend, a forwarding wrapper, a manual clock, conformance suites, a fault harness.
+
+The fault harness (:mod:`worker_core.testing.faults`) runs worker processes on a backend URL, kills them for real
+and reads their attempt logs.
 
 ``DurableBackendConformance``, ``DurableAdminConformance``, ``TaskBrowserConformance``,
 ``ScheduleBackendConformance`` and ``ScheduleAdminConformance`` need pytest; they are imported on first access so
@@ -11,6 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from .clock import Clock as Clock
 from .clock import FakeClock as FakeClock
+from .faults import DeliveryReport as DeliveryReport
+from .faults import FaultFleet as FaultFleet
+from .faults import FaultWorker as FaultWorker
+from .faults import LogRecord as LogRecord
+from .faults import check_at_least_once as check_at_least_once
+from .faults import check_exactly_once as check_exactly_once
+from .faults import wait_until as wait_until
 from .forwarding import ForwardingBackend as ForwardingBackend
 from .memory import DeadLetter as DeadLetter
 from .memory import InMemoryDurableBackend as InMemoryDurableBackend
@@ -26,15 +36,22 @@ if TYPE_CHECKING:
 __all__ = (
     "Clock",
     "DeadLetter",
+    "DeliveryReport",
     "DurableAdminConformance",
     "DurableBackendConformance",
     "FakeClock",
+    "FaultFleet",
+    "FaultWorker",
     "ForwardingBackend",
     "InMemoryDurableBackend",
+    "LogRecord",
     "MemoryTaskState",
     "ScheduleAdminConformance",
     "ScheduleBackendConformance",
     "TaskBrowserConformance",
+    "check_at_least_once",
+    "check_exactly_once",
+    "wait_until",
 )
 
 

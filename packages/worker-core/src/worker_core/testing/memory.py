@@ -19,82 +19,24 @@ out again or requeued by a later ``dequeue`` (expiry is applied lazily, as in go
 
 from __future__ import annotations
 
-import asyncio
 import bisect
-import heapq
-import itertools
-import secrets
-import time
 import uuid
-from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import Literal, final
+from typing import final
 
-from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome, dead_letter_outcome
+from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, TaskOutcome
 from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease, delivery_limit
-from worker_core.errors import ConfigurationError, DurableTaskExistsError, InvalidTaskError, LeaseLostError
+from worker_core.errors import ConfigurationError, DurableTaskExistsError, LeaseLostError
 from worker_core.options import is_plain_int
 from worker_core.schedules.memory import MemoryScheduleState
 from worker_core.schedules.types import ScheduleEvent, ScheduleRecord, ScheduleState, TickResult
 
 from .clock import Clock, FakeClock
+from .memory_outcomes import MemoryOutcomeStore
+from .memory_records import DeadLetter, MemoryTaskState, Wakeup, _positive_int, _SystemClock, normalise
+from .memory_store import MemoryTaskStore
 
 __all__ = ("DeadLetter", "InMemoryDurableBackend", "MemoryTaskState")
-
-State = Literal["ready", "leased", "dead"]
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A dead-lettered task with the reason it failed, the deliveries it had and when it failed (epoch s)."""
-
-    task: DurableTask
-    error: str
-    attempts: int
-    failed_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryTaskState:
-    """A snapshot of one stored task (from :meth:`InMemoryDurableBackend.get`)."""
-
-    task: DurableTask
-    state: State
-    attempts: int
-    ready_at: float
-    lease_expires_at: float | None
-    last_error: str | None
-
-
-@dataclass(slots=True)
-class _Record:
-    task: DurableTask
-    seq: int
-    ready_at: float
-    state: State = "ready"
-    attempts: int = 0
-    token: str = ""
-    expires_at: float = 0.0
-    version: int = 0
-    last_error: str = ""
-    failed_at: float = 0.0
-
-
-class _SystemClock:
-    def time(self) -> float:
-        return time.time()
-
-
-class _Queue:
-    """Two heaps per queue: not yet due (by ready time) and due (by priority, weight, ready time, order)."""
-
-    __slots__ = ("delayed", "due")
-
-    def __init__(self) -> None:
-        self.delayed: list[tuple[float, int, int, str]] = []
-        self.due: list[tuple[int, int, float, int, int, str]] = []
 
 
 @final
@@ -134,27 +76,17 @@ class InMemoryDurableBackend:
             raise ConfigurationError(f"extra_deliveries must be an int >= 0, got {extra_deliveries!r}")
         self._extra = extra_deliveries
         self._clock: Clock = clock if clock is not None else _SystemClock()
-        self._outcomes = _OutcomeStore(self._clock, max_outcomes, recent_limit)
-        self._outcome_ttl: float | None = DEFAULT_RESULT_TTL
+        self._outcomes = MemoryOutcomeStore(self._clock, max_outcomes, recent_limit)
         self.schedule_state = MemoryScheduleState(self._clock.time)
         self._default_queue = "default"
         self._weights: dict[str, int] = {}
         self.configure_queues(default_queue, queue_weights or {})
-        self._records: dict[str, _Record] = {}
-        self._keys: dict[str, str] = {}  # idempotency key -> id of the live task that holds it
-        self._queues: dict[str, _Queue] = {}
-        self._leases: list[tuple[float, int, str]] = []
-        self._dead: dict[str, None] = {}  # insertion-ordered set: oldest failure first
-        self._seq = itertools.count()
-        self._versions = itertools.count(1)
-        self._tokens = itertools.count(1)
-        self._nonce = secrets.token_hex(4)
+        self._store = MemoryTaskStore()
         self._rr_queue = ""  # the queue whose turn it is, and how many tasks it may still take
         self._rr_credit = 0
         self._paused = False
         self._paused_queues: set[str] = set()
-        self._wake: asyncio.Event | None = None
-        self._wake_loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup = Wakeup()
         if isinstance(clock, FakeClock):
             clock.subscribe(self._notify)
 
@@ -199,17 +131,17 @@ class InMemoryDurableBackend:
             InvalidTaskError: no id, no handler, or a payload that is not bytes.
             DurableTaskExistsError: a task with this id is stored (ready, leased or dead-lettered).
         """
-        stored, ready_at = self._normalise(task, self._clock.time())
+        stored, ready_at = normalise(task, self._clock.time(), self._default_queue)
         key = str(task.id)
-        if key in self._records:
+        if key in self._store.records:
             raise DurableTaskExistsError(f"durable task {key} already exists")
-        holder = self._key_holder(stored)
+        holder = self._store.key_holder(stored)
         if holder is not None:
             assert stored.id is not None
             raise DurableTaskExistsError(
                 f"idempotency key {stored.idempotency_key!r} is held by live task {holder}", ids=[stored.id]
             )
-        self._insert(stored, key, ready_at)
+        self._store.insert(stored, key, ready_at)
         self._notify()
 
     async def enqueue_many(self, tasks: Sequence[DurableTask]) -> None:
@@ -221,66 +153,22 @@ class InMemoryDurableBackend:
                 earlier task of the batch; ``ids`` lists one entry per skipped task. The others were stored.
         """
         now = self._clock.time()
-        checked = [self._normalise(task, now) for task in tasks]  # every task, before anything is stored
+        checked = [normalise(task, now, self._default_queue) for task in tasks]  # every task, before anything is stored
         skipped: list[uuid.UUID] = []
         for stored, ready_at in checked:
             assert stored.id is not None
             key = str(stored.id)
-            if key in self._records or self._key_holder(stored) is not None:  # stored, or repeated in the batch
+            if (
+                key in self._store.records or self._store.key_holder(stored) is not None
+            ):  # stored, or repeated in the batch
                 skipped.append(stored.id)
             else:
-                self._insert(stored, key, ready_at)
+                self._store.insert(stored, key, ready_at)
         if len(skipped) < len(tasks):
             self._notify()
         if skipped:
             shown = ", ".join(str(i) for i in skipped[:10]) + (" ..." if len(skipped) > 10 else "")
             raise DurableTaskExistsError(f"{len(skipped)} durable task(s) already exist: {shown}", ids=skipped)
-
-    def _normalise(self, task: DurableTask, now: float) -> tuple[DurableTask, float]:
-        """The record to store for ``task`` and its ready time (``run_at`` or ``now``); nothing is stored.
-
-        Raises:
-            InvalidTaskError: no id, no handler, or a payload that is not bytes.
-        """
-        if task.id is None:
-            raise InvalidTaskError("durable task id is required")
-        if not _non_blank(task.handler):
-            raise InvalidTaskError("durable task handler is required")
-        payload = task.payload
-        if not isinstance(payload, bytes | bytearray | memoryview):
-            raise InvalidTaskError("durable task payload must be bytes (encode the message with a codec first)")
-        stored = DurableTask(
-            task.handler,
-            None,
-            bytes(payload),
-            id=task.id,
-            priority=int(task.priority),
-            queue=task.queue.strip() or self._default_queue,
-            weight=max(int(task.weight), 1),
-            run_at=task.run_at,
-            retries=max(int(task.retries or 0), 0),
-            retry_delay=float(task.retry_delay or 0.0),
-            metadata=dict(task.metadata) if task.metadata else None,
-            idempotency_key=task.idempotency_key,
-        )
-        ready_at = max(now, _epoch(task.run_at)) if task.run_at is not None else now
-        return stored, ready_at
-
-    def _key_holder(self, task: DurableTask) -> str | None:
-        """The id of the live task holding ``task``'s idempotency key, if any."""
-        return self._keys.get(task.idempotency_key) if task.idempotency_key is not None else None
-
-    def _release_key(self, task: DurableTask) -> None:
-        if task.idempotency_key is not None and self._keys.get(task.idempotency_key) == str(task.id):
-            del self._keys[task.idempotency_key]
-
-    def _insert(self, stored: DurableTask, key: str, ready_at: float) -> None:
-        record = _Record(stored, next(self._seq), ready_at)
-        self._records[key] = record
-        if stored.idempotency_key is not None:
-            self._keys[stored.idempotency_key] = key
-        self._queues.setdefault(stored.queue, _Queue())
-        self._make_ready(record, ready_at)
 
     async def dequeue(self, limit: int, lease: float) -> list[DurableTaskLease]:
         """Lease up to ``limit`` due tasks for ``lease`` seconds (weighted round robin across queues).
@@ -292,10 +180,10 @@ class InMemoryDurableBackend:
             raise ConfigurationError(f"lease must be > 0 seconds, got {lease!r}")
         limit = max(int(limit), 1)
         now = self._clock.time()
-        self._requeue_expired(now)
+        self._store.requeue_expired(now)
         if self._paused:
             return []
-        names = sorted(name for name in self._queues if name not in self._paused_queues)
+        names = sorted(name for name in self._store.queues if name not in self._paused_queues)
         if not names:
             return []
         # Weighted round robin that carries over between calls: the current queue keeps its turn until it has
@@ -310,13 +198,11 @@ class InMemoryDurableBackend:
             name = names[index]
             if self._rr_credit <= 0:
                 self._rr_credit = self._weights.get(name, 1)
-            queue = self._queues[name]
-            self._promote(queue, now)
-            record = self._pop_due(queue)
+            record = self._store.pop_due(self._store.queues[name], now)
             if record is not None and record.attempts >= delivery_limit(record.task.retries or 0, self._extra):
                 reason = f"delivery limit: delivered {record.attempts} times without settling"
-                self._dead_letter(record, reason, now)
-                self._keep_dead_letter_outcome(record, reason)
+                self._store.dead_letter(record, reason, now)
+                self._outcomes.keep_dead_letter(record.task, reason, record.attempts)
                 continue
             if record is None:
                 idle += 1
@@ -324,7 +210,7 @@ class InMemoryDurableBackend:
             else:
                 idle = 0
                 self._rr_credit -= 1
-                leases.append(self._lease(record, now, lease))
+                leases.append(self._store.lease(record, now, lease))
             if self._rr_credit <= 0:
                 index = (index + 1) % len(names)
         self._rr_queue = names[index]
@@ -332,9 +218,8 @@ class InMemoryDurableBackend:
 
     async def ack(self, lease: DurableTaskLease) -> None:
         """Remove the task. Raises :class:`LeaseLostError` if the lease is not current."""
-        record = self._held(lease)
-        del self._records[lease.lease_id]
-        self._release_key(record.task)
+        self._store.held(lease)
+        self._store.remove(lease.lease_id)
 
     async def nack(self, lease: DurableTaskLease, delay: float) -> None:
         """Make the task ready again after ``delay`` seconds (negative means now).
@@ -342,8 +227,8 @@ class InMemoryDurableBackend:
         Raises:
             LeaseLostError: the lease is not current.
         """
-        record = self._held(lease)
-        self._make_ready(record, self._clock.time() + max(float(delay), 0.0))
+        record = self._store.held(lease)
+        self._store.make_ready(record, self._clock.time() + max(float(delay), 0.0))
         self._notify()
 
     async def fail(self, lease: DurableTaskLease, error: str) -> None:
@@ -352,30 +237,11 @@ class InMemoryDurableBackend:
         Raises:
             LeaseLostError: the lease is not current.
         """
-        self._dead_letter(self._held(lease), str(error), self._clock.time())
+        self._store.dead_letter(self._store.held(lease), str(error), self._clock.time())
 
     def configure_outcomes(self, ttl: float | None) -> None:
         """Keep the outcomes of tasks dead-lettered by the delivery limit for ``ttl`` seconds (``None``: none)."""
-        self._outcome_ttl = ttl if ttl and ttl > 0 else None
-
-    def _keep_dead_letter_outcome(self, record: _Record, reason: str) -> None:
-        if self._outcome_ttl is None:
-            return
-        task = record.task
-        assert task.id is not None
-        outcome = dead_letter_outcome(
-            task.id, reason, handler=task.handler, queue=task.queue, attempts=record.attempts, metadata=task.metadata
-        )
-        self._outcomes.keep(outcome, self._outcome_ttl)
-
-    def _dead_letter(self, record: _Record, error: str, now: float) -> None:
-        self._release_key(record.task)
-        record.state = "dead"
-        record.token = ""
-        record.version = next(self._versions)
-        record.last_error = error
-        record.failed_at = now
-        self._dead[str(record.task.id)] = None
+        self._outcomes.dead_letter_ttl = ttl if ttl and ttl > 0 else None
 
     async def extend(self, lease: DurableTaskLease, duration: float) -> None:
         """Push the lease's expiry to now + ``duration`` seconds.
@@ -386,10 +252,8 @@ class InMemoryDurableBackend:
         """
         if duration <= 0:
             raise ConfigurationError(f"lease duration must be > 0 seconds, got {duration!r}")
-        record = self._held(lease)
-        record.expires_at = self._clock.time() + duration
-        record.version = next(self._versions)
-        heapq.heappush(self._leases, (record.expires_at, record.version, lease.lease_id))
+        record = self._store.held(lease)
+        self._store.extend(record, self._clock.time() + duration)
         lease.expires_at = record.expires_at
 
     # -- optional protocols --------------------------------------------------------------------------
@@ -414,31 +278,23 @@ class InMemoryDurableBackend:
         """Make leased tasks ready now without counting the delivery; leases no longer current are skipped."""
         now = self._clock.time()
         for lease in leases:
-            record = self._records.get(lease.lease_id)
+            record = self._store.records.get(lease.lease_id)
             if record is None or record.state != "leased" or record.token != lease.token:
                 continue
             record.attempts -= 1
-            self._make_ready(record, now)
+            self._store.make_ready(record, now)
         self._notify()
 
     async def wait_for_work(self, max_wait: float) -> None:
         """Return when a task may be ready (enqueue, nack, release, clock advance) or after ``max_wait`` s."""
         now = self._clock.time()
-        next_time = self._next_event_time()
+        next_time = self._store.next_event_time(self._paused_queues, self._paused)
         if next_time is not None and next_time <= now:
             return
         timeout = max(float(max_wait), 0.0)
         if next_time is not None:
             timeout = min(timeout, next_time - now)
-        loop = asyncio.get_running_loop()
-        if self._wake is None or self._wake_loop is not loop:
-            self._wake, self._wake_loop = asyncio.Event(), loop
-        self._wake.clear()
-        try:
-            async with asyncio.timeout(timeout):
-                await self._wake.wait()
-        except TimeoutError:
-            pass
+        await self._wakeup.wait(timeout)
 
     # -- results (ResultStoreBackend) ----------------------------------------------------------------
 
@@ -464,21 +320,19 @@ class InMemoryDurableBackend:
         """Up to ``limit`` of the outcomes kept for ``queue``, newest first."""
         return self._outcomes.recent(queue, limit)
 
-    # -- inspection ----------------------------------------------------------------------------------
-
-    # ---------------------------------------------------------------- ScheduleBackend (worker_core.schedules)
+    # -- schedules (ScheduleBackend, worker_core.schedules) -------------------------------------------
 
     async def enqueue_tick(
         self, task: DurableTask, schedule: str, tick_ms: int, ttl: float, *, node: str = ""
     ) -> TickResult:
         """Store ``task`` for the tick unless its marker exists or the schedule is paused (one atomic step)."""
-        stored, ready_at = self._normalise(task, self._clock.time())
+        stored, ready_at = normalise(task, self._clock.time(), self._default_queue)
         key = str(task.id)
 
         def store() -> bool:
-            if key in self._records:
+            if key in self._store.records:
                 return False
-            self._insert(stored, key, ready_at)
+            self._store.insert(stored, key, ready_at)
             self._notify()
             return True
 
@@ -517,212 +371,30 @@ class InMemoryDurableBackend:
         """The newest ``limit`` events of ``name``."""
         return self.schedule_state.events(name, limit)
 
+    # -- inspection ----------------------------------------------------------------------------------
+
     def dead_letters(self) -> list[DeadLetter]:
         """The dead-lettered tasks, oldest failure first, each with its last error."""
-        out: list[DeadLetter] = []
-        for key in self._dead:
-            record = self._records.get(key)
-            if record is not None and record.state == "dead":
-                out.append(DeadLetter(_copy(record.task), record.last_error, record.attempts, record.failed_at))
-        return out
+        return self._store.dead_letters()
 
     def get(self, task_id: uuid.UUID | str) -> MemoryTaskState | None:
         """A snapshot of the stored task, or ``None`` (never stored, or acked)."""
-        record = self._records.get(str(task_id))
-        if record is None:
-            return None
-        return MemoryTaskState(
-            task=_copy(record.task),
-            state=record.state,
-            attempts=record.attempts,
-            ready_at=record.ready_at,
-            lease_expires_at=record.expires_at if record.state == "leased" else None,
-            last_error=record.last_error or None,
-        )
+        return self._store.snapshot(str(task_id))
 
     def ready_count(self, queue: str | None = None) -> int:
         """Tasks waiting to be leased (due or delayed), in one queue or all."""
-        return self._count("ready", queue)
+        return self._store.count("ready", queue)
 
     def leased_count(self, queue: str | None = None) -> int:
         """Tasks currently leased (including expired leases not yet requeued)."""
-        return self._count("leased", queue)
+        return self._store.count("leased", queue)
 
     def queues(self) -> list[str]:
         """Names of the queues that ever held a task, sorted."""
-        return sorted(self._queues)
+        return sorted(self._store.queues)
 
     def __len__(self) -> int:
-        return len(self._records)
-
-    # -- internals -----------------------------------------------------------------------------------
-
-    def _count(self, state: State, queue: str | None) -> int:
-        return sum(1 for r in self._records.values() if r.state == state and (queue is None or r.task.queue == queue))
-
-    def _held(self, lease: DurableTaskLease) -> _Record:
-        record = self._records.get(lease.lease_id)
-        if record is None or record.state != "leased" or record.token != lease.token:
-            raise LeaseLostError(f"lease on durable task {lease.lease_id} is no longer held")
-        return record
-
-    def _make_ready(self, record: _Record, ready_at: float) -> None:
-        record.state = "ready"
-        record.token = ""
-        record.ready_at = ready_at
-        record.version = next(self._versions)
-        key = str(record.task.id)
-        heapq.heappush(self._queues[record.task.queue].delayed, (ready_at, record.seq, record.version, key))
-
-    def _promote(self, queue: _Queue, now: float) -> None:
-        delayed = queue.delayed
-        while delayed and delayed[0][0] <= now:
-            ready_at, seq, version, key = heapq.heappop(delayed)
-            record = self._records.get(key)
-            if record is not None and record.version == version:
-                task = record.task
-                heapq.heappush(queue.due, (task.priority, -task.weight, ready_at, seq, version, key))
-
-    def _pop_due(self, queue: _Queue) -> _Record | None:
-        due = queue.due
-        while due:
-            *_, version, key = heapq.heappop(due)
-            record = self._records.get(key)
-            if record is not None and record.version == version:
-                return record
-        return None
-
-    def _lease(self, record: _Record, now: float, lease_s: float) -> DurableTaskLease:
-        record.state = "leased"
-        record.attempts += 1
-        record.token = f"{self._nonce}-{next(self._tokens)}"
-        record.expires_at = now + lease_s
-        record.version = next(self._versions)
-        key = str(record.task.id)
-        heapq.heappush(self._leases, (record.expires_at, record.version, key))
-        task = record.task
-        return DurableTaskLease(
-            task=_copy(task),
-            lease_id=key,
-            attempts=record.attempts,
-            max_retries=task.retries or 0,
-            token=record.token,
-            expires_at=record.expires_at,
-        )
-
-    def _requeue_expired(self, now: float) -> None:
-        leases = self._leases
-        while leases and leases[0][0] <= now:
-            _, version, key = heapq.heappop(leases)
-            record = self._records.get(key)
-            if record is not None and record.version == version and record.state == "leased":
-                self._make_ready(record, now)
-
-    def _next_event_time(self) -> float | None:
-        """The earliest time something may become ready (lazily deleted entries may make it early: harmless)."""
-        times: list[float] = []
-        if self._leases:
-            times.append(self._leases[0][0])
-        if not self._paused:
-            for name, queue in self._queues.items():
-                if name in self._paused_queues:
-                    continue
-                if queue.due:
-                    times.append(float("-inf"))
-                    break
-                if queue.delayed:
-                    times.append(queue.delayed[0][0])
-        return min(times) if times else None
+        return len(self._store)
 
     def _notify(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
-
-
-def _positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def _non_blank(value: object) -> bool:
-    return isinstance(value, str) and bool(value.strip())
-
-
-def _epoch(moment: datetime) -> float:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
-def _copy(task: DurableTask) -> DurableTask:
-    """A copy a consumer may mutate without touching the stored record."""
-    return replace(task, metadata=dict(task.metadata) if task.metadata is not None else None)
-
-
-@final
-class _OutcomeStore:
-    """Outcomes kept by TTL and by count (the oldest go first past ``max_outcomes``), and their waiters."""
-
-    __slots__ = ("_clock", "_kept", "_max", "_recent", "_recent_limit", "_waiters")
-
-    def __init__(self, clock: Clock, max_outcomes: int, recent_limit: int) -> None:
-        if max_outcomes < 1 or recent_limit < 1:
-            raise ConfigurationError("max_outcomes and recent_limit must be >= 1")
-        self._clock = clock
-        self._max = max_outcomes
-        self._recent_limit = recent_limit
-        self._kept: OrderedDict[uuid.UUID, tuple[TaskOutcome, float]] = OrderedDict()  # oldest first
-        self._recent: dict[str, deque[uuid.UUID]] = {}
-        self._waiters: dict[uuid.UUID, list[asyncio.Future[TaskOutcome]]] = {}
-
-    def keep(self, outcome: TaskOutcome, ttl: float) -> None:
-        now = self._clock.time()
-        kept = self._kept
-        kept.pop(outcome.id, None)
-        kept[outcome.id] = (outcome, now + ttl)
-        while len(kept) > self._max or (kept and next(iter(kept.values()))[1] <= now):
-            kept.popitem(last=False)
-        recent = self._recent.get(outcome.queue)
-        if recent is None:
-            recent = self._recent[outcome.queue] = deque(maxlen=self._recent_limit)
-        recent.appendleft(outcome.id)
-        for waiter in self._waiters.pop(outcome.id, ()):
-            if not waiter.done():
-                waiter.set_result(outcome)
-
-    def get(self, task_id: uuid.UUID) -> TaskOutcome | None:
-        entry = self._kept.get(task_id)
-        if entry is None:
-            return None
-        if entry[1] <= self._clock.time():
-            del self._kept[task_id]
-            return None
-        return entry[0]
-
-    async def wait(self, task_id: uuid.UUID, max_wait: float | None) -> TaskOutcome | None:
-        outcome = self.get(task_id)
-        if outcome is not None:
-            return outcome
-        waiter: asyncio.Future[TaskOutcome] = asyncio.get_running_loop().create_future()
-        waiting = self._waiters.setdefault(task_id, [])
-        waiting.append(waiter)
-        try:
-            async with asyncio.timeout(max_wait):
-                return await waiter
-        except TimeoutError:
-            return None
-        finally:
-            waiting = self._waiters.get(task_id, [])
-            if waiter in waiting:
-                waiting.remove(waiter)
-                if not waiting:
-                    del self._waiters[task_id]
-
-    def recent(self, queue: str, limit: int) -> list[TaskOutcome]:
-        out: list[TaskOutcome] = []
-        for task_id in self._recent.get(queue, ()):
-            if len(out) >= limit:
-                break
-            outcome = self.get(task_id)
-            if outcome is not None and outcome.queue == queue:
-                out.append(outcome)
-        return out
+        self._wakeup.set()
