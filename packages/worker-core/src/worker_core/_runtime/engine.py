@@ -20,9 +20,10 @@ from datetime import UTC, tzinfo
 from typing import TYPE_CHECKING, Any, Final
 
 from worker_core import task as records
+from worker_core.durable.leased import LeasedTask
 from worker_core.durable.outcomes import OutcomeConfigurableBackend
 from worker_core.durable.registration import DurableRegistrar
-from worker_core.durable.runtime import DurableRuntime, LeasedTask
+from worker_core.durable.runtime import DurableRuntime
 from worker_core.durable.types import DurableBackend, QueueConfigurableBackend
 from worker_core.errors import (
     ManagerStoppedError,
