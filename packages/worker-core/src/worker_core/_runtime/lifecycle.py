@@ -185,7 +185,7 @@ class Lifecycle:
             if state is ManagerState.STARTING and self._start_task is not None:
                 self._start_task.cancel()
             self.state = ManagerState.STOPPING
-            self._engine.begin_stop(now=True)
+            self._engine.shutdown.begin(now=True)
             self._wake()
         else:
             if drain_timeout_s is not None:
@@ -193,7 +193,7 @@ class Lifecycle:
                 self._wake()
             if state in (ManagerState.NEW, ManagerState.STARTING, ManagerState.RUNNING):
                 self.state = ManagerState.DRAINING
-                self._engine.begin_stop(now=False)
+                self._engine.shutdown.begin(now=False)
         if self._stop_task is None:
             self._stop_task = loop.create_task(self._run_stop(), name="worker-core-stop")
         return self._stop_task
@@ -212,18 +212,18 @@ class Lifecycle:
             with contextlib.suppress(asyncio.CancelledError):  # cancelled from outside (the loop goes away): stop now
                 self.drained = await self._drain(loop)
         self.state = ManagerState.STOPPING
-        self._engine.begin_stop(now=True)
+        self._engine.shutdown.begin(now=True)
         keeper = self._keeper
         if keeper is not None:
             self._keeper_done = True
             if not keeper.done() and keeper is not asyncio.current_task():
                 keeper.cancel()
-        await self._engine.halt(self._bound_s)
+        await self._engine.shutdown.halt(self._bound_s)
         self.state = ManagerState.STOPPED
 
     async def _drain(self, loop: asyncio.AbstractEventLoop) -> bool:
         """The graceful part: True when everything finished, False when a deadline or a stop now cut it short."""
-        drain = loop.create_task(self._engine.drain(), name="worker-core-drain")
+        drain = loop.create_task(self._engine.shutdown.drain(), name="worker-core-drain")
         try:
             while not drain.done() and not self._now:
                 left = self._drain_deadline - loop.time()
