@@ -16,10 +16,10 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, TypeVar, Unpack, final, overload
 
-from ._calls import AsyncCall, Call
+from ._calls import AsyncCall, Call, is_coroutine_callable
 from .errors import InvalidTaskError
 from .options import start_at
-from .task import Task, TaskFields, is_coroutine_callable
+from .task import Task, TaskFields
 
 if TYPE_CHECKING:
     from .handles import TaskHandle
