@@ -225,15 +225,7 @@ class TaskManager:
             TimeoutError: ``timeout`` passed first; what was left has been cancelled and the manager
                 is stopped all the same.
         """
-        timeout_s = config_seconds(timeout, "timeout", allow_zero=True)
-        loop = self._lifecycle.bind()
-        deadline = None if timeout_s is None else loop.time() + timeout_s
-        stop = self._lifecycle.begin_stop(now=False, drain_timeout_s=timeout_s)
-        if stop is None or self._engine.within_own_task():
-            return
-        await asyncio.shield(stop)
-        if not self._lifecycle.drained and deadline is not None and loop.time() >= deadline:
-            raise TimeoutError(f"stop_graceful: work was left after {timeout_s}s and has been cancelled")
+        await self._lifecycle.stop_graceful(config_seconds(timeout, "timeout", allow_zero=True))
 
     async def stop_now(self, timeout: float | timedelta | None = None) -> None:  # noqa: ASYNC109
         """Cancel everything and stop; idempotent, and concurrent calls share one stop.
@@ -244,11 +236,7 @@ class TaskManager:
         counted in ``metrics().abandoned``. Called from inside one of the manager's own tasks, that task is
         cancelled too. A cancelled caller stops waiting; the stop goes on.
         """
-        bound_s = config_seconds(timeout, "timeout", allow_zero=True)
-        self._lifecycle.bind()
-        stop = self._lifecycle.begin_stop(now=True, bound_s=bound_s)
-        if stop is not None:
-            await asyncio.shield(stop)
+        await self._lifecycle.stop_now(config_seconds(timeout, "timeout", allow_zero=True))
 
     def set_max_workers(self, n: int) -> None:
         """Change how many tasks may run at once; ``0`` pauses starting new ones.
@@ -462,8 +450,7 @@ class TaskManager:
         Raises:
             ConfigurationError: no durable backend, one that stores no results, or a bad ``wait``.
         """
-        wait_s = None if wait is None else config_seconds(wait, "wait", allow_zero=True)
-        return await self._durable.outcome(task_id, wait_s)
+        return await self._durable.outcome(task_id, wait)
 
     async def recent_outcomes(self, queue: str = "", limit: int = DEFAULT_RECENT_OUTCOMES) -> list[TaskOutcome]:
         """The durable tasks of ``queue`` (default: the default queue) that finished last, newest first.

@@ -171,6 +171,28 @@ class Lifecycle:
 
     # ------------------------------------------------------------------------------------------- stop
 
+    async def stop_graceful(self, timeout_s: float | None) -> None:
+        """``TaskManager.stop_graceful``: drain for up to ``timeout_s``, then stop; returns at once inside a task.
+
+        Raises:
+            TimeoutError: ``timeout_s`` passed first (what was left has been cancelled; the manager stopped).
+        """
+        loop = self.bind()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        stop = self.begin_stop(now=False, drain_timeout_s=timeout_s)
+        if stop is None or self._engine.within_own_task():
+            return
+        await asyncio.shield(stop)
+        if not self.drained and deadline is not None and loop.time() >= deadline:
+            raise TimeoutError(f"stop_graceful: work was left after {timeout_s}s and has been cancelled")
+
+    async def stop_now(self, bound_s: float | None) -> None:
+        """``TaskManager.stop_now``: cancel everything, wait for it up to ``bound_s`` (default: ``stop_timeout``)."""
+        self.bind()
+        stop = self.begin_stop(now=True, bound_s=bound_s)
+        if stop is not None:
+            await asyncio.shield(stop)
+
     def begin_stop(self, *, now: bool, bound_s: float | None = None, drain_timeout_s: float | None = None) -> Any:
         """Start (or escalate) the stop; its task to await, or ``None`` when the manager already stopped."""
         state = self.state

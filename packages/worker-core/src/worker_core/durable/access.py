@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from worker_core.errors import ConfigurationError, TaskNotFoundError
 from worker_core.handles import DurableTasks, LocalTasks, StoredTasks, TaskHandle
+from worker_core.options import config_seconds
 
 from .outcomes import ResultStoreBackend, TaskOutcome
 
@@ -94,9 +96,14 @@ class DurableAccess:
             raise ConfigurationError("the durable backend does not store task results")
         return store
 
-    async def outcome(self, task_id: uuid.UUID, wait_s: float | None) -> TaskOutcome | None:
-        """``durable_outcome``: the stored outcome, waiting up to ``wait_s`` (``None``: as long as it takes)."""
+    async def outcome(self, task_id: uuid.UUID, wait: float | timedelta | None) -> TaskOutcome | None:
+        """``durable_outcome``: the stored outcome, waiting up to ``wait`` seconds (``None``: as long as it takes).
+
+        Raises:
+            ConfigurationError: no result store, or a bad ``wait``.
+        """
         store = self.require_store()
+        wait_s = None if wait is None else config_seconds(wait, "wait", allow_zero=True)
         if wait_s == 0.0:
             return await store.get_outcome(task_id)
         return await store.wait_outcome(task_id, wait_s)
