@@ -1,15 +1,19 @@
 """What a submitted task runs: ``fn(*args, **kwargs)``, ignoring the attempt's ``ctx``.
 
 One object per task (a closure would be a function and three cells, each tracked by the garbage collector),
-and a type :func:`worker_core.task.is_coroutine_callable` knows without asking ``inspect``.
+and a type :func:`is_coroutine_callable` knows without asking ``inspect``.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, final
+from types import FunctionType
+from typing import Any, Final, final
 
-__all__ = ("AsyncCall", "Call")
+__all__ = ("AsyncCall", "Call", "is_coroutine_callable")
+
+_CO_COROUTINE: Final = inspect.CO_COROUTINE
 
 
 @final
@@ -46,3 +50,20 @@ class Call:
 
     def __repr__(self) -> str:
         return f"Call({getattr(self.fn, '__qualname__', self.fn)!r})"
+
+
+def is_coroutine_callable(fn: object) -> bool:
+    """Whether calling ``fn`` returns a coroutine (no cache: a cache would keep users' callables alive).
+
+    A plain function is read from its code flags (what ``inspect`` does, minus its generality); anything else
+    (a ``functools.partial``, a callable object, a method) goes through ``inspect``. A callable that is not
+    detected and returns a coroutine all the same is still awaited (see ``Task``).
+    """
+    kind = type(fn)
+    if kind is FunctionType:
+        return bool(fn.__code__.co_flags & _CO_COROUTINE)  # type: ignore[attr-defined]
+    if kind is AsyncCall:
+        return True
+    if kind is Call:
+        return False
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004

@@ -13,10 +13,12 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, final
 
+from .errors import ConfigurationError
 from .hooks import TaskHooks, call_guarded
+from .protocols import TaskTracer
 
 if TYPE_CHECKING:
-    from .protocols import TaskSpan, TaskTracer
+    from .protocols import TaskSpan
     from .status import TaskStatus
     from .task import Task, TaskContext
 
@@ -62,12 +64,24 @@ class EventPipeline:
     # ------------------------------------------------------------------------------------------ listeners
 
     def set_hooks(self, hooks: TaskHooks | None) -> None:
-        """Call ``hooks`` from now on (``None``: none)."""
+        """Call ``hooks`` from now on (``None``: none).
+
+        Raises:
+            ConfigurationError: ``hooks`` is not a :class:`TaskHooks`.
+        """
+        if hooks is not None and not isinstance(hooks, TaskHooks):
+            raise ConfigurationError(f"hooks must be a TaskHooks, got {hooks!r}")
         self.hooks = hooks
         self._refresh()
 
     def set_tracer(self, tracer: TaskTracer | None) -> None:
-        """Trace attempts with ``tracer`` from now on (``None``: untraced)."""
+        """Trace attempts with ``tracer`` from now on (``None``: untraced).
+
+        Raises:
+            ConfigurationError: ``tracer`` lacks ``start`` or ``inject``.
+        """
+        if tracer is not None and not isinstance(tracer, TaskTracer):
+            raise ConfigurationError("tracer must implement TaskTracer (start(task, ctx) and inject(metadata))")
         self.tracer = tracer
 
     def add_instrumentation(self, instrumentation: object) -> None:

@@ -15,13 +15,12 @@ from datetime import datetime, timedelta, tzinfo
 from types import TracebackType
 from typing import Any, Literal, ParamSpec, Self, TypeVar, Unpack, overload
 
-from . import task as records
 from ._many import register_each
 from ._runtime.engine import Engine
 from ._runtime.lifecycle import Lifecycle, ManagerState
+from .durable.access import DurableAccess
 from .durable.config import DurableConfig, DurableOptions
-from .durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, ResultStoreBackend, TaskOutcome
-from .durable.registration import DurableRegistrar
+from .durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome
 from .durable.types import DurableBackend, DurableTask
 from .errors import (
     ConfigurationError,
@@ -31,7 +30,7 @@ from .errors import (
     TaskNotFoundError,
 )
 from .events import Pending
-from .handles import DurableTasks, LocalTasks, StoredTasks, TaskHandle
+from .handles import LocalTasks, TaskHandle
 from .hooks import TaskHooks
 from .metrics import MetricsSnapshot
 from .options import (
@@ -50,7 +49,7 @@ from .retention import RetentionPolicy
 from .schedules.entry import Factory, job_factory
 from .schedules.spec import resolve_tz
 from .schedules.types import MissedPolicy, ScheduleEvent, ScheduleInfo
-from .submit import NO_OPTIONS, SubmitOptions, Submitter, build_task, checked_options
+from .submit import NO_OPTIONS, SubmitOptions, Submitter, build_task, checked_options, scheduled
 from .task import Task
 
 __all__ = ("ManagerState", "TaskManager")
@@ -164,6 +163,7 @@ class TaskManager:
         self._engine = Engine(options, durable, resolve_tz(cron_tz), schedule_clock)
         self._lifecycle = Lifecycle(self._engine, options.stop_timeout_s)
         self._local = LocalTasks(self._engine.bus, self.cancel_task, self._lifecycle.bind)
+        self._durable = DurableAccess(durable, self._engine.registrar, options.default_queue)
 
     @classmethod
     def with_defaults(cls) -> Self:
@@ -225,15 +225,7 @@ class TaskManager:
             TimeoutError: ``timeout`` passed first; what was left has been cancelled and the manager
                 is stopped all the same.
         """
-        timeout_s = config_seconds(timeout, "timeout", allow_zero=True)
-        loop = self._lifecycle.bind()
-        deadline = None if timeout_s is None else loop.time() + timeout_s
-        stop = self._lifecycle.begin_stop(now=False, drain_timeout_s=timeout_s)
-        if stop is None or self._engine.within_own_task():
-            return
-        await asyncio.shield(stop)
-        if not self._lifecycle.drained and deadline is not None and loop.time() >= deadline:
-            raise TimeoutError(f"stop_graceful: work was left after {timeout_s}s and has been cancelled")
+        await self._lifecycle.stop_graceful(config_seconds(timeout, "timeout", allow_zero=True))
 
     async def stop_now(self, timeout: float | timedelta | None = None) -> None:  # noqa: ASYNC109
         """Cancel everything and stop; idempotent, and concurrent calls share one stop.
@@ -244,11 +236,7 @@ class TaskManager:
         counted in ``metrics().abandoned``. Called from inside one of the manager's own tasks, that task is
         cancelled too. A cancelled caller stops waiting; the stop goes on.
         """
-        bound_s = config_seconds(timeout, "timeout", allow_zero=True)
-        self._lifecycle.bind()
-        stop = self._lifecycle.begin_stop(now=True, bound_s=bound_s)
-        if stop is not None:
-            await asyncio.shield(stop)
+        await self._lifecycle.stop_now(config_seconds(timeout, "timeout", allow_zero=True))
 
     def set_max_workers(self, n: int) -> None:
         """Change how many tasks may run at once; ``0`` pauses starting new ones.
@@ -315,11 +303,11 @@ class TaskManager:
 
     async def register_task_at(self, task: Task[Any], run_at: datetime) -> uuid.UUID:
         """Register ``task`` to start no earlier than ``run_at`` (a naive datetime is local time)."""
-        return await self.register_task(_scheduled(task, Task, start_at(run_at)))
+        return await self.register_task(scheduled(task, Task, start_at(run_at)))
 
     async def register_task_after(self, task: Task[Any], delay: float | timedelta) -> uuid.UUID:
         """Register ``task`` to start ``delay`` seconds from now (``<= 0``: as ``register_task``)."""
-        return await self.register_task(_scheduled(task, Task, start_at(delay=delay), keep=True))
+        return await self.register_task(scheduled(task, Task, start_at(delay=delay), keep=True))
 
     def register_task_threadsafe(self, task: Task[Any]) -> concurrent.futures.Future[uuid.UUID]:
         """Register ``task`` from any thread; a future with its id (or the error ``register_task`` raised).
@@ -337,14 +325,6 @@ class TaskManager:
 
     # ------------------------------------------------------------------------- control and lookup
 
-    def _lookup(self, task_id: uuid.UUID) -> Task[Any]:
-        if not isinstance(task_id, uuid.UUID):
-            raise TaskNotFoundError(f"task id must be a uuid.UUID, got {type(task_id).__name__}")
-        task = self._engine.registry.get(task_id.int)
-        if task is None:
-            raise TaskNotFoundError(f"task with ID {task_id} not found")
-        return task
-
     async def cancel_task(self, task_id: uuid.UUID) -> None:
         """Cancel a queued, delayed, backing-off or running task; a finished task is left as it is.
 
@@ -354,7 +334,7 @@ class TaskManager:
         Raises:
             TaskNotFoundError: no task has this id.
         """
-        task = self._lookup(task_id)
+        task = self._engine.registry.lookup(task_id)
         self._lifecycle.bind()
         await self._engine.cancel(task)
 
@@ -370,7 +350,7 @@ class TaskManager:
         Raises:
             TaskNotFoundError: no task has this id (or it was evicted by the retention policy).
         """
-        return self._lookup(task_id)
+        return self._engine.registry.lookup(task_id)
 
     def get_tasks(self) -> list[Task[Any]]:
         """Every task in the registry, in registration order."""
@@ -399,7 +379,7 @@ class TaskManager:
             ManagerStoppedError: the manager is not running.
         """
         timeout_s = config_seconds(timeout, "timeout")
-        task = self._lookup(task_id.id if isinstance(task_id, TaskHandle) else task_id)
+        task = self._engine.registry.lookup(task_id.id if isinstance(task_id, TaskHandle) else task_id)
         self._lifecycle.bind()
         if not self.running:
             raise ManagerStoppedError("the task manager is not running")
@@ -459,17 +439,7 @@ class TaskManager:
         """
         if not isinstance(task_id, uuid.UUID):
             raise TaskNotFoundError(f"task id must be a uuid.UUID, got {type(task_id).__name__}")
-        task = self._engine.registry.get(task_id.int)
-        store = self._result_store()
-        if task is not None:
-            config = self._engine.durable_config
-            if task.durable and store is not None and config is not None and config.options.result_ttl_s:
-                # the store, not the run seen here, knows how it ended: a replay may run it again
-                return DurableTasks(self._local, StoredTasks(store)).handle(task)
-            return self._local.handle(task)
-        if store is None:
-            raise TaskNotFoundError(f"task with ID {task_id} not found")
-        return StoredTasks(store).handle(task_id)
+        return self._durable.handle(task_id, self._engine.registry.get(task_id.int), self._local)
 
     async def durable_outcome(self, task_id: uuid.UUID, *, wait: float | timedelta | None = 0.0) -> TaskOutcome | None:
         """The stored outcome of a finished durable task (kept for ``durable_result_ttl``), or ``None``.
@@ -480,11 +450,7 @@ class TaskManager:
         Raises:
             ConfigurationError: no durable backend, one that stores no results, or a bad ``wait``.
         """
-        store = self._require_store()
-        wait_s = None if wait is None else config_seconds(wait, "wait", allow_zero=True)
-        if wait_s == 0.0:
-            return await store.get_outcome(task_id)
-        return await store.wait_outcome(task_id, wait_s)
+        return await self._durable.outcome(task_id, wait)
 
     async def recent_outcomes(self, queue: str = "", limit: int = DEFAULT_RECENT_OUTCOMES) -> list[TaskOutcome]:
         """The durable tasks of ``queue`` (default: the default queue) that finished last, newest first.
@@ -492,21 +458,7 @@ class TaskManager:
         Raises:
             ConfigurationError: no durable backend, or one that stores no results.
         """
-        size = config_int(limit, "limit", 1)
-        return list(await self._require_store().recent_outcomes(queue or self._engine.options.default_queue, size))
-
-    def _result_store(self) -> ResultStoreBackend | None:
-        config = self._engine.durable_config
-        if config is None:
-            return None
-        backend = config.backend()
-        return backend if isinstance(backend, ResultStoreBackend) else None
-
-    def _require_store(self) -> ResultStoreBackend:
-        store = self._result_store()
-        if store is None:
-            raise ConfigurationError("the durable backend does not store task results")
-        return store
+        return await self._durable.recent(queue, config_int(limit, "limit", 1))
 
     async def _submit_task(self, task: Task[T]) -> TaskHandle[T]:
         pending = self._register(task)
@@ -535,9 +487,7 @@ class TaskManager:
         Raises:
             ConfigurationError: ``policy`` is not a :class:`DropPolicy`.
         """
-        if not isinstance(policy, DropPolicy):
-            raise ConfigurationError(f"policy must be a DropPolicy, got {policy!r}")
-        self._engine.bus.drop_oldest = policy is DropPolicy.DROP_OLDEST
+        self._engine.bus.set_drop_policy(policy)
 
     def set_retention_policy(self, policy: RetentionPolicy | None) -> None:
         """Evict finished tasks by TTL and count (``None``: keep everything); prunes at once.
@@ -547,10 +497,7 @@ class TaskManager:
         Raises:
             ConfigurationError: a value is out of range.
         """
-        if policy is not None and not isinstance(policy, RetentionPolicy):
-            raise ConfigurationError(f"policy must be a RetentionPolicy, got {policy!r}")
-        registry = self._engine.registry
-        registry.retention.set(policy, (t for t in registry.tasks() if records.completed_mono(t)))
+        self._engine.registry.set_retention(policy)
 
     def set_hooks(self, hooks: TaskHooks | None) -> None:
         """Use ``hooks`` from now on (``None`` removes them).
@@ -558,8 +505,6 @@ class TaskManager:
         Raises:
             ConfigurationError: ``hooks`` is not a :class:`TaskHooks`.
         """
-        if hooks is not None and not isinstance(hooks, TaskHooks):
-            raise ConfigurationError(f"hooks must be a TaskHooks, got {hooks!r}")
         self._engine.events.set_hooks(hooks)
 
     def set_tracer(self, tracer: TaskTracer | None) -> None:
@@ -568,8 +513,6 @@ class TaskManager:
         Raises:
             ConfigurationError: ``tracer`` lacks ``start`` or ``inject``.
         """
-        if tracer is not None and not isinstance(tracer, TaskTracer):
-            raise ConfigurationError("tracer must implement TaskTracer (start(task, ctx) and inject(metadata))")
         self._engine.events.set_tracer(tracer)
 
     def add_instrumentation(self, instrumentation: object) -> None:
@@ -619,13 +562,7 @@ class TaskManager:
     @property
     def durable(self) -> bool:
         """True when a durable backend is configured."""
-        return self._engine.durable_config is not None
-
-    def _registrar(self) -> DurableRegistrar:
-        registrar = self._engine.registrar
-        if registrar is None:
-            raise ConfigurationError("durable backend not configured")
-        return registrar
+        return self._durable.enabled
 
     def durable_backend(self) -> DurableBackend:
         """The backend object (a URL is resolved through the backend plugins on first use).
@@ -633,10 +570,7 @@ class TaskManager:
         Raises:
             ConfigurationError: no backend configured, or an unknown URL scheme (the message names those installed).
         """
-        config = self._engine.durable_config
-        if config is None:
-            raise ConfigurationError("durable backend not configured")
-        return config.backend()
+        return self._durable.backend()
 
     async def register_durable_task(self, task: DurableTask) -> uuid.UUID:
         """Encode and enqueue ``task`` on the durable backend; return its id.
@@ -653,7 +587,7 @@ class TaskManager:
             ManagerStoppedError: the manager is stopping or stopped.
             BackendError: the backend failed (``BackendUnavailableError`` when unreachable).
         """
-        return await self._registrar().register(task)
+        return await self._durable.register(task)
 
     async def register_durable_tasks(self, *tasks: DurableTask) -> list[uuid.UUID]:
         """Register the durable tasks; the ids of those accepted, in order; the rejected ones are raised together.
@@ -670,15 +604,15 @@ class TaskManager:
             ExceptionGroup: one or more tasks were rejected (the others are enqueued); the errors are those
                 of :meth:`register_durable_task`, in the order the tasks were given.
         """
-        return await self._registrar().register_many(tasks)
+        return await self._durable.register_many(tasks)
 
     async def register_durable_task_at(self, task: DurableTask, run_at: datetime) -> uuid.UUID:
         """Register ``task`` to be delivered no earlier than ``run_at`` (a naive datetime is local time)."""
-        return await self.register_durable_task(_scheduled(task, DurableTask, start_at(run_at)))
+        return await self.register_durable_task(scheduled(task, DurableTask, start_at(run_at)))
 
     async def register_durable_task_after(self, task: DurableTask, delay: float | timedelta) -> uuid.UUID:
         """Register ``task`` to be delivered ``delay`` seconds from now (``<= 0``: at once)."""
-        return await self.register_durable_task(_scheduled(task, DurableTask, start_at(delay=delay), keep=True))
+        return await self.register_durable_task(scheduled(task, DurableTask, start_at(delay=delay), keep=True))
 
     # ------------------------------------------------------------------------------------- schedules
 
@@ -721,7 +655,7 @@ class TaskManager:
             ConfigurationError: no durable backend; a bad name, factory or ``missed``.
             ScheduleExistsError, ScheduleSpecError: as :meth:`register_cron_task`.
         """
-        self._registrar()
+        self._durable.registrar()  # raises without a durable backend
         self._engine.schedules.register(name, spec, factory, durable=True, tz=tz, missed=missed, tick_ttl=tick_ttl)
 
     def unregister_cron_task(self, name: str) -> bool:
@@ -778,18 +712,4 @@ class TaskManager:
         )
 
 
-AnyTask = TypeVar("AnyTask", Task[Any], DurableTask)
 JobT = TypeVar("JobT", bound=Callable[[], Any])
-
-
-def _scheduled(task: AnyTask, kind: type[AnyTask], run_at: datetime | None, *, keep: bool = False) -> AnyTask:
-    """``task`` with its ``run_at`` set (``keep``: a ``None`` leaves the task's own ``run_at``).
-
-    Raises:
-        InvalidTaskError: ``task`` is not a ``kind``.
-    """
-    if not isinstance(task, kind):
-        raise InvalidTaskError(f"expected a {kind.__name__}, got {type(task).__name__}")
-    if run_at is not None or not keep:
-        task.run_at = run_at
-    return task

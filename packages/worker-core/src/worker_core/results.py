@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar, final
 
 from . import task as records
+from .errors import ConfigurationError
 from .status import TERMINAL_STATUSES, TaskStatus
 from .task import Task
 
@@ -191,6 +192,16 @@ class ResultBus:
         self._on_dropped = on_dropped
         self.drop_oldest = False
         self.dropped = 0
+
+    def set_drop_policy(self, policy: DropPolicy) -> None:
+        """What a full subscriber buffer drops from now on.
+
+        Raises:
+            ConfigurationError: ``policy`` is not a :class:`DropPolicy`.
+        """
+        if not isinstance(policy, DropPolicy):
+            raise ConfigurationError(f"policy must be a DropPolicy, got {policy!r}")
+        self.drop_oldest = policy is DropPolicy.DROP_OLDEST
 
     async def finished(self, task: Task[Any], timeout_s: float | None) -> bool:
         """Return once ``task`` is terminal (True) or the manager stopped first (False).

@@ -92,8 +92,10 @@ class Retention:
         """Use ``policy`` from now on (``None``: keep everything); ``finished`` are the tasks finished so far.
 
         Raises:
-            ConfigurationError: a value of the policy is out of range.
+            ConfigurationError: ``policy`` is not a :class:`RetentionPolicy`, or a value is out of range.
         """
+        if policy is not None and not isinstance(policy, RetentionPolicy):
+            raise ConfigurationError(f"policy must be a RetentionPolicy, got {policy!r}")
         ttl, max_entries, interval = policy.normalized() if policy is not None else (None, None, 60.0)
         was_active = self.active
         self._ttl, self._max, self._interval = ttl, max_entries, interval

@@ -13,18 +13,28 @@ retries, timeout, ...) never travel in ``kwargs``, which belong to ``fn`` alone;
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, TypeVar, Unpack, final, overload
 
-from ._calls import AsyncCall, Call
+from ._calls import AsyncCall, Call, is_coroutine_callable
 from .errors import InvalidTaskError
 from .options import start_at
-from .task import Task, TaskFields, is_coroutine_callable
+from .task import Task, TaskFields
 
 if TYPE_CHECKING:
+    from .durable.types import DurableTask
     from .handles import TaskHandle
 
-__all__ = ("NO_OPTIONS", "Recipe", "SubmitOptions", "Submitter", "TaskDefinition", "build_task", "define_task")
+__all__ = (
+    "NO_OPTIONS",
+    "Recipe",
+    "SubmitOptions",
+    "Submitter",
+    "TaskDefinition",
+    "build_task",
+    "define_task",
+    "scheduled",
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -217,3 +227,19 @@ class Submitter:
     async def submit(self, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[Any]:
         """Run ``fn(*args, **kwargs)`` as a task with these options; its handle (see ``TaskManager.submit``)."""
         return await self._register(build_task(fn, args, kwargs, self._recipe))
+
+
+AnyTask = TypeVar("AnyTask", "Task[Any]", "DurableTask")
+
+
+def scheduled(task: AnyTask, kind: type[AnyTask], run_at: datetime | None, *, keep: bool = False) -> AnyTask:
+    """``task`` with ``run_at`` set, for ``register_*_at`` / ``_after`` (``keep``: ``None`` keeps the task's own).
+
+    Raises:
+        InvalidTaskError: ``task`` is not a ``kind``.
+    """
+    if not isinstance(task, kind):
+        raise InvalidTaskError(f"expected a {kind.__name__}, got {type(task).__name__}")
+    if run_at is not None or not keep:
+        task.run_at = run_at
+    return task

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, TypeVar, Unpack, overload
 
-from ._calls import AsyncCall, Call
+from ._calls import is_coroutine_callable
 from .errors import InvalidTaskError
 from .options import is_plain_int, to_seconds
 from .status import TaskStatus
@@ -52,23 +52,6 @@ _RUNNING: Final = TaskStatus.RUNNING
 _RETRYING: Final = TaskStatus.RETRYING
 
 _CO_COROUTINE: Final = inspect.CO_COROUTINE
-
-
-def is_coroutine_callable(fn: object) -> bool:
-    """Whether calling ``fn`` returns a coroutine (no cache: a cache would keep users' callables alive).
-
-    A plain function is read from its code flags (what ``inspect`` does, minus its generality); anything else
-    (a ``functools.partial``, a callable object, a method) goes through ``inspect``. A callable that is not
-    detected and returns a coroutine all the same is still awaited (see ``Task``).
-    """
-    kind = type(fn)
-    if kind is FunctionType:
-        return bool(fn.__code__.co_flags & _CO_COROUTINE)  # type: ignore[attr-defined]
-    if kind is AsyncCall:
-        return True
-    if kind is Call:
-        return False
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
 
 
 # Timestamps are kept on the monotonic clock (cheap, and what latencies need) and shown as UTC datetimes.

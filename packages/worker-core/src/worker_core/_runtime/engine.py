@@ -1,8 +1,9 @@
 """The runtime of one manager, composed of parts that each own their state.
 
 ``Engine`` builds the parts, wires them together and carries the operations that span several of them
-(register, cancel, execute, the steps of a start and a stop). It holds no task state of its own: the
-registry, the scheduler, the pool, the attempt runner, the retries and the finisher do, each for its part.
+(cancel, execute, the steps of a start; :class:`~worker_core._runtime.shutdown.Shutdown` has the steps of a
+stop). It holds no task state of its own: the registry, the scheduler, the pool, the attempt runner, the
+retries and the finisher do, each for its part.
 The durable runtime talks to the engine's parts through a :class:`~worker_core._runtime.sink.DurableSink`.
 
 Data flows one way: register -> scheduler -> pool -> attempt (own asyncio task) -> outcome -> retry timer or
@@ -20,9 +21,10 @@ from datetime import UTC, tzinfo
 from typing import TYPE_CHECKING, Any, Final
 
 from worker_core import task as records
+from worker_core.durable.leased import LeasedTask
 from worker_core.durable.outcomes import OutcomeConfigurableBackend
 from worker_core.durable.registration import DurableRegistrar
-from worker_core.durable.runtime import DurableRuntime, LeasedTask
+from worker_core.durable.runtime import DurableRuntime
 from worker_core.durable.types import DurableBackend, QueueConfigurableBackend
 from worker_core.errors import (
     ManagerStoppedError,
@@ -47,6 +49,7 @@ from .ratelimit import TokenBucket
 from .registry import TaskRegistry
 from .schedule_port import SchedulePort
 from .scheduler import Scheduler
+from .shutdown import Shutdown
 from .sink import DurableSink
 from .supervisor import Supervisor
 from .threads import ThreadRunner
@@ -63,7 +66,6 @@ _QUEUED: Final = TaskStatus.QUEUED
 _RUNNING: Final = TaskStatus.RUNNING
 _RETRYING: Final = TaskStatus.RETRYING
 _CANCELLED: Final = TaskStatus.CANCELLED
-_HOOK_BATCH = 64  # async on_finish hooks of tasks cancelled by a stop run this many at a time
 _time = time.time
 
 
@@ -103,7 +105,6 @@ class Engine:
         )
         self.pool.start_with(self.attempts.start)
         self.intake = Intake(options, self.registry, self.scheduler, self.pool, self.events)
-        self.abandoned = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.durable_config = durable
         self.registrar = (
@@ -117,7 +118,22 @@ class Engine:
             backend=None if durable is None else durable.backend,
             notify=self.events.schedule_tick,
         )
-        self._stop_hooks: list[Coroutine[Any, Any, None]] = []  # on_finish hooks of tasks a stop cancelled
+        self.shutdown = Shutdown(
+            intake=self.intake,
+            supervisor=self.supervisor,
+            scheduler=self.scheduler,
+            pool=self.pool,
+            attempts=self.attempts,
+            outcomes=self.outcomes,
+            retries=self.retries,
+            finisher=self.finisher,
+            registry=self.registry,
+            bus=self.bus,
+            threads=self.threads,
+            processes=self.processes,
+            config=durable,
+            durable=lambda: self.durable,
+        )
 
     # ------------------------------------------------------------------------------------------ intake
 
@@ -225,7 +241,7 @@ class Engine:
             latency_count=finisher.lat_count,
             latency_total=finisher.lat_total,
             latency_max=finisher.lat_max,
-            abandoned=self.abandoned,
+            abandoned=self.shutdown.abandoned,
             abandoned_threads=self.threads.abandoned,
         )
 
@@ -294,123 +310,6 @@ class Engine:
         if self.durable_config is not None:
             await _quietly(self.durable_config.close())
 
-    def begin_stop(self, *, now: bool) -> None:
-        """The synchronous first step of a stop, before any ``await``.
-
-        Intake closes and nothing is leased any more; with ``now``, every timer stops and everything waiting
-        or running is cancelled too.
-        """
-        self.intake.close()
-        self.supervisor.stop_restarts()
-        durable = self.durable
-        if durable is not None:
-            durable.stop_leasing()
-        if not now:
-            return
-        self.outcomes.retrying = False
-        self.pool.close()
-        self.scheduler.stop()
-        self.registry.retention.close()
-        # Leased tasks waiting for a worker stay held: their leases are handed back at the end of the stop.
-        cancelled = [task for task in self.scheduler.drain() if not task.durable] + self.retries.stop()
-        for task in self.registry.tasks():  # tasks between two states (execute_task waiting for a token)
-            if task.status is _QUEUED and not task.durable:
-                cancelled.append(task)
-        finisher = self.finisher
-        for task in cancelled:
-            pending = finisher.finish(task, _CANCELLED, None, TaskCancelledError(f"task {task.id} was cancelled"))
-            if pending is not None:
-                self._stop_hooks.append(pending)
-        for task in self.registry.running():
-            self.attempts.interrupt(task, _CANCELLED)
-
-    async def drain(self) -> None:
-        """Graceful stop: lease nothing more, hand back unstarted leases, let queued and running work finish."""
-        durable = self.durable
-        if durable is not None:
-            await self._let_dequeue_finish(durable.in_dequeue, self.durable_config.options.lease_s)  # type: ignore[union-attr]
-            await durable.release(durable.take_unstarted())
-            await durable.until_idle()
-        if self.pool.capacity == 0:
-            await self._cancel_unstartable()
-        await self.registry.wait(None)
-
-    async def _cancel_unstartable(self) -> None:
-        """No worker slot (``set_max_workers(0)``): waiting tasks would never start, so the drain cancels them."""
-        self.outcomes.retrying = False  # a retry could never start either: a failure now finishes its task
-        waiting = [task for task in self.scheduler.drain() if not task.durable] + self.retries.stop()
-        if not waiting:
-            return
-        logger.warning("graceful stop with max_workers=0: %d waiting task(s) can never start; cancelled", len(waiting))
-        finisher = self.finisher
-        for task in waiting:
-            pending = finisher.finish(task, _CANCELLED, None, TaskCancelledError(f"task {task.id} was cancelled"))
-            if pending is not None:
-                await pending
-
-    async def _let_dequeue_finish(self, in_dequeue: bool, limit_s: float) -> None:
-        """A dequeue in flight may have leased tasks: let it finish (up to ``limit_s``) rather than cut it."""
-        if not in_dequeue:
-            return
-        lease_loop = self.supervisor.task("durable-lease")
-        if lease_loop is not None:
-            await asyncio.wait({lease_loop}, timeout=limit_s)
-
-    async def halt(self, bound_s: float) -> None:
-        """The rest of a stop, after :meth:`begin_stop` with ``now``.
-
-        Waits for what was cancelled up to ``bound_s``, gives up on what is left (reported), hands leases
-        back and releases every resource. Never raises, not even when cancelled: a cancellation only ends
-        the waiting early.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + bound_s
-        if self._stop_hooks:
-            hooks, self._stop_hooks = self._stop_hooks, []
-            self.supervisor.background(_run_in_batches(hooks))
-        durable = self.durable
-        if durable is not None and durable.in_dequeue:
-            await _bounded(self._let_dequeue_finish(True, max(0.0, deadline - loop.time())))
-        await _bounded(_wait_all(self._pending, deadline))
-        self._give_up(loop)
-        loops = self.supervisor.close()
-        await _bounded(_wait_all(lambda: {task for task in loops if not task.done()}, loop.time() + 1.0))
-        if durable is not None:
-            await _bounded(durable.release_held())
-        if self.durable_config is not None:
-            await _bounded(self.durable_config.close())
-        self.threads.close()
-        if self.processes is not None:
-            self.processes.close()
-        self.attempts.close()
-        self.bus.close()
-
-    def _pending(self) -> set[asyncio.Task[Any]]:
-        return self.attempts.runners() | self.supervisor.pending_background()
-
-    def _give_up(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Past the stop's bound: stop waiting for what still runs, finish its tasks, count and log it.
-
-        An attempt still running (a plain function that ignores ``ctx.cancelled``, code that swallows its
-        cancellation) is finished ``CANCELLED`` and its code left to itself (a thread is abandoned); an attempt
-        stuck in a hook after its task finished, and a hook of a task the stop cancelled, are cancelled once
-        more and left.
-        """
-        stuck = list(self.registry.running())
-        if stuck:
-            shown = ", ".join(str(task.id) for task in stuck[:5])
-            more = f" and {len(stuck) - 5} more" if len(stuck) > 5 else ""
-            logger.warning("%d tasks still running past the stop's bound, abandoned: %s%s", len(stuck), shown, more)
-        for task in stuck:
-            self.attempts.give_up(task)
-            self.finisher.finish_now(task, _CANCELLED, None, TaskCancelledError(f"task {task.id} was cancelled"))
-        left = self._pending()
-        for job in left:
-            job.cancel()
-        if len(left) > len(stuck):
-            logger.warning("%d task hooks still running past the stop's bound: abandoned", len(left) - len(stuck))
-        self.abandoned += max(len(stuck), len(left))
-
 
 def _warn_without_renewal(config: DurableConfig, options: ManagerOptions) -> None:
     durable = config.options
@@ -424,35 +323,8 @@ def _warn_without_renewal(config: DurableConfig, options: ManagerOptions) -> Non
         )
 
 
-async def _wait_all(pending: Callable[[], set[asyncio.Task[Any]]], deadline: float) -> None:
-    """Wait until ``pending()`` is empty or the loop clock reaches ``deadline``."""
-    loop = asyncio.get_running_loop()
-    while (tasks := pending()) and (left := deadline - loop.time()) > 0:
-        await asyncio.wait(tasks, timeout=left, return_when=asyncio.FIRST_COMPLETED)
-
-
-async def _bounded(step: Coroutine[Any, Any, None]) -> None:
-    """Run one step of a stop; a cancellation ends the step (the stop goes on), any error is logged."""
-    try:
-        await step
-    except asyncio.CancelledError:
-        pass
-    except Exception:
-        logger.exception("a step of the stop failed; going on")
-
-
 async def _quietly(step: Coroutine[Any, Any, None]) -> None:
     try:
         await step
     except Exception:
         logger.warning("cleanup after a failed start failed", exc_info=True)
-
-
-async def _run_in_batches(hooks: list[Coroutine[Any, Any, None]]) -> None:
-    """Await ``hooks`` a batch at a time (each is guarded: none raises)."""
-    try:
-        for start in range(0, len(hooks), _HOOK_BATCH):
-            await asyncio.gather(*hooks[start : start + _HOOK_BATCH])
-    finally:
-        for hook in hooks:
-            hook.close()  # the ones a cancellation left unstarted

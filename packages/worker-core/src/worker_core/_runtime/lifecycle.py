@@ -171,6 +171,28 @@ class Lifecycle:
 
     # ------------------------------------------------------------------------------------------- stop
 
+    async def stop_graceful(self, timeout_s: float | None) -> None:
+        """``TaskManager.stop_graceful``: drain for up to ``timeout_s``, then stop; returns at once inside a task.
+
+        Raises:
+            TimeoutError: ``timeout_s`` passed first (what was left has been cancelled; the manager stopped).
+        """
+        loop = self.bind()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        stop = self.begin_stop(now=False, drain_timeout_s=timeout_s)
+        if stop is None or self._engine.within_own_task():
+            return
+        await asyncio.shield(stop)
+        if not self.drained and deadline is not None and loop.time() >= deadline:
+            raise TimeoutError(f"stop_graceful: work was left after {timeout_s}s and has been cancelled")
+
+    async def stop_now(self, bound_s: float | None) -> None:
+        """``TaskManager.stop_now``: cancel everything, wait for it up to ``bound_s`` (default: ``stop_timeout``)."""
+        self.bind()
+        stop = self.begin_stop(now=True, bound_s=bound_s)
+        if stop is not None:
+            await asyncio.shield(stop)
+
     def begin_stop(self, *, now: bool, bound_s: float | None = None, drain_timeout_s: float | None = None) -> Any:
         """Start (or escalate) the stop; its task to await, or ``None`` when the manager already stopped."""
         state = self.state
@@ -185,7 +207,7 @@ class Lifecycle:
             if state is ManagerState.STARTING and self._start_task is not None:
                 self._start_task.cancel()
             self.state = ManagerState.STOPPING
-            self._engine.begin_stop(now=True)
+            self._engine.shutdown.begin(now=True)
             self._wake()
         else:
             if drain_timeout_s is not None:
@@ -193,7 +215,7 @@ class Lifecycle:
                 self._wake()
             if state in (ManagerState.NEW, ManagerState.STARTING, ManagerState.RUNNING):
                 self.state = ManagerState.DRAINING
-                self._engine.begin_stop(now=False)
+                self._engine.shutdown.begin(now=False)
         if self._stop_task is None:
             self._stop_task = loop.create_task(self._run_stop(), name="worker-core-stop")
         return self._stop_task
@@ -212,18 +234,18 @@ class Lifecycle:
             with contextlib.suppress(asyncio.CancelledError):  # cancelled from outside (the loop goes away): stop now
                 self.drained = await self._drain(loop)
         self.state = ManagerState.STOPPING
-        self._engine.begin_stop(now=True)
+        self._engine.shutdown.begin(now=True)
         keeper = self._keeper
         if keeper is not None:
             self._keeper_done = True
             if not keeper.done() and keeper is not asyncio.current_task():
                 keeper.cancel()
-        await self._engine.halt(self._bound_s)
+        await self._engine.shutdown.halt(self._bound_s)
         self.state = ManagerState.STOPPED
 
     async def _drain(self, loop: asyncio.AbstractEventLoop) -> bool:
         """The graceful part: True when everything finished, False when a deadline or a stop now cut it short."""
-        drain = loop.create_task(self._engine.drain(), name="worker-core-drain")
+        drain = loop.create_task(self._engine.shutdown.drain(), name="worker-core-drain")
         try:
             while not drain.done() and not self._now:
                 left = self._drain_deadline - loop.time()

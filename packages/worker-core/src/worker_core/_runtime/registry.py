@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from worker_core import task as records
-from worker_core.errors import TaskExistsError
-from worker_core.retention import Retention
+from worker_core.errors import TaskExistsError, TaskNotFoundError
+from worker_core.retention import Retention, RetentionPolicy
 from worker_core.status import TaskStatus
 from worker_core.task import Task
 
@@ -40,6 +41,27 @@ class TaskRegistry:
 
     def get(self, key: int) -> Task[Any] | None:
         return self._tasks.get(key)
+
+    def lookup(self, task_id: object) -> Task[Any]:
+        """The task with id ``task_id`` (``get_task``).
+
+        Raises:
+            TaskNotFoundError: ``task_id`` is not a ``uuid.UUID``, or no task has it (or it was evicted).
+        """
+        if not isinstance(task_id, uuid.UUID):
+            raise TaskNotFoundError(f"task id must be a uuid.UUID, got {type(task_id).__name__}")
+        task = self._tasks.get(task_id.int)
+        if task is None:
+            raise TaskNotFoundError(f"task with ID {task_id} not found")
+        return task
+
+    def set_retention(self, policy: RetentionPolicy | None) -> None:
+        """Evict finished tasks by ``policy`` from now on (``None``: keep everything); prunes at once.
+
+        Raises:
+            ConfigurationError: ``policy`` is not a ``RetentionPolicy``, or a value is out of range.
+        """
+        self.retention.set(policy, (task for task in self.tasks() if records.completed_mono(task)))
 
     def tasks(self) -> list[Task[Any]]:
         """Every task, in registration order."""

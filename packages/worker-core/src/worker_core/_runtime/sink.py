@@ -1,4 +1,4 @@
-"""What the durable runtime sees of the engine: the :class:`~worker_core.durable.runtime.WorkSink` protocol.
+"""What the durable runtime sees of the engine: the :class:`~worker_core.durable.leased.WorkSink` protocol.
 
 How many tasks could start now, a way to learn when that changes, and submit / withdraw / finish / forget
 for the tasks it leased; nothing else of the engine.
@@ -15,7 +15,7 @@ from worker_core import task as records
 from worker_core.status import TaskStatus
 
 if TYPE_CHECKING:
-    from worker_core.durable.runtime import LeasedTask
+    from worker_core.durable.leased import LeasedTask
     from worker_core.events import EventPipeline, Pending
     from worker_core.options import ManagerOptions
 
@@ -30,7 +30,7 @@ __all__ = ("DurableSink",)
 
 
 class DurableSink:
-    """The :class:`~worker_core.durable.runtime.WorkSink` over the pool, scheduler, registry and finisher."""
+    """The :class:`~worker_core.durable.leased.WorkSink` over the pool, scheduler, registry and finisher."""
 
     __slots__ = ("_attempts", "_events", "_finisher", "_intake", "_options", "_pool", "_registry", "_scheduler")
 

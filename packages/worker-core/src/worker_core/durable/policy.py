@@ -31,7 +31,7 @@ from .outcomes import ResultStoreBackend, TaskOutcome, outcome_for
 from .types import DurableBackend, DurableTaskLease, FailureReason, ReleasableBackend
 
 if TYPE_CHECKING:
-    from .runtime import LeasedTask
+    from .leased import LeasedTask
 
 __all__ = ("DurablePolicy", "Finishing")
 
