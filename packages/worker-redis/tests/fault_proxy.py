@@ -1,8 +1,11 @@
 """A loopback TCP proxy in front of a test's redis-server that delays or drops the server's replies.
 
 ``FaultProxy(upstream_port, delay=0.2)`` adds 200 ms to every reply (the client's round trip grows by that);
-``drop_every=n`` swallows every n-th reply chunk and closes that client connection, so the command ran on the
+``drop_every=n`` swallows the n-th reply chunk of each connection and closes it, so the command ran on the
 server but its caller never learns the answer (a lost reply: redis-py reconnects and re-sends the command).
+Counted per connection, so a reconnect's handshake and its re-sent command always get through: counted
+across connections, a command's every retry could land on a dropped reply (redis-py 8 sends several
+handshake commands per connection) and the test measured the retry budget instead of lost replies.
 It listens on 127.0.0.1 only and every connection it makes goes to 127.0.0.1.
 """
 
@@ -78,10 +81,12 @@ class FaultProxy:
     async def _replies(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, other: asyncio.StreamWriter
     ) -> None:
+        seen = 0  # reply chunks of this connection
         try:
             while chunk := await reader.read(65536):
                 self.replies += 1
-                if self.drop_every and self.replies % self.drop_every == 0:
+                seen += 1
+                if self.drop_every and seen % self.drop_every == 0:
                     self.dropped += 1
                     return  # the command ran; its reply never arrives and the connection goes away
                 if self.delay:
