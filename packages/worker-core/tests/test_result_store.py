@@ -6,6 +6,7 @@ The same flow across two OS processes and a real redis-server is in worker-redis
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -217,3 +218,17 @@ async def test_unprintable_and_huge_errors_and_results_are_settled_and_bounded()
     reasons = {d.task.id: d.error for d in backend.dead_letters()}
     assert reasons[ids["unprintable"]] == "Unprintable: <unprintable Unprintable: str() raised RuntimeError>"
     assert len(reasons[ids["huge-error"]]) < ERROR_TEXT_CHARS + 60
+
+
+async def test_a_durable_task_whose_stored_outcome_expired_is_answered_from_the_run_seen_here() -> None:
+    backend = InMemoryDurableBackend()
+    async with worker(backend, durable_result_ttl=0.05) as running, asyncio.timeout(GUARD):
+        task_id = await running.register_durable_task(job.task(Job(n=4)))
+        assert await running.handle(task_id).result(timeout=GUARD) == {"double": 8}
+        finished = time.monotonic()
+        while time.monotonic() - finished < 0.1:  # noqa: ASYNC110 - past the TTL: no event says so
+            await asyncio.sleep(0.01)
+        assert await running.durable_outcome(task_id) is None  # expired in the store
+        handle = running.handle(task_id)
+        assert handle.done()  # not a wait for an outcome that will never come
+        assert await handle == {"double": 8}

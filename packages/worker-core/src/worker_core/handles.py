@@ -7,6 +7,7 @@ never misses an outcome, however fast the task ran: there is no subscription to 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Generator
 from datetime import timedelta
@@ -255,14 +256,22 @@ class DurableTasks:
     (a DLQ replay, an admin retry) after it finished here, so its local record says how the *last run here*
     ended, not how the task ended. ``status`` is the local task's while it runs here, then the stored
     outcome's once read (``None`` in between); awaiting waits on the store, so a handle on a finished but
-    replayed task waits for the new run; a failed task raises ``RemoteTaskError`` wherever it ran.
+    replayed task waits for the new run; a failed task raises ``RemoteTaskError`` wherever it ran. A task that
+    finished here longer ago than the store keeps outcomes (``ttl_s``) is answered from the local task again.
     """
 
-    __slots__ = ("_local", "_stored")
+    __slots__ = ("_local", "_stored", "_ttl_s")
 
-    def __init__(self, local: LocalTasks, stored: StoredTasks) -> None:
+    def __init__(self, local: LocalTasks, stored: StoredTasks, ttl_s: float) -> None:
         self._local = local
         self._stored = stored
+        self._ttl_s = ttl_s  # how long the store keeps an outcome: past that, the run seen here is all there is
+
+    def _expired(self, ref: HeldRef) -> bool:
+        """The task finished here longer ago than the store keeps outcomes, and no outcome was read."""
+        if ref.stored.outcome is not None or records.status(ref.task) not in TERMINAL_STATUSES:
+            return False
+        return time.monotonic() - records.completed_mono(ref.task) > self._ttl_s
 
     def handle(self, task: Task[Any]) -> TaskHandle[Any]:
         """A handle on the durable ``task`` this node holds."""
@@ -278,14 +287,18 @@ class DurableTasks:
         if stored is not None:
             return stored
         local = records.status(ref.task)
-        return None if local in TERMINAL_STATUSES else local
+        return None if local in TERMINAL_STATUSES and not self._expired(ref) else local
 
     async def outcome(self, ref: HeldRef, timeout_s: float | None) -> Any:
         """The task's result once its outcome is stored, or its error raised."""
+        if self._expired(ref):
+            return outcome_of(ref.task)
         return await self._stored.outcome(ref.stored, timeout_s)
 
     def done_outcome(self, ref: HeldRef) -> Any:
         """The result of the outcome already read, or its error raised."""
+        if ref.stored.outcome is None:
+            return outcome_of(ref.task)  # done() said so from the local task: its stored outcome expired
         return self._stored.done_outcome(ref.stored)
 
     async def cancel(self, ref: HeldRef) -> bool:

@@ -126,9 +126,10 @@ class DurableAccess:
         store = self.result_store()
         if task is not None:
             config = self._config
-            if task.durable and store is not None and config is not None and config.options.result_ttl_s:
+            ttl = config.options.result_ttl_s if config is not None else None
+            if task.durable and store is not None and ttl:
                 # the store, not the run seen here, knows how it ended: a replay may run it again
-                return DurableTasks(local, StoredTasks(store)).handle(task)
+                return DurableTasks(local, StoredTasks(store), ttl).handle(task)
             return local.handle(task)
         if store is None:
             raise TaskNotFoundError(f"task with ID {task_id} not found")
