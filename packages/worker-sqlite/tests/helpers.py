@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from worker_core.durable.types import DurableTask
+from worker_core.testing.faults import wait_until
 
 T = TypeVar("T")
 
@@ -22,16 +21,7 @@ def task(handler: str = "work", payload: bytes | None = b"1", **fields: Any) -> 
 
 async def until(probe: Callable[[], Any], timeout: float = 20.0, every: float = 0.02) -> Any:  # noqa: ASYNC109
     """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
-        await asyncio.sleep(every)
+    return await wait_until(probe, timeout, every=every)
 
 
 def rows(path: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
