@@ -232,3 +232,17 @@ async def test_a_durable_task_whose_stored_outcome_expired_is_answered_from_the_
         handle = running.handle(task_id)
         assert handle.done()  # not a wait for an outcome that will never come
         assert await handle == {"double": 8}
+
+
+async def test_the_stored_result_limit_is_an_option() -> None:
+    backend = InMemoryDurableBackend()
+    async with worker(backend, durable_result_max_bytes=10) as small, asyncio.timeout(GUARD):
+        with pytest.raises(ResultNotStoredError, match="over the 10-byte limit"):
+            await small.handle(await small.register_durable_task(job.task(Job(n=4))))  # {"double":8}: 12 bytes
+    async with worker(backend, durable_result_max_bytes=2 * RESULT_BYTES) as large, asyncio.timeout(GUARD):
+        assert len(await large.handle(await large.register_durable_task(job.task(Job(n=0, mode="huge-result"))))) > (
+            RESULT_BYTES
+        )
+    for bad in (-1, 1.5, "1"):
+        with pytest.raises(ConfigurationError, match="durable_result_max_bytes"):
+            worker(backend, durable_result_max_bytes=bad)

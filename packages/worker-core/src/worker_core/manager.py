@@ -20,7 +20,7 @@ from ._runtime.engine import Engine
 from ._runtime.lifecycle import Lifecycle, ManagerState
 from .durable.access import DurableAccess
 from .durable.config import DurableConfig, DurableOptions
-from .durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome
+from .durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, RESULT_BYTES, TaskOutcome
 from .durable.types import DurableBackend, DurableTask
 from .errors import (
     ConfigurationError,
@@ -89,6 +89,8 @@ class TaskManager:
             the default: a third of ``durable_lease``; ``0``: never; at most ``durable_lease / 2``).
         durable_result_ttl: Seconds a finished durable task's outcome (status, result, error) is kept by a
             backend that stores results, for ``handle(id)`` in any process; ``None`` or ``0``: not stored.
+        durable_result_max_bytes: Largest result (encoded as JSON) a stored outcome keeps (default 1 MiB); a
+            larger one is not stored, and awaiting it raises ``ResultNotStoredError`` (the task completed).
         plugins: The plugins to resolve backend URLs and codec names with (loaded on first use if omitted).
         cron_tz: Time zone cron schedules are evaluated in unless they name one (go-worker's WithCronLocation).
         schedule_clock: Epoch seconds for schedules (default ``time.time``; tests inject a skewed clock).
@@ -125,6 +127,7 @@ class TaskManager:
         durable_batch_size: int | None = None,
         durable_lease_renewal_interval: float | timedelta | None = None,
         durable_result_ttl: float | timedelta | None = DEFAULT_RESULT_TTL,
+        durable_result_max_bytes: int = RESULT_BYTES,
         plugins: Plugins | None = None,
         cron_tz: str | tzinfo = "UTC",
         schedule_clock: Callable[[], float] | None = None,
@@ -158,6 +161,7 @@ class TaskManager:
                 durable_batch_size,
                 durable_lease_renewal_interval,
                 durable_result_ttl,
+                durable_result_max_bytes,
             )
             durable = DurableConfig(durable_options, lambda: self.plugins)
         self._engine = Engine(options, durable, resolve_tz(cron_tz), schedule_clock)

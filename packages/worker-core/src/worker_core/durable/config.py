@@ -18,6 +18,7 @@ from worker_core.options import config_seconds, is_plain_int, to_seconds
 
 from .codecs import DurableCodec, default_codec_for, resolve_codec
 from .declare import declared_types
+from .outcomes import RESULT_BYTES
 from .types import DurableBackend
 
 if TYPE_CHECKING:
@@ -42,7 +43,17 @@ def _seconds(value: object, name: str) -> float:
 class DurableOptions:
     """The validated durable options of one manager (no I/O: a backend URL is resolved at start)."""
 
-    __slots__ = ("backend", "batch_size", "codec", "handlers", "lease_s", "poll_s", "renewal_s", "result_ttl_s")
+    __slots__ = (
+        "backend",
+        "batch_size",
+        "codec",
+        "handlers",
+        "lease_s",
+        "poll_s",
+        "renewal_s",
+        "result_max_bytes",
+        "result_ttl_s",
+    )
 
     def __init__(
         self,
@@ -54,6 +65,7 @@ class DurableOptions:
         batch_size: int | None,
         renewal_interval: float | timedelta | None,
         result_ttl: float | timedelta | None = None,
+        result_max_bytes: int = RESULT_BYTES,
     ) -> None:
         candidate: object = backend
         if not isinstance(candidate, str) and not isinstance(candidate, DurableBackend):
@@ -73,6 +85,10 @@ class DurableOptions:
         self.batch_size = batch_size
         ttl = config_seconds(result_ttl, "durable_result_ttl", allow_zero=True)
         self.result_ttl_s = ttl or None  # None: outcomes are not stored
+        limit: object = result_max_bytes
+        if not is_plain_int(limit) or limit < 0:
+            raise ConfigurationError(f"durable_result_max_bytes must be an int >= 0, got {limit!r}")
+        self.result_max_bytes = result_max_bytes
         self.renewal_s = _renewal(renewal_interval, self.lease_s)
 
 

@@ -46,8 +46,9 @@ DEFAULT_RECENT_OUTCOMES: Final = 100
 TRACEBACK_CHARS: Final = 8000
 #: Characters of a result's display text an outcome keeps at most.
 RESULT_TEXT_CHARS: Final = 4096
-#: Bytes of a result (encoded as JSON) an outcome keeps at most: a larger one is not stored
-#: (``ResultNotStoredError``; the task still completed). Large results belong in a blob store, their key here.
+#: Bytes of a result (encoded as JSON) an outcome keeps at most by default (``durable_result_max_bytes``): a
+#: larger one is not stored (``ResultNotStoredError``; the task still completed). Large results belong in a blob
+#: store, their key in the result.
 RESULT_BYTES: Final = 1 << 20
 
 
@@ -149,8 +150,12 @@ def outcome_for(
     error: BaseException | None,
     *,
     started_at: float = 0.0,
+    max_bytes: int = RESULT_BYTES,
 ) -> TaskOutcome:
-    """The outcome to store for the attempt of ``lease`` that ended ``status`` (``result``, ``error``)."""
+    """The outcome to store for the attempt of ``lease`` that ended ``status`` (``result``, ``error``).
+
+    A result over ``max_bytes`` as JSON is not kept (``ResultNotStoredError`` says so).
+    """
     record = lease.task
     assert record.id is not None
     encoded: bytes | None = None
@@ -163,11 +168,11 @@ def outcome_for(
             except (TypeError, ValueError, OverflowError) as exc:  # not JSON-able: said so, never lost silently
                 error_type = ResultNotStoredError.__name__
                 error_message = f"the result ({type(result).__qualname__}) could not be encoded: {error_text(exc)}"
-            if encoded is not None and len(encoded) > RESULT_BYTES:
+            if encoded is not None and len(encoded) > max_bytes:
                 error_type = ResultNotStoredError.__name__
                 error_message = (
                     f"the result ({type(result).__qualname__}) is {len(encoded):,} bytes as JSON, over the "
-                    f"{RESULT_BYTES:,}-byte limit of a stored result"
+                    f"{max_bytes:,}-byte limit of a stored result (durable_result_max_bytes)"
                 )
                 encoded = None
     elif error is not None:

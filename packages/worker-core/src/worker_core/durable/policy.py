@@ -27,7 +27,7 @@ from worker_core.errors import Abort, LeaseLostError, Retry, error_text
 from worker_core.events import Pending
 from worker_core.status import TaskStatus
 
-from .outcomes import ResultStoreBackend, TaskOutcome, outcome_for
+from .outcomes import RESULT_BYTES, ResultStoreBackend, TaskOutcome, outcome_for
 from .types import DurableBackend, DurableTaskLease, FailureReason, ReleasableBackend
 
 if TYPE_CHECKING:
@@ -62,7 +62,17 @@ class Finishing(Protocol):
 class DurablePolicy:
     """Settles durable attempts against the backend."""
 
-    __slots__ = ("_backend", "_cancelled", "_engine", "_release_done", "_store", "_ttl_s", "retried", "settling")
+    __slots__ = (
+        "_backend",
+        "_cancelled",
+        "_engine",
+        "_max_bytes",
+        "_release_done",
+        "_store",
+        "_ttl_s",
+        "retried",
+        "settling",
+    )
 
     def __init__(
         self,
@@ -71,11 +81,13 @@ class DurablePolicy:
         release_done: Callable[[LeasedTask], None],
         *,
         result_ttl_s: float | None = None,
+        result_max_bytes: int = RESULT_BYTES,
     ) -> None:
         self._backend = backend
         # Outcomes go to the result store in the settling call itself (one round trip), when there is one.
         self._store = backend if result_ttl_s and isinstance(backend, ResultStoreBackend) else None
         self._ttl_s = result_ttl_s or 0.0
+        self._max_bytes = result_max_bytes
         self._engine = engine
         self._release_done = release_done  # the runtime stops holding the task's lease
         self._cancelled: set[int] = set()  # keys of tasks cancel_task asked to cancel (dead-lettered, not handed back)
@@ -158,7 +170,14 @@ class DurablePolicy:
         if self._store is None:
             return None
         started = task.started_at
-        return outcome_for(task.lease, status, result, error, started_at=started.timestamp() if started else 0.0)
+        return outcome_for(
+            task.lease,
+            status,
+            result,
+            error,
+            started_at=started.timestamp() if started else 0.0,
+            max_bytes=self._max_bytes,
+        )
 
     async def call(
         self, lease: DurableTaskLease, op: str, arg: Any = None, *, outcome: TaskOutcome | None = None

@@ -73,7 +73,9 @@ class DurableRuntime:
         self._unqueued: list[LeasedTask] = []  # leased as the manager began to stop: never queued
         self._capacity: asyncio.Future[None] | None = None
         self._idle_waiter: asyncio.Future[None] | None = None
-        self.policy = DurablePolicy(backend, sink, self._unhold, result_ttl_s=options.result_ttl_s)
+        self.policy = DurablePolicy(
+            backend, sink, self._unhold, result_ttl_s=options.result_ttl_s, result_max_bytes=options.result_max_bytes
+        )
         sink.on_capacity(self._capacity_changed)
 
     # ------------------------------------------------------------------------------------ lifecycle
