@@ -371,3 +371,36 @@ async def test_dropped_connections_are_reconnected_transparently(make_backend: M
     await raw.client_kill_filter(_type="normal", skipme=True)
     await backend.ack(lease)
     assert await backend.dequeue(1, 5) == []
+
+
+async def test_queues_idle_for_15_minutes_are_forgotten_and_come_back_with_a_task(
+    make_backend: MakeBackend, raw: Redis
+) -> None:
+    """go-worker never forgets a queue name and every dequeue walked them all: 10,000 queues used once made
+    each later dequeue cost 91 ms of Redis time, and the caller sent every name back on each call."""
+    backend = await make_backend()
+    keys = backend.keys
+    idle = keys.queues + ":idle"
+    await backend.enqueue_many([task(queue=f"q{i}") for i in range(50)])
+    await backend.enqueue(task(queue="held"))
+    await raw.sadd(keys.paused_queues, "held")  # a paused queue is never forgotten, empty or not
+    drained = 0
+    while drained < 50:
+        leases = await backend.dequeue(100, 30.0)
+        for lease in leases:
+            await backend.ack(lease)
+        drained += len(leases)
+    await backend.dequeue(10, 30.0)  # every drained queue is marked idle, still known
+    assert await raw.hlen(idle) == 50
+    assert await raw.scard(keys.queues) == 51  # q0..q49, held
+    assert backend._wrr == {}  # the state sent back on each call holds busy queues only
+    long_ago = int((time.time() - 16 * 60) * 1000)
+    await raw.hset(idle, mapping={f"q{i}": long_ago for i in range(50)})
+    await backend.dequeue(10, 30.0)
+    assert await raw.smembers(keys.queues) == {b"held"}
+    assert await raw.hlen(idle) == 0
+    await backend.enqueue(task(queue="q7"))  # a task brings its queue back, unmarked
+    assert b"q7" in await raw.smembers(keys.queues)
+    (lease,) = await backend.dequeue(10, 30.0)
+    assert lease.task.queue == "q7"
+    assert not await raw.hexists(idle, "q7")  # leased: not empty, not marked

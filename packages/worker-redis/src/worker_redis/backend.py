@@ -412,8 +412,12 @@ class RedisDurableBackend:
         only = self.queues or ()
         args += (self._extra, len(only), *only)
         weights = self._weights
-        for name, current in self._wrr.items():
-            args += (name, weights.get(name, 1), current)
+        state = self._wrr
+        for name, weight in weights.items():  # configured queues always: their weight applies when they wake
+            args += (name, weight, state.get(name, 0))
+        for name, current in state.items():
+            if name not in weights:
+                args += (name, 1, current)
         try:
             flat, next_ms, wrr, moved = await self._s.dequeue(self._dequeue_keys, args)
         except _REDIS_ERRORS as exc:
@@ -422,8 +426,8 @@ class RedisDurableBackend:
                     await self._rate_call(-granted)
             raise translate(exc, self.where) from exc
         self._next_ms = int(next_ms)
-        if wrr:
-            self._wrr = {wrr[i].decode(errors="replace"): int(wrr[i + 1]) for i in range(0, len(wrr), 2)}
+        # the busy queues of this call (an idle one starts again from 0): bounded by the queues with work
+        self._wrr = {wrr[i].decode(errors="replace"): int(wrr[i + 1]) for i in range(0, len(wrr), 2)}
         for i in range(0, len(moved), 2):
             logger.error(
                 "durable task %r moved aside by dequeue: %s",

@@ -10,7 +10,8 @@ key                           type    content
 ``P:processing:<queue>``      ZSET    task id -> lease-expiry epoch ms
 ``P:task:<uuid>``             HASH    the task record (go-worker's fields, plus ``lease_token``)
 ``P:dead``                    LIST    dead-lettered task ids, newest at the head (LPUSH)
-``P:queues``                  SET     known queue names
+``P:queues``                  SET     known queue names (ours: forgotten after 15 minutes without a task)
+``P:queues:idle``             HASH    ours: queue name -> epoch ms since which it has had no task
 ``P:paused``                  STRING  ``"1"`` pauses every dequeue
 ``P:paused_queues``           SET     paused queue names
 ``P:wake``                    LIST    ours: wake-up tokens for idle workers (BLPOP), capped

@@ -30,5 +30,7 @@ else
   redis.call('LPUSH', KEYS[6], '1')
   redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[5]) - 1)
 end
-redis.call('SADD', KEYS[5], redis.call('HGET', KEYS[1], 'queue'))
+local queue = redis.call('HGET', KEYS[1], 'queue')
+redis.call('SADD', KEYS[5], queue)
+redis.call('HDEL', KEYS[5] .. ':idle', queue)  -- the queue has a task again: not idle
 return 1

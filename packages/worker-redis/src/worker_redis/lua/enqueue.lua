@@ -16,6 +16,7 @@
 -- tasks free their key). A key is remembered until 24 h after its task's ready time (then it is free again).
 -- Returns one integer per task: 1 enqueued, 0 duplicate (its id, or a live task's idempotency key).
 local p = ARGV[1]
+local touched = {}
 local now = ARGV[2]
 local request_key = p .. 'enqueue:' .. ARGV[4]
 local earlier = redis.call('GET', request_key)
@@ -51,7 +52,11 @@ for i = 5, #ARGV, 11 do
       redis.call('HSET', tk, 'idempotency_key', key)
       redis.call('SET', ik, id, 'PX', math.max(tonumber(ARGV[i + 2]) - tonumber(now), 0) + 86400000)
     end
-    redis.call('SADD', KEYS[1], q)
+    if not touched[q] then  -- once per queue per call
+      touched[q] = true
+      redis.call('SADD', KEYS[1], q)
+      redis.call('HDEL', KEYS[1] .. ':idle', q)  -- the queue has a task again: not idle
+    end
     redis.call('ZADD', p .. 'ready:' .. q, ARGV[i + 2], id)
     out[#out + 1] = 1
     added = added + 1
