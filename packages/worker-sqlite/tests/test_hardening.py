@@ -343,3 +343,24 @@ def test_processes_opening_a_new_file_together_all_succeed(tmp_path: Path) -> No
     for proc, (out, err) in zip(procs, results, strict=True):
         assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
         assert out.strip() == b"opened"
+
+
+async def test_a_dequeue_does_not_visit_every_queue_name_ever_used(make_backend: MakeBackend) -> None:
+    """The dequeue asked each known queue for its due tasks: 10,000 drained queues made one take 46 ms."""
+    backend = await make_backend()
+    await backend.enqueue_many([task(queue=f"q{i}") for i in range(500)])
+    drained = 0
+    while drained < 500:
+        leases = await backend.dequeue(100, 30.0)
+        for lease in leases:
+            await backend.ack(lease)
+        drained += len(leases)
+    await backend.enqueue(task(queue="zz"))
+    statements: list[str] = []
+    assert backend._writer is not None
+    await backend._writer.call(lambda db: db.set_trace_callback(statements.append))
+    (lease,) = await backend.dequeue(10, 30.0)
+    await backend._writer.call(lambda db: db.set_trace_callback(None))
+    assert lease.task.queue == "zz"
+    per_queue = [s for s in statements if "FROM tasks WHERE state = 'ready' AND queue = '" in s]  # params expanded
+    assert len(per_queue) <= 2, len(per_queue)  # only the queue with work is asked (500 before)

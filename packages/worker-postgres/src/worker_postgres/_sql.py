@@ -58,14 +58,32 @@ _ENQUEUE_ONE_NEW_QUEUE = (
     "WITH known AS (INSERT INTO {s}.queues (name) VALUES (%(queue)s) ON CONFLICT DO NOTHING)" + _ENQUEUE_ONE
 )
 
-# The claim: the unpaused queues (weights and this node's round-robin position passed in), up to `limit` due
+# The claim: the unpaused queues that have ready or leased tasks (found by a skip-scan of the partial indexes,
+# one index seek per such queue: walking every queue name ever used made a claim take 41 ms with 10,000 drained
+# queues), with weights and this node's round-robin position passed in, up to `limit` due
 # rows per queue locked with SKIP LOCKED, ordered by round (a queue serves `weight` tasks per round), then
 # queue rotation, then rank; the first `limit` are leased, or dead-lettered past the delivery limit.
 _CLAIM = """
-WITH q AS (
+WITH RECURSIVE ready_q(name) AS (
+    (SELECT queue FROM {s}.tasks WHERE state = 'ready' ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.queue FROM {s}.tasks t WHERE t.state = 'ready' AND t.queue > r.name ORDER BY t.queue LIMIT 1)
+    FROM ready_q r WHERE r.name IS NOT NULL
+),
+leased_q(name) AS (
+    (SELECT queue FROM {s}.tasks WHERE state = 'leased' ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.queue FROM {s}.tasks t WHERE t.state = 'leased' AND t.queue > r.name ORDER BY t.queue LIMIT 1)
+    FROM leased_q r WHERE r.name IS NOT NULL
+),
+live AS (
+    SELECT name FROM ready_q WHERE name IS NOT NULL UNION SELECT name FROM leased_q WHERE name IS NOT NULL
+),
+q AS (
     SELECT qu.name, coalesce(w.weight, 1) AS weight, coalesce(w.offs, 0) AS offs,
            CASE WHEN qu.name > %(cursor)s OR (qu.name = %(cursor)s AND NOT %(after)s) THEN 0 ELSE 1 END AS wrap
     FROM {s}.queues qu
+    JOIN live ON live.name = qu.name
     LEFT JOIN unnest(%(wnames)s::text[], %(wweights)s::int[], %(woffs)s::int[]) AS w(name, weight, offs)
         ON w.name = qu.name
     WHERE NOT qu.paused

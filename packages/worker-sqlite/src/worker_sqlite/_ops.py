@@ -25,6 +25,14 @@ _OUTCOME_SWEEP: Final = 100  # expired outcomes one write removes at most
 _FENCE: Final = "id = ? AND state = 'leased' AND token = ?"
 
 
+_READY_QUEUES: Final = """WITH RECURSIVE ready(name) AS (
+        SELECT (SELECT MIN(queue) FROM tasks WHERE state = 'ready')
+        UNION ALL
+        SELECT (SELECT MIN(queue) FROM tasks WHERE state = 'ready' AND queue > ready.name) FROM ready
+        WHERE ready.name IS NOT NULL
+    ) SELECT name FROM ready WHERE name IS NOT NULL"""
+
+
 def enqueue_rows(db: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[uuid.UUID]:
     """Insert ``rows`` (from :func:`~worker_sqlite._rows.task_row`); the ids skipped as duplicates, in order.
 
@@ -101,8 +109,10 @@ def dequeue(
     out = Dequeued([], [], requeued)
     if paused(db):
         return out
-    names = [r[0] for r in db.execute("SELECT name FROM queues WHERE paused = 0 ORDER BY name")]
-    names = [n for n in names if isinstance(n, str)]
+    # The queues that have ready tasks, by a skip-scan of the due index (one seek per such queue), less the
+    # paused ones: never every queue name ever used (10,000 drained queues made a dequeue take 46 ms).
+    held = {r[0] for r in db.execute("SELECT name FROM queues WHERE paused = 1")}
+    names = [r[0] for r in db.execute(_READY_QUEUES) if isinstance(r[0], str) and r[0] not in held]
     if not names:
         return out
     index = next((i for i, n in enumerate(names) if n >= state.queue), len(names))
