@@ -128,13 +128,13 @@ def node_factory(ctl: Ctl, tmp_path: Path) -> Iterator[Callable[..., Node]]:
         node.close()
 
 
-def seed(ctl: Ctl, names: list[str], handler: str = "count") -> None:
+def seed(ctl: Ctl, names: list[str], handler: str = "count", start: int = 0) -> None:
     """Enqueue one task per name, as go-worker's enqueue script writes them (one pipeline)."""
     keys = ctl.keys
     now = int(time.time() * 1000)
     pipe = ctl.r.pipeline(transaction=False)
     pipe.sadd(keys.queues, "default")
-    for i, name in enumerate(names):
+    for i, name in enumerate(names, start):
         tid = f"00000000-0000-4000-8000-{i:012d}"
         payload = json.dumps({"name": name}).encode()
         fields = go_worker_task_fields(
@@ -229,6 +229,26 @@ def test_recycling_by_task_count_replaces_children_and_runs_each_task_once(
     assert len(recycled) >= 300 // (40 + 2) - 2
     per_pid = Counter(line.split()[1] for line in (tmp_path / "done.log").read_text().splitlines())
     assert max(per_pid.values()) <= 40 + 2 - 1  # the limit, plus what was running when it was reached
+
+
+def test_a_sigterm_while_a_child_recycles_still_drains_it(
+    ctl: Ctl, tmp_path: Path, node_factory: Callable[..., Node]
+) -> None:
+    """A child that began its own graceful stop (a recycle) took the supervisor's SIGTERM for a second signal and
+    stopped at once, cancelling the task it was draining (seen in CI: the node exited 1)."""
+    seed(ctl, ["w0"], handler="hold")
+    node = node_factory(APP, "--processes", "1", "-c", "2", "--max-tasks-per-child", "1")
+    node.started()
+    eventually(lambda: (tmp_path / "started-w0").exists(), what="the held task")
+    seed(ctl, ["c0"], start=1)  # it finishes: the child recycles, and drains w0 first
+    node.line_with("recycling worker process 0")
+    node.proc.send_signal(signal.SIGTERM)
+    node.line_with("stopping gracefully: SIGTERM to 1 worker processes")
+    assert node.proc.poll() is None  # still draining w0
+    (tmp_path / "release").touch()
+    assert node.exit_code(30) == 0, "".join(node.lines)
+    assert "stopping now" not in "".join(node.lines)
+    assert runs(tmp_path) == Counter({"w0": 1, "c0": 1})
 
 
 def test_recycling_by_memory_replaces_a_leaking_child(

@@ -167,8 +167,12 @@ async def run_node(opts: WorkerOptions, link: ChildLink | None = None) -> int:
     stop = asyncio.Event()
     stop_now = asyncio.Event()
 
+    signals = 0  # a stop the node began itself (a recycle) is not a first signal
+
     def on_signal() -> None:
-        (stop_now if stop.is_set() else stop).set()
+        nonlocal signals
+        signals += 1
+        (stop_now if signals > 1 else stop).set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
