@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from worker_core.testing import DurableBackendConformance, FakeClock, InMemoryDurableBackend, ScheduleBackendConformance
 
@@ -21,6 +23,10 @@ class TestInMemoryConformance(DurableBackendConformance, ScheduleBackendConforma
 
     def now(self) -> float:
         return self._clock.time()
+
+    async def age_dead_letters(self, backend: InMemoryDurableBackend, task_ids: Sequence[str], seconds: float) -> None:
+        for task_id in task_ids:
+            backend._store.records[task_id].failed_at -= seconds
 
 
 class TestInMemoryConformanceRealTime(DurableBackendConformance):

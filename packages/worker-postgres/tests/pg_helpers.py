@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from worker_core.durable.types import DurableTask
@@ -41,3 +41,13 @@ async def rows(backend: PostgresDurableBackend, query: str, *params: Any) -> lis
 async def states(backend: PostgresDurableBackend) -> dict[str, str]:
     """``{task id: state}`` of every stored task."""
     return {str(i): s for i, s in await rows(backend, "SELECT id, state FROM {s}.tasks")}
+
+
+async def age_dead(backend: PostgresDurableBackend, task_ids: Sequence[str], seconds: float) -> None:
+    """Set the failure time of dead tasks back by ``seconds`` (``failed_at``)."""
+    await rows(
+        backend,
+        "UPDATE {s}.tasks SET failed_at = failed_at - make_interval(secs => %s) WHERE id = ANY(%s::uuid[])",
+        seconds,
+        list(task_ids),
+    )

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pytest
 from conftest import MakeBackend
+from pg_helpers import age_dead
 from worker_core.testing import DurableBackendConformance
 from worker_postgres import PostgresDurableBackend
 
@@ -21,3 +22,6 @@ class TestPostgresConformance(DurableBackendConformance):
                 f'SELECT id::text, last_error FROM "{backend.schema}".tasks WHERE state = %s', ("dead",)
             )
             return dict(await cur.fetchall())
+
+    async def age_dead_letters(self, backend: PostgresDurableBackend, task_ids: Sequence[str], seconds: float) -> None:
+        await age_dead(backend, task_ids, seconds)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import rows
+from helpers import age_dead, rows
 from worker_core.testing import DurableBackendConformance
 from worker_sqlite import SqliteDurableBackend
 
@@ -22,6 +22,9 @@ class TestSqliteConformance(DurableBackendConformance):
 
     async def dead_letters(self, backend: Any) -> Mapping[str, str]:
         return await dead_letters(backend)
+
+    async def age_dead_letters(self, backend: Any, task_ids: Sequence[str], seconds: float) -> None:
+        age_dead(Path(backend.path), task_ids, seconds)
 
 
 async def dead_letters(backend: SqliteDurableBackend) -> dict[str, str]:

@@ -3,7 +3,8 @@
 The backend's options may ride in the query, so ``TaskManager(durable_backend="postgresql://...")`` can set
 them: ``schema``, ``listen`` (``0`` for polling only: PgBouncer in transaction pooling mode), ``prepare``
 (``0``: no server-side prepared statements), ``pool_min``, ``pool_max``, ``poll_interval``, ``default_queue``,
-``extra_deliveries``, ``recent_outcomes`` and ``queues`` (``a,b``: lease only from these). Every other query
+``extra_deliveries``, ``recent_outcomes``, ``dead_ttl`` (seconds a dead task is kept; ``0``: forever) and
+``queues`` (``a,b``: lease only from these). Every other query
 argument goes to libpq (``sslmode``, ``application_name``, ...). Nothing here does I/O.
 """
 
@@ -18,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import psycopg
 from psycopg import errors as pgerrors
 from psycopg_pool import PoolTimeout
+from worker_core.durable.types import dead_ttl_from_text
 from worker_core.errors import BackendError, BackendUnavailableError, ConfigurationError
 
 __all__ = ("UrlOptions", "parse_url", "pg_errors", "translate")
@@ -70,6 +72,8 @@ def parse_url(url: str) -> UrlOptions:
             ours[key] = lowered in _TRUE
         elif key in _STRINGS:
             ours[key] = value
+        elif key == "dead_ttl":
+            ours[key] = dead_ttl_from_text(value)
         elif key == "queues":
             ours["queues"] = [q for q in value.split(",") if q.strip()]
         else:

@@ -58,6 +58,7 @@ _ENQUEUE_ONE_NEW_QUEUE = (
     "WITH known AS (INSERT INTO {s}.queues (name) VALUES (%(queue)s) ON CONFLICT DO NOTHING)" + _ENQUEUE_ONE
 )
 
+<<<<<<< HEAD
 # The claim: the unpaused queues that have ready or leased tasks (found by a skip-scan of the partial indexes,
 # one index seek per such queue: walking every queue name ever used made a claim take 41 ms with 10,000 drained
 # queues), with weights and this node's round-robin position passed in, up to `limit` due
@@ -80,6 +81,28 @@ live AS (
     SELECT name FROM ready_q WHERE name IS NOT NULL UNION SELECT name FROM leased_q WHERE name IS NOT NULL
 ),
 q AS (
+=======
+# Dead-letter retention, a CTE of every statement that dead-letters (`{when}`: it did): up to %(prune)s of the
+# oldest dead tasks that failed more than %(dead_ttl)s seconds ago are deleted (NULL: none), locked ones skipped.
+# The statement's snapshot predates its own dead-lettering, so the task it just failed is never among them.
+_PRUNE = """
+pruned AS (
+    DELETE FROM {s}.tasks WHERE seq IN (
+        SELECT seq FROM {s}.tasks
+        WHERE state = 'dead' AND failed_at < clock_timestamp() - make_interval(secs => %(dead_ttl)s::float8)
+          AND EXISTS ({when})
+        ORDER BY failed_at, seq LIMIT %(prune)s FOR UPDATE SKIP LOCKED
+    )
+)
+"""
+
+# The claim: the unpaused queues (weights and this node's round-robin position passed in), up to `limit` due
+# rows per queue locked with SKIP LOCKED, ordered by round (a queue serves `weight` tasks per round), then
+# queue rotation, then rank; the first `limit` are leased, or dead-lettered past the delivery limit.
+_CLAIM = (
+    """
+WITH q AS (
+>>>>>>> dlq-retention
     SELECT qu.name, coalesce(w.weight, 1) AS weight, coalesce(w.offs, 0) AS offs,
            CASE WHEN qu.name > %(cursor)s OR (qu.name = %(cursor)s AND NOT %(after)s) THEN 0 ELSE 1 END AS wrap
     FROM {s}.queues qu
@@ -138,6 +161,9 @@ upd AS (
               t.retries, t.retry_delay, t.metadata, t.attempts, t.token, t.state,
               extract(epoch FROM t.available_at)::float8 AS expires, t.idempotency_key
 ),
+"""
+    + _PRUNE.replace("{when}", "SELECT 1 FROM upd WHERE upd.state = 'dead'")
+    + """,
 nxt AS (
     SELECT extract(epoch FROM min(x.at) - clock_timestamp())::float8 AS due_in FROM q CROSS JOIN LATERAL (
         (
@@ -155,6 +181,7 @@ nxt AS (
 )
 SELECT nxt.due_in, upd.* FROM nxt LEFT JOIN upd ON true ORDER BY upd.ord
 """
+)
 
 _FENCE = "id = %(id)s AND token = %(token)s AND state = 'leased'"
 
@@ -205,9 +232,21 @@ WHERE """
     + _FENCE
 )
 
-_FAIL = _FAIL_SET + " RETURNING 1"
+_FAIL = (
+    "WITH settled AS ("
+    + _FAIL_SET
+    + " RETURNING 1), "
+    + _PRUNE.replace("{when}", "SELECT 1 FROM settled")
+    + "SELECT 1 FROM settled"
+)
 
-_FAIL_OUTCOME = "WITH settled AS (" + _FAIL_SET + " RETURNING id, queue)" + _STORE
+_FAIL_OUTCOME = (
+    "WITH settled AS ("
+    + _FAIL_SET
+    + " RETURNING id, queue), "
+    + _PRUNE.replace("{when}", "SELECT 1 FROM settled")
+    + _STORE
+)
 
 _EXTEND = (
     """

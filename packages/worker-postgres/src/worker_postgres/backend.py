@@ -14,7 +14,14 @@ from typing import Any, Self
 
 import psycopg
 from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome, dead_letter_outcome
-from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease
+from worker_core.durable.types import (
+    DEAD_PRUNE_LIMIT,
+    DEFAULT_DEAD_TTL,
+    DEFAULT_EXTRA_DELIVERIES,
+    DurableTask,
+    DurableTaskLease,
+    dead_ttl_seconds,
+)
 from worker_core.errors import (
     ConfigurationError,
     LeaseLostError,
@@ -72,6 +79,8 @@ class PostgresDurableBackend:
         pool_timeout: seconds to wait for a connection before raising ``BackendUnavailableError``.
         poll_interval: seconds between re-checks of ``wait_outcome`` when LISTEN is off or down.
         recent_outcomes: outcomes ``recent_outcomes`` lists per queue at most.
+        dead_ttl: seconds a dead-lettered task is kept (7 days; ``None`` or ``0``: forever); the statement that
+            dead-letters a task deletes up to 100 of the oldest dead tasks that failed longer ago.
         where: how errors name the server (never with a password).
 
     Every state change is one statement. A lease carries a fencing token: ``ack``/``nack``/``fail``/``extend``
@@ -96,6 +105,7 @@ class PostgresDurableBackend:
         pool_timeout: float = 5.0,
         poll_interval: float = 0.5,
         recent_outcomes: int = DEFAULT_RECENT_OUTCOMES,
+        dead_ttl: float | None = DEFAULT_DEAD_TTL,
         where: str = "postgresql",
     ) -> None:
         if not conninfo or not isinstance(conninfo, str):
@@ -118,6 +128,7 @@ class PostgresDurableBackend:
         self._pool_timeout = _seconds(pool_timeout, "pool_timeout")
         self._poll = _seconds(poll_interval, "poll_interval")
         self._recent_limit = recent_outcomes
+        self._prune: dict[str, Any] = {"dead_ttl": dead_ttl_seconds(dead_ttl), "prune": DEAD_PRUNE_LIMIT}
         self.where = where
         self.owner = str(uuid.uuid4())
         self._sql = Statements.for_schema(self.schema)
@@ -269,6 +280,7 @@ class PostgresDurableBackend:
             "extra": self._extra,
             "lease": lease_s,
             "node": self.owner,  # a lease token starts with the node id: "<node>/<random>" (TaskRecord.leased_by)
+            **self._prune,
         }
         async with self._connection() as conn:
             rows = await (await conn.execute(self._sql.claim, params)).fetchall()
@@ -365,7 +377,7 @@ class PostgresDurableBackend:
         Raises:
             LeaseLostError: the lease is not current (nothing changed).
         """
-        await self._fenced(self._sql.fail, {**self._fence(lease), **_reason(error)})
+        await self._fenced(self._sql.fail, {**self._fence(lease), **_reason(error), **self._prune})
 
     async def extend(self, lease: DurableTaskLease, duration: float) -> None:
         """Push the lease's expiry to now + ``duration`` seconds.
@@ -481,6 +493,7 @@ class PostgresDurableBackend:
             LeaseLostError: the lease is not current (nothing changed or stored).
         """
         params = {**self._fence(lease), **_reason(error), "ttl": _seconds(ttl, "result ttl"), "data": outcome.encode()}
+        params.update(self._prune)
         await self._fenced(self._sql.fail_outcome, params)
 
     async def get_outcome(self, task_id: uuid.UUID) -> TaskOutcome | None:

@@ -6,7 +6,8 @@ everywhere (``?prefix=`` included).
 
 The backend's options may ride in the URL's query (so ``TaskManager(durable_backend="redis://...")`` can
 set them): ``prefix``, ``default_queue``, ``batch_size``, ``cluster`` (``1``/``0``; absent: detected),
-``rate_limit`` (``<rate>/<burst>``), ``leader_lock`` (seconds), ``extra_deliveries``, ``recent_outcomes`` and
+``rate_limit`` (``<rate>/<burst>``), ``leader_lock`` (seconds), ``extra_deliveries``, ``recent_outcomes``,
+``dead_ttl`` (seconds a dead task is kept; ``0``: forever) and
 ``queues`` (``a,b``: lease only from these). Every other query argument goes to
 redis-py. Nothing here does I/O.
 """
@@ -20,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from redis import exceptions as rex
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from worker_core.durable.types import dead_ttl_from_text
 from worker_core.errors import ConfigurationError
 
 __all__ = ("UrlOptions", "default_client_options", "make_client", "parse_url")
@@ -35,6 +37,7 @@ _OURS = frozenset(
         "extra_deliveries",
         "queues",
         "recent_outcomes",
+        "dead_ttl",
     }
 )
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -95,6 +98,8 @@ def parse_url(url: object) -> UrlOptions:
             ours[key] = _number(key, value, int)
         elif key == "queues":  # queues=a,b: lease only from these (repeatable)
             ours[key] = [*ours.get(key, []), *(q.strip() for q in value.split(",") if q.strip())]
+        elif key == "dead_ttl":
+            ours[key] = dead_ttl_from_text(value)
         elif key == "leader_lock":
             ours[key] = _number(key, value, float)
         else:  # rate_limit=<rate>/<burst>

@@ -14,7 +14,15 @@ from typing import Any, Self
 
 from redis import exceptions as rex
 from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome, dead_letter_outcome
-from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease, lease_token
+from worker_core.durable.types import (
+    DEAD_PRUNE_LIMIT,
+    DEFAULT_DEAD_TTL,
+    DEFAULT_EXTRA_DELIVERIES,
+    DurableTask,
+    DurableTaskLease,
+    dead_ttl_seconds,
+    lease_token,
+)
 from worker_core.errors import (
     BackendUnavailableError,
     ConfigurationError,
@@ -76,6 +84,8 @@ class RedisDurableBackend:
             died, or lost the lease) before the dequeue script dead-letters it with reason "delivery limit".
         queues: lease only from these queues (``None``: from every queue); enqueue is not limited.
         recent_outcomes: finished tasks listed per queue at most (``P:recent:<queue>``, result store).
+        dead_ttl: seconds a dead-lettered task is kept (7 days; ``None`` or ``0``: forever). The script that
+            dead-letters a task also deletes up to 100 of the oldest dead tasks that failed longer ago (README).
         where: how errors name the server (``redis at host:port``); never includes a password.
 
     Every state change is one Lua script (``worker_redis/lua``). A lease carries a fencing token:
@@ -105,6 +115,7 @@ class RedisDurableBackend:
         extra_deliveries: int = DEFAULT_EXTRA_DELIVERIES,
         queues: Sequence[str] | None = None,
         recent_outcomes: int = DEFAULT_RECENT_OUTCOMES,
+        dead_ttl: float | None = DEFAULT_DEAD_TTL,
         where: str = "redis",
     ) -> None:
         if client is None:
@@ -134,6 +145,8 @@ class RedisDurableBackend:
         if not _positive_int(recent_outcomes):
             raise ConfigurationError(f"recent_outcomes must be a positive int, not {recent_outcomes!r}")
         self._recent_limit = recent_outcomes
+        ttl = dead_ttl_seconds(dead_ttl)
+        self._dead_args = (0 if ttl is None else max(1, int(ttl * 1000)), DEAD_PRUNE_LIMIT)
         self._outcome_ttl_ms = _ttl_ms(DEFAULT_RESULT_TTL)  # of tasks the dequeue script dead-letters itself
         self._node_info: dict[str, object] = {}  # set by register_node: this node heartbeats
         self._node_held: Any = None
@@ -181,7 +194,8 @@ class RedisDurableBackend:
         """A backend for ``redis://`` or ``rediss://`` ``url``; connects lazily (see :meth:`connect`).
 
         User, password and TLS come from the URL (``rediss://user:pass@host:6380/0``). The query may set
-        ``prefix``, ``default_queue``, ``batch_size``, ``recent_outcomes``, ``rate_limit=<rate>/<burst>``,
+        ``prefix``, ``default_queue``, ``batch_size``, ``recent_outcomes``, ``dead_ttl`` (seconds, ``0``: forever),
+        ``rate_limit=<rate>/<burst>``,
         ``leader_lock`` (seconds) and ``cluster=1|0`` (absent: a Cluster node is detected at connect); other
         query arguments go to redis-py. Keyword ``options`` win over the query; ``client_options`` (a dict)
         goes to redis-py's ``from_url``.
@@ -410,7 +424,7 @@ class RedisDurableBackend:
         now = now_ms()
         args: list[Any] = [self._p, now, lease_ms, granted, self._batch, self._default_queue, lease_token(self.owner)]
         only = self.queues or ()
-        args += (self._extra, len(only), *only)
+        args += (self._extra, *self._dead_args, len(only), *only)
         weights = self._weights
         state = self._wrr
         for name, weight in weights.items():  # configured queues always: their weight applies when they wake
@@ -538,7 +552,7 @@ class RedisDurableBackend:
         kind = str(getattr(error, "error_type", "") or "")
         trace = str(getattr(error, "traceback", "") or "")[-TRACEBACK_LIMIT:]
         args: tuple[Any, ...] = (task_id, lease.token, lease.attempts, now_ms(), str(error), kind, trace)
-        args += (outcome, ttl_ms, self._recent_limit, k.done(task_id))
+        args += (outcome, ttl_ms, self._recent_limit, k.done(task_id), self._p, *self._dead_args)
         await self._fenced(self._s.fail, keys, args)
 
     # -- result store (ResultStoreBackend) -----------------------------------------------------------

@@ -9,7 +9,7 @@ key                           type    content
 ``P:ready:<queue>``           ZSET    task id -> ready-at epoch ms
 ``P:processing:<queue>``      ZSET    task id -> lease-expiry epoch ms
 ``P:task:<uuid>``             HASH    the task record (go-worker's fields, plus ``lease_token``)
-``P:dead``                    LIST    dead-lettered task ids, newest at the head (LPUSH)
+``P:dead``                    LIST    dead-lettered task ids, newest at the head (LPUSH); expired ones pruned
 ``P:queues``                  SET     known queue names (ours: forgotten after 15 minutes without a task)
 ``P:queues:idle``             HASH    ours: queue name -> epoch ms since which it has had no task
 ``P:paused``                  STRING  ``"1"`` pauses every dequeue

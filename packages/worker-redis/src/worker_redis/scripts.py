@@ -3,6 +3,9 @@
 Each script is a redis-py ``AsyncScript``: it runs with ``EVALSHA`` and loads itself transparently
 (``SCRIPT LOAD``, on every primary of a cluster) when the server answers ``NOSCRIPT``, for example after
 a restart. :func:`script_source` and :func:`register` are reusable by other modules of the package.
+
+A few files hold functions several scripts share (``dead_prune.lua``); :data:`INCLUDES` names the scripts they are
+prepended to when registered.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
 
-__all__ = ("BACKEND_SCRIPTS", "BackendScripts", "register", "script_source")
+__all__ = ("BACKEND_SCRIPTS", "INCLUDES", "BackendScripts", "register", "script_source", "script_text")
 
 #: Scripts of the durable backend (file stems under ``worker_redis/lua``).
 BACKEND_SCRIPTS = (
@@ -36,6 +39,9 @@ BACKEND_SCRIPTS = (
     "schedule_publish",
 )
 
+#: Shared function files prepended to a script when it is registered: script stem -> file stems.
+INCLUDES: dict[str, tuple[str, ...]] = {"fail": ("dead_prune",), "dequeue": ("dead_prune",)}
+
 
 @cache
 def script_source(name: str) -> str:
@@ -43,9 +49,15 @@ def script_source(name: str) -> str:
     return (resources.files("worker_redis") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
 
 
+@cache
+def script_text(name: str) -> str:
+    """What runs on the server for ``name``: its :data:`INCLUDES`, then ``lua/<name>.lua``."""
+    return "".join(script_source(part) + "\n" for part in INCLUDES.get(name, ())) + script_source(name)
+
+
 def register(client: Any, name: str) -> AsyncScript:
-    """Bind ``lua/<name>.lua`` to ``client`` (``redis.asyncio.Redis`` or ``RedisCluster``); no I/O."""
-    script: AsyncScript = client.register_script(script_source(name))
+    """Bind ``lua/<name>.lua`` (with its includes) to ``client`` (``redis.asyncio.Redis`` or ``RedisCluster``)."""
+    script: AsyncScript = client.register_script(script_text(name))
     return script
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from worker_core.durable.outcomes import dead_letter_outcome
-from worker_core.durable.types import DurableTask, DurableTaskLease, delivery_limit, lease_token
+from worker_core.durable.types import DEAD_PRUNE_LIMIT, DurableTask, DurableTaskLease, delivery_limit, lease_token
 from worker_core.errors import DurableTaskExistsError, LeaseLostError
 
 from ._rows import LEASE_COLUMNS, decode_row
@@ -90,6 +90,7 @@ def dequeue(
     outcome_ttl: float | None = None,
     *,
     node: str,
+    dead_ttl: float | None = None,
 ) -> Dequeued:
     """Requeue expired leases, promote due delayed tasks, then lease up to ``limit`` due tasks.
 
@@ -98,6 +99,7 @@ def dequeue(
     A row past its delivery limit, or one that cannot be decoded, is dead-lettered with the reason, and (with
     ``outcome_ttl``) a FAILED outcome saying so is stored for it, so that whoever awaits it learns at once.
     Each lease's token starts with ``node``, the id of the node taking it (``TaskRecord.leased_by``).
+    When it dead-lettered a row, dead tasks older than ``dead_ttl`` are pruned (:func:`prune_dead`).
     """
     # An expired lease goes back with its ready time kept: it is redelivered ahead of the tasks that came after it.
     requeued = db.execute(
@@ -163,6 +165,8 @@ def dequeue(
         if state.credit <= 0:
             index = (index + 1) % len(names)
     state.queue = names[index]
+    if out.dead:
+        prune_dead(db, now, dead_ttl)
     return out
 
 
@@ -208,6 +212,21 @@ def _dead_letter(db: sqlite3.Connection, seq: int, reason: str, now: float) -> N
     )
 
 
+def prune_dead(db: sqlite3.Connection, now: float, dead_ttl: float | None) -> int:
+    """Delete up to ``DEAD_PRUNE_LIMIT`` of the oldest dead tasks that failed before ``now - dead_ttl``.
+
+    Called in the transaction that dead-letters a task; ``dead_ttl=None`` keeps every dead task. Walks the
+    ``tasks_dead`` index from its oldest end. A dead task holds no idempotency key; outcomes keep their own expiry.
+    """
+    if dead_ttl is None:
+        return 0
+    return db.execute(
+        "DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks WHERE state = 'dead' AND failed_at < ? "
+        "ORDER BY failed_at, seq LIMIT ?)",
+        (now - dead_ttl, DEAD_PRUNE_LIMIT),
+    ).rowcount
+
+
 def paused(db: sqlite3.Connection) -> bool:
     """Whether the global pause is set."""
     row = db.execute("SELECT value FROM settings WHERE name = 'paused'").fetchone()
@@ -231,8 +250,10 @@ def nack(db: sqlite3.Connection, lease: DurableTaskLease, ready_at: float, now: 
     fenced(db, f"UPDATE tasks SET state = ?, ready_at = ?, token = '' WHERE {_FENCE}", (state, ready_at), lease)
 
 
-def fail(db: sqlite3.Connection, lease: DurableTaskLease, error: str, now: float) -> None:
-    """Dead-letter the task with ``error`` (and its ``error_type`` and ``traceback`` when it has them)."""
+def fail(
+    db: sqlite3.Connection, lease: DurableTaskLease, error: str, now: float, dead_ttl: float | None = None
+) -> None:
+    """Dead-letter the task with ``error`` (and its ``error_type`` and ``traceback``), then :func:`prune_dead`."""
     kind = str(getattr(error, "error_type", "") or "")
     trace = str(getattr(error, "traceback", "") or "")
     fenced(
@@ -242,6 +263,7 @@ def fail(db: sqlite3.Connection, lease: DurableTaskLease, error: str, now: float
         (str(error), kind, trace, now),
         lease,
     )
+    prune_dead(db, now, dead_ttl)
 
 
 def extend(db: sqlite3.Connection, lease: DurableTaskLease, until: float) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from worker_core.durable.types import dead_ttl_from_text
 from worker_core.errors import ConfigurationError
 
 __all__ = ("SqliteUrl", "check_synchronous", "parse_url", "plain_int", "resolve_path", "seconds")
@@ -16,6 +17,7 @@ _SYNCHRONOUS = ("off", "normal", "full", "extra")
 _FLOAT_OPTIONS = ("busy_timeout", "wake_interval")
 _INT_OPTIONS = ("extra_deliveries", "recent_outcomes")
 _TEXT_OPTIONS = ("default_queue", "synchronous")
+_TTL_OPTIONS = ("dead_ttl",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +51,7 @@ def parse_url(url: str) -> SqliteUrl:
     """Parse ``sqlite:///path.db?option=value``: three slashes and a relative path, four for an absolute one.
 
     Options: ``busy_timeout`` and ``wake_interval`` (seconds), ``synchronous`` (``off``, ``normal``, ``full``,
-    ``extra``), ``default_queue``, ``extra_deliveries``, ``recent_outcomes``.
+    ``extra``), ``default_queue``, ``extra_deliveries``, ``recent_outcomes``, ``dead_ttl`` (seconds; ``0``: forever).
 
     Raises:
         ConfigurationError: another scheme, a host, no path, ``:memory:``, an unknown or malformed option.
@@ -69,7 +71,7 @@ def parse_url(url: str) -> SqliteUrl:
     if not path:
         raise ConfigurationError(f"sqlite URL names no file: {url!r} (e.g. sqlite:///tasks.db)")
     query = parse_qs(parts.query, keep_blank_values=True)
-    known = (*_FLOAT_OPTIONS, *_INT_OPTIONS, *_TEXT_OPTIONS)
+    known = (*_FLOAT_OPTIONS, *_INT_OPTIONS, *_TEXT_OPTIONS, *_TTL_OPTIONS)
     unknown = sorted(set(query) - set(known))
     if unknown:
         raise ConfigurationError(f"unknown sqlite:// option(s) {', '.join(unknown)}; known: {', '.join(known)}")
@@ -84,6 +86,8 @@ def parse_url(url: str) -> SqliteUrl:
             if not (number > 0 and math.isfinite(number)):
                 raise ConfigurationError(f"sqlite:// {name} must be a positive number of seconds, got {raw!r}")
             options[name] = number
+        elif name in _TTL_OPTIONS:
+            options[name] = dead_ttl_from_text(raw)
         elif name in _INT_OPTIONS:
             try:
                 options[name] = int(raw)

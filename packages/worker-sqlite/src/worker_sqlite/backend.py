@@ -13,7 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Self
 
 from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome
-from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease
+from worker_core.durable.types import (
+    DEFAULT_DEAD_TTL,
+    DEFAULT_EXTRA_DELIVERIES,
+    DurableTask,
+    DurableTaskLease,
+    dead_ttl_seconds,
+)
 from worker_core.errors import ConfigurationError, WorkerError
 from worker_core.schedules.types import ScheduleEvent, ScheduleRecord, ScheduleState, TickResult
 
@@ -47,6 +53,8 @@ class SqliteDurableBackend:
         queue_weights: dequeue share per queue, weighted round robin carried across calls (missing queues weigh 1).
         extra_deliveries: deliveries beyond ``retries + 1`` before a task is dead-lettered ("delivery limit").
         recent_outcomes: outcomes ``recent_outcomes()`` lists per queue at most.
+        dead_ttl: seconds a dead-lettered task is kept (7 days; ``None`` or ``0``: forever); the transaction that
+            dead-letters a task deletes up to 100 of the oldest dead tasks that failed longer ago.
         busy_timeout: seconds a write waits for another connection's transaction, then BackendUnavailableError.
         synchronous: ``PRAGMA synchronous``: ``full`` (default: a returned write survives power loss), ``normal``
             (survives a crash of the process; a power loss may drop the last commits), ``off``, ``extra``.
@@ -75,6 +83,7 @@ class SqliteDurableBackend:
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         synchronous: str = "full",
         wake_interval: float = DEFAULT_WAKE_INTERVAL,
+        dead_ttl: float | None = DEFAULT_DEAD_TTL,
     ) -> None:
         self.path = resolve_path(path)  # type: ignore[arg-type]
         self.where = f"sqlite at {self.path}"
@@ -84,6 +93,7 @@ class SqliteDurableBackend:
             raise ConfigurationError(f"recent_outcomes must be an int >= 1, got {recent_outcomes!r}")
         self._extra = extra_deliveries
         self._recent_limit = recent_outcomes
+        self._dead_ttl = dead_ttl_seconds(dead_ttl)
         self._busy = positive_seconds(busy_timeout, "busy_timeout")
         self._sync = check_synchronous(synchronous)
         self._interval = positive_seconds(wake_interval, "wake_interval")
@@ -108,7 +118,8 @@ class SqliteDurableBackend:
         """A backend for ``sqlite:///relative.db`` or ``sqlite:////absolute.db``; opens lazily.
 
         The query may set ``busy_timeout``, ``synchronous``, ``wake_interval``, ``default_queue``,
-        ``extra_deliveries`` and ``recent_outcomes``; keyword ``options`` win over the query.
+        ``extra_deliveries``, ``recent_outcomes`` and ``dead_ttl`` (seconds, ``0``: forever); keyword ``options`` win
+        over the query.
 
         Raises:
             ConfigurationError: bad URL or option, or ``sqlite:///:memory:``.
@@ -286,7 +297,9 @@ class SqliteDurableBackend:
         extra, ttl, node = self._extra, self._outcome_ttl, self.owner
 
         def op(db: Any) -> Wake:
-            done = ops.dequeue(db, rr, time.time(), limit, lease_s, extra, heartbeat, ttl, node=node)
+            done = ops.dequeue(
+                db, rr, time.time(), limit, lease_s, extra, heartbeat, ttl, node=node, dead_ttl=self._dead_ttl
+            )
             return Wake(outcomes=done.outcomes, value=done)
 
         wake: Wake = await self._write(op)
@@ -347,7 +360,7 @@ class SqliteDurableBackend:
         Raises:
             LeaseLostError: the lease is not current (nothing changed).
         """
-        await self._write(lambda db: ops.fail(db, lease, error, time.time()))
+        await self._write(lambda db: ops.fail(db, lease, error, time.time(), self._dead_ttl))
 
     async def extend(self, lease: DurableTaskLease, duration: float) -> None:
         """Push the lease's expiry to now + ``duration`` seconds.
@@ -455,7 +468,9 @@ class SqliteDurableBackend:
             LeaseLostError: the lease is not current (nothing changed, nothing kept).
         """
         seconds = positive_seconds(ttl, "result ttl")
-        await self._results.settle_with(outcome, seconds, lambda db: ops.fail(db, lease, error, time.time()))
+        await self._results.settle_with(
+            outcome, seconds, lambda db: ops.fail(db, lease, error, time.time(), self._dead_ttl)
+        )
 
     async def get_outcome(self, task_id: uuid.UUID) -> TaskOutcome | None:
         """The kept outcome of ``task_id``, or ``None`` (unknown, not finished, or expired).

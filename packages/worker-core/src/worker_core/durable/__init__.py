@@ -22,6 +22,8 @@ from .handlers import SpecFactory as SpecFactory
 from .handlers import TypedDurableRegistry as TypedDurableRegistry
 from .handlers import TypedHandlerRegistry as TypedHandlerRegistry
 from .handlers import spec_payload_type as spec_payload_type
+from .types import DEAD_PRUNE_LIMIT as DEAD_PRUNE_LIMIT
+from .types import DEFAULT_DEAD_TTL as DEFAULT_DEAD_TTL
 from .types import DEFAULT_EXTRA_DELIVERIES as DEFAULT_EXTRA_DELIVERIES
 from .types import BatchEnqueueBackend as BatchEnqueueBackend
 from .types import BatchExtendBackend as BatchExtendBackend
@@ -34,9 +36,13 @@ from .types import NodeRegistryBackend as NodeRegistryBackend
 from .types import QueueConfigurableBackend as QueueConfigurableBackend
 from .types import ReleasableBackend as ReleasableBackend
 from .types import WakeableBackend as WakeableBackend
+from .types import dead_ttl_from_text as dead_ttl_from_text
+from .types import dead_ttl_seconds as dead_ttl_seconds
 from .types import delivery_limit as delivery_limit
 
 __all__ = (
+    "DEAD_PRUNE_LIMIT",
+    "DEFAULT_DEAD_TTL",
     "DEFAULT_EXTRA_DELIVERIES",
     "BatchEnqueueBackend",
     "BatchExtendBackend",
@@ -59,6 +65,8 @@ __all__ = (
     "TypedHandlerRegistry",
     "WakeableBackend",
     "builtin_codecs",
+    "dead_ttl_from_text",
+    "dead_ttl_seconds",
     "default_codec_for",
     "delivery_limit",
     "resolve_codec",

@@ -1,7 +1,7 @@
 """The built-in plugin: the ``memory`` backend scheme and the ``protobuf``, ``json`` and ``msgpack`` codecs.
 
 ``memory://`` gives a fresh :class:`~worker_core.testing.InMemoryDurableBackend`. Options ride as query
-parameters: ``memory://?default_queue=jobs&weights=critical:3,bulk:1``.
+parameters: ``memory://?default_queue=jobs&weights=critical:3,bulk:1&dead_ttl=86400``.
 """
 
 from __future__ import annotations
@@ -14,20 +14,21 @@ from worker_core.hookspecs import hookimpl
 from worker_core.testing.memory import InMemoryDurableBackend
 
 from .codecs import builtin_codecs
+from .types import DEFAULT_DEAD_TTL, dead_ttl_from_text
 
 if TYPE_CHECKING:
     from worker_core.registry import Registry
 
 __all__ = ("memory_backend_from_url", "worker_register_backends", "worker_register_codecs")
 
-_OPTIONS = ("default_queue", "weights")
+_OPTIONS = ("default_queue", "weights", "dead_ttl")
 
 
 def memory_backend_from_url(url: str) -> InMemoryDurableBackend:
-    """Build an in-memory backend from ``memory://[?default_queue=NAME][&weights=q:N,...]``.
+    """Build an in-memory backend from ``memory://[?default_queue=NAME][&weights=q:N,...][&dead_ttl=SECONDS]``.
 
     Raises:
-        ConfigurationError: another scheme, a host or path, an unknown option, or a malformed weight.
+        ConfigurationError: another scheme, a host or path, an unknown option, a malformed weight or dead_ttl.
     """
     parts = urlsplit(url)
     if parts.scheme.lower() != "memory":
@@ -49,7 +50,8 @@ def memory_backend_from_url(url: str) -> InMemoryDurableBackend:
                 weights[name.strip()] = -1
             if weights[name.strip()] < 1 or not name.strip():
                 raise ConfigurationError(f"memory:// weights: expected queue:weight with weight >= 1, got {item!r}")
-    return InMemoryDurableBackend(default_queue=default_queue, queue_weights=weights)
+    dead_ttl = dead_ttl_from_text(query["dead_ttl"][-1]) if "dead_ttl" in query else DEFAULT_DEAD_TTL
+    return InMemoryDurableBackend(default_queue=default_queue, queue_weights=weights, dead_ttl=dead_ttl)
 
 
 @hookimpl

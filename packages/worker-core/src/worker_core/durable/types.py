@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from worker_core.errors import ConfigurationError
+from worker_core.options import config_seconds
+
 __all__ = (
+    "DEAD_PRUNE_LIMIT",
+    "DEFAULT_DEAD_TTL",
     "DEFAULT_EXTRA_DELIVERIES",
     "IDEMPOTENCY_KEY_LIMIT",
     "BatchEnqueueBackend",
@@ -30,6 +35,8 @@ __all__ = (
     "QueueConfigurableBackend",
     "ReleasableBackend",
     "WakeableBackend",
+    "dead_ttl_from_text",
+    "dead_ttl_seconds",
     "delivery_limit",
     "lease_holder",
     "lease_token",
@@ -38,6 +45,34 @@ __all__ = (
 #: Deliveries a task may have beyond its ``retries + 1`` attempts before a backend dead-letters it with the
 #: reason "delivery limit" (each one ended without the task being settled: its worker died, or lost the lease).
 DEFAULT_EXTRA_DELIVERIES = 3
+
+#: Seconds a dead-lettered task is kept (7 days, Dramatiq's ``dead_message_ttl``): a backend's ``dead_ttl``.
+DEFAULT_DEAD_TTL = 604_800.0
+#: Expired dead tasks one dead-lettering deletes at most (the oldest first), so pruning stays bounded per call.
+DEAD_PRUNE_LIMIT = 100
+
+
+def dead_ttl_seconds(value: object) -> float | None:
+    """A backend's ``dead_ttl`` checked: seconds (or a ``timedelta``) > 0; ``None`` or ``0`` keeps dead tasks forever.
+
+    Raises:
+        ConfigurationError: not a number of seconds, negative or not finite (the message names ``dead_ttl``).
+    """
+    seconds = config_seconds(value, "dead_ttl", allow_zero=True)
+    return seconds or None
+
+
+def dead_ttl_from_text(text: str) -> float | None:
+    """The ``?dead_ttl=<seconds>`` of a backend URL (``0``: forever), checked as :func:`dead_ttl_seconds`.
+
+    Raises:
+        ConfigurationError: not a number, negative or not finite.
+    """
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ConfigurationError(f"dead_ttl must be a number of seconds (0: keep forever), not {text!r}") from None
+    return dead_ttl_seconds(seconds)
 
 
 def delivery_limit(retries: int, extra: int = DEFAULT_EXTRA_DELIVERIES) -> int:

@@ -22,24 +22,35 @@ which uses ``backend.dead_letters()`` when the backend has it; override it other
 
 With real time, the lease-expiry tests wait about ``lease`` (0.5 s) or ``delay`` (0.5 s) each, then poll
 for the expected state with a generous deadline (``patience`` seconds), so a slow machine makes them
-slower, not flaky. Optional protocols (``BatchEnqueueBackend``, ``ReleasableBackend``,
+slower, not flaky. Dead-letter retention needs ``age_dead_letters`` (set a dead task's failure time back in
+the store); its tests skip without it. Optional protocols (``BatchEnqueueBackend``, ``ReleasableBackend``,
 ``QueueConfigurableBackend``, ``ResultStoreBackend``) are tested when the backend implements them and skipped otherwise.
 """
 
 from __future__ import annotations
 
 from .conformance_base import ConformanceBase
+from .conformance_dead import DeadRetentionConformance
 from .conformance_leases import LeaseConformance
 from .conformance_queue import QueueConformance
 from .conformance_results import ResultConformance
 
-__all__ = ("ConformanceBase", "DurableBackendConformance", "LeaseConformance", "QueueConformance", "ResultConformance")
+__all__ = (
+    "ConformanceBase",
+    "DeadRetentionConformance",
+    "DurableBackendConformance",
+    "LeaseConformance",
+    "QueueConformance",
+    "ResultConformance",
+)
 
 
-class DurableBackendConformance(QueueConformance, LeaseConformance, ResultConformance):
+class DurableBackendConformance(QueueConformance, LeaseConformance, ResultConformance, DeadRetentionConformance):
     """Contract tests for a :class:`~worker_core.durable.types.DurableBackend`; subclass and add a ``backend`` fixture.
 
-    The tests come by topic (:class:`QueueConformance`, :class:`LeaseConformance`, :class:`ResultConformance`;
-    a backend may subclass one of them alone). Overridable (see :class:`ConformanceBase`): ``lease``, ``delay``,
-    ``patience``, ``advance``, ``now``, ``dead_letters`` and ``extra_deliveries``.
+    The tests come by topic (:class:`QueueConformance`, :class:`LeaseConformance`, :class:`ResultConformance`,
+    :class:`DeadRetentionConformance`; a backend may subclass one of them alone). Overridable (see
+    :class:`ConformanceBase`): ``lease``, ``delay``, ``patience``, ``advance``, ``now``, ``dead_letters`` and
+    ``extra_deliveries``; for dead-letter retention, ``dead_ttl`` and ``age_dead_letters`` (its tests skip without
+    it).
     """

@@ -25,9 +25,15 @@ from collections.abc import Mapping, Sequence
 from typing import final
 
 from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, TaskOutcome
-from worker_core.durable.types import DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease, delivery_limit
+from worker_core.durable.types import (
+    DEFAULT_DEAD_TTL,
+    DEFAULT_EXTRA_DELIVERIES,
+    DurableTask,
+    DurableTaskLease,
+    delivery_limit,
+)
 from worker_core.errors import ConfigurationError, DurableTaskExistsError, LeaseLostError
-from worker_core.options import is_plain_int
+from worker_core.options import config_int
 from worker_core.schedules.memory import MemoryScheduleState
 from worker_core.schedules.types import ScheduleEvent, ScheduleRecord, ScheduleState, TickResult
 
@@ -54,9 +60,10 @@ class InMemoryDurableBackend:
         queue_weights: Dequeue share per queue (missing queues weigh 1).
         extra_deliveries: Deliveries beyond ``retries + 1`` before a task is dead-lettered with the reason
             "delivery limit" instead of being handed out (:func:`~worker_core.durable.types.delivery_limit`).
+        dead_ttl: Seconds a dead task is kept (7 days; ``None``/``0``: forever), pruned when another dies.
 
     Raises:
-        ConfigurationError: an empty default queue or a weight below 1.
+        ConfigurationError: an empty default queue, a weight below 1 or a bad ``dead_ttl``.
     """
 
     #: Idempotency keys are enforced (:class:`~worker_core.durable.types.IdempotencyKeyBackend`).
@@ -71,17 +78,16 @@ class InMemoryDurableBackend:
         extra_deliveries: int = DEFAULT_EXTRA_DELIVERIES,
         max_outcomes: int = 100_000,
         recent_limit: int = DEFAULT_RECENT_OUTCOMES,
+        dead_ttl: float | None = DEFAULT_DEAD_TTL,
     ) -> None:
-        if not is_plain_int(extra_deliveries) or extra_deliveries < 0:
-            raise ConfigurationError(f"extra_deliveries must be an int >= 0, got {extra_deliveries!r}")
-        self._extra = extra_deliveries
+        self._extra = config_int(extra_deliveries, "extra_deliveries", 0)
         self._clock: Clock = clock if clock is not None else _SystemClock()
         self._outcomes = MemoryOutcomeStore(self._clock, max_outcomes, recent_limit)
         self.schedule_state = MemoryScheduleState(self._clock.time)
         self._default_queue = "default"
         self._weights: dict[str, int] = {}
         self.configure_queues(default_queue, queue_weights or {})
-        self._store = MemoryTaskStore()
+        self._store = MemoryTaskStore(dead_ttl)
         self._rr_queue = ""  # the queue whose turn it is, and how many tasks it may still take
         self._rr_credit = 0
         self._paused = False
@@ -158,9 +164,7 @@ class InMemoryDurableBackend:
         for stored, ready_at in checked:
             assert stored.id is not None
             key = str(stored.id)
-            if (
-                key in self._store.records or self._store.key_holder(stored) is not None
-            ):  # stored, or repeated in the batch
+            if key in self._store.records or self._store.key_holder(stored) is not None:  # or repeated in the batch
                 skipped.append(stored.id)
             else:
                 self._store.insert(stored, key, ready_at)
@@ -278,11 +282,7 @@ class InMemoryDurableBackend:
         """Make leased tasks ready now without counting the delivery; leases no longer current are skipped."""
         now = self._clock.time()
         for lease in leases:
-            record = self._store.records.get(lease.lease_id)
-            if record is None or record.state != "leased" or record.token != lease.token:
-                continue
-            record.attempts -= 1
-            self._store.make_ready(record, now)
+            self._store.release(lease, now)
         self._notify()
 
     async def wait_for_work(self, max_wait: float) -> None:

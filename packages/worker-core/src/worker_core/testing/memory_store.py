@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Collection
 from typing import final
 
-from worker_core.durable.types import DurableTask, DurableTaskLease
+from worker_core.durable.types import DEAD_PRUNE_LIMIT, DurableTask, DurableTaskLease, dead_ttl_seconds
 from worker_core.errors import LeaseLostError
 
 from .memory_records import DeadLetter, MemoryTaskState, State, _copy, _Queue, _Record
@@ -26,9 +26,21 @@ __all__ = ("MemoryTaskStore",)
 class MemoryTaskStore:
     """Stored tasks by id, with the heaps that find the due ones and the expired leases."""
 
-    __slots__ = ("_dead", "_keys", "_leases", "_nonce", "_seq", "_tokens", "_versions", "queues", "records")
+    __slots__ = (
+        "_dead",
+        "_dead_ttl",
+        "_keys",
+        "_leases",
+        "_nonce",
+        "_seq",
+        "_tokens",
+        "_versions",
+        "queues",
+        "records",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, dead_ttl: float | None = None) -> None:
+        self._dead_ttl = dead_ttl_seconds(dead_ttl)  # seconds a dead task is kept (None: forever)
         self.records: dict[str, _Record] = {}
         self.queues: dict[str, _Queue] = {}
         self._keys: dict[str, str] = {}  # idempotency key -> id of the live task that holds it
@@ -130,14 +142,35 @@ class MemoryTaskStore:
                 self.make_ready(record, now)
 
     def dead_letter(self, record: _Record, error: str, now: float) -> None:
-        """Move ``record`` to the dead-letter queue with ``error``."""
+        """Move ``record`` to the dead-letter queue with ``error``; then delete expired dead tasks (bounded)."""
         self.release_key(record.task)
         record.state = "dead"
         record.token = ""
         record.version = next(self._versions)
         record.last_error = error
         record.failed_at = now
-        self._dead[str(record.task.id)] = None
+        key = str(record.task.id)
+        self._dead.pop(key, None)
+        self._dead[key] = None
+        if self._dead_ttl is not None:
+            self._prune_dead(now - self._dead_ttl)
+
+    def _prune_dead(self, cutoff: float) -> None:
+        """Delete at most :data:`DEAD_PRUNE_LIMIT` of the oldest dead tasks that failed before ``cutoff``."""
+        for key in list(itertools.islice(self._dead, DEAD_PRUNE_LIMIT)):
+            record = self.records.get(key)
+            if record is not None and record.state == "dead" and record.failed_at >= cutoff:
+                return
+            del self._dead[key]  # expired, or a stale entry (the task is gone or alive again)
+            if record is not None and record.state == "dead":
+                del self.records[key]
+
+    def release(self, lease: DurableTaskLease, now: float) -> None:
+        """Make the task ``lease`` holds ready at ``now`` without counting the delivery (a stale lease: nothing)."""
+        record = self.records.get(lease.lease_id)
+        if record is not None and record.state == "leased" and record.token == lease.token:
+            record.attempts -= 1
+            self.make_ready(record, now)
 
     def held(self, lease: DurableTaskLease) -> _Record:
         """The record ``lease`` still holds.

@@ -12,12 +12,15 @@
 -- ARGV[7]  request id       unique per call, "<node id>/<random>"; fencing token of the n-th lease of this call:
 --                           "<request>:<n>" (so a token starts with the id of the node holding the lease)
 -- ARGV[8]  extra deliveries a task is delivered at most retries + 1 + this many times (then dead-lettered)
--- ARGV[9]  k                0: lease from every queue; else only from the k queues that follow
--- ARGV[10..9+k]             those queue names
--- ARGV[10+k..] per queue with a weight or a current weight, 3 values: name, weight, smooth-WRR current weight
+-- ARGV[9]  dead ttl ms      0: keep dead tasks forever; else, when this call dead-lettered a task, prune_dead
+--                           (dead_prune.lua, prepended) deletes up to ARGV[10] that failed before now - ttl
+-- ARGV[10] prune bound
+-- ARGV[11] k                0: lease from every queue; else only from the k queues that follow
+-- ARGV[12..11+k]            those queue names
+-- ARGV[12+k..] per queue with a weight or a current weight, 3 values: name, weight, smooth-WRR current weight
 --               (the caller sends its configured queues and the busy queues of its last call)
--- Touches: queues, queues:idle, paused, paused_queues, P:ready:<q>, P:processing:<q>, P:task:<id>, P:dead, P:quarantine,
---          P:dequeue:<request>.
+-- Touches: queues, queues:idle, paused, paused_queues, P:ready:<q>, P:processing:<q>, P:task:<id>, P:dead,
+--          P:quarantine, P:dequeue:<request>, P:idem:<key> (of pruned dead tasks).
 --
 -- 0. A call re-sent with the same request id (the client retried after a lost reply) returns the leases the
 --    first run made that are still held, and changes nothing else.
@@ -54,7 +57,9 @@ local limit = tonumber(ARGV[4])
 local window = tonumber(ARGV[5])
 local request = ARGV[7]
 local extra = tonumber(ARGV[8])
-local only_n = tonumber(ARGV[9])
+local dead_ttl = tonumber(ARGV[9])
+local prune_bound = tonumber(ARGV[10])
+local only_n = tonumber(ARGV[11])
 local dead_key = p .. 'dead'
 local quarantine = p .. 'quarantine'
 local request_key = p .. 'dequeue:' .. request
@@ -149,7 +154,7 @@ end
 local only = nil
 if only_n > 0 then
   only = {}
-  for i = 10, 9 + only_n do only[ARGV[i]] = true end
+  for i = 12, 11 + only_n do only[ARGV[i]] = true end
 end
 local weight_of = {}
 local current = {}
@@ -161,7 +166,7 @@ local function add_queue(q)
     names[#names + 1] = q
   end
 end
-for i = 10 + only_n, #ARGV, 3 do
+for i = 12 + only_n, #ARGV, 3 do
   local q = ARGV[i]
   weight_of[q] = tonumber(ARGV[i + 1])
   current[q] = tonumber(ARGV[i + 2])
@@ -358,6 +363,8 @@ if n > 0 then
   redis.call('RPUSH', request_key, unpack(held))
   redis.call('PEXPIRE', request_key, lease_ms)
 end
+
+if #moved > 0 and dead_ttl > 0 then prune_dead(p, dead_key, now - dead_ttl, prune_bound) end
 
 -- Only the queues that had work this call carry their current weight to the next call (an idle queue starts
 -- again from 0): the state the caller keeps and sends back stays as small as the set of busy queues.

@@ -18,7 +18,12 @@
 -- ARGV[9]  ttl ms                of the outcome
 -- ARGV[10] recent bound          ids kept in KEYS[6]
 -- ARGV[11] channel               P:done:<id>: SPUBLISH (or PUBLISH without sharded pub/sub) the outcome there
--- Touches: the keys above and the channel.
+-- ARGV[12] "P:"                  key prefix, for pruning
+-- ARGV[13] dead ttl ms           0: keep dead tasks forever; else prune_dead (dead_prune.lua, prepended) deletes
+--                                up to ARGV[14] dead tasks that failed before now - ttl
+-- ARGV[14] prune bound
+-- Touches: the keys above and the channel; pruning: P:task:<id>, P:ready:<q>, P:processing:<q> (read),
+--          P:idem:<key> of expired dead tasks.
 -- Safe to run twice: when the task is in neither the processing nor the ready set and its hash still carries
 -- this lease's token and attempts and a failed_at_ms, this lease's own fail already ran: 1, nothing changed
 -- (the outcome is not stored again).
@@ -34,6 +39,8 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[4], 'last_error', ARGV[5], 'failed_at_ms', ARGV[4], 'updated_at_ms', ARGV[4],
   'error_type', ARGV[6] or '', 'error_traceback', ARGV[7] or '', 'dead_reason', 'failed')
 redis.call('LPUSH', KEYS[3], ARGV[1])
+local dead_ttl = tonumber(ARGV[13] or '0')
+if dead_ttl > 0 then prune_dead(ARGV[12], KEYS[3], tonumber(ARGV[4]) - dead_ttl, tonumber(ARGV[14])) end
 local outcome = ARGV[8]
 if outcome and outcome ~= '' then
   redis.call('SET', KEYS[5], outcome, 'PX', ARGV[9])
