@@ -58,13 +58,27 @@ _ENQUEUE_ONE_NEW_QUEUE = (
     "WITH known AS (INSERT INTO {s}.queues (name) VALUES (%(queue)s) ON CONFLICT DO NOTHING)" + _ENQUEUE_ONE
 )
 
-<<<<<<< HEAD
+# Dead-letter retention, a CTE of every statement that dead-letters (`{when}`: it did): up to %(prune)s of the
+# oldest dead tasks that failed more than %(dead_ttl)s seconds ago are deleted (NULL: none), locked ones skipped.
+# The statement's snapshot predates its own dead-lettering, so the task it just failed is never among them.
+_PRUNE = """
+pruned AS (
+    DELETE FROM {s}.tasks WHERE seq IN (
+        SELECT seq FROM {s}.tasks
+        WHERE state = 'dead' AND failed_at < clock_timestamp() - make_interval(secs => %(dead_ttl)s::float8)
+          AND EXISTS ({when})
+        ORDER BY failed_at, seq LIMIT %(prune)s FOR UPDATE SKIP LOCKED
+    )
+)
+"""
+
 # The claim: the unpaused queues that have ready or leased tasks (found by a skip-scan of the partial indexes,
 # one index seek per such queue: walking every queue name ever used made a claim take 41 ms with 10,000 drained
 # queues), with weights and this node's round-robin position passed in, up to `limit` due
 # rows per queue locked with SKIP LOCKED, ordered by round (a queue serves `weight` tasks per round), then
 # queue rotation, then rank; the first `limit` are leased, or dead-lettered past the delivery limit.
-_CLAIM = """
+_CLAIM = (
+    """
 WITH RECURSIVE ready_q(name) AS (
     (SELECT queue FROM {s}.tasks WHERE state = 'ready' ORDER BY queue LIMIT 1)
     UNION ALL
@@ -81,28 +95,6 @@ live AS (
     SELECT name FROM ready_q WHERE name IS NOT NULL UNION SELECT name FROM leased_q WHERE name IS NOT NULL
 ),
 q AS (
-=======
-# Dead-letter retention, a CTE of every statement that dead-letters (`{when}`: it did): up to %(prune)s of the
-# oldest dead tasks that failed more than %(dead_ttl)s seconds ago are deleted (NULL: none), locked ones skipped.
-# The statement's snapshot predates its own dead-lettering, so the task it just failed is never among them.
-_PRUNE = """
-pruned AS (
-    DELETE FROM {s}.tasks WHERE seq IN (
-        SELECT seq FROM {s}.tasks
-        WHERE state = 'dead' AND failed_at < clock_timestamp() - make_interval(secs => %(dead_ttl)s::float8)
-          AND EXISTS ({when})
-        ORDER BY failed_at, seq LIMIT %(prune)s FOR UPDATE SKIP LOCKED
-    )
-)
-"""
-
-# The claim: the unpaused queues (weights and this node's round-robin position passed in), up to `limit` due
-# rows per queue locked with SKIP LOCKED, ordered by round (a queue serves `weight` tasks per round), then
-# queue rotation, then rank; the first `limit` are leased, or dead-lettered past the delivery limit.
-_CLAIM = (
-    """
-WITH q AS (
->>>>>>> dlq-retention
     SELECT qu.name, coalesce(w.weight, 1) AS weight, coalesce(w.offs, 0) AS offs,
            CASE WHEN qu.name > %(cursor)s OR (qu.name = %(cursor)s AND NOT %(after)s) THEN 0 ELSE 1 END AS wrap
     FROM {s}.queues qu
