@@ -10,21 +10,10 @@ from worker_core.durable import DEAD_PRUNE_LIMIT, DEFAULT_DEAD_TTL, DurableTask,
 from worker_core.durable._plugin import memory_backend_from_url
 from worker_core.errors import ConfigurationError
 from worker_core.testing import FakeClock, InMemoryDurableBackend
+from worker_core.testing import dead_letter_tasks as kill
 
 LONG = 30.0
 DAY = 86_400.0
-
-
-async def kill(backend: InMemoryDurableBackend, n: int = 1, **fields: object) -> list[str]:
-    """Enqueue, lease and fail ``n`` tasks; their ids."""
-    ids = []
-    for _ in range(n):
-        task = DurableTask("h", None, b"p", id=uuid.uuid4(), retries=0, **fields)  # type: ignore[arg-type]
-        await backend.enqueue(task)
-        (lease,) = await backend.dequeue(1, LONG)
-        await backend.fail(lease, "boom")
-        ids.append(str(task.id))
-    return ids
 
 
 def dead_ids(backend: InMemoryDurableBackend) -> list[str]:

@@ -5,26 +5,15 @@ from __future__ import annotations
 import pytest
 from conftest import MakeBackend
 from pg_helpers import age_dead, rows, task
-from worker_core.durable import DEFAULT_DEAD_TTL, DurableTaskLease
-from worker_core.durable.outcomes import TaskOutcome
+from worker_core.durable import DEFAULT_DEAD_TTL
 from worker_core.errors import ConfigurationError
-from worker_core.status import TaskStatus
+from worker_core.testing import dead_letter_tasks as kill
+from worker_core.testing import failed_outcome
 from worker_postgres import PostgresDurableBackend
 from worker_postgres._connect import parse_url
 
 LONG = 30.0
 DAY = 86_400.0
-
-
-async def kill(backend: PostgresDurableBackend, n: int = 1) -> list[str]:
-    ids = []
-    for _ in range(n):
-        record = task(retries=0)
-        await backend.enqueue(record)
-        (lease,) = await backend.dequeue(1, LONG)
-        await backend.fail(lease, "boom")
-        ids.append(str(record.id))
-    return ids
 
 
 async def dead_ids(backend: PostgresDurableBackend) -> list[str]:
@@ -35,30 +24,20 @@ async def stored_ids(backend: PostgresDurableBackend) -> set[str]:
     return {str(r[0]) for r in await rows(backend, "SELECT id FROM {s}.tasks")}
 
 
-def failed(lease: DurableTaskLease) -> TaskOutcome:
-    assert lease.task.id is not None
-    return TaskOutcome(
-        id=lease.task.id,
-        handler=lease.task.handler,
-        queue=lease.task.queue,
-        status=TaskStatus.FAILED,
-        attempts=lease.attempts,
-        finished_at=0.0,
-    )
-
-
 async def test_pruned_dead_rows_are_deleted_their_key_freed_and_outcomes_kept(make_backend: MakeBackend) -> None:
     backend = await make_backend(dead_ttl=DAY)
     record = task(retries=0, idempotency_key="order-1")
     await backend.enqueue(record)
     (lease,) = await backend.dequeue(1, LONG)
-    await backend.fail_with_outcome(lease, "boom", failed(lease), 3600)
+    await backend.fail_with_outcome(lease, "boom", failed_outcome(lease), 3600)
     old = str(record.id)
     await age_dead(backend, [old], DAY + 60)
     second = task(retries=0)
     await backend.enqueue(second)
     (lease,) = await backend.dequeue(1, LONG)
-    await backend.fail_with_outcome(lease, "boom", failed(lease), 3600)  # the statement with an outcome prunes too
+    await backend.fail_with_outcome(
+        lease, "boom", failed_outcome(lease), 3600
+    )  # the statement with an outcome prunes too
     assert await dead_ids(backend) == [str(second.id)]
     assert old not in await stored_ids(backend)
     assert await rows(backend, "SELECT count(*) FROM {s}.outcomes WHERE id = %s::uuid", old) == [(1,)]

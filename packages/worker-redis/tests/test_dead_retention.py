@@ -7,22 +7,12 @@ from redis.asyncio import Redis
 from redis_helpers import MakeBackend, age_dead, task
 from worker_core.durable import DEFAULT_DEAD_TTL
 from worker_core.errors import ConfigurationError
+from worker_core.testing import dead_letter_tasks as kill
 from worker_redis import RedisDurableBackend
 from worker_redis._connect import parse_url
 
 LONG = 30.0
 DAY = 86_400.0
-
-
-async def kill(backend: RedisDurableBackend, n: int = 1) -> list[str]:
-    ids = []
-    for _ in range(n):
-        record = task(retries=0)
-        await backend.enqueue(record)
-        (lease,) = await backend.dequeue(1, LONG)
-        await backend.fail(lease, "boom")
-        ids.append(str(record.id))
-    return ids
 
 
 async def dead_ids(backend: RedisDurableBackend) -> list[str]:

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from helpers import age_dead, rows, task
-from worker_core.durable import DEFAULT_DEAD_TTL, DurableTaskLease
-from worker_core.durable.outcomes import TaskOutcome
+from worker_core.durable import DEFAULT_DEAD_TTL
 from worker_core.errors import ConfigurationError
-from worker_core.status import TaskStatus
+from worker_core.testing import dead_letter_tasks as kill
+from worker_core.testing import failed_outcome
 from worker_sqlite import SqliteDurableBackend
 from worker_sqlite._url import parse_url
 
@@ -36,17 +36,6 @@ async def make(tmp_path: Path) -> AsyncIterator[Make]:
         await backend.aclose()
 
 
-async def kill(backend: SqliteDurableBackend, n: int = 1, **fields: Any) -> list[str]:
-    ids = []
-    for _ in range(n):
-        record = task(retries=0, **fields)
-        await backend.enqueue(record)
-        (lease,) = await backend.dequeue(1, LONG)
-        await backend.fail(lease, "boom")
-        ids.append(str(record.id))
-    return ids
-
-
 def dead_ids(backend: SqliteDurableBackend) -> list[str]:
     return [str(r[0]) for r in rows(Path(backend.path), "SELECT id FROM tasks WHERE state = 'dead' ORDER BY seq")]
 
@@ -60,7 +49,7 @@ async def test_pruned_dead_rows_are_deleted_their_key_freed_and_outcomes_kept(ma
     record = task(retries=0, idempotency_key="order-1")
     await backend.enqueue(record)
     (lease,) = await backend.dequeue(1, LONG)
-    await backend.fail_with_outcome(lease, "boom", _outcome(lease), 3600)
+    await backend.fail_with_outcome(lease, "boom", failed_outcome(lease), 3600)
     old = str(record.id)
     age_dead(Path(backend.path), [old], DAY + 60)
     (young,) = await kill(backend)
@@ -118,15 +107,3 @@ def _expire_leases(backend: SqliteDurableBackend) -> None:
             db.execute("UPDATE tasks SET expires_at = 0 WHERE state = 'leased'")
     finally:
         db.close()
-
-
-def _outcome(lease: DurableTaskLease) -> TaskOutcome:
-    assert lease.task.id is not None
-    return TaskOutcome(
-        id=lease.task.id,
-        handler=lease.task.handler,
-        queue=lease.task.queue,
-        status=TaskStatus.FAILED,
-        attempts=lease.attempts,
-        finished_at=0.0,
-    )

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from .clock import Clock as Clock
 from .clock import FakeClock as FakeClock
+from .dead import dead_letter_tasks as dead_letter_tasks
+from .dead import failed_outcome as failed_outcome
 from .faults import DeliveryReport as DeliveryReport
 from .faults import FaultFleet as FaultFleet
 from .faults import FaultWorker as FaultWorker
@@ -51,6 +53,8 @@ __all__ = (
     "TaskBrowserConformance",
     "check_at_least_once",
     "check_exactly_once",
+    "dead_letter_tasks",
+    "failed_outcome",
     "wait_until",
 )
 
