@@ -229,6 +229,8 @@ async def drive(lib: str, url: str) -> dict[str, Any]:
 
     # 2. end to end: a worker, N tasks, first enqueue to last completion
     out["e2e"] = await e2e(lib, url, client, one, many=None)
+    # the shape a web handler has: one producer, each enqueue awaited before the next (no gather, no batch)
+    out["e2e_one"] = await e2e(lib, url, client, one, many=None, in_flight=1)
     if many is not None:
         out["e2e_batched"] = await e2e(lib, url, client, one, many=many)
 
@@ -257,7 +259,7 @@ async def drive(lib: str, url: str) -> dict[str, Any]:
     return out
 
 
-async def e2e(lib: str, url: str, client: Redis, one: Enqueue, many: Any) -> dict[str, float]:
+async def e2e(lib: str, url: str, client: Redis, one: Enqueue, many: Any, in_flight: int = 100) -> dict[str, float]:
     await client.flushdb()
     proc = spawn_worker(lib, url, N)
     try:
@@ -271,9 +273,12 @@ async def e2e(lib: str, url: str, client: Redis, one: Enqueue, many: Any) -> dic
         if many is not None:
             for _ in range(0, N, 100):
                 await many([started] * 100)
+        elif in_flight == 1:
+            for _ in range(N):
+                await one(started)
         else:
-            for i in range(0, N, 100):  # 100 enqueues in flight at a time
-                await asyncio.gather(*(one(started) for _ in range(min(100, N - i))))
+            for i in range(0, N, in_flight):  # that many enqueues in flight at a time
+                await asyncio.gather(*(one(started) for _ in range(min(in_flight, N - i))))
         enqueued = time.time()
         done = await wait_key(client, "bench:done_at")
         after = await commands(client)

@@ -380,6 +380,36 @@ async def test_rate_limiter_and_queue_weights_apply_to_durable_tasks() -> None:
     assert elapsed >= 7 / 50 - 0.01  # burst 1, then 50 per second: 7 refills at least
 
 
+async def test_a_backend_keeps_its_own_queue_settings_when_the_manager_is_given_none() -> None:
+    ran_in: asyncio.Queue[str] = asyncio.Queue()
+
+    async def record(ctx: TaskContext, payload: Email) -> None:
+        ran_in.put_nowait(ctx.task.queue)
+
+    tm = durable_manager("memory://?default_queue=jobs&weights=jobs:3,bulk:1", record)
+    async with tm:
+        task_id = await tm.register_durable_task(DurableTask("email", Email("x")))
+        assert await asyncio.wait_for(ran_in.get(), 10) == "jobs"  # was "default": the manager's own default won
+        backend = tm.durable_backend()
+        assert isinstance(backend, InMemoryDurableBackend)
+        assert backend.queue_settings() == ("jobs", {"jobs": 3, "bulk": 1})  # were overwritten at start
+        assert (await tm.durable_outcome(task_id, wait=10)) is not None
+        assert [o.id for o in await tm.recent_outcomes()] == [task_id]  # "" reads the backend's default queue
+
+
+async def test_queue_settings_given_to_the_manager_override_the_backends() -> None:
+    backend = InMemoryDurableBackend(default_queue="jobs", queue_weights={"jobs": 3})
+    async with durable_manager(backend, send, queue_weights={"bulk": 2}):
+        assert backend.queue_settings() == ("jobs", {"bulk": 2})  # the default queue stays the backend's
+    backend = InMemoryDurableBackend(default_queue="jobs", queue_weights={"jobs": 3})
+    async with durable_manager(backend, send, default_queue="mail") as tm:
+        assert backend.queue_settings() == ("mail", {"jobs": 3})
+        with tm.subscribe_results(1) as results:
+            await tm.register_durable_task(DurableTask("email", Email("y")))
+            result = await anext(results)
+        assert result.task.queue == "mail"
+
+
 async def test_cancel_running_durable_task_dead_letters_it_as_cancelled() -> None:
     backend = RecordingBackend()
     started = asyncio.Event()

@@ -70,8 +70,11 @@ class TaskManager:
         timeout: Default seconds per attempt; ``None`` means no default timeout.
         retry_delay: Default base backoff in seconds.
         max_retries: Default retries, and the most a task may ask for.
-        default_queue: Queue of tasks registered with ``queue=""``.
-        queue_weights: Share of starts per queue (weighted round robin); missing queues weigh 1.
+        default_queue: Queue of tasks registered with ``queue=""``. Not given: ``"default"``, or with a durable
+            backend the default queue the backend was built with (``memory://?default_queue=jobs``, say).
+        queue_weights: Share of starts per queue (weighted round robin); missing queues weigh 1. Not given:
+            none, or with a durable backend the weights the backend was built with. A value given here
+            overrides the backend's own at start.
         stop_timeout: Seconds a stop waits for cancelled attempts, threads and hooks before it gives up on
             them (they are reported in the log and in ``metrics().abandoned``).
         durable_backend: A :class:`~worker_core.durable.types.DurableBackend`, or a URL resolved through
@@ -116,7 +119,7 @@ class TaskManager:
         retry_delay: float | timedelta = 1.0,
         max_retries: int = 3,
         *,
-        default_queue: str = "default",
+        default_queue: str | None = None,
         queue_weights: Mapping[str, int] | None = None,
         stop_timeout: float | timedelta = DEFAULT_STOP_TIMEOUT,
         durable_backend: DurableBackend | str | None = None,
@@ -167,7 +170,7 @@ class TaskManager:
         self._engine = Engine(options, durable, resolve_tz(cron_tz), schedule_clock)
         self._lifecycle = Lifecycle(self._engine, options.stop_timeout_s)
         self._local = LocalTasks(self._engine.bus, self.cancel_task, self._lifecycle.bind)
-        self._durable = DurableAccess(durable, self._engine.registrar, options.default_queue)
+        self._durable = DurableAccess(durable, self._engine.registrar, self._engine.default_queue)
 
     @classmethod
     def with_defaults(cls) -> Self:

@@ -19,6 +19,7 @@ from .errors import ConfigurationError, InvalidTaskError
 __all__ = (
     "DEFAULT_MAX_TASKS",
     "DEFAULT_MAX_WORKERS",
+    "DEFAULT_QUEUE",
     "DEFAULT_STOP_TIMEOUT",
     "ManagerOptions",
     "config_int",
@@ -34,6 +35,8 @@ __all__ = (
 DEFAULT_MAX_WORKERS = 10
 #: Tasks waiting to start (queued and delayed) before ``register_task`` raises ``QueueFullError``.
 DEFAULT_MAX_TASKS = 100_000
+#: The queue of tasks registered with ``queue=""`` when neither the manager nor its durable backend names one.
+DEFAULT_QUEUE = "default"
 #: Seconds a stop waits for cancelled attempts, threads and hooks before it gives up on them.
 DEFAULT_STOP_TIMEOUT = 5.0
 
@@ -126,6 +129,9 @@ class ManagerOptions:
     queue_weights: Mapping[str, int]
     stop_timeout_s: float
     plain_runner: str = "thread"  # "thread" or "process": where plain (non-async) task functions run
+    # Whether default_queue / queue_weights were given (else a durable backend's own settings apply).
+    default_queue_given: bool = False
+    queue_weights_given: bool = False
     process_pool_size: int = 1  # pool processes when plain_runner is "process"
 
     @classmethod
@@ -164,6 +170,9 @@ class ManagerOptions:
         stop_timeout_s = config_seconds(stop_timeout, "stop_timeout", allow_zero=True)
         if stop_timeout_s is None:
             raise ConfigurationError("stop_timeout must be >= 0")
+        default_queue_given = default_queue is not None
+        if default_queue is None:
+            default_queue = DEFAULT_QUEUE
         if not isinstance(default_queue, str) or not default_queue.strip():
             raise ConfigurationError("default_queue must be a non-empty str")
         weights: dict[str, int] = {}
@@ -193,4 +202,6 @@ class ManagerOptions:
             stop_timeout_s=stop_timeout_s,
             plain_runner=str(plain_runner),
             process_pool_size=pool_size,
+            default_queue_given=default_queue_given,
+            queue_weights_given=queue_weights is not None,
         )

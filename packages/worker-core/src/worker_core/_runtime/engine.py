@@ -112,7 +112,7 @@ class Engine:
         )
         self.durable: DurableRuntime | None = None
         self.schedules = ScheduleRunner(
-            SchedulePort(self.intake, self.registrar, options.default_queue),
+            SchedulePort(self.intake, self.registrar, self.default_queue),
             tz=schedule_tz,
             clock=schedule_clock,
             backend=None if durable is None else durable.backend,
@@ -136,6 +136,11 @@ class Engine:
         )
 
     # ------------------------------------------------------------------------------------------ intake
+
+    def default_queue(self) -> str:
+        """The queue of tasks registered with ``queue=""``: with a durable backend, its default unless given here."""
+        durable = self.durable_config
+        return self.options.default_queue if durable is None else durable.queues(self.options)[0]
 
     def _became_ready(self) -> None:
         pool = self.pool
@@ -279,8 +284,11 @@ class Engine:
         self.scheduler.start(loop)
         config = self.durable_config
         if backend is not None and config is not None:
-            if isinstance(backend, QueueConfigurableBackend):
-                backend.configure_queues(options.default_queue, dict(options.queue_weights))
+            default_queue, weights = config.queues(options)
+            if isinstance(backend, QueueConfigurableBackend) and (
+                options.default_queue_given or options.queue_weights_given
+            ):  # otherwise the backend keeps the settings it was built with
+                backend.configure_queues(default_queue, weights)
             if isinstance(backend, OutcomeConfigurableBackend):
                 backend.configure_outcomes(config.options.result_ttl_s)
             sink = DurableSink(
@@ -293,7 +301,7 @@ class Engine:
                 options,
                 self.attempts,
             )
-            durable = self.durable = DurableRuntime(sink, backend, config, default_queue=options.default_queue)
+            durable = self.durable = DurableRuntime(sink, backend, config, default_queue=default_queue)
             self.outcomes.durable = durable.policy.settle  # type: ignore[assignment]
             if config.consumes():  # a producer with declarations only leases nothing
                 _warn_without_renewal(config, options)

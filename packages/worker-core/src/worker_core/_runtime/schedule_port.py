@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, final
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ class SchedulePort:
 
     __slots__ = ("_default_queue", "_intake", "_registrar")
 
-    def __init__(self, intake: Intake, registrar: DurableRegistrar | None, default_queue: str) -> None:
+    def __init__(self, intake: Intake, registrar: DurableRegistrar | None, default_queue: Callable[[], str]) -> None:
         self._intake = intake
         self._registrar = registrar
         self._default_queue = default_queue
@@ -47,4 +48,4 @@ class SchedulePort:
         return await self._registrar.register(task)
 
     def default_queue(self) -> str:
-        return self._default_queue
+        return self._default_queue()

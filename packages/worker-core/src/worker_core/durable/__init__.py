@@ -34,6 +34,7 @@ from .types import FailureReason as FailureReason
 from .types import IdempotencyKeyBackend as IdempotencyKeyBackend
 from .types import NodeRegistryBackend as NodeRegistryBackend
 from .types import QueueConfigurableBackend as QueueConfigurableBackend
+from .types import QueueSettingsBackend as QueueSettingsBackend
 from .types import ReleasableBackend as ReleasableBackend
 from .types import WakeableBackend as WakeableBackend
 from .types import dead_ttl_from_text as dead_ttl_from_text
@@ -59,6 +60,7 @@ __all__ = (
     "PayloadSpec",
     "ProtobufCodec",
     "QueueConfigurableBackend",
+    "QueueSettingsBackend",
     "ReleasableBackend",
     "SpecFactory",
     "TypedDurableRegistry",

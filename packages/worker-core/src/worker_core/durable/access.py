@@ -10,7 +10,7 @@ only the manager's own tasks).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,9 @@ class DurableAccess:
 
     __slots__ = ("_config", "_default_queue", "_registrar")
 
-    def __init__(self, config: DurableConfig | None, registrar: DurableRegistrar | None, default_queue: str) -> None:
+    def __init__(
+        self, config: DurableConfig | None, registrar: DurableRegistrar | None, default_queue: Callable[[], str]
+    ) -> None:
         self._config = config
         self._registrar = registrar
         self._default_queue = default_queue
@@ -111,7 +113,7 @@ class DurableAccess:
     async def recent(self, queue: str, limit: int) -> list[TaskOutcome]:
         """``recent_outcomes`` of ``queue`` (``""``: the default queue), newest first."""
         store = self.require_store()
-        return list(await store.recent_outcomes(queue or self._default_queue, limit))
+        return list(await store.recent_outcomes(queue or self._default_queue(), limit))
 
     def handle(self, task_id: uuid.UUID, task: Task[Any] | None, local: LocalTasks) -> TaskHandle[Any]:
         """The handle on ``task_id``: ``task`` is the manager's own task with this id, if it holds one.

@@ -9,19 +9,20 @@ between leasing a task and running it (that delay would count against the lease)
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, final
 
 from worker_core.errors import ConfigurationError, PayloadError
-from worker_core.options import config_seconds, is_plain_int, to_seconds
+from worker_core.options import DEFAULT_QUEUE, config_seconds, is_plain_int, to_seconds
 
 from .codecs import DurableCodec, default_codec_for, resolve_codec
 from .declare import declared_types
 from .outcomes import RESULT_BYTES
-from .types import DurableBackend
+from .types import DurableBackend, QueueSettingsBackend
 
 if TYPE_CHECKING:
+    from worker_core.options import ManagerOptions
     from worker_core.plugins import Plugins
 
 __all__ = ("RENEWAL_FRACTION", "DurableConfig", "DurableOptions")
@@ -122,7 +123,7 @@ def handler_spec(handlers: Any, name: str) -> Any:
 class DurableConfig:
     """The backend, handler specs and codecs of one manager's durable options."""
 
-    __slots__ = ("_backend", "_codecs", "_owned", "_plugins", "options")
+    __slots__ = ("_backend", "_codecs", "_owned", "_plugins", "_queues", "options")
 
     def __init__(self, options: DurableOptions, plugins: Callable[[], Plugins]) -> None:
         self.options = options
@@ -130,6 +131,26 @@ class DurableConfig:
         self._backend: DurableBackend | None = None
         self._owned = False  # built here from a URL: closed at stop
         self._codecs: dict[str, DurableCodec] = {}
+        self._queues: tuple[str, dict[str, int]] | None = None  # queues() of the current backend
+
+    def queues(self, manager: ManagerOptions) -> tuple[str, dict[str, int]]:
+        """The default queue and queue weights of durable tasks.
+
+        The manager's where it was given them, else the backend's own (a :class:`QueueSettingsBackend`), else
+        ``"default"`` and no weights.
+        """
+        queues = self._queues
+        if queues is None:
+            own_default: str = DEFAULT_QUEUE
+            own_weights: Mapping[str, int] = {}
+            backend = self.backend()
+            if isinstance(backend, QueueSettingsBackend):
+                own_default, own_weights = backend.queue_settings()
+            queues = self._queues = (
+                manager.default_queue if manager.default_queue_given else own_default,
+                dict(manager.queue_weights if manager.queue_weights_given else own_weights),
+            )
+        return queues
 
     def backend(self) -> DurableBackend:
         """The backend object (a URL is resolved through the backend plugins on first use).
@@ -170,6 +191,7 @@ class DurableConfig:
         if backend is None or not self._owned:
             return
         self._backend = None  # closed: a later start builds a fresh one
+        self._queues = None
         aclose = getattr(backend, "aclose", None)
         if aclose is None or not callable(aclose):
             return

@@ -124,7 +124,7 @@ class DurableRegistrar:
             id=task.id or uuid.uuid4(),
             message=message,
             payload=payload,
-            queue=task.queue.strip() or self._options.default_queue,
+            queue=task.queue.strip() or self._config.queues(self._options)[0],
             weight=task.weight if task.weight > 0 else 1,
             retries=max_retries if task.retries is None else task.retries,
             retry_delay=retry_delay if retry_delay is not None else self._options.retry_delay_s,

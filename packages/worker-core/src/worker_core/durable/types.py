@@ -33,6 +33,7 @@ __all__ = (
     "IdempotencyKeyBackend",
     "NodeRegistryBackend",
     "QueueConfigurableBackend",
+    "QueueSettingsBackend",
     "ReleasableBackend",
     "WakeableBackend",
     "dead_ttl_from_text",
@@ -266,6 +267,19 @@ class QueueConfigurableBackend(Protocol):
 
     def configure_queues(self, default_queue: str, weights: Mapping[str, int]) -> None:
         """Use ``default_queue`` for tasks without a queue and ``weights`` to share dequeues among queues."""
+        ...
+
+
+@runtime_checkable
+class QueueSettingsBackend(Protocol):
+    """Optional: the default queue and queue weights the backend was built with (its URL or constructor).
+
+    A manager given no ``default_queue`` / ``queue_weights`` of its own uses these, so settings made on the
+    backend (``memory://?default_queue=jobs&weights=jobs:3``, say) are not overridden by the manager's defaults.
+    """
+
+    def queue_settings(self) -> tuple[str, Mapping[str, int]]:
+        """``(default_queue, weights)`` as configured now."""
         ...
 
 

@@ -14,6 +14,7 @@ from worker_core.durable.types import (
     DurableTask,
     DurableTaskLease,
     QueueConfigurableBackend,
+    QueueSettingsBackend,
 )
 from worker_core.errors import DurableTaskExistsError, InvalidTaskError, LeaseLostError
 
@@ -251,6 +252,14 @@ class QueueConformance(ConformanceBase):
         default = [task for task in seen if task.handler == "d"]
         assert len(default) == 1
         assert default[0].queue == "main"  # an empty queue means the configured default queue
+
+    async def test_queue_settings_report_what_was_configured(self, backend: DurableBackend) -> None:
+        """``queue_settings()`` answers what ``configure_queues`` set (the manager reads it when given none)."""
+        if not isinstance(backend, QueueSettingsBackend) or not isinstance(backend, QueueConfigurableBackend):
+            pytest.skip("backend does not implement QueueSettingsBackend")
+        backend.configure_queues("main", {"heavy": 3, "light": 1})
+        default_queue, weights = backend.queue_settings()
+        assert (default_queue, dict(weights)) == ("main", {"heavy": 3, "light": 1})
 
     # -- concurrency ---------------------------------------------------------------------------------
 

@@ -113,6 +113,10 @@ class InMemoryDurableBackend:
         self._default_queue = name
         self._weights = {queue.strip(): weight for queue, weight in weights.items()}
 
+    def queue_settings(self) -> tuple[str, Mapping[str, int]]:
+        """The default queue and weights now in use (``QueueSettingsBackend``)."""
+        return self._default_queue, dict(self._weights)
+
     def pause(self, queue: str | None = None) -> None:
         """Stop handing out tasks (of one queue, or of all when ``queue`` is ``None``)."""
         if queue is None:
