@@ -76,6 +76,10 @@ def make_handlers(gate: Gate) -> HandlerRegistry:
     async def big(ctx: TaskContext, payload: StringValue | None) -> str:
         return "x" * 200_000  # a few of these fill a client's HTTP/2 flow-control window
 
+    @registry.handler("huge")
+    async def huge(ctx: TaskContext, payload: StringValue | None) -> str:
+        return "y" * 5_000_000  # over gRPC's 4 MiB message limit, whole
+
     @registry.handler("fail")
     async def fail(ctx: TaskContext, payload: StringValue | None) -> None:
         if payload is not None and payload.value == "unprintable":

@@ -176,12 +176,12 @@ async def test_a_durable_task_belongs_to_its_principal_on_the_node_that_runs_it(
     assert (await alice.get_task(task_id)).status == "Completed"
 
 
-async def test_stream_results_of_a_task_replayed_after_it_failed_here_waits_for_the_new_run(
+async def test_stream_results_and_get_task_of_a_task_replayed_after_it_failed_here_follow_the_new_run(
     serve: ServeFactory, redis_srv: RedisServer
 ) -> None:
     """The node that ran a durable task and saw it fail keeps its FAILED record: after a DLQ replay, a
     StreamResults for it waits for the new run (the result store says how it ended) instead of replaying the
-    old failure."""
+    old failure, and GetTask answers Queued, then the new outcome."""
     fixed = False
     registry = TypedDurableRegistry()
 
@@ -211,7 +211,10 @@ async def test_stream_results_of_a_task_replayed_after_it_failed_here_waits_for_
         waiting = asyncio.create_task(first_result())
         done, _ = await asyncio.wait([waiting], timeout=0.3)
         assert not done  # not the old failure: the task is queued again
+        assert (await client.get_task(task_id)).status == "Queued"  # was the stale local "Failed"
         await admin.resume()
         result = await asyncio.wait_for(waiting, 20)
         assert (result.id, result.error) == (task_id, "")
+        reply = await client.get_task(task_id)
+        assert (reply.status, reply.output) == ("Completed", 'message_id: "msg-ada@example.com"')
     await backend.aclose()

@@ -12,6 +12,7 @@ from worker_core import TaskManager, TaskStatus
 from worker_core.errors import ERROR_TEXT_CHARS
 from worker_grpc import TaskRequest, TaskResult, WorkerClient
 from worker_grpc import messages as pb
+from worker_grpc._convert import OUTPUT_TEXT_CHARS
 from worker_grpc.payloads import CreateUserPayload
 
 
@@ -148,3 +149,14 @@ async def test_an_unprintable_or_huge_error_is_sent_as_bounded_text(client: Work
     assert by_id[ids[0]] == "<unprintable Unprintable: str() raised RuntimeError>"
     assert by_id[ids[1]].startswith("x" * ERROR_TEXT_CHARS + "... [")
     assert (await client.get_task(ids[0])).error == by_id[ids[0]]
+
+
+async def test_a_huge_result_is_sent_as_bounded_text(client: WorkerClient) -> None:
+    """A 5 MB result made GetTask and StreamResults fail: the whole text was over gRPC's 4 MiB message limit."""
+    [task_id] = await client.register_tasks([TaskRequest("huge")])
+    results: list[TaskResult] = []
+    await asyncio.wait_for(collect(client, [task_id], results), 10)
+    [result] = results
+    assert result.output.startswith("y" * OUTPUT_TEXT_CHARS + "... [")
+    assert result.output.endswith(f"[{5_000_000 - OUTPUT_TEXT_CHARS} more characters]")
+    assert (await client.get_task(task_id)).output == result.output

@@ -28,6 +28,9 @@ QUEUE_KEY = "queue"
 WEIGHT_KEY = "weight"
 CORRELATION_KEY = "correlation_id"
 _WEIGHT = re.compile(r"\+?[0-9]{1,10}")
+#: Characters of a result's text a reply carries (at most 2 MiB as UTF-8: gRPC refuses messages over 4 MiB by
+#: default, and one reply carrying the whole of a large result would fail instead of answering).
+OUTPUT_TEXT_CHARS = 512 * 1024
 _MAX_INT32 = 2**31 - 1
 
 
@@ -173,16 +176,21 @@ def build_durable_task(handler: _Resolved, message: pb.DurableTask, task_id: uui
 
 
 def output_text(value: object) -> str:
-    """The text form of a task's result: ``""`` for ``None``, one-line text format for a message."""
+    """The text form of a task's result: ``""`` for ``None``, one-line text format for a message.
+
+    Bounded by :data:`OUTPUT_TEXT_CHARS`: a longer text ends in ``"... [N more characters]"``.
+    """
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
-    if isinstance(value, Message):
-        return text_format.MessageToString(value, as_one_line=True)
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", "backslashreplace")
-    return safe_str(value)
+        text = value
+    elif isinstance(value, Message):
+        text = text_format.MessageToString(value, as_one_line=True)
+    elif isinstance(value, bytes | bytearray):
+        text = bytes(value).decode("utf-8", "backslashreplace")
+    else:
+        return safe_str(value, OUTPUT_TEXT_CHARS)
+    return text if len(text) <= OUTPUT_TEXT_CHARS else safe_str(text, OUTPUT_TEXT_CHARS)
 
 
 def error_text(error: BaseException | None) -> str:

@@ -366,6 +366,14 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
                 if stored is None:
                     raise
                 return stored
+            status = task.status
+            if task.durable and status is not None and status.is_terminal:
+                # How it ended here may be stale: the task may have been replayed (and run again elsewhere) since.
+                stored = await self._stored(task_id, principal)
+                if stored is not None:
+                    return stored
+                if not self._manager.handle(task_id).done():  # replayed, not settled again yet
+                    return pb.GetTaskResponse(id=str(task_id), name=task.name, status=TaskStatus.QUEUED.go_name)
         except Exception as exc:
             await _abort(context, exc, "get task")
         return pb.GetTaskResponse(
@@ -452,5 +460,5 @@ def _with_trace(metadata: dict[str, str] | None, trace: dict[str, str]) -> dict[
 def _stored_text(outcome: TaskOutcome) -> tuple[str, str]:
     """``(output, error)`` of a stored outcome, as go-worker's GetTask and StreamResults carry them."""
     if outcome.status is TaskStatus.COMPLETED and not outcome.error_type:
-        return outcome.result_text, ""
+        return _convert.output_text(outcome.result_text), ""
     return "", outcome.error_message or outcome.error_type or outcome.status.value
