@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -8,6 +9,7 @@ import pytest
 from core_helpers import manager
 from worker_core import (
     ConfigurationError,
+    HandlerRegistrationError,
     InvalidTaskError,
     ManagerStoppedError,
     Task,
@@ -16,7 +18,9 @@ from worker_core import (
     TaskManager,
     TaskNotFoundError,
     TaskStatus,
+    define_task,
 )
+from worker_core.durable import DurableHandlerSpec
 
 
 async def noop(ctx: TaskContext) -> None:
@@ -124,3 +128,39 @@ async def test_registering_after_stop_raises_manager_stopped() -> None:
     with pytest.raises(ManagerStoppedError):
         await tm.register_task(Task(noop))
     assert tm.get_tasks() == []
+
+
+def _sync_generator(ctx: TaskContext) -> Any:
+    yield 1
+
+
+async def _async_generator(ctx: TaskContext) -> Any:
+    yield 1
+
+
+class _AsyncGeneratorCall:
+    async def __call__(self, ctx: TaskContext) -> Any:
+        yield 1
+
+
+_GENERATORS = [
+    _sync_generator,
+    _async_generator,
+    _AsyncGeneratorCall(),
+    functools.partial(_async_generator),
+]
+
+
+@pytest.mark.parametrize("fn", _GENERATORS, ids=["generator", "async generator", "callable object", "partial"])
+async def test_a_generator_function_is_refused_as_a_task_everywhere(fn: Any) -> None:
+    """An async generator function 'completed' with the generator object, its body never run."""
+    with pytest.raises(InvalidTaskError, match=r"generator function .* its body would never run"):
+        Task(fn)
+    async with manager() as tm:
+        with pytest.raises(InvalidTaskError, match="generator function"):
+            await tm.submit(fn, None)
+        assert tm.get_tasks() == []  # nothing was registered
+    with pytest.raises(InvalidTaskError, match="generator function"):
+        define_task(fn)
+    with pytest.raises(HandlerRegistrationError, match="generator function"):
+        DurableHandlerSpec(None, fn)

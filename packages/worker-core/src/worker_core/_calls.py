@@ -11,9 +11,11 @@ from collections.abc import Awaitable, Callable
 from types import FunctionType
 from typing import Any, Final, final
 
-__all__ = ("AsyncCall", "Call", "is_coroutine_callable")
+__all__ = ("GENERATOR_FLAGS", "AsyncCall", "Call", "generator_refusal", "is_coroutine_callable")
 
 _CO_COROUTINE: Final = inspect.CO_COROUTINE
+#: Code flags of a function whose call only makes a generator (its body runs when someone iterates it).
+GENERATOR_FLAGS: Final = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 
 
 @final
@@ -67,3 +69,28 @@ def is_coroutine_callable(fn: object) -> bool:
     if kind is Call:
         return False
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+
+
+def generator_refusal(fn: object, what: str) -> str | None:
+    """Why ``fn`` cannot run as a task, when calling it only makes a generator (sync or async); else ``None``.
+
+    The task would "complete" with the generator object and its body would never run. Callers raise the message
+    as their own error (``InvalidTaskError``, ``HandlerRegistrationError``); ``what`` names ``fn`` in it.
+    """
+    kind = _generator_kind(fn)
+    if kind is None:
+        return None
+    name = getattr(fn, "__qualname__", type(fn).__name__)
+    return (
+        f"{what} is {kind} function ({name}): calling it only makes {kind}, so its body would never run;"
+        " make it an async def (or a plain def) that returns what the task produces"
+    )
+
+
+def _generator_kind(fn: object) -> str | None:
+    call = getattr(fn, "__call__", None)  # noqa: B004 - a callable object's own __call__
+    if inspect.isasyncgenfunction(fn) or (type(fn) is not FunctionType and inspect.isasyncgenfunction(call)):
+        return "an async generator"
+    if inspect.isgeneratorfunction(fn) or (type(fn) is not FunctionType and inspect.isgeneratorfunction(call)):
+        return "a generator"
+    return None

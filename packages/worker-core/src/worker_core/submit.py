@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, TypeVar, Unpack, final, overload
 
-from ._calls import AsyncCall, Call, is_coroutine_callable
+from ._calls import AsyncCall, Call, generator_refusal, is_coroutine_callable
 from .errors import InvalidTaskError
 from .options import start_at
 from .task import Task, TaskFields
@@ -103,6 +103,9 @@ class Recipe:
         """
         if not callable(fn):
             raise InvalidTaskError(f"submit needs a callable, got {type(fn).__name__}")
+        refusal = generator_refusal(fn, "the submitted function")
+        if refusal is not None:
+            raise InvalidTaskError(refusal)
         execute = AsyncCall(fn, args, kwargs) if is_coroutine_callable(fn) else Call(fn, args, kwargs)
         name = self.name or _name_of(fn)
         fields = self.fields
@@ -147,6 +150,9 @@ class TaskDefinition(Generic[P, R]):
     def __init__(self, fn: Callable[P, R], recipe: Recipe) -> None:
         if not callable(fn):
             raise InvalidTaskError(f"a task definition needs a callable, got {type(fn).__name__}")
+        refusal = generator_refusal(fn, "the task function")
+        if refusal is not None:
+            raise InvalidTaskError(refusal)
         self.fn = fn
         self.recipe = recipe
         # What functools.update_wrapper would copy, for introspection and logs.

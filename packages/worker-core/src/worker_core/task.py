@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, TypeVar, Unpack, overload
 
-from ._calls import is_coroutine_callable
+from ._calls import GENERATOR_FLAGS, generator_refusal, is_coroutine_callable
 from .errors import InvalidTaskError
 from .options import is_plain_int, to_seconds
 from .status import TaskStatus
@@ -232,9 +232,16 @@ class Task(Generic[T]):
         self.retries = retries
         self.metadata = metadata
         fn: object = execute
-        self._is_async = (
-            bool(fn.__code__.co_flags & _CO_COROUTINE) if type(fn) is FunctionType else is_coroutine_callable(fn)
-        )
+        if type(fn) is FunctionType:
+            flags = fn.__code__.co_flags
+            if flags & GENERATOR_FLAGS:
+                raise InvalidTaskError(generator_refusal(fn, "execute"))
+            self._is_async = bool(flags & _CO_COROUTINE)
+        else:
+            refusal = generator_refusal(fn, "execute")
+            if refusal is not None:
+                raise InvalidTaskError(refusal)
+            self._is_async = is_coroutine_callable(fn)
         self._status: TaskStatus | None = None
         self._result: Any = None
         self._error: BaseException | None = None

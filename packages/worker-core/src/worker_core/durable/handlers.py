@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, final, overload
 
+from worker_core._calls import generator_refusal
 from worker_core.errors import HandlerNotFoundError, HandlerPayloadTypeError, HandlerRegistrationError
 
 from .declare import DurableTaskType
@@ -66,6 +67,9 @@ class DurableHandlerSpec(Generic[PayloadT]):
     def __post_init__(self) -> None:
         if not callable(self.fn):
             raise HandlerRegistrationError("durable handler spec: fn must be callable")
+        refusal = generator_refusal(self.fn, "durable handler spec: fn")
+        if refusal is not None:
+            raise HandlerRegistrationError(refusal)
         if self.make is not None and not callable(self.make):
             raise HandlerRegistrationError("durable handler spec: make must be callable or None")
         if self.payload_type is None and self.make is not None:
