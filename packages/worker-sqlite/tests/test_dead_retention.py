@@ -84,8 +84,8 @@ async def test_dead_ttl_none_or_zero_keeps_every_dead_task(make: Make, dead_ttl:
 def test_the_url_sets_dead_ttl(tmp_path: Path) -> None:
     assert parse_url("sqlite:///x.db?dead_ttl=3600").options == {"dead_ttl": 3600.0}
     assert parse_url("sqlite:///x.db?dead_ttl=0").options == {"dead_ttl": None}
-    assert SqliteDurableBackend.from_url(f"sqlite:///{tmp_path}/a.db?dead_ttl=0")._dead_ttl is None
-    assert SqliteDurableBackend(tmp_path / "b.db")._dead_ttl == DEFAULT_DEAD_TTL
+    assert SqliteDurableBackend.from_url(f"sqlite:///{tmp_path}/a.db?dead_ttl=0")._leases._dead_ttl is None
+    assert SqliteDurableBackend(tmp_path / "b.db")._leases._dead_ttl == DEFAULT_DEAD_TTL
 
 
 @pytest.mark.parametrize("bad", ["", "abc", "-1", "inf", "nan"])

@@ -144,12 +144,12 @@ async def test_a_full_disk_is_backend_unavailable_and_loses_nothing(make_backend
     backend = await make_backend()
     kept = [task(payload=b"k%d" % i) for i in range(5)]
     await backend.enqueue_many(kept)
-    assert backend._writer is not None
-    pages = await backend._writer.call(lambda db: db.execute("PRAGMA page_count").fetchone()[0])
-    await backend._writer.call(lambda db: db.execute(f"PRAGMA max_page_count = {pages}"))  # the disk is full
+    assert backend._store.writer is not None
+    pages = await backend._store.writer.call(lambda db: db.execute("PRAGMA page_count").fetchone()[0])
+    await backend._store.writer.call(lambda db: db.execute(f"PRAGMA max_page_count = {pages}"))  # the disk is full
     with pytest.raises(BackendUnavailableError, match="full"):
         await backend.enqueue_many([task(payload=b"x" * 20_000) for _ in range(20)])
-    await backend._writer.call(lambda db: db.execute("PRAGMA max_page_count = 1073741823"))
+    await backend._store.writer.call(lambda db: db.execute("PRAGMA max_page_count = 1073741823"))
     leases = await backend.dequeue(50, 30.0)
     assert sorted(lease.lease_id for lease in leases) == sorted(str(t.id) for t in kept)
 
@@ -157,11 +157,11 @@ async def test_a_full_disk_is_backend_unavailable_and_loses_nothing(make_backend
 async def test_a_read_only_database_is_backend_unavailable(make_backend: MakeBackend) -> None:
     backend = await make_backend()
     await backend.enqueue(kept := task())
-    assert backend._writer is not None
-    await backend._writer.call(lambda db: db.execute("PRAGMA query_only = ON"))
+    assert backend._store.writer is not None
+    await backend._store.writer.call(lambda db: db.execute("PRAGMA query_only = ON"))
     with pytest.raises(BackendUnavailableError, match="read-only"):
         await backend.enqueue(task())
-    await backend._writer.call(lambda db: db.execute("PRAGMA query_only = OFF"))
+    await backend._store.writer.call(lambda db: db.execute("PRAGMA query_only = OFF"))
     assert [lease.lease_id for lease in await backend.dequeue(5, 30.0)] == [str(kept.id)]
 
 
@@ -266,8 +266,8 @@ async def test_cancelled_calls_leave_the_backend_usable_and_consistent(
     remaining = await backend.dequeue(1000, 30.0)
     assert str(probe.id) in {lease.lease_id for lease in remaining}
     assert not ({lease.lease_id for lease in remaining} & leased)  # never handed out twice
-    assert backend._writer is not None
-    assert await backend._writer.call(lambda db: db.in_transaction) is False
+    assert backend._store.writer is not None
+    assert await backend._store.writer.call(lambda db: db.in_transaction) is False
 
 
 async def test_wait_for_work_wakes_on_an_enqueue_by_another_backend_object(make_backend: MakeBackend) -> None:
@@ -357,10 +357,10 @@ async def test_a_dequeue_does_not_visit_every_queue_name_ever_used(make_backend:
         drained += len(leases)
     await backend.enqueue(task(queue="zz"))
     statements: list[str] = []
-    assert backend._writer is not None
-    await backend._writer.call(lambda db: db.set_trace_callback(statements.append))
+    assert backend._store.writer is not None
+    await backend._store.writer.call(lambda db: db.set_trace_callback(statements.append))
     (lease,) = await backend.dequeue(10, 30.0)
-    await backend._writer.call(lambda db: db.set_trace_callback(None))
+    await backend._store.writer.call(lambda db: db.set_trace_callback(None))
     assert lease.task.queue == "zz"
     per_queue = [s for s in statements if "FROM tasks WHERE state = 'ready' AND queue = '" in s]  # params expanded
     assert len(per_queue) <= 2, len(per_queue)  # only the queue with work is asked (500 before)

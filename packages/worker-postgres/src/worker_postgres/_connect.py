@@ -11,7 +11,8 @@ argument goes to libpq (``sslmode``, ``application_name``, ...). Nothing here do
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -22,7 +23,18 @@ from psycopg_pool import PoolTimeout
 from worker_core.durable.types import dead_ttl_from_text
 from worker_core.errors import BackendError, BackendUnavailableError, ConfigurationError
 
-__all__ = ("UrlOptions", "parse_url", "pg_errors", "translate")
+from ._rows import normalize_queue
+
+__all__ = (
+    "UrlOptions",
+    "check_options",
+    "parse_url",
+    "pg_errors",
+    "positive_int",
+    "positive_seconds",
+    "queue_settings",
+    "translate",
+)
 
 _INTS = frozenset({"pool_min", "pool_max", "extra_deliveries", "recent_outcomes"})
 _FLOATS = frozenset({"poll_interval"})
@@ -39,6 +51,59 @@ class UrlOptions:
     conninfo: str
     where: str
     backend: dict[str, Any]
+
+
+def positive_int(value: object) -> bool:
+    """Whether ``value`` is an int (not a bool) above 0."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def positive_seconds(value: object, what: str) -> float:
+    """``value`` as a positive, finite number of seconds.
+
+    Raises:
+        ConfigurationError: anything else (a bool, 0, a negative number, NaN, infinity, text).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
+        raise ConfigurationError(f"{what} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+def check_options(
+    extra_deliveries: int, pool_min: int, pool_max: int, recent_outcomes: int, queues: Sequence[str] | None
+) -> None:
+    """Check the backend's integer and queue-list options.
+
+    Raises:
+        ConfigurationError: ``extra_deliveries`` below 0, pool sizes not ``1 <= pool_min <= pool_max``,
+            ``recent_outcomes`` below 1, or ``queues`` not a sequence of names (a string is not).
+    """
+    extra: object = extra_deliveries
+    if isinstance(extra, bool) or not (positive_int(extra) or extra == 0):
+        raise ConfigurationError(f"extra_deliveries must be an int >= 0, not {extra_deliveries!r}")
+    if not positive_int(pool_min) or not positive_int(pool_max) or pool_min > pool_max:
+        raise ConfigurationError(f"need 1 <= pool_min <= pool_max, not {pool_min!r}, {pool_max!r}")
+    if not positive_int(recent_outcomes):
+        raise ConfigurationError(f"recent_outcomes must be a positive int, not {recent_outcomes!r}")
+    if queues is not None and (isinstance(queues, str) or not all(isinstance(q, str) for q in queues)):
+        raise ConfigurationError(f"queues must be a sequence of queue names, not {queues!r}")
+
+
+def queue_settings(default_queue: str, weights: Mapping[str, int]) -> tuple[str, dict[str, int]]:
+    """The default queue and the queue weights by normalised name, checked.
+
+    Raises:
+        ConfigurationError: a weight that is not a positive int, or an empty default queue.
+    """
+    clean: dict[str, int] = {}
+    for name, weight in weights.items():
+        if not positive_int(weight):
+            raise ConfigurationError(f"queue weight of {name!r} must be a positive int, not {weight!r}")
+        clean[normalize_queue(name, default_queue)] = weight
+    queue = normalize_queue(default_queue, "")
+    if not queue:
+        raise ConfigurationError("default queue must not be empty")
+    return queue, clean
 
 
 def parse_url(url: str) -> UrlOptions:

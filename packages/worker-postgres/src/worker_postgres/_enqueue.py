@@ -16,14 +16,12 @@ from worker_core.errors import ConfigurationError, DurableTaskExistsError, Inval
 
 from ._connect import pg_errors
 from ._pool import Pool
-from ._rows import enqueue_params
+from ._rows import enqueue_params, enqueue_row
 from ._sql import Statements
 
 __all__ = ("Enqueuer",)
 
 _KNOWN_QUEUES = 1000  # queue names an enqueuer remembers as registered
-_SINGULAR = {"ids": "id", "delays": "delay", "keys": "key", "queues": "queue", "handlers": "handler"}
-_SINGULAR |= {"payloads": "payload", "priorities": "priority", "weights": "weight"}
 
 
 class Enqueuer:
@@ -36,13 +34,13 @@ class Enqueuer:
 
     async def one(self, task: DurableTask, default_queue: str, connection: psycopg.AsyncConnection[Any] | None) -> None:
         """Store ``task`` (see :meth:`PostgresDurableBackend.enqueue`)."""
-        params, ids = enqueue_params([task], default_queue)
-        row = {_SINGULAR.get(name, name): values[0] for name, values in params.items()}
+        row, task_id = enqueue_row(task, default_queue)
         known = connection is None and row["queue"] in self._known
         statement = self._sql.enqueue_one if known else self._sql.enqueue_one_new_queue
         if not await self._insert(statement, row, connection):
             raise DurableTaskExistsError(
-                f"durable task {ids[0]} already exists (same id, or a live task with its idempotency key)", ids=ids
+                f"durable task {task_id} already exists (same id, or a live task with its idempotency key)",
+                ids=[task_id],
             )
         if connection is None:
             if len(self._known) >= _KNOWN_QUEUES:

@@ -42,19 +42,24 @@ class Results:
 
     async def get(self, task_id: uuid.UUID) -> TaskOutcome | None:
         """The unexpired outcome of ``task_id``, or ``None``; PayloadError when it does not decode."""
+        await self._pool.check()
+        return await self._get(task_id)
+
+    async def _get(self, task_id: uuid.UUID) -> TaskOutcome | None:
         async with self._pool.connection() as conn:
             row = await (await conn.execute(self._sql.get_outcome, {"id": task_id})).fetchone()
         return None if row is None else TaskOutcome.decode(bytes(row[0]))
 
     async def wait(self, task_id: uuid.UUID, max_wait: float | None) -> TaskOutcome | None:
         """The outcome once stored (at once if it is); ``None`` after ``max_wait`` seconds (``None``: no limit)."""
+        await self._pool.check()
         deadline = None if max_wait is None else time.monotonic() + max(0.0, max_wait)
         key = str(task_id)
         listening = self._listen and await self._listener.ready(min(self._poll * 10, 5.0))
         while True:
             event = self._listener.outcome_event(key) if listening else None
             try:
-                outcome = await self.get(task_id)
+                outcome = await self._get(task_id)
                 if outcome is not None:
                     return outcome
                 left = None if deadline is None else deadline - time.monotonic()
@@ -75,6 +80,9 @@ class Results:
 
     async def recent(self, queue: str, limit: int) -> list[TaskOutcome]:
         """Up to ``limit`` (at most the backend's bound) unexpired outcomes of ``queue``, newest first."""
+        if limit <= 0:
+            return []
+        await self._pool.check()
         params = {"queue": queue, "limit": min(int(limit), self._limit)}
         async with self._pool.connection() as conn:
             rows = await (await conn.execute(self._sql.recent, params)).fetchall()
@@ -99,6 +107,7 @@ class Results:
 
     async def cleanup(self, limit: int) -> int:
         """Delete up to ``limit`` expired outcomes; how many."""
+        await self._pool.check()
         async with self._pool.connection() as conn:
             row = await (await conn.execute(self._sql.cleanup, {"cleanup": max(1, int(limit))})).fetchone()
         return int(row[0]) if row is not None else 0

@@ -15,9 +15,13 @@ from typing import Any
 from worker_core.durable.types import IDEMPOTENCY_KEY_LIMIT, DurableTask, DurableTaskLease
 from worker_core.errors import InvalidTaskError
 
-__all__ = ("Claimed", "enqueue_params", "normalize_queue", "parse_claim")
+__all__ = ("Claimed", "enqueue_params", "enqueue_row", "normalize_queue", "parse_claim")
 
 _INT32 = 2**31 - 1
+_SINGULAR = {  # the enqueue arrays' names to the one-row statements' parameter names
+    "ids": "id", "delays": "delay", "keys": "key", "queues": "queue", "handlers": "handler",
+    "payloads": "payload", "priorities": "priority", "weights": "weight",
+}  # fmt: skip
 
 
 def normalize_queue(name: object, default: str = "default") -> str:
@@ -108,6 +112,12 @@ def enqueue_params(tasks: Sequence[DurableTask], default_queue: str) -> tuple[di
         cols["run_at"].append(None if task.run_at is None else _epoch(task.run_at))
         ids.append(task_id)
     return cols, ids
+
+
+def enqueue_row(task: DurableTask, default_queue: str) -> tuple[dict[str, Any], uuid.UUID]:
+    """The one-row enqueue statements' parameters for ``task`` (checked as :func:`enqueue_params`), and its id."""
+    params, ids = enqueue_params([task], default_queue)
+    return {_SINGULAR.get(name, name): values[0] for name, values in params.items()}, ids[0]
 
 
 class Claimed:

@@ -31,7 +31,7 @@ from worker_core.schedules.types import (
     TickResult,
 )
 
-from ._rows import enqueue_params
+from ._rows import enqueue_row
 
 if TYPE_CHECKING:  # not at run time: _schema imports this module, and _pool imports _schema
     from ._pool import Pool
@@ -39,10 +39,6 @@ if TYPE_CHECKING:  # not at run time: _schema imports this module, and _pool imp
 
 __all__ = ("SCHEDULE_TABLES", "PostgresSchedules")
 
-_SINGULAR: Final = {  # the enqueue arrays' names to the one-row statement's (as _enqueue.py)
-    "ids": "id", "delays": "delay", "keys": "key", "queues": "queue", "handlers": "handler",
-    "payloads": "payload", "priorities": "priority", "weights": "weight",
-}  # fmt: skip
 EVENT_LIMIT: Final = 100  # events the tick keeps per schedule
 _EVENTS_CAP: Final = 1000  # most events kept per schedule, whatever limit a caller asks for
 _PRUNE: Final = 100  # expired markers one tick deletes at most
@@ -155,12 +151,11 @@ class PostgresSchedules:
 
     async def enqueue_tick(self, task: DurableTask, schedule: str, tick_ms: int, ttl: float, node: str) -> TickResult:
         """See :meth:`worker_core.schedules.ScheduleBackend.enqueue_tick` (one transaction)."""
-        params, ids = enqueue_params([task], self._default_queue())  # InvalidTaskError before any statement
-        row = {_SINGULAR.get(name, name): values[0] for name, values in params.items()}
+        row, task_id = enqueue_row(task, self._default_queue())  # InvalidTaskError before any statement
         tick = int(tick_ms)
-        event = ScheduleEvent(schedule, "enqueued", int(time.time() * 1000), tick, str(ids[0]), node)
+        event = ScheduleEvent(schedule, "enqueued", int(time.time() * 1000), tick, str(task_id), node)
         data = json.dumps(event.to_json(), separators=(",", ":"))
-        args = {"name": schedule, "tick": tick, "id": ids[0], "ttl": max(float(ttl), 0.001)}
+        args = {"name": schedule, "tick": tick, "id": task_id, "ttl": max(float(ttl), 0.001)}
         await self._pool.check()
         async with self._pool.connection() as conn:
             await conn.execute(self._sql["prune"], {"limit": _PRUNE})

@@ -2,62 +2,35 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
-import logging
-import math
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self
 
 import psycopg
-from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome, dead_letter_outcome
-from worker_core.durable.types import (
-    DEAD_PRUNE_LIMIT,
-    DEFAULT_DEAD_TTL,
-    DEFAULT_EXTRA_DELIVERIES,
-    DurableTask,
-    DurableTaskLease,
-    dead_ttl_seconds,
-)
-from worker_core.errors import (
-    ConfigurationError,
-    LeaseLostError,
-    WorkerError,
-)
+from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, TaskOutcome
+from worker_core.durable.types import DEFAULT_DEAD_TTL, DEFAULT_EXTRA_DELIVERIES, DurableTask, DurableTaskLease
+from worker_core.errors import ConfigurationError, WorkerError
 from worker_core.schedules.types import ScheduleEvent, ScheduleRecord, ScheduleState, TickResult
 
 from . import _schema
-from ._acks import AckBatcher, PendingAck
-from ._connect import parse_url
+from ._claim import Claimer
+from ._connect import check_options, parse_url, positive_seconds, queue_settings
+from ._control import QueueControl
 from ._enqueue import Enqueuer
 from ._listen import Listener
+from ._nodes import NodeRegistration
 from ._pool import Pool
 from ._results import Results
-from ._rotation import Rotation
-from ._rows import normalize_queue, parse_claim
+from ._rows import normalize_queue
 from ._schedules import PostgresSchedules
+from ._settle import CLEANUP_BATCH, Settler, prune_params
 from ._sql import Statements
 
 __all__ = ("DEFAULT_SCHEMA", "PostgresDurableBackend")
 
-logger = logging.getLogger(__name__)
-
 #: The schema that holds the tables when none is given (``?schema=``).
 DEFAULT_SCHEMA = "worker"
-_CLEANUP_BATCH = 500  # expired outcomes deleted per heartbeat at most
-
-
-def _positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _seconds(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
-        raise ConfigurationError(f"{what} must be a positive number of seconds, not {value!r}")
-    return float(value)
 
 
 class PostgresDurableBackend:
@@ -111,45 +84,42 @@ class PostgresDurableBackend:
         if not conninfo or not isinstance(conninfo, str):
             raise ConfigurationError("a PostgreSQL connection string is required")
         self.schema = _schema.valid_schema(schema)
-        extra: object = extra_deliveries
-        if isinstance(extra, bool) or not (_positive_int(extra) or extra == 0):
-            raise ConfigurationError(f"extra_deliveries must be an int >= 0, not {extra_deliveries!r}")
-        if not _positive_int(pool_min) or not _positive_int(pool_max) or pool_min > pool_max:
-            raise ConfigurationError(f"need 1 <= pool_min <= pool_max, not {pool_min!r}, {pool_max!r}")
-        if not _positive_int(recent_outcomes):
-            raise ConfigurationError(f"recent_outcomes must be a positive int, not {recent_outcomes!r}")
-        if queues is not None and (isinstance(queues, str) or not all(isinstance(q, str) for q in queues)):
-            raise ConfigurationError(f"queues must be a sequence of queue names, not {queues!r}")
-        self._conninfo = conninfo
-        self._extra = extra_deliveries
+        check_options(extra_deliveries, pool_min, pool_max, recent_outcomes, queues)
         self.queues: tuple[str, ...] | None = None if queues is None else tuple(normalize_queue(q) for q in queues)
         self.listen = bool(listen)
         self._kwargs: dict[str, Any] = {} if prepare else {"prepare_threshold": None}
-        self._pool_timeout = _seconds(pool_timeout, "pool_timeout")
-        self._poll = _seconds(poll_interval, "poll_interval")
-        self._recent_limit = recent_outcomes
-        self._prune: dict[str, Any] = {"dead_ttl": dead_ttl_seconds(dead_ttl), "prune": DEAD_PRUNE_LIMIT}
+        timeout_s = positive_seconds(pool_timeout, "pool_timeout")
+        poll_s = positive_seconds(poll_interval, "poll_interval")
+        self._prune = prune_params(dead_ttl)
         self.where = where
         self.owner = str(uuid.uuid4())
         self._sql = Statements.for_schema(self.schema)
         wake, done = _schema.channels(self.schema)
-        self._wake_channel = wake
         self._listener = Listener(conninfo, wake, done, self._kwargs)
         self._pool = Pool(
-            conninfo, self.schema, where, size=(pool_min, pool_max), timeout=self._pool_timeout, kwargs=self._kwargs
+            conninfo, self.schema, where, size=(pool_min, pool_max), timeout=timeout_s, kwargs=self._kwargs
         )
         self._default_queue = "default"
-        self._rotation = Rotation()
-        self._due_at: float | None = None  # monotonic time the next task may be due (from the last claim)
-        self._seen = 0
-        self._outcome_ttl: float | None = DEFAULT_RESULT_TTL
         self._enqueuer = Enqueuer(self._pool, self._sql)
-        self._acks = AckBatcher(self._send_acks)
         self._results = Results(
-            self._pool, self._sql, self._listener, listen=self.listen, poll=self._poll, limit=recent_outcomes
+            self._pool, self._sql, self._listener, listen=self.listen, poll=poll_s, limit=recent_outcomes
         )
-        self._node_info: dict[str, object] = {}
-        self._node_held: Callable[[], int] | None = None
+        self._node = NodeRegistration(self.owner, self._pool, self._sql)
+        self._settler = Settler(self._pool, self._sql, self._node, self._prune)
+        self._claimer = Claimer(
+            self._pool,
+            self._sql,
+            self._listener,
+            self._results,
+            self._settler,
+            owner=self.owner,
+            extra_deliveries=extra_deliveries,
+            queues=self.queues,
+            listen=self.listen,
+            pool_timeout=timeout_s,
+            prune=self._prune,
+        )
+        self._control = QueueControl(self._pool, self._sql, self.schema, wake, lambda: self._default_queue)
         self._schedules = PostgresSchedules(self._pool, self.schema, self._sql, lambda: self._default_queue)
         self.configure_queues(default_queue, queue_weights or {})
 
@@ -187,7 +157,7 @@ class PostgresDurableBackend:
     @property
     def conninfo(self) -> str:
         """The libpq connection string (the URL without this package's options) for your own connections."""
-        return self._conninfo
+        return self._pool.conninfo
 
     @property
     def is_connected(self) -> bool:
@@ -204,10 +174,10 @@ class PostgresDurableBackend:
 
     async def aclose(self) -> None:
         """Leave the node list, stop the LISTEN connection and close the pool."""
-        if self._node_info and self._pool.checked:
+        if self._node.registered and self._pool.checked:
             with contextlib.suppress(WorkerError):
                 await self.unregister_node()
-        await self._acks.drain()
+        await self._settler.drain()
         await self._listener.aclose()
         await self._pool.aclose()
 
@@ -220,16 +190,8 @@ class PostgresDurableBackend:
 
     def configure_queues(self, default_queue: str, weights: Mapping[str, int]) -> None:
         """Use ``default_queue`` for tasks without a queue and ``weights`` to share claims among queues."""
-        clean: dict[str, int] = {}
-        for name, weight in weights.items():
-            if not _positive_int(weight):
-                raise ConfigurationError(f"queue weight of {name!r} must be a positive int, not {weight!r}")
-            clean[normalize_queue(name, default_queue)] = weight
-        queue = normalize_queue(default_queue, "")
-        if not queue:
-            raise ConfigurationError("default queue must not be empty")
-        self._default_queue = queue
-        self._rotation.configure(clean)
+        self._default_queue, clean = queue_settings(default_queue, weights)
+        self._claimer.configure_weights(clean)
 
     # -- enqueue -----------------------------------------------------------------------------------
     async def enqueue(self, task: DurableTask, *, connection: psycopg.AsyncConnection[Any] | None = None) -> None:
@@ -269,45 +231,14 @@ class PostgresDurableBackend:
         Raises:
             ConfigurationError: ``lease`` is not positive.
         """
-        lease_s = _seconds(lease, "lease")
-        limit = max(1, int(limit))
-        await self.connect()
-        self._seen = self._listener.generation
-        params = {
-            **self._rotation.params(),
-            "only": list(self.queues) if self.queues is not None else None,
-            "limit": limit,
-            "extra": self._extra,
-            "lease": lease_s,
-            "node": self.owner,  # a lease token starts with the node id: "<node>/<random>" (TaskRecord.leased_by)
-            **self._prune,
-        }
-        async with self._connection() as conn:
-            rows = await (await conn.execute(self._sql.claim, params)).fetchall()
-        claimed = parse_claim(rows)
-        self._due_at = None if claimed.due_in is None else time.monotonic() + claimed.due_in
-        self._rotation.advance([lease.task.queue for lease in claimed.leases], limit)
-        for task, _, why in claimed.dead:
-            logger.warning("durable task %s dead-lettered: %s", task.id, why)
-        if claimed.dead and self._outcome_ttl is not None:
-            with contextlib.suppress(WorkerError):  # the DLQ entry is stored; its outcome is a courtesy
-                await self._results.store([_dead_outcome(t, n, why) for t, n, why in claimed.dead], self._outcome_ttl)
-        for poison, why in claimed.corrupt:
-            logger.error("durable task %s dead-lettered: %s", poison.lease_id, why)
-            with contextlib.suppress(WorkerError):
-                if self._outcome_ttl is None:
-                    await self.fail(poison, why)
-                else:
-                    outcome = _dead_outcome(poison.task, poison.attempts, why)
-                    await self.fail_with_outcome(poison, why, outcome, self._outcome_ttl)
-        return claimed.leases
+        return await self._claimer.dequeue(limit, lease)
 
     def configure_outcomes(self, ttl: float | None) -> None:
         """Keep the outcomes of tasks this backend dead-letters itself for ``ttl`` seconds (``None``: none).
 
         Those are the tasks past their delivery limit and corrupt rows (``OutcomeConfigurableBackend``).
         """
-        self._outcome_ttl = float(ttl) if ttl is not None and ttl > 0 and math.isfinite(ttl) else None
+        self._claimer.configure_outcomes(ttl)
 
     async def wait_for_work(self, max_wait: float) -> None:
         """Block until work may be ready, or ``max_wait`` seconds at most (``WakeableBackend``).
@@ -315,52 +246,16 @@ class PostgresDurableBackend:
         Returns early on a NOTIFY (an enqueue, nack, release or replay committed) or when the next delayed task
         or lease expiry seen by the last claim is due. With ``listen=False`` it sleeps until then.
         """
-        timeout = max(0.0, float(max_wait))
-        if self._due_at is not None:
-            timeout = min(timeout, max(self._due_at - time.monotonic(), 0.01))
-        if not self.listen:
-            await asyncio.sleep(timeout)
-            return
-        if not await self._listener.ready(min(timeout, self._pool_timeout)):
-            return  # LISTEN is down: the caller polls (its max_wait) until it is back
-        await self._listener.wait_change(self._seen, timeout)
+        await self._claimer.wait_for_work(max_wait)
 
     # -- settle ------------------------------------------------------------------------------------
-    async def _fenced(self, statement: Any, params: dict[str, Any]) -> Any:
-        await self.connect()
-        async with self._connection() as conn:
-            row = await (await conn.execute(statement, params)).fetchone()
-        if row is None:
-            raise LeaseLostError(f"lease of durable task {params['id']} is lost")
-        return row[0]
-
-    @staticmethod
-    def _fence(lease: DurableTaskLease) -> dict[str, Any]:
-        try:
-            task_id = uuid.UUID(lease.lease_id)
-        except (TypeError, ValueError, AttributeError):
-            raise LeaseLostError(f"lease of durable task {lease.lease_id!r} is lost (not a task id)") from None
-        return {"id": task_id, "token": str(lease.token)}
-
     async def ack(self, lease: DurableTaskLease) -> None:
         """The task succeeded: delete it (its idempotency key is free again). Concurrent acks share a statement.
 
         Raises:
             LeaseLostError: the lease is not current (nothing changed).
         """
-        await self._acks.ack(PendingAck(self._fence(lease)["id"], lease))
-
-    async def _send_acks(self, acks: Sequence[PendingAck]) -> set[str]:
-        await self.connect()
-        params = {
-            "ids": [a.id for a in acks],
-            "tokens": [str(a.lease.token) for a in acks],
-            "ttls": [a.ttl for a in acks],
-            "data": [a.outcome for a in acks],
-        }
-        async with self._connection() as conn:
-            rows = await (await conn.execute(self._sql.ack_many, params)).fetchall()
-        return {row[0] for row in rows}
+        await self._settler.ack(lease)
 
     async def nack(self, lease: DurableTaskLease, delay: float) -> None:
         """Make the task ready again after ``delay`` seconds (negative: now); attempts are kept.
@@ -368,8 +263,7 @@ class PostgresDurableBackend:
         Raises:
             LeaseLostError: the lease is not current (nothing changed).
         """
-        delay_s = float(delay) if math.isfinite(float(delay)) else 0.0
-        await self._fenced(self._sql.nack, {**self._fence(lease), "delay": max(delay_s, 0.0)})
+        await self._settler.nack(lease, delay)
 
     async def fail(self, lease: DurableTaskLease, error: str) -> None:
         """Dead-letter the task with ``error`` (and a ``FailureReason``'s error type and traceback).
@@ -377,7 +271,7 @@ class PostgresDurableBackend:
         Raises:
             LeaseLostError: the lease is not current (nothing changed).
         """
-        await self._fenced(self._sql.fail, {**self._fence(lease), **_reason(error), **self._prune})
+        await self._settler.fail(lease, error)
 
     async def extend(self, lease: DurableTaskLease, duration: float) -> None:
         """Push the lease's expiry to now + ``duration`` seconds.
@@ -386,95 +280,36 @@ class PostgresDurableBackend:
             LeaseLostError: the lease is not current (nothing changed).
             ConfigurationError: ``duration`` is not positive.
         """
-        seconds = _seconds(duration, "lease duration")
-        lease.expires_at = float(await self._fenced(self._sql.extend, {**self._fence(lease), "duration": seconds}))
+        await self._settler.extend(lease, duration)
 
     async def extend_many(self, leases: Sequence[DurableTaskLease], duration: float) -> list[bool]:
         """Renew every lease in one statement (``BatchExtendBackend``), with this node's heartbeat.
 
         The same statement deletes up to 500 expired outcomes. Per lease, whether it is still held.
         """
-        seconds = _seconds(duration, "lease duration")
-        if not leases and not self._node_info:
-            return []
-        await self.connect()
-        fences = [self._fence_or_none(lease) for lease in leases]
-        node, info = "", "{}"
-        if self._node_info:
-            held = self._node_held() if self._node_held is not None else len(leases)
-            node = self.owner
-            info = json.dumps({**self._node_info, "running": int(held)}, separators=(",", ":"), default=str)
-        params = {
-            "ids": [f[0] for f in fences if f is not None],
-            "tokens": [f[1] for f in fences if f is not None],
-            "duration": seconds,
-            "node": node,
-            "info": info,
-            "node_ttl": max(2 * seconds, 1.0),
-            "cleanup": _CLEANUP_BATCH,
-        }
-        async with self._connection() as conn:
-            row = await (await conn.execute(self._sql.extend_many, params)).fetchone()
-        held_ids = set(row[0]) if row is not None else set()
-        expires = float(row[1]) if row is not None else 0.0
-        out = []
-        for lease in leases:
-            ok = lease.lease_id in held_ids
-            if ok and expires:
-                lease.expires_at = expires
-            out.append(ok)
-        return out
-
-    @staticmethod
-    def _fence_or_none(lease: DurableTaskLease) -> tuple[uuid.UUID, str] | None:
-        try:
-            return uuid.UUID(lease.lease_id), str(lease.token)
-        except (TypeError, ValueError, AttributeError):
-            return None
+        return await self._settler.extend_many(leases, duration)
 
     async def release(self, leases: Sequence[DurableTaskLease]) -> None:
         """Hand leases back now (graceful shutdown), the delivery not counted; lost leases are skipped."""
-        fences = [f for f in map(self._fence_or_none, leases) if f is not None]
-        if not fences:
-            return
-        await self.connect()
-        async with self._connection() as conn:
-            await conn.execute(self._sql.release, {"ids": [f[0] for f in fences], "tokens": [f[1] for f in fences]})
+        await self._settler.release(leases)
 
     # -- nodes -------------------------------------------------------------------------------------
     def register_node(self, info: Mapping[str, object], held: Callable[[], int]) -> None:
         """Heartbeat as a worker node from now on (``NodeRegistryBackend``), in :meth:`extend_many`."""
-        queues = list(self.queues or ()) or "all"
-        self._node_info = {**info, "id": self.owner, "queues": queues, "weights": dict(self._rotation.weights)}
-        self._node_held = held
+        self._node.register(info, held, self.queues, self._claimer.weights)
 
     async def unregister_node(self) -> None:
         """Leave the node list now (``NodeRegistryBackend``)."""
-        if not self._node_info:
-            return
-        self._node_info = {}
-        async with self._connection() as conn:
-            await conn.execute(self._sql.leave, {"node": self.owner})
+        await self._node.unregister()
 
     # -- pause -------------------------------------------------------------------------------------
     async def pause(self, queue: str | None = None) -> None:
         """Stop handing out tasks (of one queue, or of every queue when ``queue`` is ``None``), on every node."""
-        await self._set_paused(queue, True)
+        await self._control.set_paused(queue, True)
 
     async def resume(self, queue: str | None = None) -> None:
         """Undo :meth:`pause` (for one queue, or the global pause); wakes idle workers."""
-        await self._set_paused(queue, False)
-
-    async def _set_paused(self, queue: str | None, paused: bool) -> None:
-        await self.connect()
-        async with self._connection() as conn, conn.transaction():
-            if queue is None:
-                await conn.execute(self._sql.pause_all, {"paused": paused})
-            else:
-                name = normalize_queue(queue, self._default_queue)
-                await conn.execute(self._sql.pause_queue, {"queue": name, "paused": paused})
-            if not paused:
-                await conn.execute(self._sql.wake, {"channel": self._wake_channel})
+        await self._control.set_paused(queue, False)
 
     # -- result store (ResultStoreBackend) ---------------------------------------------------------
     async def ack_with_outcome(self, lease: DurableTaskLease, outcome: TaskOutcome, ttl: float) -> None:
@@ -483,8 +318,7 @@ class PostgresDurableBackend:
         Raises:
             LeaseLostError: the lease is not current (nothing changed or stored).
         """
-        ttl_s = _seconds(ttl, "result ttl")
-        await self._acks.ack(PendingAck(self._fence(lease)["id"], lease, outcome.encode(), ttl_s))
+        await self._settler.ack_with_outcome(lease, outcome, ttl)
 
     async def fail_with_outcome(self, lease: DurableTaskLease, error: str, outcome: TaskOutcome, ttl: float) -> None:
         """``fail`` (dead-letter) and store ``outcome`` for ``ttl`` seconds in the same statement.
@@ -492,9 +326,7 @@ class PostgresDurableBackend:
         Raises:
             LeaseLostError: the lease is not current (nothing changed or stored).
         """
-        params = {**self._fence(lease), **_reason(error), "ttl": _seconds(ttl, "result ttl"), "data": outcome.encode()}
-        params.update(self._prune)
-        await self._fenced(self._sql.fail_outcome, params)
+        await self._settler.fail_with_outcome(lease, error, outcome, ttl)
 
     async def get_outcome(self, task_id: uuid.UUID) -> TaskOutcome | None:
         """The stored outcome of ``task_id``, or ``None`` (unknown, not finished, or expired).
@@ -502,7 +334,6 @@ class PostgresDurableBackend:
         Raises:
             PayloadError: the stored outcome does not decode (corrupt or foreign data).
         """
-        await self.connect()
         return await self._results.get(task_id)
 
     async def wait_outcome(self, task_id: uuid.UUID, max_wait: float | None) -> TaskOutcome | None:
@@ -511,7 +342,6 @@ class PostgresDurableBackend:
         Woken by the NOTIFY the storing statement's trigger sends at commit; re-checks every ``poll_interval``
         while LISTEN is off or down. ``max_wait=None`` waits without a limit.
         """
-        await self.connect()
         return await self._results.wait(task_id, max_wait)
 
     async def recent_outcomes(self, queue: str, limit: int) -> list[TaskOutcome]:
@@ -519,24 +349,16 @@ class PostgresDurableBackend:
 
         A row that does not decode is left out (logged).
         """
-        if limit <= 0:
-            return []
-        await self.connect()
         return await self._results.recent(normalize_queue(queue, self._default_queue), limit)
 
-    async def cleanup_outcomes(self, limit: int = _CLEANUP_BATCH) -> int:
+    async def cleanup_outcomes(self, limit: int = CLEANUP_BATCH) -> int:
         """Delete up to ``limit`` expired outcomes now; how many (the heartbeat does this on its own)."""
-        await self.connect()
         return await self._results.cleanup(limit)
 
     def statistics(self) -> dict[str, Any]:
         """Debugging figures: round-robin position, LISTEN state, outcome waiters."""
-        return {
-            **self._rotation.statistics(),
-            "listening": self._listener.listening,
-            "outcome_waits": self._listener.waiting(),
-            "pending_acks": len(self._acks),
-        }
+        listener = {"listening": self._listener.listening, "outcome_waits": self._listener.waiting()}
+        return {**self._claimer.statistics(), **listener, "pending_acks": len(self._settler)}
 
     # -- schedules (worker_core.schedules.ScheduleBackend; worker_postgres/_schedules.py) ----------
     async def enqueue_tick(
@@ -576,17 +398,3 @@ class PostgresDurableBackend:
     async def schedule_events(self, name: str, limit: int) -> list[ScheduleEvent]:
         """The newest ``limit`` events of a schedule, newest first."""
         return await self._schedules.events(name, limit)
-
-
-def _dead_outcome(task: DurableTask, attempts: int, reason: str) -> TaskOutcome:
-    assert task.id is not None
-    return dead_letter_outcome(
-        task.id, reason, handler=task.handler, queue=task.queue, attempts=attempts, metadata=task.metadata
-    )
-
-
-def _reason(error: str) -> dict[str, str]:
-    text = str(error).replace("\x00", "\\x00")
-    kind = str(getattr(error, "error_type", "") or "").replace("\x00", "")
-    trace = str(getattr(error, "traceback", "") or "").replace("\x00", "\\x00")
-    return {"error": text, "error_type": kind, "traceback": trace}

@@ -1,34 +1,20 @@
-"""The admin's row parsing and multi-row SQL: records from rows, ids in chunks, fenced moves."""
+"""The admin's row parsing and multi-row SQL: records from rows, fenced moves."""
 
 from __future__ import annotations
 
-import json
-import math
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final
 
-from worker_core.admin import DLQEntry, NodeInfo, TaskRecord, TaskState, parse_weights
+from worker_core.admin import DLQEntry, MoveResult, TaskRecord, TaskState
 from worker_core.durable.types import lease_holder
 
-__all__ = (
-    "RECORD_COLUMNS",
-    "Moved",
-    "absent",
-    "as_int",
-    "as_str",
-    "chunks",
-    "clean_ids",
-    "entry",
-    "make_ready",
-    "marks",
-    "ms",
-    "node",
-    "node_fields",
-    "record",
-)
+from ._conn import Op
+from ._ops import Wake, stored_ids
+from ._rows import as_int, as_str, ms, string_map
 
-_CHUNK: Final = 500  # ids per statement (SQLite's bound-parameter limit is far above)
+__all__ = ("RECORD_COLUMNS", "Moved", "absent", "clean_ids", "entry", "make_ready", "record", "run_move")
+
 _STATES: Final = {
     "ready": TaskState.READY,
     "delayed": TaskState.READY,
@@ -39,28 +25,6 @@ RECORD_COLUMNS: Final = (
     "id, state, handler, queue, priority, weight, retries, retry_delay, attempts, ready_at, enqueued_at, "
     "leased_at, expires_at, failed_at, last_error, metadata, length(payload), error_type, traceback, token"
 )
-
-
-def ms(value: object) -> int:
-    return int(value * 1000) if isinstance(value, int | float) and math.isfinite(value) else 0
-
-
-def as_int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def as_str(value: object) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _metadata(value: object) -> dict[str, str]:
-    if not isinstance(value, str):
-        return {}
-    try:
-        data = json.loads(value)
-    except ValueError:
-        return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 def record(row: Sequence[Any]) -> TaskRecord:
@@ -87,7 +51,7 @@ def record(row: Sequence[Any]) -> TaskRecord:
         lease_at_ms=ms(leased_at),
         failed_at_ms=ms(failed_at),
         last_error=error,
-        metadata=_metadata(metadata),
+        metadata=string_map(metadata),
         payload_size=as_int(size),
         score=score,
         error_type=as_str(error_type),
@@ -121,15 +85,6 @@ def clean_ids(ids: Iterable[str]) -> list[str]:
     return list(out)
 
 
-def chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
-    for first in range(0, len(items), _CHUNK):
-        yield items[first : first + _CHUNK]
-
-
-def marks(items: Sequence[object]) -> str:
-    return ",".join("?" * len(items))
-
-
 class Moved:
     """What one move did: how many tasks, which ids were stored nowhere, whether idle workers should wake."""
 
@@ -140,10 +95,21 @@ class Moved:
 
 
 def absent(db: sqlite3.Connection, ids: Sequence[str]) -> list[str]:
-    found: set[str] = set()
-    for chunk in chunks(ids):
-        found.update(r[0] for r in db.execute(f"SELECT id FROM tasks WHERE id IN ({marks(chunk)})", chunk))
+    """Those of ``ids`` that have no stored task (order kept)."""
+    found = stored_ids(db, "tasks", ids)
     return [i for i in ids if i not in found]
+
+
+async def run_move(write: Callable[[Op], Awaitable[Any]], op: Callable[[sqlite3.Connection], Moved]) -> MoveResult:
+    """Run the move ``op`` in one write transaction; wakes idle workers when it made tasks ready."""
+
+    def run(db: sqlite3.Connection) -> Wake:
+        moved = op(db)
+        return Wake(work=moved.wake and moved.count > 0, value=moved)
+
+    done: Wake = await write(run)
+    moved: Moved = done.value
+    return MoveResult(moved.count, tuple(moved.missing))
 
 
 def make_ready(
@@ -178,30 +144,3 @@ def make_ready(
             db.execute("DELETE FROM outcomes WHERE id = ?", (task_id,))
         count += moved
     return count
-
-
-def node_fields(value: object) -> dict[str, Any]:
-    if not isinstance(value, str):
-        return {}
-    try:
-        data = json.loads(value)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def node(row: Sequence[Any]) -> NodeInfo:
-    """A node from its row ``(id, info, last_seen, leases)``."""
-    node_id, info, last_seen, leases = row
-    data = node_fields(info)
-    queues = data.get("queues")
-    return NodeInfo(
-        id=as_str(node_id),
-        host=str(data.get("host", "")),
-        pid=as_int(data.get("pid")),
-        started_ms=ms(data.get("started")),
-        queues=tuple(str(q) for q in queues) if isinstance(queues, list) else (),
-        running=as_int(data.get("running", leases)),
-        last_seen_ms=ms(last_seen),
-        weights=parse_weights(data.get("weights")),
-    )

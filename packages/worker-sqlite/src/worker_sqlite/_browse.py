@@ -18,7 +18,8 @@ from typing import Any, Final
 from worker_core.admin.browse import BROWSE_PAGE_LIMIT, BROWSE_SCAN_LIMIT, BROWSE_STATES, TaskPage
 from worker_core.errors import ConfigurationError
 
-from ._admin_sql import RECORD_COLUMNS, marks, record
+from ._admin_sql import RECORD_COLUMNS, record
+from ._ops import marks
 
 __all__ = ("BrowseQuery", "browse_query", "payload_of")
 

@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from worker_core.durable.outcomes import dead_letter_outcome
-from worker_core.durable.types import DEAD_PRUNE_LIMIT, DurableTask, DurableTaskLease, delivery_limit, lease_token
+from worker_core.durable.types import DEAD_PRUNE_LIMIT, DurableTaskLease, delivery_limit, lease_token
 from worker_core.errors import DurableTaskExistsError, LeaseLostError
 
-from ._rows import LEASE_COLUMNS, decode_row
+from ._nodes import Heartbeat, beat
+from ._rows import LEASE_COLUMNS, as_int, as_str, decode_row, string_map
 
-__all__ = ("DequeueState", "Wake", "dequeue", "enqueue_rows", "fenced", "next_event_time")
+__all__ = (
+    "DequeueState",
+    "Wake",
+    "chunks",
+    "dequeue",
+    "enqueue_rows",
+    "fenced",
+    "marks",
+    "next_event_time",
+    "stored_ids",
+)
 
 _INSERT: Final = (
     "INSERT OR IGNORE INTO tasks (id, queue, handler, payload, priority, weight, retries, retry_delay, metadata, "
     "idempotency_key, state, ready_at, enqueued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _OUTCOME_SWEEP: Final = 100  # expired outcomes one write removes at most
+_CHUNK: Final = 500  # ids per statement (SQLite's bound-parameter limit is far above)
 _FENCE: Final = "id = ? AND state = 'leased' AND token = ?"
 
 
@@ -86,7 +97,7 @@ def dequeue(
     limit: int,
     lease_s: float,
     extra: int,
-    heartbeat: tuple[str, str, float] | None,
+    heartbeat: Heartbeat | None,
     outcome_ttl: float | None = None,
     *,
     node: str,
@@ -184,21 +195,13 @@ def _dead_outcome(
         task_id = None
     if task_id is None:
         return
-    meta: dict[str, str] = {}
-    if isinstance(metadata, str):
-        try:
-            loaded = json.loads(metadata)
-        except ValueError:
-            loaded = None
-        if isinstance(loaded, dict):
-            meta = {str(k): str(v) for k, v in loaded.items()}
     outcome = dead_letter_outcome(
         task_id,
         reason,
-        handler=handler if isinstance(handler, str) else "",
-        queue=queue if isinstance(queue, str) else "",
-        attempts=attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else 0,
-        metadata=meta,
+        handler=as_str(handler),
+        queue=as_str(queue),
+        attempts=as_int(attempts),
+        metadata=string_map(metadata),
     )
     store_outcome(db, str(task_id), outcome.queue, outcome.encode(), now + ttl, now)
     out.outcomes.append(str(task_id))
@@ -276,7 +279,7 @@ def extend_many(
     leases: Sequence[DurableTaskLease],
     until: float,
     now: float,
-    heartbeat: tuple[str, str, float] | None,
+    heartbeat: Heartbeat | None,
 ) -> list[bool]:
     """Renew each lease; per lease whether it is still held. Heartbeats the node in the same transaction."""
     sql = f"UPDATE tasks SET expires_at = ? WHERE {_FENCE}"
@@ -304,35 +307,6 @@ def store_outcome(db: sqlite3.Connection, task_id: str, queue: str, data: bytes,
     )
 
 
-def beat(db: sqlite3.Connection, node: str, info: str, ttl: float, *, now: float, leases: int) -> None:
-    """Record a heartbeat of ``node`` (``leases < 0``: keep the count) and drop nodes whose heartbeat expired."""
-    db.execute("DELETE FROM nodes WHERE expires_at <= ?", (now,))
-    db.execute(
-        "INSERT INTO nodes (id, info, last_seen, expires_at, leases) VALUES (?, ?, ?, ?, MAX(?, 0)) "
-        "ON CONFLICT (id) DO UPDATE SET info = excluded.info, last_seen = excluded.last_seen, "
-        "expires_at = excluded.expires_at, leases = CASE WHEN ? < 0 THEN nodes.leases ELSE excluded.leases END",
-        (node, info, now, now + ttl, leases, leases),
-    )
-
-
-def node_info(info: Mapping[str, object], node: str, running: int) -> str:
-    """The JSON a node row keeps."""
-    return json.dumps({**info, "id": node, "running": running}, separators=(",", ":"), default=str)
-
-
-def set_paused(db: sqlite3.Connection, queue: str | None, value: bool) -> None:
-    """Set the global pause (``queue`` is ``None``) or one queue's (the queue is created if unknown)."""
-    if queue is None:
-        db.execute(
-            "INSERT INTO settings (name, value) VALUES ('paused', ?) "
-            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            ("1" if value else "0",),
-        )
-    else:
-        db.execute("INSERT OR IGNORE INTO queues (name) VALUES (?)", (queue,))
-        db.execute("UPDATE queues SET paused = ? WHERE name = ?", (int(value), queue))
-
-
 def next_event_time(db: sqlite3.Connection, now: float) -> float | None:
     """When something may next become leasable (``None``: nothing is waiting).
 
@@ -356,20 +330,23 @@ def next_event_time(db: sqlite3.Connection, now: float) -> float | None:
     return min(times) if times else None
 
 
-def copy_task(task: DurableTask) -> DurableTask:
-    """A copy of ``task`` with its own metadata dict."""
-    return DurableTask(
-        task.handler,
-        None,
-        task.payload,
-        id=task.id,
-        priority=task.priority,
-        queue=task.queue,
-        weight=task.weight,
-        retries=task.retries,
-        retry_delay=task.retry_delay,
-        metadata=dict(task.metadata) if task.metadata is not None else None,
-    )
+def chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    """``items`` in slices of at most 500 (one statement each)."""
+    for first in range(0, len(items), _CHUNK):
+        yield items[first : first + _CHUNK]
+
+
+def marks(items: Sequence[object]) -> str:
+    """One ``?`` per item, comma-separated (an ``IN (...)`` list)."""
+    return ",".join("?" * len(items))
+
+
+def stored_ids(db: sqlite3.Connection, table: str, ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` have a row in ``table`` (``tasks`` or ``outcomes``), one query per 500 ids."""
+    found: set[str] = set()
+    for chunk in chunks(ids):
+        found.update(r[0] for r in db.execute(f"SELECT id FROM {table} WHERE id IN ({marks(chunk)})", chunk))
+    return found
 
 
 class Wake:

@@ -86,14 +86,5 @@ class Results:
 
     async def existing(self, ids: list[str]) -> set[str]:
         """Which of ``ids`` have an outcome stored (one query per 500 ids)."""
-
-        def op(db: Any) -> set[str]:
-            found: set[str] = set()
-            for first in range(0, len(ids), 500):
-                chunk = ids[first : first + 500]
-                marks = ",".join("?" * len(chunk))
-                found.update(r[0] for r in db.execute(f"SELECT id FROM outcomes WHERE id IN ({marks})", chunk))
-            return found
-
-        result: set[str] = await self._read(op)
+        result: set[str] = await self._read(lambda db: ops.stored_ids(db, "outcomes", ids))
         return result

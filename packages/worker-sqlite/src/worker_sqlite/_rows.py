@@ -12,12 +12,58 @@ from typing import Any, Final
 from worker_core.durable.types import DurableTask
 from worker_core.errors import InvalidTaskError
 
-__all__ = ("LEASE_COLUMNS", "decode_row", "task_row")
+__all__ = (
+    "LEASE_COLUMNS",
+    "as_int",
+    "as_str",
+    "decode_row",
+    "json_object",
+    "ms",
+    "queue_name",
+    "string_map",
+    "task_row",
+)
 
 #: The columns :func:`decode_row` reads, in order.
 LEASE_COLUMNS: Final = (
     "seq, id, queue, handler, payload, priority, weight, retries, retry_delay, metadata, attempts, idempotency_key"
 )
+
+
+def queue_name(name: str, default: str) -> str:
+    """``name`` stripped of surrounding blanks; an empty one means ``default``."""
+    return name.strip() or default
+
+
+def ms(value: object) -> int:
+    """Epoch seconds as whole ms (anything but a finite number: 0)."""
+    return int(value * 1000) if isinstance(value, int | float) and math.isfinite(value) else 0
+
+
+def as_int(value: object) -> int:
+    """``value`` if it is an int (not a bool), else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def as_str(value: object) -> str:
+    """``value`` if it is text, else ``""``."""
+    return value if isinstance(value, str) else ""
+
+
+def json_object(value: object) -> dict[str, Any]:
+    """The JSON object stored as text in ``value`` (anything else, or text that is not one: ``{}``)."""
+    if not isinstance(value, str):
+        return {}
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def string_map(value: object) -> dict[str, str]:
+    """:func:`json_object` with keys and values as strings (a task's metadata column)."""
+    return {str(k): str(v) for k, v in json_object(value).items()}
 
 
 def _int(value: object, name: str) -> int:
@@ -61,7 +107,7 @@ def task_row(task: DurableTask, default_queue: str, now: float) -> tuple[Any, ..
     raw_queue: object = task.queue
     if not isinstance(raw_queue, str):
         raise InvalidTaskError(f"durable task queue must be a string, got {raw_queue!r}")
-    queue = raw_queue.strip() or default_queue
+    queue = queue_name(raw_queue, default_queue)
     metadata: object = task.metadata
     if metadata is not None and not (
         isinstance(metadata, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())

@@ -11,7 +11,7 @@ import math
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, Final, Self
+from typing import Any, Self
 
 from worker_core.admin import (
     SOURCES,
@@ -22,36 +22,24 @@ from worker_core.admin import (
     Overview,
     PauseState,
     PurgeResult,
-    QueueInfo,
     ScheduleStoreAdmin,
     ScheduleSummary,
     TaskPage,
     TaskRecord,
-    TaskState,
 )
 from worker_core.errors import ConfigurationError, TaskNotFoundError
 from worker_core.schedules import ScheduleEvent
 
-from . import _ops as ops
-from ._admin_sql import (
-    RECORD_COLUMNS,
-    Moved,
-    absent,
-    chunks,
-    clean_ids,
-    entry,
-    make_ready,
-    marks,
-    node,
-    record,
-)
+from . import _summary as summary
+from ._admin_sql import RECORD_COLUMNS, Moved, absent, clean_ids, make_ready, record, run_move
 from ._browse import browse_query, payload_of
+from ._dlq import DLQ_PAGE_LIMIT, DeadLetters, detail
+from ._nodes import live_nodes, node_record
+from ._ops import chunks, marks
+from ._rows import queue_name
 from .backend import SqliteDurableBackend
 
 __all__ = ("DLQ_PAGE_LIMIT", "SqliteAdmin", "clean_ids")
-
-#: Entries one DLQ page returns at most.
-DLQ_PAGE_LIMIT: Final = 1000
 
 
 class SqliteAdmin:
@@ -68,6 +56,8 @@ class SqliteAdmin:
         self.default_queue = default_queue.strip() or "default"
         self.where = self._backend.where
         self._schedules = ScheduleStoreAdmin(self._backend)
+        self._control = self._backend._control
+        self._dlq = DeadLetters(self._write, self._read, self._queue)
 
     @classmethod
     def from_url(cls, url: str) -> Self:
@@ -115,7 +105,7 @@ class SqliteAdmin:
         return await self._schedules.schedule_events(name, limit)
 
     def _queue(self, name: str) -> str:
-        return name.strip() or self.default_queue
+        return queue_name(name, self.default_queue)
 
     async def _read(self, op: Any) -> Any:
         return await self._backend._read(op)
@@ -139,15 +129,7 @@ class SqliteAdmin:
 
     async def pause_queue(self, name: str, *, paused: bool = True) -> None:
         """Pause (or resume) one queue; an unknown queue is a ConfigurationError and changes nothing."""
-        queue = self._queue(name)
-
-        def op(db: sqlite3.Connection) -> bool:
-            return db.execute("UPDATE queues SET paused = ? WHERE name = ?", (int(paused), queue)).rowcount == 1
-
-        if not await self._write(op):
-            raise ConfigurationError(f"unknown queue {queue!r}")
-        if not paused:
-            await self._backend.resume(queue)  # wakes idle workers
+        await self._control.set_queue_paused(name, paused)  # a resume wakes idle workers
 
     async def resume_queue(self, name: str) -> None:
         """Resume one paused queue."""
@@ -155,117 +137,37 @@ class SqliteAdmin:
 
     async def pause_state(self) -> PauseState:
         """The global pause flag and the paused queues (sorted)."""
-
-        def op(db: sqlite3.Connection) -> PauseState:
-            names = [r[0] for r in db.execute("SELECT name FROM queues WHERE paused = 1 ORDER BY name")]
-            return PauseState(ops.paused(db), tuple(names))
-
-        state: PauseState = await self._read(op)
-        return state
+        return await self._control.state()
 
     # -- reads ---------------------------------------------------------------------------------------
 
     async def overview(self, queues: Sequence[str] = (), *, count_dead: bool = True) -> Overview:
         """Per-queue ready (delayed included), processing and dead counts, due backlog, the DLQ and pauses."""
         wanted = [self._queue(q) for q in queues]
-        now = time.time()
-
-        def op(db: sqlite3.Connection) -> Overview:
-            known = {r[0]: bool(r[1]) for r in db.execute("SELECT name, paused FROM queues")}
-            counts: dict[str, dict[str, int]] = {}
-            for queue, state, count in db.execute("SELECT queue, state, COUNT(*) FROM tasks GROUP BY queue, state"):
-                counts.setdefault(queue, {})[state] = count
-            due = {
-                q: (n, oldest)
-                for q, n, oldest in db.execute(
-                    "SELECT queue, COUNT(*), MIN(ready_at) FROM tasks WHERE state = 'ready' GROUP BY queue"
-                )
-            }
-            names = wanted or sorted(set(known) | set(counts)) or [self.default_queue]
-            infos = []
-            for name in names:
-                c = counts.get(name, {})
-                n_due, oldest = due.get(name, (0, None))
-                age = max(0.0, now - oldest) if isinstance(oldest, int | float) else 0.0
-                infos.append(
-                    QueueInfo(
-                        name=name,
-                        ready=c.get("ready", 0) + c.get("delayed", 0),
-                        processing=c.get("leased", 0),
-                        dead=c.get("dead", 0) if count_dead else None,
-                        paused=known.get(name, False),
-                        due=n_due,
-                        oldest_due_age_s=age,
-                    )
-                )
-            dead = db.execute("SELECT COUNT(*) FROM tasks WHERE state = 'dead'").fetchone()[0]
-            paused_queues = tuple(sorted(n for n, p in known.items() if p))
-            return Overview(tuple(sorted(infos, key=lambda q: q.name)), dead, ops.paused(db), paused_queues)
-
-        overview: Overview = await self._read(op)
-        return overview
+        now, default = time.time(), self.default_queue
+        found: Overview = await self._read(
+            lambda db: summary.overview(db, wanted, default_queue=default, count_dead=count_dead, now=now)
+        )
+        return found
 
     async def queue_names(self) -> list[str]:
         """Every queue the file knows, sorted."""
-        names: list[str] = await self._read(
-            lambda db: [r[0] for r in db.execute("SELECT name FROM queues ORDER BY name")]
-        )
+        names: list[str] = await self._read(summary.queue_names)
         return names
 
     async def dlq_size(self) -> int:
         """How many tasks are dead-lettered."""
-        count: int = await self._read(
-            lambda db: db.execute("SELECT COUNT(*) FROM tasks WHERE state = 'dead'").fetchone()[0]
-        )
-        return count
+        return await self._dlq.size()
 
     async def dlq(
         self, *, limit: int = 100, offset: int = 0, queue: str = "", handler: str = "", query: str = ""
     ) -> DLQPage:
         """A page of the DLQ, newest first; ``queue``/``handler`` match exactly, ``query`` is a substring."""
-        if limit <= 0:
-            limit = 100
-        if limit > DLQ_PAGE_LIMIT:
-            raise ConfigurationError(f"limit must be <= {DLQ_PAGE_LIMIT}")
-        if offset < 0:
-            raise ConfigurationError("offset must be >= 0")
-        where, args = ["state = 'dead'"], list[Any]()
-        if queue.strip():
-            where.append("queue = ?")
-            args.append(self._queue(queue))
-        if handler.strip():
-            where.append("handler = ?")
-            args.append(handler.strip())
-        needle = query.strip().lower()
-        if needle:
-            where.append("(instr(lower(id), ?) OR instr(lower(queue), ?) OR instr(lower(handler), ?))")
-            args += [needle, needle, needle]
-        clause = " AND ".join(where)
-        sql = f"SELECT {RECORD_COLUMNS} FROM tasks WHERE {clause} ORDER BY failed_at DESC, seq DESC LIMIT ? OFFSET ?"
-
-        def op(db: sqlite3.Connection) -> tuple[list[Any], int]:
-            total = db.execute("SELECT COUNT(*) FROM tasks WHERE state = 'dead'").fetchone()[0]
-            return db.execute(sql, (*args, limit, offset)).fetchall(), total
-
-        rows, total = await self._read(op)
-        now = time.time_ns() // 1_000_000
-        entries = tuple(entry(record(row), now) for row in rows)
-        return DLQPage(entries, total, offset, limit, len(entries), False)
+        return await self._dlq.page(limit=limit, offset=offset, queue=queue, handler=handler, query=query)
 
     async def dlq_entry(self, task_id: str) -> DLQEntryDetail:
         """One dead task in detail; TaskNotFoundError when it is not in the DLQ."""
-        record = await self.get(task_id)
-        if record.status is not TaskState.DEAD:
-            raise TaskNotFoundError(f"task {record.id} is not in the DLQ (status {record.status.value})")
-        return DLQEntryDetail(
-            entry=entry(record, time.time_ns() // 1_000_000),
-            failed_at_ms=record.failed_at_ms,
-            updated_at_ms=record.updated_at_ms,
-            payload_size=record.payload_size,
-            metadata=record.metadata,
-            error_type=record.error_type,
-            traceback=record.error_traceback,
-        )
+        return detail(await self.get(task_id))
 
     async def get(self, task_id: str) -> TaskRecord:
         """One task, wherever it is; TaskNotFoundError when it is not stored."""
@@ -305,13 +207,9 @@ class SqliteAdmin:
 
     async def nodes(self) -> list[NodeInfo]:
         """The live worker nodes (heartbeat not expired), newest heartbeat first."""
-        rows = await self._read(
-            lambda db: db.execute(
-                "SELECT id, info, last_seen, leases FROM nodes WHERE expires_at > ? ORDER BY last_seen DESC LIMIT 1000",
-                (time.time(),),
-            ).fetchall()
-        )
-        return [node(row) for row in rows]
+        now = time.time()
+        rows = await self._read(lambda db: live_nodes(db, now))
+        return [node_record(row) for row in rows]
 
     async def ids_from(self, source: str, *, from_queue: str = "", limit: int = 100) -> list[str]:
         """The first ``limit`` ids (0: all) of the DLQ (newest first) or one queue's ready or processing set."""
@@ -339,43 +237,18 @@ class SqliteAdmin:
     async def missing_ids(self, ids: Iterable[str]) -> list[str]:
         """Those of ``ids`` that have no stored task (order kept)."""
         todo = clean_ids(ids)
-
-        def op(db: sqlite3.Connection) -> set[str]:
-            found: set[str] = set()
-            for chunk in chunks(todo):
-                found.update(r[0] for r in db.execute(f"SELECT id FROM tasks WHERE id IN ({marks(chunk)})", chunk))
-            return found
-
-        found: set[str] = await self._read(op)
-        return [i for i in todo if i not in found]
+        missing: list[str] = await self._read(lambda db: absent(db, todo))
+        return missing
 
     # -- moves ---------------------------------------------------------------------------------------
 
     async def replay_dlq(self, limit: int = 100, *, reset_attempts: bool = False) -> MoveResult:
         """Make up to ``limit`` dead tasks ready again (0: all), oldest failure first."""
-        if limit < 0:
-            raise ConfigurationError("limit must be >= 0")
-        bound = limit or -1
-
-        def op(db: sqlite3.Connection) -> Any:
-            ids = [
-                r[0]
-                for r in db.execute(
-                    "SELECT id FROM tasks WHERE state = 'dead' ORDER BY failed_at, seq LIMIT ?", (bound,)
-                )
-            ]
-            return Moved(make_ready(db, ids, "state = 'dead'", time.time(), "", reset_attempts), ())
-
-        return await self._move(op)
+        return await self._dlq.replay(limit, reset_attempts=reset_attempts)
 
     async def replay_dlq_ids(self, ids: Iterable[str], *, reset_attempts: bool = False) -> MoveResult:
         """Make these dead tasks ready again; ids stored nowhere are in ``missing``."""
-        todo = clean_ids(ids)
-
-        def op(db: sqlite3.Connection) -> Any:
-            return Moved(make_ready(db, todo, "state = 'dead'", time.time(), "", reset_attempts), absent(db, todo))
-
-        return await self._move(op)
+        return await self._dlq.replay_ids(ids, reset_attempts=reset_attempts)
 
     async def requeue(
         self, ids: Iterable[str], *, queue: str = "", delay: float = 0.0, reset_attempts: bool = False
@@ -389,19 +262,19 @@ class SqliteAdmin:
         todo = clean_ids(ids)
         target = queue.strip()
 
-        def op(db: sqlite3.Connection) -> Any:
+        def op(db: sqlite3.Connection) -> Moved:
             now = time.time()
             moved = make_ready(db, todo, "1", now + delay, target, reset_attempts, now=now)
             return Moved(moved, absent(db, todo))
 
-        return await self._move(op)
+        return await run_move(self._write, op)
 
     async def delete(self, ids: Iterable[str], *, queue: str = "", delete_hash: bool = False) -> MoveResult:
         """Delete these tasks (in ``queue`` only, if given); a row is the whole task, so ``delete_hash`` is implied."""
         todo = clean_ids(ids)
         only = self._queue(queue) if queue.strip() else None
 
-        def op(db: sqlite3.Connection) -> Any:
+        def op(db: sqlite3.Connection) -> Moved:
             missing = absent(db, todo)
             count = 0
             for chunk in chunks(todo):
@@ -411,7 +284,7 @@ class SqliteAdmin:
                 ).rowcount
             return Moved(count, missing, wake=False)
 
-        return await self._move(op)
+        return await run_move(self._write, op)
 
     async def purge(
         self,
@@ -450,12 +323,3 @@ class SqliteAdmin:
 
         result: PurgeResult = await self._write(op)
         return result
-
-    async def _move(self, op: Any) -> MoveResult:
-        def run(db: sqlite3.Connection) -> Any:
-            moved: Moved = op(db)
-            return ops.Wake(work=moved.wake and moved.count > 0, value=moved)
-
-        done: ops.Wake = await self._write(run)
-        moved: Moved = done.value
-        return MoveResult(moved.count, tuple(moved.missing))

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
-import math
 import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Self
 
-from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, DEFAULT_RESULT_TTL, TaskOutcome
+from worker_core.durable.outcomes import DEFAULT_RECENT_OUTCOMES, TaskOutcome
 from worker_core.durable.types import (
     DEFAULT_DEAD_TTL,
     DEFAULT_EXTRA_DELIVERIES,
@@ -24,19 +21,19 @@ from worker_core.errors import ConfigurationError, WorkerError
 from worker_core.schedules.types import ScheduleEvent, ScheduleRecord, ScheduleState, TickResult
 
 from . import _ops as ops
-from ._conn import Op, Reader, Writer, open_connection, retry_while_busy
+from ._conn import Op
+from ._control import QueueControl
+from ._leases import Leases
+from ._nodes import Node
 from ._ops import Wake
 from ._results import Results
-from ._rows import task_row
+from ._rows import queue_name, task_row
 from ._schedules import SqliteSchedules
-from ._schema import open_migrated
+from ._store import Store
 from ._url import check_synchronous, parse_url, plain_int, resolve_path
 from ._url import seconds as positive_seconds
-from ._wake import Waiters, hub_for
 
 __all__ = ("DEFAULT_BUSY_TIMEOUT", "DEFAULT_WAKE_INTERVAL", "SqliteDurableBackend")
-
-logger = logging.getLogger("worker_sqlite")
 
 #: Seconds a write waits for another process's transaction before it raises BackendUnavailableError.
 DEFAULT_BUSY_TIMEOUT: Final = 5.0
@@ -91,27 +88,35 @@ class SqliteDurableBackend:
             raise ConfigurationError(f"extra_deliveries must be an int >= 0, got {extra_deliveries!r}")
         if not plain_int(recent_outcomes, 1):
             raise ConfigurationError(f"recent_outcomes must be an int >= 1, got {recent_outcomes!r}")
-        self._extra = extra_deliveries
         self._recent_limit = recent_outcomes
-        self._dead_ttl = dead_ttl_seconds(dead_ttl)
-        self._busy = positive_seconds(busy_timeout, "busy_timeout")
-        self._sync = check_synchronous(synchronous)
-        self._interval = positive_seconds(wake_interval, "wake_interval")
-        self._default_queue = "default"
-        self._outcome_ttl: float | None = DEFAULT_RESULT_TTL
-        self._rr = ops.DequeueState()
-        self.configure_queues(default_queue, queue_weights or {})
+        dead_ttl_s = dead_ttl_seconds(dead_ttl)
+        busy = positive_seconds(busy_timeout, "busy_timeout")
+        sync = check_synchronous(synchronous)
+        interval = positive_seconds(wake_interval, "wake_interval")
         self.owner = str(uuid.uuid4())
-        self._node_info: dict[str, object] = {}
-        self._node_held: Callable[[], int] | None = None
-        self._node_fresh = False  # registered but not yet written: the next dequeue writes it
-        self._hub = hub_for(self.path)
-        self._results = Results(self._write, self._read, lambda: self._waiters)
-        self._waiters = Waiters(self._data_version, self._results.existing, self._interval)
-        self._writer: Writer | None = None
-        self._reader: Reader | None = None
-        self._open_lock: asyncio.Lock | None = None
+        self._default_queue = "default"
+        self._results = Results(self._write, self._read, lambda: self._store.waiters)
+        self._store = Store(
+            self.path,
+            name=f"worker-sqlite-{self.owner[:8]}",
+            where=self.where,
+            busy_timeout=busy,
+            synchronous=sync,
+            interval=interval,
+            existing=self._results.existing,
+        )
+        self._node = Node(self.owner, self._write)
+        self._leases = Leases(
+            self._write,
+            self._read,
+            lambda: self._store.waiters,
+            self._node,
+            extra_deliveries=extra_deliveries,
+            dead_ttl=dead_ttl_s,
+        )
+        self._control = QueueControl(self._write, self._read, lambda: self._default_queue)
         self._schedules = SqliteSchedules(self._write, self._read, lambda: self._default_queue)
+        self.configure_queues(default_queue, queue_weights or {})
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -139,56 +144,21 @@ class SqliteDurableBackend:
             ConfigurationError: the file cannot be opened, is not SQLite, or has a newer schema version.
             BackendUnavailableError: the file stayed locked past the busy timeout.
         """
-        if self._writer is not None:
-            return
-        if self._open_lock is None:
-            self._open_lock = asyncio.Lock()
-        async with self._open_lock:
-            if self.is_connected:  # another caller opened it while this one waited for the lock
-                return
-            name = f"worker-sqlite-{self.owner[:8]}"
-            writer = Writer(f"{name}-w", self.where, self._after_commit)
-            reader = Reader(f"{name}-r", self.where)
-
-            path, busy, sync, where = self.path, self._busy, self._sync, self.where
-            try:
-                await writer.open(
-                    lambda: retry_while_busy(
-                        lambda: open_migrated(path, busy_timeout=busy, synchronous=sync, where=where), busy
-                    )
-                )
-                await reader.open(
-                    lambda: retry_while_busy(
-                        lambda: open_connection(path, busy_timeout=busy, synchronous=sync, where=where), busy
-                    )
-                )
-            except BaseException:
-                await writer.close()
-                await reader.close()
-                raise
-            self._hub.join(self._waiters)
-            self._reader, self._writer = reader, writer
+        await self._store.open()
 
     @property
     def is_connected(self) -> bool:
         """Whether the file is open."""
-        return self._writer is not None
+        return self._store.is_open
 
     async def aclose(self) -> None:
         """Leave the node list, wake every waiter, close both connections and their threads. Idempotent."""
-        if self._writer is None:
+        if not self._store.is_open:
             return
-        if self._node_info:
+        if self._node.registered:
             with contextlib.suppress(WorkerError):
                 await self.unregister_node()
-        await self._waiters.aclose()
-        self._hub.leave(self._waiters)
-        writer, reader = self._writer, self._reader
-        self._writer = self._reader = None
-        self._waiters = Waiters(self._data_version, self._results.existing, self._interval)
-        await writer.close()
-        if reader is not None:
-            await reader.close()
+        await self._store.close()
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -198,26 +168,10 @@ class SqliteDurableBackend:
         await self.aclose()
 
     async def _write(self, op: Op) -> Any:
-        if self._writer is None:
-            await self.connect()
-        assert self._writer is not None
-        return await self._writer.write(op)
+        return await self._store.write(op)
 
     async def _read(self, op: Op) -> Any:
-        if self._reader is None:
-            await self.connect()
-        assert self._reader is not None
-        return await self._reader.call(op)
-
-    def _after_commit(self, results: list[Any]) -> None:
-        """In the writer thread after each commit: wake whoever the committed operations concern."""
-        work = False
-        ids: list[str] = []
-        for result in results:
-            if isinstance(result, Wake):
-                work = work or result.work
-                ids.extend(result.outcomes)
-        self._hub.notify(work, ids)
+        return await self._store.read(op)
 
     def configure_queues(self, default_queue: str, weights: Mapping[str, int]) -> None:
         """Use ``default_queue`` for tasks without a queue and ``weights`` for the dequeue share.
@@ -232,7 +186,7 @@ class SqliteDurableBackend:
             if not plain_int(weight, 1):
                 raise ConfigurationError(f"queue weight for {queue!r} must be an int >= 1, got {weight!r}")
         self._default_queue = default_queue.strip()
-        self._rr.weights = {(queue.strip() or self._default_queue): weight for queue, weight in weights.items()}
+        self._leases.set_weights({queue_name(queue, self._default_queue): weight for queue, weight in weights.items()})
 
     # -- enqueue -----------------------------------------------------------------------------------
 
@@ -282,34 +236,7 @@ class SqliteDurableBackend:
         Raises:
             ConfigurationError: ``lease`` is not positive.
         """
-        lease_s = positive_seconds(lease, "lease")
-        limit = max(int(limit), 1)
-        heartbeat = self._heartbeat(0) if self._node_fresh else None
-        if heartbeat is None:
-            # A read first: when nothing is due (every idle worker of every process is woken by each commit),
-            # answer without taking the write lock. A stale answer only sends the caller to wait_for_work,
-            # which sees the due task and returns at once.
-            now = time.time()
-            next_time = await self._read(lambda db: ops.next_event_time(db, now))
-            if next_time is None or next_time > now:
-                return []
-        rr = ops.DequeueState(self._rr.queue, self._rr.credit, self._rr.weights)
-        extra, ttl, node = self._extra, self._outcome_ttl, self.owner
-
-        def op(db: Any) -> Wake:
-            done = ops.dequeue(
-                db, rr, time.time(), limit, lease_s, extra, heartbeat, ttl, node=node, dead_ttl=self._dead_ttl
-            )
-            return Wake(outcomes=done.outcomes, value=done)
-
-        wake: Wake = await self._write(op)
-        done: ops.Dequeued = wake.value
-        self._rr.queue, self._rr.credit = rr.queue, rr.credit
-        if heartbeat is not None:
-            self._node_fresh = False
-        for task_id, reason in done.dead:
-            logger.error("durable task %s dead-lettered by dequeue: %s", task_id, reason)
-        return done.leases
+        return await self._leases.dequeue(limit, lease)
 
     async def wait_for_work(self, max_wait: float) -> None:
         """Return when a task may be ready, or after ``max_wait`` seconds at the latest (``WakeableBackend``).
@@ -318,27 +245,13 @@ class SqliteDurableBackend:
         in this process; by another process's commit within ``wake_interval``; and when the earliest delayed
         task or lease expiry is due.
         """
-        waiter = self._waiters.work_waiter()
-        try:
-            await self._waiters.arm()
-            now = time.time()
-            next_time = await self._read(lambda db: ops.next_event_time(db, now))
-            timeout = max(float(max_wait), 0.0)
-            if next_time is not None:
-                if next_time <= now:
-                    return
-                timeout = min(timeout, next_time - now)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await waiter
-        finally:
-            self._waiters.discard(waiter)
+        await self._leases.wait_for_work(max_wait)
 
     # -- settle ------------------------------------------------------------------------------------
 
     async def ack(self, lease: DurableTaskLease) -> None:
         """The task succeeded: delete it. Raises :class:`LeaseLostError` if the lease is not current."""
-        await self._write(lambda db: ops.ack(db, lease))
+        await self._leases.ack(lease)
 
     async def nack(self, lease: DurableTaskLease, delay: float) -> None:
         """Make the task ready again after ``delay`` seconds (attempts are kept).
@@ -346,13 +259,7 @@ class SqliteDurableBackend:
         Raises:
             LeaseLostError: the lease is not current (nothing changed).
         """
-
-        def op(db: Any) -> Wake:
-            now = time.time()
-            ops.nack(db, lease, now + max(float(delay), 0.0), now)
-            return Wake(work=True)
-
-        await self._write(op)
+        await self._leases.nack(lease, delay)
 
     async def fail(self, lease: DurableTaskLease, error: str) -> None:
         """Dead-letter the task with ``error`` as its reason (and a ``FailureReason``'s type and traceback).
@@ -360,7 +267,7 @@ class SqliteDurableBackend:
         Raises:
             LeaseLostError: the lease is not current (nothing changed).
         """
-        await self._write(lambda db: ops.fail(db, lease, error, time.time(), self._dead_ttl))
+        await self._leases.fail(lease, error)
 
     async def extend(self, lease: DurableTaskLease, duration: float) -> None:
         """Push the lease's expiry to now + ``duration`` seconds.
@@ -369,10 +276,7 @@ class SqliteDurableBackend:
             LeaseLostError: the lease is not current.
             ConfigurationError: ``duration`` is not positive.
         """
-        seconds = positive_seconds(duration, "lease duration")
-        until = time.time() + seconds
-        await self._write(lambda db: ops.extend(db, lease, until))
-        lease.expires_at = until
+        await self._leases.extend(lease, duration)
 
     async def extend_many(self, leases: Sequence[DurableTaskLease], duration: float) -> list[bool]:
         """Renew every lease in one transaction (``BatchExtendBackend``), the node's heartbeat with them.
@@ -380,29 +284,11 @@ class SqliteDurableBackend:
         Raises:
             ConfigurationError: ``duration`` is not positive.
         """
-        seconds = positive_seconds(duration, "lease duration")
-        if not leases and not self._node_info:
-            return []
-        heartbeat = self._heartbeat(seconds) if self._node_info else None
-        now = time.time()
-        until = now + seconds
-        held: list[bool] = await self._write(lambda db: ops.extend_many(db, leases, until, now, heartbeat))
-        self._node_fresh = False if heartbeat is not None else self._node_fresh
-        for lease, ok in zip(leases, held, strict=True):
-            if ok:
-                lease.expires_at = until
-        return held
+        return await self._leases.extend_many(leases, duration)
 
     async def release(self, leases: Sequence[DurableTaskLease]) -> None:
         """Make leased tasks ready now, the delivery not counted (``ReleasableBackend``); lost ones are skipped."""
-        if not leases:
-            return
-        batch = list(leases)
-
-        def op(db: Any) -> Wake:
-            return Wake(work=ops.release(db, batch, time.time()) > 0)
-
-        await self._write(op)
+        await self._leases.release(leases)
 
     def configure_outcomes(self, ttl: float | None) -> None:
         """Keep the FAILED outcome of a task the dequeue dead-letters itself for ``ttl`` seconds (``None``: none).
@@ -410,46 +296,27 @@ class SqliteDurableBackend:
         ``OutcomeConfigurableBackend``: the manager passes its ``durable_result_ttl`` at start; until then
         such outcomes are kept for an hour (``DEFAULT_RESULT_TTL``).
         """
-        self._outcome_ttl = float(ttl) if ttl is not None and ttl > 0 and math.isfinite(ttl) else None
+        self._leases.configure_outcomes(ttl)
 
     # -- pause -------------------------------------------------------------------------------------
 
     async def pause(self, queue: str | None = None) -> None:
         """Stop handing out tasks (of one queue, or of all when ``queue`` is ``None``)."""
-        name = None if queue is None else (queue.strip() or self._default_queue)
-        await self._write(lambda db: ops.set_paused(db, name, True))
+        await self._control.set_paused(queue, True)
 
     async def resume(self, queue: str | None = None) -> None:
         """Undo :meth:`pause` (for one queue, or the global pause when ``queue`` is ``None``); wakes workers."""
-        name = None if queue is None else (queue.strip() or self._default_queue)
-
-        def op(db: Any) -> Wake:
-            ops.set_paused(db, name, False)
-            return Wake(work=True)
-
-        await self._write(op)
+        await self._control.set_paused(queue, False)
 
     # -- node registry (NodeRegistryBackend) -------------------------------------------------------
 
     def register_node(self, info: Mapping[str, object], held: Callable[[], int]) -> None:
         """Heartbeat as a worker node from now on: at the next dequeue, then with every lease renewal."""
-        self._node_info = {**info, "weights": dict(self._rr.weights)}
-        self._node_held = held
-        self._node_fresh = True
+        self._node.register(info, held, self._leases.weights)
 
     async def unregister_node(self) -> None:
         """Leave the node list now."""
-        if not self._node_info:
-            return
-        self._node_info = {}
-        self._node_fresh = False
-        node = self.owner
-        await self._write(lambda db: db.execute("DELETE FROM nodes WHERE id = ?", (node,)))
-
-    def _heartbeat(self, lease_s: float) -> tuple[str, str, float]:
-        held = self._node_held() if self._node_held is not None else 0
-        ttl = max(2 * lease_s, 60.0 if lease_s <= 0 else 1.0)
-        return self.owner, ops.node_info(self._node_info, self.owner, int(held)), ttl
+        await self._node.unregister()
 
     # -- results (ResultStoreBackend) ----------------------------------------------------------------
 
@@ -459,7 +326,7 @@ class SqliteDurableBackend:
         Raises:
             LeaseLostError: the lease is not current (nothing changed, nothing kept).
         """
-        await self._results.settle_with(outcome, positive_seconds(ttl, "result ttl"), lambda db: ops.ack(db, lease))
+        await self._results.settle_with(outcome, positive_seconds(ttl, "result ttl"), self._leases.ack_op(lease))
 
     async def fail_with_outcome(self, lease: DurableTaskLease, error: str, outcome: TaskOutcome, ttl: float) -> None:
         """``fail`` and keep ``outcome`` for ``ttl`` seconds in the same transaction.
@@ -468,9 +335,7 @@ class SqliteDurableBackend:
             LeaseLostError: the lease is not current (nothing changed, nothing kept).
         """
         seconds = positive_seconds(ttl, "result ttl")
-        await self._results.settle_with(
-            outcome, seconds, lambda db: ops.fail(db, lease, error, time.time(), self._dead_ttl)
-        )
+        await self._results.settle_with(outcome, seconds, self._leases.fail_op(lease, error))
 
     async def get_outcome(self, task_id: uuid.UUID) -> TaskOutcome | None:
         """The kept outcome of ``task_id``, or ``None`` (unknown, not finished, or expired).
@@ -486,11 +351,7 @@ class SqliteDurableBackend:
 
     async def recent_outcomes(self, queue: str, limit: int) -> list[TaskOutcome]:
         """Up to ``limit`` outcomes of ``queue`` (at most ``recent_outcomes``), newest first; bad ones are skipped."""
-        return await self._results.recent(queue.strip() or self._default_queue, min(int(limit), self._recent_limit))
-
-    async def _data_version(self) -> int:
-        row = await self._read(lambda db: db.execute("PRAGMA data_version").fetchone())
-        return int(row[0])
+        return await self._results.recent(queue_name(queue, self._default_queue), min(int(limit), self._recent_limit))
 
     # -- schedules (worker_core.schedules.ScheduleBackend; worker_sqlite/_schedules.py) ------------
 
