@@ -193,6 +193,10 @@ class PostgresDurableBackend:
         self._default_queue, clean = queue_settings(default_queue, weights)
         self._claimer.configure_weights(clean)
 
+    def queue_settings(self) -> tuple[str, Mapping[str, int]]:
+        """The default queue and weights in use (``QueueSettingsBackend``: a manager given none keeps them)."""
+        return self._default_queue, self._claimer.weights
+
     # -- enqueue -----------------------------------------------------------------------------------
     async def enqueue(self, task: DurableTask, *, connection: psycopg.AsyncConnection[Any] | None = None) -> None:
         """Store ``task``, ready at ``run_at`` or now; idle workers are woken when it commits.

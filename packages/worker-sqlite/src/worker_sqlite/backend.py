@@ -188,6 +188,10 @@ class SqliteDurableBackend:
         self._default_queue = default_queue.strip()
         self._leases.set_weights({queue_name(queue, self._default_queue): weight for queue, weight in weights.items()})
 
+    def queue_settings(self) -> tuple[str, Mapping[str, int]]:
+        """The default queue and weights in use (``QueueSettingsBackend``: a manager given none keeps them)."""
+        return self._default_queue, self._leases.weights
+
     # -- enqueue -----------------------------------------------------------------------------------
 
     async def enqueue(self, task: DurableTask) -> None:
