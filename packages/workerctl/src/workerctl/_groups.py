@@ -37,14 +37,15 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version, help="Print the version."
 )
 def cli() -> None:
-    """Operator CLI for worker's durable Redis queues (go-worker compatible), and the worker process.
+    """Operator CLI for durable queues (SQLite, PostgreSQL, Redis; go-worker compatible) and worker processes.
 
-    Mutating commands are dry runs unless --apply is given. Connection flags go after the command;
-    WORKER_REDIS_URL and WORKER_REDIS_PREFIX set their defaults.
+    Mutating commands are dry runs unless --apply is given. Connection flags go after the command:
+    --url (any store; env WORKER_DURABLE_URL), or --redis-url / --prefix (env WORKER_REDIS_URL,
+    WORKER_REDIS_PREFIX).
 
     \b
     Example:
-      export WORKER_REDIS_URL=redis://localhost:6379/0
+      export WORKER_DURABLE_URL=sqlite:///tasks.db
       workerctl durable stats
     """
 
@@ -55,6 +56,7 @@ def durable() -> None:
 
     \b
     Example:
+      workerctl durable inspect --url sqlite:///tasks.db
       workerctl durable inspect --redis-url redis://localhost:6379/0
     """
 
