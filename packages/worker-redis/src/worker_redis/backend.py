@@ -284,6 +284,10 @@ class RedisDurableBackend:
         self._weights = clean
         self._wrr: dict[str, int] = dict.fromkeys(clean, 0)
 
+    def queue_settings(self) -> tuple[str, Mapping[str, int]]:
+        """The default queue and weights in use (``QueueSettingsBackend``: a manager given none keeps them)."""
+        return self._default_queue, dict(self._weights)
+
     # -- enqueue -----------------------------------------------------------------------------------
     async def enqueue(self, task: DurableTask) -> None:
         """Store ``task``, ready at ``run_at`` or now; wakes an idle worker.
