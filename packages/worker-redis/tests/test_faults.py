@@ -4,6 +4,9 @@ handlers, poison payloads and stale workers. Leases are short (1 s) so that the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
@@ -12,7 +15,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 from redis_helpers import until
-from worker_core import TaskContext, TaskManager
+from worker_core import ManagerState, TaskContext, TaskManager
 from worker_core.durable import DurableHandlerSpec, DurableTask, DurableTaskLease
 from worker_core.durable.outcomes import TaskOutcome
 from worker_core.errors import BackendUnavailableError, LeaseLostError
@@ -260,3 +263,42 @@ async def test_e_stale_worker_cannot_ack_the_task_another_worker_holds(
     finally:
         await stale_backend.aclose()
         await fresh_backend.aclose()
+
+
+@pytest.mark.parametrize("stop", ["stop_now", "stop_graceful"])
+async def test_f_a_frozen_redis_does_not_hold_a_stop_and_the_task_runs_again(stop: str) -> None:
+    """SIGSTOP the server mid-task: the stop still returns (it hung in handing the lease back, for 25 s and more);
+    the lease it could not hand back expires, and another node runs the task once the server is back."""
+    started = asyncio.Event()
+    runs: list[int] = []
+
+    async def work(ctx: TaskContext, payload: object) -> None:
+        runs.append(ctx.attempt)
+        started.set()
+        if len(runs) == 1:
+            await asyncio.Event().wait()  # until cancelled
+
+    with redis_server() as server:
+        assert server.process is not None
+        pid = server.process.pid
+        url = f"{server.url}?prefix=frozen"
+        first = manager(url, work, durable_lease=LEASE_S, stop_timeout=0.5)
+        await first.start()
+        await first.register_durable_task(DurableTask("work", 1))
+        async with asyncio.timeout(10):
+            await started.wait()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            async with asyncio.timeout(15):  # a hang guard, not a speed check: the bound is 0.5 s + 1.25 s
+                with contextlib.suppress(TimeoutError):  # stop_graceful: its own timeout passed, work cancelled
+                    await getattr(first, stop)(timeout=0.5)
+            assert first.state is ManagerState.STOPPED
+            assert first.metrics().abandoned == 1  # its settle waited on the frozen server
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        started.clear()
+        async with manager(url, work) as second:
+            async with asyncio.timeout(20):
+                await started.wait()  # the lease expired: delivered again
+            await second.wait()
+        assert runs == [1, 2]

@@ -37,6 +37,8 @@ logger = logging.getLogger("worker_core.manager")
 _QUEUED: Final = TaskStatus.QUEUED
 _CANCELLED: Final = TaskStatus.CANCELLED
 _HOOK_BATCH = 64  # async on_finish hooks of tasks cancelled by a stop run this many at a time
+_TAIL_S = 1.0  # past the bound, the backend steps of a stop (leases handed back, node list) get at least this
+_CLOSE_S = 0.25  # and closing the backend at least this more
 
 
 class Shutdown:
@@ -156,12 +158,15 @@ class Shutdown:
             await _bounded(self._let_dequeue_finish(True, max(0.0, deadline - loop.time())))
         await _bounded(_wait_all(self._pending, deadline))
         self._give_up(loop)
+        # What is left talks to the backend, which may not answer (a frozen server, a lost network): it gets
+        # what is left of the bound, at least _TAIL_S, and closing the backend at least _CLOSE_S more.
+        tail = max(deadline, loop.time() + _TAIL_S)
         loops = self._supervisor.close()
-        await _bounded(_wait_all(lambda: {task for task in loops if not task.done()}, loop.time() + 1.0))
+        await _bounded(_wait_all(lambda: {task for task in loops if not task.done()}, tail))
         if durable is not None:
-            await _bounded(durable.release_held())
+            await _bounded(durable.release_held(), until=tail, what="handing leases back")
         if self._config is not None:
-            await _bounded(self._config.close())
+            await _bounded(self._config.close(), until=max(tail, loop.time() + _CLOSE_S), what="closing the backend")
         self._threads.close()
         if self._processes is not None:
             self._processes.close()
@@ -202,10 +207,19 @@ async def _wait_all(pending: Callable[[], set[asyncio.Task[Any]]], deadline: flo
         await asyncio.wait(tasks, timeout=left, return_when=asyncio.FIRST_COMPLETED)
 
 
-async def _bounded(step: Coroutine[Any, Any, None]) -> None:
-    """Run one step of a stop; a cancellation ends the step (the stop goes on), any error is logged."""
+async def _bounded(step: Coroutine[Any, Any, None], *, until: float | None = None, what: str = "") -> None:
+    """Run one step of a stop; a cancellation ends the step (the stop goes on), any error is logged.
+
+    With ``until`` (a loop time), the step is cancelled when the loop clock reaches it, and that is logged.
+    """
     try:
-        await step
+        if until is None:
+            await step
+        else:
+            async with asyncio.timeout_at(until):
+                await step
+    except TimeoutError:
+        logger.warning("the stop's bound passed while %s: given up (leases not handed back expire by themselves)", what)
     except asyncio.CancelledError:
         pass
     except Exception:
