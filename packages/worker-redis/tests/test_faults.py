@@ -302,3 +302,23 @@ async def test_f_a_frozen_redis_does_not_hold_a_stop_and_the_task_runs_again(sto
                 await started.wait()  # the lease expired: delivered again
             await second.wait()
         assert runs == [1, 2]
+
+
+async def test_g_a_frozen_redis_fails_an_enqueue_after_one_socket_timeout() -> None:
+    """A server that does not answer is not retried by the client: one ``socket_timeout`` and a typed error
+    (timeouts were retried five times: 60 s with the default 10 s timeout, 12 s with the 2 s here)."""
+    with redis_server() as server:
+        assert server.process is not None
+        pid = server.process.pid
+        backend = RedisDurableBackend.from_url(f"{server.url}?socket_timeout=2")
+        await backend.connect()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            async with asyncio.timeout(8):  # a hang guard with room for a loaded machine: one timeout is 2 s
+                with pytest.raises(BackendUnavailableError, match="unreachable"):
+                    await backend.enqueue(DurableTask("work", payload=b"1", id=uuid.uuid4()))
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        # the same client works again once the server answers
+        await backend.enqueue(DurableTask("work", payload=b"2", id=uuid.uuid4()))
+        await backend.aclose()

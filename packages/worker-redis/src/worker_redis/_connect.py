@@ -141,16 +141,19 @@ class _Retry(Retry):
 def default_client_options() -> dict[str, Any]:
     """Timeouts and reconnect policy of clients built from a URL.
 
-    A lost connection is retried by redis-py with a short exponential backoff (about 0.6 s in all);
-    past that the call raises :class:`~worker_core.errors.BackendUnavailableError`, and the TaskManager's
-    durable loop retries with its own, longer backoff. ``decode_responses`` stays off: payloads are bytes.
+    A lost or refused connection is retried by redis-py with a short exponential backoff (about 0.6 s in
+    all); past that the call raises :class:`~worker_core.errors.BackendUnavailableError`, and the
+    TaskManager's durable loop retries with its own, longer backoff. A server that does not answer (frozen,
+    or a network that drops packets) is not retried: the call raises after ``socket_timeout`` (10 s; with
+    timeouts retried too it took 60 s), or ``socket_connect_timeout`` (5 s) for a new connection.
+    ``decode_responses`` stays off: payloads are bytes.
     """
     return {
         "socket_timeout": 10.0,
         "socket_connect_timeout": 5.0,
         "socket_keepalive": True,
         "health_check_interval": 30,
-        "retry": _Retry(ExponentialBackoff(cap=0.32, base=0.02), 5),
+        "retry": _Retry(ExponentialBackoff(cap=0.32, base=0.02), 5, (rex.ConnectionError,)),
     }
 
 
