@@ -5,6 +5,7 @@ server that is down."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import uuid
@@ -13,6 +14,7 @@ import psycopg
 import pytest
 from conftest import MakeBackend
 from pg_helpers import rows, states, task
+from psycopg.conninfo import conninfo_to_dict
 from worker_core import TaskManager
 from worker_core.durable import DurableTask, FailureReason
 from worker_core.durable.outcomes import TaskOutcome
@@ -39,6 +41,29 @@ async def test_a_missing_schema_is_a_configuration_error_that_says_how_to_migrat
             await backend.connect()
         assert await backend.migrate() == SCHEMA_VERSION
         await backend.enqueue(task())  # now it works, and nothing was created before migrate()
+    finally:
+        await backend.aclose()
+
+
+async def test_the_command_a_missing_schema_names_migrates_that_schema(pg: PostgresServer, schema: str) -> None:
+    """The error names a URL the command takes (it named ``host:port/db``, which the command refused), with the
+    schema and the other connection parameters, and without the password."""
+    url = f"postgresql://{pg.user}:not-shown@127.0.0.1:{pg.port}/postgres?schema={schema}&connect_timeout=9"
+    backend = PostgresDurableBackend.from_url(url)
+    try:
+        with pytest.raises(ConfigurationError) as raised:
+            await backend.connect()
+        command = re.search(r"`(python -m worker_postgres migrate [^`]+)`", str(raised.value))
+        assert command is not None, str(raised.value)
+        assert "not-shown" not in str(raised.value)
+        assert f"schema={schema}" in command[1]
+        assert "connect_timeout=9" in command[1]
+        argv = command[1].split()
+        done = await asyncio.create_subprocess_exec(sys.executable, *argv[1:], stderr=subprocess.PIPE)
+        _, stderr = await asyncio.wait_for(done.communicate(), 60)
+        assert done.returncode == 0, stderr  # trust auth here: no password needed
+        await backend.connect()  # the schema the backend uses is the one migrated
+        await backend.enqueue(task())
     finally:
         await backend.aclose()
 
@@ -91,6 +116,12 @@ def test_url_options_are_the_backends_and_the_rest_goes_to_libpq() -> None:
     assert parsed.conninfo == "postgresql://u:secret@db:6432/app?sslmode=prefer"
     assert parsed.where == "postgresql at db:6432/app"
     assert "secret" not in parsed.where
+    # An empty host (libpq's Unix socket default) keeps its "//": "postgresql:/app" is no URL to libpq.
+    assert parse_url("postgresql:///app?schema=jobs").conninfo == "postgresql:///app"
+    assert conninfo_to_dict(parse_url("postgresql:///app?sslmode=disable").conninfo) == {
+        "dbname": "app",
+        "sslmode": "disable",
+    }
     for bad in ("redis://x", "postgresql://h/db?listen=maybe", "postgresql://h/db?pool_max=many"):
         with pytest.raises(ConfigurationError):
             parse_url(bad)

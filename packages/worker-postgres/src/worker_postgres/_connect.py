@@ -15,10 +15,11 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import psycopg
 from psycopg import errors as pgerrors
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import PoolTimeout
 from worker_core.durable.types import dead_ttl_from_text
 from worker_core.errors import BackendError, BackendUnavailableError, ConfigurationError
@@ -143,7 +144,10 @@ def parse_url(url: str) -> UrlOptions:
             ours["queues"] = [q for q in value.split(",") if q.strip()]
         else:
             rest.append((key, value))
-    conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(rest), parts.fragment))
+    # Not urlunsplit: it drops the "//" of an empty host (postgresql:///app, libpq's Unix socket default), and
+    # "postgresql:/app" is not a URL to libpq.
+    query = urlencode(rest)
+    conninfo = f"postgresql://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
     try:
         host = parts.hostname or "localhost"
         port = parts.port or 5432
@@ -151,6 +155,32 @@ def parse_url(url: str) -> UrlOptions:
         raise ConfigurationError(f"bad PostgreSQL URL: {exc}") from None
     database = parts.path.lstrip("/") or "(default database)"
     return UrlOptions(conninfo=conninfo, where=f"postgresql at {host}:{port}/{database}", backend=ours)
+
+
+def migrate_url(conninfo: str, schema: str) -> str:
+    """A URL for ``python -m worker_postgres migrate`` naming the same server, database, user and schema.
+
+    Never with the password (it goes into an error message): the command reads it from ``PGPASSWORD`` or
+    ``~/.pgpass`` as libpq does, or the operator adds it. Other connection parameters (``sslmode``, ...) are kept.
+    """
+    try:
+        params = {key: str(value) for key, value in conninfo_to_dict(conninfo).items() if value is not None}
+    except psycopg.Error:
+        params = {}
+    params.pop("password", None)
+    host, port, user = params.pop("host", ""), params.pop("port", ""), params.pop("user", "")
+    database = params.pop("dbname", "")
+    netloc = ""
+    if host and "," not in host and "/" not in host:
+        netloc = f"[{host}]" if ":" in host else host
+        if port:
+            netloc += f":{port}"
+    else:  # several hosts, a Unix socket directory, or libpq's default: as query arguments
+        params.update({key: value for key, value in (("host", host), ("port", port)) if value.strip(",")})
+    if user:
+        netloc = f"{quote(user, safe='')}@{netloc}"
+    query = urlencode([*params.items(), ("schema", schema)])
+    return f"postgresql://{netloc}/{quote(database, safe='')}?{query}"
 
 
 def translate(exc: BaseException, where: str) -> BaseException:

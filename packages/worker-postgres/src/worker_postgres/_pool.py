@@ -15,7 +15,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from . import _schema
-from ._connect import pg_errors
+from ._connect import migrate_url, pg_errors
 
 __all__ = ("Pool",)
 
@@ -82,7 +82,7 @@ class Pool:
             # itself (ConfigurationError) at once, instead of as a pool timeout.
             with pg_errors(self.where):
                 async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, **self.kwargs) as conn:
-                    await _schema.check_schema(conn, self.schema, self.where.removeprefix("postgresql at "))
+                    await _schema.check_schema(conn, self.schema, migrate_url(self.conninfo, self.schema))
             self.checked = True
 
     def is_checked(self) -> bool:
