@@ -5,18 +5,22 @@ server that is down."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
+import signal
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
 from conftest import MakeBackend
 from pg_helpers import rows, states, task
 from psycopg.conninfo import conninfo_to_dict
-from worker_core import TaskManager
-from worker_core.durable import DurableTask, FailureReason
+from worker_core import ManagerState, TaskContext, TaskManager
+from worker_core.durable import DurableHandlerSpec, DurableTask, FailureReason
 from worker_core.durable.outcomes import TaskOutcome
 from worker_core.errors import (
     BackendUnavailableError,
@@ -27,7 +31,7 @@ from worker_core.errors import (
 )
 from worker_core.status import TaskStatus
 from worker_postgres import SCHEMA_VERSION, PostgresDurableBackend, parse_url
-from worker_postgres.testing import PostgresServer, free_port
+from worker_postgres.testing import PostgresServer, free_port, postgres_server
 
 # -- migrations ---------------------------------------------------------------------------------------
 
@@ -350,3 +354,62 @@ async def test_a_wrong_database_is_a_configuration_error(pg: PostgresServer) -> 
             await backend.connect()
     finally:
         await backend.aclose()
+
+
+def _server_processes(postmaster: int) -> list[int]:
+    """The postmaster and its children (backends, checkpointer, ...), read from /proc."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
+                    children.append(int(entry.name))
+    return [postmaster, *children]
+
+
+async def test_a_frozen_server_fails_calls_after_command_timeout_and_holds_no_stop() -> None:
+    """Every server process SIGSTOPped mid-task: an enqueue raises after ``command_timeout`` (it waited forever:
+    libpq has no query timeout), a stop returns, and the same backend works once the server answers again."""
+    started = asyncio.Event()
+
+    async def hold(ctx: TaskContext, payload: object) -> None:
+        started.set()
+        await asyncio.Event().wait()  # until the stop cancels it
+
+    with postgres_server() as server:
+        backend = PostgresDurableBackend.from_url(server.url, command_timeout=1)
+        await backend.migrate()
+        manager = TaskManager(
+            durable_backend=backend,
+            durable_handlers={"work": DurableHandlerSpec(None, hold)},
+            durable_codec="json",
+            stop_timeout=0.5,
+        )
+        await manager.start()
+        await manager.register_durable_task(DurableTask("work", 1))
+        async with asyncio.timeout(15):
+            await started.wait()
+        assert server.pid is not None
+        frozen = _server_processes(server.pid)
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            unknown = task()
+            async with asyncio.timeout(30):  # a hang guard: one command_timeout is 1 s
+                with pytest.raises(BackendUnavailableError, match="command_timeout=1s"):
+                    await backend.enqueue(unknown)
+                await manager.stop_now(timeout=0.5)
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        assert manager.state is ManagerState.STOPPED
+        try:
+            # The timed-out INSERT sat in the frozen server's socket: it may still run when the server resumes.
+            # Sending the same task again settles it: stored once, whichever ran first.
+            with contextlib.suppress(DurableTaskExistsError):
+                await backend.enqueue(unknown)
+            await backend.enqueue(task())  # the pool dropped the connections the freeze broke
+            assert await rows(backend, "SELECT count(*) FROM {s}.tasks WHERE id = %s", unknown.id) == [(1,)]
+        finally:
+            await backend.aclose()

@@ -38,7 +38,7 @@ __all__ = (
 )
 
 _INTS = frozenset({"pool_min", "pool_max", "extra_deliveries", "recent_outcomes"})
-_FLOATS = frozenset({"poll_interval"})
+_FLOATS = frozenset({"poll_interval", "command_timeout"})
 _BOOLS = frozenset({"listen", "prepare"})
 _STRINGS = frozenset({"schema", "default_queue"})
 _TRUE = frozenset({"1", "true", "yes", "on"})

@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
+from worker_core.errors import BackendUnavailableError
 
 from . import _schema
 from ._connect import migrate_url, pg_errors
@@ -26,7 +27,15 @@ class Pool:
     """A psycopg ``AsyncConnectionPool`` of autocommit connections to one schema's database."""
 
     def __init__(
-        self, conninfo: str, schema: str, where: str, *, size: tuple[int, int], timeout: float, kwargs: dict[str, Any]
+        self,
+        conninfo: str,
+        schema: str,
+        where: str,
+        *,
+        size: tuple[int, int],
+        timeout: float,
+        kwargs: dict[str, Any],
+        command_timeout: float | None = None,
     ) -> None:
         self.conninfo = conninfo
         self.schema = schema
@@ -34,6 +43,7 @@ class Pool:
         self.kwargs = kwargs
         self._size = size
         self._timeout = timeout
+        self._command_timeout = command_timeout
         self._pool: AsyncConnectionPool[Any] | None = None
         self._lock: asyncio.Lock | None = None
         self.checked = False
@@ -55,12 +65,23 @@ class Pool:
         return self._pool
 
     @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """A pooled connection; psycopg errors become worker errors, a lost server purges the broken ones."""
+    async def connection(self, *, bounded: bool = True) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection; psycopg errors become worker errors, a lost server purges the broken ones.
+
+        ``bounded``: the whole block (getting the connection included) is cut off after ``command_timeout`` with
+        ``BackendUnavailableError``: a server that does not answer (frozen, a network dropping packets) would
+        otherwise hold the caller forever, as libpq has no timeout of its own for a query.
+        """
         pool = await self._open()
+        limit = self._command_timeout if bounded else None
         try:
-            async with pool.connection() as conn:
+            async with asyncio.timeout(limit) as scope, pool.connection() as conn:
                 yield conn
+        except TimeoutError as exc:
+            if limit is not None and scope.expired():
+                raise BackendUnavailableError(f"{self.where} did not answer within command_timeout={limit:g}s") from exc
+            with pg_errors(self.where):
+                raise
         except _ERRORS as exc:
             if isinstance(exc, psycopg.OperationalError | OSError):
                 with contextlib.suppress(Exception):
@@ -81,8 +102,16 @@ class Pool:
             # A connection of its own, not the pool's: a refused login or a missing database is reported as
             # itself (ConfigurationError) at once, instead of as a pool timeout.
             with pg_errors(self.where):
-                async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, **self.kwargs) as conn:
-                    await _schema.check_schema(conn, self.schema, migrate_url(self.conninfo, self.schema))
+                try:
+                    async with asyncio.timeout(self._command_timeout):
+                        async with await psycopg.AsyncConnection.connect(
+                            self.conninfo, autocommit=True, **self.kwargs
+                        ) as conn:
+                            await _schema.check_schema(conn, self.schema, migrate_url(self.conninfo, self.schema))
+                except TimeoutError as exc:
+                    raise BackendUnavailableError(
+                        f"{self.where} did not answer within command_timeout={self._command_timeout:g}s"
+                    ) from exc
             self.checked = True
 
     def is_checked(self) -> bool:
@@ -91,7 +120,7 @@ class Pool:
 
     async def migrate(self) -> int:
         """Create or upgrade the schema (idempotent, serialised by an advisory lock); its version."""
-        async with self.connection() as conn:
+        async with self.connection(bounded=False) as conn:  # may wait for another migration's lock
             version = await _schema.migrate(conn, self.schema)
         self.checked = True
         return version

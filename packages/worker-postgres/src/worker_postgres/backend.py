@@ -31,6 +31,7 @@ __all__ = ("DEFAULT_SCHEMA", "PostgresDurableBackend")
 
 #: The schema that holds the tables when none is given (``?schema=``).
 DEFAULT_SCHEMA = "worker"
+DEFAULT_COMMAND_TIMEOUT = 30.0  # seconds one operation may take (a frozen server holds no caller forever)
 
 
 class PostgresDurableBackend:
@@ -39,7 +40,7 @@ class PostgresDurableBackend:
     Args:
         conninfo: a libpq connection string or ``postgresql://`` URL (without this package's query options).
         schema: the schema holding the tables (``worker``); create or upgrade it with :meth:`migrate`.
-        default_queue: the queue of tasks that name none (the TaskManager overrides it at start).
+        default_queue: the queue of tasks that name none (a TaskManager given its own ``default_queue`` sets it).
         queue_weights: share of claims per queue (weighted round robin, carried over between calls).
         extra_deliveries: deliveries beyond ``retries + 1`` without a settle before the claim dead-letters the
             task with reason ``"delivery limit: ..."``.
@@ -50,6 +51,9 @@ class PostgresDurableBackend:
             before 1.21 in transaction mode.
         pool_min, pool_max: connections of the pool.
         pool_timeout: seconds to wait for a connection before raising ``BackendUnavailableError``.
+        command_timeout: seconds one operation (a connection from the pool and its statements) may take before
+            it is cancelled with ``BackendUnavailableError`` (30; ``None`` or ``0``: no limit): a server that
+            does not answer (frozen, a network dropping packets) holds no caller forever. ``migrate`` has none.
         poll_interval: seconds between re-checks of ``wait_outcome`` when LISTEN is off or down.
         recent_outcomes: outcomes ``recent_outcomes`` lists per queue at most.
         dead_ttl: seconds a dead-lettered task is kept (7 days; ``None`` or ``0``: forever); the statement that
@@ -76,6 +80,7 @@ class PostgresDurableBackend:
         pool_min: int = 1,
         pool_max: int = 10,
         pool_timeout: float = 5.0,
+        command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
         poll_interval: float = 0.5,
         recent_outcomes: int = DEFAULT_RECENT_OUTCOMES,
         dead_ttl: float | None = DEFAULT_DEAD_TTL,
@@ -89,6 +94,7 @@ class PostgresDurableBackend:
         self.listen = bool(listen)
         self._kwargs: dict[str, Any] = {} if prepare else {"prepare_threshold": None}
         timeout_s = positive_seconds(pool_timeout, "pool_timeout")
+        command_s = None if command_timeout in (None, 0) else positive_seconds(command_timeout, "command_timeout")
         poll_s = positive_seconds(poll_interval, "poll_interval")
         self._prune = prune_params(dead_ttl)
         self.where = where
@@ -97,7 +103,13 @@ class PostgresDurableBackend:
         wake, done = _schema.channels(self.schema)
         self._listener = Listener(conninfo, wake, done, self._kwargs)
         self._pool = Pool(
-            conninfo, self.schema, where, size=(pool_min, pool_max), timeout=timeout_s, kwargs=self._kwargs
+            conninfo,
+            self.schema,
+            where,
+            size=(pool_min, pool_max),
+            timeout=timeout_s,
+            kwargs=self._kwargs,
+            command_timeout=command_s,
         )
         self._default_queue = "default"
         self._enqueuer = Enqueuer(self._pool, self._sql)
@@ -128,6 +140,7 @@ class PostgresDurableBackend:
         """A backend for a ``postgresql://`` or ``postgres://`` URL; connects lazily (see :meth:`connect`).
 
         The query may set ``schema``, ``listen``, ``prepare``, ``pool_min``, ``pool_max``, ``poll_interval``,
+        ``command_timeout`` (``0``: none),
         ``default_queue``, ``extra_deliveries``, ``recent_outcomes`` and ``queues`` (``a,b``); the rest goes
         to libpq. Keyword ``options`` win over the query.
 

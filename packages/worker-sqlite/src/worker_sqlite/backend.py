@@ -46,7 +46,8 @@ class SqliteDurableBackend:
 
     Args:
         path: the database file (relative paths are made absolute now); created with its schema on first open.
-        default_queue: queue of tasks enqueued with ``queue=""`` (a ``TaskManager`` sets its own at start).
+        default_queue: queue of tasks enqueued with ``queue=""`` (kept unless the ``TaskManager`` is given its
+            own ``default_queue``).
         queue_weights: dequeue share per queue, weighted round robin carried across calls (missing queues weigh 1).
         extra_deliveries: deliveries beyond ``retries + 1`` before a task is dead-lettered ("delivery limit").
         recent_outcomes: outcomes ``recent_outcomes()`` lists per queue at most.

@@ -164,7 +164,8 @@ class Shutdown:
         loops = self._supervisor.close()
         await _bounded(_wait_all(lambda: {task for task in loops if not task.done()}, tail))
         if durable is not None:
-            await _bounded(durable.release_held(), until=tail, what="handing leases back")
+            what = "handing leases back (those not handed back expire by themselves)"
+            await _bounded(durable.release_held(), until=tail, what=what)
         if self._config is not None:
             await _bounded(self._config.close(), until=max(tail, loop.time() + _CLOSE_S), what="closing the backend")
         self._threads.close()
@@ -219,7 +220,7 @@ async def _bounded(step: Coroutine[Any, Any, None], *, until: float | None = Non
             async with asyncio.timeout_at(until):
                 await step
     except TimeoutError:
-        logger.warning("the stop's bound passed while %s: given up (leases not handed back expire by themselves)", what)
+        logger.warning("the stop's bound passed while %s: given up", what)
     except asyncio.CancelledError:
         pass
     except Exception:
