@@ -16,8 +16,9 @@ from google.protobuf import text_format
 from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import DecodeError, Message
-from worker_core import Task, TaskContext
+from worker_core import Task, TaskContext, TaskStatus
 from worker_core.durable import DurableTask
+from worker_core.durable.outcomes import TaskOutcome
 from worker_core.errors import HandlerNotFoundError, InvalidTaskError, PayloadError, safe_str
 from worker_core.errors import error_text as bounded_error_text
 
@@ -198,3 +199,10 @@ def error_text(error: BaseException | None) -> str:
     if error is None:
         return ""
     return bounded_error_text(error) or type(error).__name__
+
+
+def stored_text(outcome: TaskOutcome) -> tuple[str, str]:
+    """``(output, error)`` of a stored outcome, as go-worker's GetTask and StreamResults carry them."""
+    if outcome.status is TaskStatus.COMPLETED and not outcome.error_type:
+        return output_text(outcome.result_text), ""
+    return "", outcome.error_message or outcome.error_type or outcome.status.value

@@ -24,22 +24,22 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, final
+from typing import TYPE_CHECKING, Any, final
 
 import grpc
 from worker_core import Task, TaskStatus
 from worker_core.durable import DurableTask
-from worker_core.durable.outcomes import ResultStoreBackend, TaskOutcome
+from worker_core.durable.outcomes import ResultStoreBackend
 from worker_core.errors import ConfigurationError, TaskNotFoundError
 
 from . import _convert
 from ._durable_batch import store_durable
 from ._proto.worker.v1 import worker_pb2 as pb
 from ._proto.worker.v1 import worker_pb2_grpc as pb_grpc
-from ._status import ACCEPTED_IDS_KEY, ERROR_KEY, FAILED_INDEX_KEY, status_for
+from ._requests import RequestKeys, abort, trace_context, with_trace
 from .access import OWNER_KEY, Access, Authorizer, stamped
 from .auth import ANONYMOUS, AuthHook, Principal, check_auth
-from .errors import IdempotencyConflictError, StatusError
+from .errors import StatusError
 from .handlers import Handlers, resolve_handlers
 from .idempotency import IdempotencyCache
 from .streams import ResultFanout, StreamLimits, StreamMetrics, TooManyStreamsError
@@ -129,21 +129,21 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
         principal = await self._principal(context, _REGISTER_TASKS, request)
         op = "register tasks"
         if not request.tasks:
-            await _abort(context, StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"{op}: no tasks in the request"), op)
+            await abort(context, StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"{op}: no tasks in the request"), op)
         cache = self._cache
         scope = principal.name
-        trace = _trace_context(context)
+        trace = trace_context(context)
         built = []
-        keys = _RequestKeys(cache, scope)
+        keys = RequestKeys(cache, scope)
         for index, message in enumerate(request.tasks):
             try:
                 handler = self._handlers.get(message.name) or _convert.handler_for(self._handlers, message.name)
                 key, sig = keys.check(message)
                 task = _convert.build_task(handler, message)
-                task.metadata = stamped(_with_trace(task.metadata, trace) if trace else task.metadata, principal)
+                task.metadata = stamped(with_trace(task.metadata, trace) if trace else task.metadata, principal)
                 built.append((task, key, sig))
             except Exception as exc:
-                await _abort(context, exc, op, accepted=(), index=index)
+                await abort(context, exc, op, accepted=(), index=index)
         ids: list[uuid.UUID] = []
         for index, (task, key, sig) in enumerate(built):
             try:
@@ -152,7 +152,7 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
                 else:
                     ids.append(await self._manager.register_task(task))
             except Exception as exc:
-                await _abort(context, exc, op, accepted=ids, index=index)
+                await abort(context, exc, op, accepted=ids, index=index)
         return pb.RegisterTasksResponse(ids=[str(i) for i in ids])
 
     async def _register_keyed(self, task: Task[Any], key: str, sig: bytes, scope: str) -> uuid.UUID:
@@ -182,25 +182,25 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
         principal = await self._principal(context, _REGISTER_DURABLE, request)
         op = "register durable tasks"
         if not request.tasks:
-            await _abort(context, StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"{op}: no tasks in the request"), op)
-        trace = _trace_context(context)
+            await abort(context, StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"{op}: no tasks in the request"), op)
+        trace = trace_context(context)
         built: list[tuple[DurableTask, str, bytes]] = []
-        keys = _RequestKeys(self._cache, principal.name)
+        keys = RequestKeys(self._cache, principal.name)
         for index, message in enumerate(request.tasks):
             try:
                 handler = _convert.handler_for(self._handlers, message.name)
                 key, sig = keys.check(message)
                 durable = _convert.build_durable_task(handler, message, None)
-                metadata = _with_trace(durable.metadata, trace) if trace else durable.metadata
+                metadata = with_trace(durable.metadata, trace) if trace else durable.metadata
                 durable.metadata = stamped(metadata, principal)
                 built.append((durable, key, sig))
             except Exception as exc:
-                await _abort(context, exc, op, accepted=(), index=index)
+                await abort(context, exc, op, accepted=(), index=index)
         ids, errors = await store_durable(self._manager, self._cache, built, principal.name)
         if errors:
             first = min(errors)
             accepted = [task_id for task_id in ids if task_id is not None]
-            await _abort(context, errors[first], op, accepted=accepted, index=first)
+            await abort(context, errors[first], op, accepted=accepted, index=first)
         return pb.RegisterDurableTasksResponse(ids=[str(i) for i in ids])
 
     async def StreamResults(
@@ -212,11 +212,11 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
         try:
             wanted = list(dict.fromkeys(_convert.parse_id(raw) for raw in request.ids))
         except Exception as exc:
-            await _abort(context, exc, op)
+            await abort(context, exc, op)
         try:
             stream = self._fanout.open(principal, wanted)
         except TooManyStreamsError as exc:
-            await _abort(context, StatusError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)), op)
+            await abort(context, StatusError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)), op)
         close = request.close_on_completion
         pending = set(wanted)
         try:
@@ -306,7 +306,7 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
         outcome = await self._manager.durable_outcome(task_id, wait=None)
         if outcome is None or not self._access.allows(principal, _STREAM_RESULTS, outcome.metadata.get(OWNER_KEY, "")):
             return  # another principal's task: as if unknown
-        output, error = _stored_text(outcome)
+        output, error = _convert.stored_text(outcome)
         out.put_nowait(pb.StreamResultsResponse(id=str(task_id), output=output, error=error))
 
     def _visible(self, task_id: uuid.UUID, principal: Principal, method: str) -> Task[Any]:
@@ -324,7 +324,7 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
             return None
         if outcome is None or not self._access.allows(principal, _GET_TASK, outcome.metadata.get(OWNER_KEY, "")):
             return None
-        output, error = _stored_text(outcome)
+        output, error = _convert.stored_text(outcome)
         return pb.GetTaskResponse(
             id=str(task_id), name=outcome.handler, status=outcome.status.go_name, output=output, error=error
         )
@@ -351,7 +351,7 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
             self._visible(task_id, principal, _CANCEL_TASK)
             await self._manager.cancel_task(task_id)
         except Exception as exc:
-            await _abort(context, exc, "cancel task")
+            await abort(context, exc, "cancel task")
         return pb.CancelTaskResponse()
 
     async def GetTask(self, request: pb.GetTaskRequest, context: _Context) -> pb.GetTaskResponse:
@@ -375,7 +375,7 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
                 if not self._manager.handle(task_id).done():  # replayed, not settled again yet
                     return pb.GetTaskResponse(id=str(task_id), name=task.name, status=TaskStatus.QUEUED.go_name)
         except Exception as exc:
-            await _abort(context, exc, "get task")
+            await abort(context, exc, "get task")
         return pb.GetTaskResponse(
             id=str(task_id),
             name=task.name,
@@ -383,82 +383,3 @@ class WorkerServiceServicer(pb_grpc.WorkerServiceServicer):
             output=_convert.output_text(task.result),
             error=_convert.error_text(task.error),
         )
-
-
-@final
-class _RequestKeys:
-    """The idempotency keys of one request: checked against the cache and against each other."""
-
-    __slots__ = ("_cache", "_scope", "_seen")
-
-    def __init__(self, cache: IdempotencyCache | None, scope: str) -> None:
-        self._cache = cache
-        self._scope = scope
-        self._seen: dict[str, bytes] = {}
-
-    def check(self, message: pb.Task | pb.DurableTask) -> tuple[str, bytes]:
-        """The task's key and signature (``""`` when it has none or keys are off).
-
-        A key already used for another task (in the cache, or earlier in this request) raises here,
-        before anything of the request is registered.
-        """
-        cache = self._cache
-        raw = message.idempotency_key
-        key = raw.strip() if raw and cache is not None else ""
-        if not key or cache is None:
-            return "", b""
-        # The message type is part of what a key binds to: a Task and a DurableTask never share one.
-        sig = message.DESCRIPTOR.full_name.encode() + b":" + _convert.signature(message)
-        cache.peek(key, sig, scope=self._scope)
-        if self._seen.setdefault(key, sig) != sig:
-            raise IdempotencyConflictError(f"idempotency key {key!r} already used for a different task")
-        return key, sig
-
-
-async def _abort(
-    context: _Context,
-    exc: BaseException,
-    op: str,
-    *,
-    accepted: Sequence[uuid.UUID] | None = None,
-    index: int | None = None,
-) -> NoReturn:
-    code, details, kind = status_for(exc, op)
-    trailing: list[tuple[str, str]] = []
-    if kind:
-        trailing.append((ERROR_KEY, kind))
-    if accepted is not None:
-        trailing.append((ACCEPTED_IDS_KEY, ",".join(str(i) for i in accepted)))
-    if index is not None:
-        trailing.append((FAILED_INDEX_KEY, str(index)))
-    logger.debug("%s refused (task index %s, %d accepted): %s", op, index, len(accepted or ()), code.name)
-    await context.abort(code, details, tuple(trailing))
-
-
-#: W3C trace-context headers taken from the call's metadata into each registered task's metadata, so the span
-#: of the code that runs the task (worker-otel's OTelTracer) continues the caller's trace: client -> gRPC ->
-#: (Redis) -> worker. A key the task message already carries in its own metadata wins.
-_TRACE_KEYS = ("traceparent", "tracestate")
-
-
-def _trace_context(context: _Context) -> dict[str, str]:
-    """The trace-context headers of this call ({} when the caller sent none)."""
-    found: dict[str, str] = {}
-    for key, value in context.invocation_metadata() or ():
-        if key in _TRACE_KEYS and isinstance(value, str):
-            found[key] = value
-    return found
-
-
-def _with_trace(metadata: dict[str, str] | None, trace: dict[str, str]) -> dict[str, str]:
-    merged = dict(trace)
-    if metadata:
-        merged.update(metadata)
-    return merged
-
-
-def _stored_text(outcome: TaskOutcome) -> tuple[str, str]:
-    """``(output, error)`` of a stored outcome, as go-worker's GetTask and StreamResults carry them."""
-    if outcome.status is TaskStatus.COMPLETED and not outcome.error_type:
-        return _convert.output_text(outcome.result_text), ""
-    return "", outcome.error_message or outcome.error_type or outcome.status.value
