@@ -120,6 +120,36 @@ async def test_a_file_that_is_not_sqlite_is_a_configuration_error(tmp_path: Path
         await SqliteDurableBackend(tmp_path / "missing-dir" / "t.db").connect()
 
 
+async def test_another_programs_file_with_a_table_of_our_names_is_refused_untouched(tmp_path: Path) -> None:
+    """A ``tasks`` table of another program: refused at connect, nothing written (it failed later, on the first
+    enqueue, with "no such column: queue"); a file that only holds other tables is shared as before."""
+    foreign = tmp_path / "app.db"
+    db = sqlite3.connect(foreign)
+    db.execute("CREATE TABLE tasks (title TEXT, done INTEGER)")
+    db.execute("INSERT INTO tasks VALUES ('buy milk', 0)")
+    db.commit()
+    db.close()
+    backend = SqliteDurableBackend(foreign)
+    with pytest.raises(ConfigurationError, match=r"another program.*\(tasks\)|\(tasks\).*another program"):
+        await backend.connect()
+    with pytest.raises(ConfigurationError, match="another program"):
+        await backend.enqueue(task())
+    await backend.aclose()
+    assert rows(foreign, "SELECT name FROM sqlite_master WHERE type = 'table'") == [("tasks",)]
+    assert rows(foreign, "SELECT * FROM tasks") == [("buy milk", 0)]
+    assert rows(foreign, "PRAGMA user_version") == [(0,)]
+
+    shared = tmp_path / "shared.db"
+    db = sqlite3.connect(shared)
+    db.execute("CREATE TABLE users (name TEXT)")
+    db.commit()
+    db.close()
+    backend = SqliteDurableBackend(shared)
+    await backend.enqueue(task())
+    assert len(await backend.dequeue(5, 30.0)) == 1
+    await backend.aclose()
+
+
 async def test_a_lock_held_too_long_is_backend_unavailable_and_loses_nothing(
     make_backend: MakeBackend, db_path: Path
 ) -> None:

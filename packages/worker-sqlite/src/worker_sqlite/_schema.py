@@ -8,6 +8,7 @@ once (the second finds the version already set). A file whose version is newer t
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from typing import Final
 
@@ -102,6 +103,8 @@ def migrate(db: sqlite3.Connection, where: str) -> int:
                 f"{where}: schema version {found} is newer than this worker-sqlite knows ({SCHEMA_VERSION}); "
                 "upgrade worker-sqlite"
             )
+        if found == 0:
+            _refuse_foreign_tables(db, where)
         for version, statements in MIGRATIONS:
             if version > found:
                 for statement in statements:
@@ -113,6 +116,31 @@ def migrate(db: sqlite3.Connection, where: str) -> int:
             db.execute("ROLLBACK")
         raise
     return found
+
+
+#: The tables the migrations create.
+OWN_TABLES: Final = frozenset(
+    match[1]
+    for _, statements in MIGRATIONS
+    for statement in statements
+    if (match := re.match(r"\s*CREATE TABLE IF NOT EXISTS (\w+)", statement))
+)
+
+
+def _refuse_foreign_tables(db: sqlite3.Connection, where: str) -> None:
+    """A file with no worker-sqlite schema that already has a table of one of our names is another program's.
+
+    ``CREATE TABLE IF NOT EXISTS`` would keep that table and the first statement on it would fail (``no such
+    column``); refuse the file instead, before writing anything. Other tables are fine (a file shared with an
+    application's own tables).
+    """
+    rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    clash = sorted(OWN_TABLES & {str(row[0]) for row in rows})
+    if clash:
+        raise ConfigurationError(
+            f"{where}: the file has tables named like worker-sqlite's ({', '.join(clash)}) but no worker-sqlite "
+            "schema (PRAGMA user_version is 0): it belongs to another program; use a file of its own"
+        )
 
 
 def open_migrated(path: str, *, busy_timeout: float, synchronous: str, where: str) -> sqlite3.Connection:
