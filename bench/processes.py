@@ -10,7 +10,9 @@ built with ``uv``) runs the same function with ``-P prefork -c 2``, prefetch mul
 same kind of private server.
 
 Run: ``uv run --no-sync python bench/processes.py`` (or ``uvx nox -s bench -- bench/processes.py``).
-``BENCH_LIBS=worker`` skips Celery. The load average is printed with the figures: the machine is shared.
+``BENCH_LIBS=worker`` skips Celery. The load average is printed with the figures: the machine is shared. Each
+round first measures the machine's own ceiling: two processes running ``burn`` side by side (no worker, no
+Redis) over one process alone; a ratio of the workers near that ceiling is all the cores allow at that moment.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from worker_redis.testing import redis_server  # noqa: E402
 
 N = int(os.environ.get("BENCH_N", "6000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "4"))  # -c of each workerctl node
 LIBS = os.environ.get("BENCH_LIBS", "worker,celery").split(",")
 CELERY = ["celery[redis]==5.7.0"]
 PREFIX = "bench"
@@ -134,7 +137,7 @@ def run_worker(processes: int, steps: int, *extra: str) -> tuple[float, float]:
             "PYTHONPATH": str(PEERS),
         }
         cmd = [sys.executable, "-m", "workerctl", "worker", "worker_cpu_app:create_manager",
-               "--redis-url", server.url, "--redis-prefix", PREFIX, "-c", "4", "--processes", str(processes),
+               "--redis-url", server.url, "--redis-prefix", PREFIX, "-c", str(CONCURRENCY), "--processes", str(processes),
                "--log-level", "warning", *extra]  # fmt: skip
         proc = subprocess.Popen(cmd, env=env, cwd=PEERS)
         try:
@@ -176,6 +179,27 @@ def run_celery(processes: int, steps: int) -> tuple[float, float]:
         return rate, (children_cpu() - before) * 1000 / N
 
 
+def _burn_loop(steps: int, count: int) -> None:
+    for _ in range(count):
+        burn(steps)
+
+
+def machine_ceiling(steps: int, count: int = 2000) -> float:
+    """Burns/s of two processes burning side by side over one process alone: what 2 cores give right now."""
+    import multiprocessing
+
+    rates = []
+    for procs in (1, 2):
+        workers = [multiprocessing.Process(target=_burn_loop, args=(steps, count)) for _ in range(procs)]
+        started = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        rates.append(procs * count / (time.perf_counter() - started))
+    return rates[1] / rates[0]
+
+
 def wait_all_done(url: str, count: int, proc: subprocess.Popen[bytes]) -> None:
     import redis
 
@@ -200,7 +224,10 @@ def main() -> None:
         sides.append(("Celery prefork -c 2", lambda: run_celery(2, steps)))
     best: dict[str, float] = {}
     loads: list[float] = []
+    ceilings: list[float] = []
     for _ in range(ROUNDS):
+        ceilings.append(machine_ceiling(steps))
+        print(f"  machine: 2 processes burning / 1: {ceilings[-1]:.2f}", flush=True)
         for name, fn in sides:
             loads.append(os.getloadavg()[0])
             rate, cpu_ms = fn()
@@ -214,6 +241,7 @@ def main() -> None:
         print(f"| {name} | {rate:,.0f} | {CPU_MS[name]:.2f} |")
     one, two = best["workerctl --processes 1"], best["workerctl --processes 2"]
     print(f"| **ratio --processes 2 / --processes 1** | **{two / one:.2f}** (target >= 1.7) |")
+    print(f"| machine ceiling: 2 burn loops / 1 (per round) | {' / '.join(f'{c:.2f}' for c in ceilings)} |")
     if "Celery prefork -c 2" in best:
         print(f"| ratio --processes 2 / Celery prefork -c 2 | {two / best['Celery prefork -c 2']:.2f} |")
     print(f"\nload average (1 min) during the runs: {min(loads):.2f} - {max(loads):.2f}; cores: {os.cpu_count()}")
