@@ -137,8 +137,8 @@ def run_worker(processes: int, steps: int, *extra: str) -> tuple[float, float]:
             "PYTHONPATH": str(PEERS),
         }
         cmd = [sys.executable, "-m", "workerctl", "worker", "worker_cpu_app:create_manager",
-               "--redis-url", server.url, "--redis-prefix", PREFIX, "-c", str(CONCURRENCY), "--processes", str(processes),
-               "--log-level", "warning", *extra]  # fmt: skip
+               "--redis-url", server.url, "--redis-prefix", PREFIX, "-c", str(CONCURRENCY),
+               "--processes", str(processes), "--log-level", "warning", *extra]  # fmt: skip
         proc = subprocess.Popen(cmd, env=env, cwd=PEERS)
         try:
             rate = steady_rate(server.url, N, proc)

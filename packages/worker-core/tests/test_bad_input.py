@@ -164,3 +164,17 @@ async def test_a_generator_function_is_refused_as_a_task_everywhere(fn: Any) -> 
         define_task(fn)
     with pytest.raises(HandlerRegistrationError, match="generator function"):
         DurableHandlerSpec(None, fn)
+
+
+async def _needs_two(a: int, b: int) -> int:
+    return a + b
+
+
+async def test_a_submitted_call_with_the_wrong_arguments_fails_its_task_not_the_worker() -> None:
+    """submit calls ``fn(*args)`` inside the attempt: a TypeError there is the task's failure; the worker goes on."""
+    async with manager(max_workers=1) as tm:
+        bad = await tm.submit(_needs_two, 1)  # type: ignore[call-overload]
+        with pytest.raises(TypeError, match="missing 1 required positional argument"):
+            await bad
+        assert bad.status is TaskStatus.FAILED
+        assert await (await tm.with_options(priority=1).submit(_needs_two, 1, 2)) == 3

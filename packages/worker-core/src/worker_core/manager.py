@@ -428,7 +428,7 @@ class TaskManager:
             TypeError: an unknown option name.
             InvalidTaskError: an option value of the wrong type or range.
         """
-        return Submitter(self._submit_task, checked_options(options, "with_options"))
+        return Submitter(self._register, self._local.handle, checked_options(options, "with_options"))
 
     def handle(self, task_id: uuid.UUID) -> TaskHandle[Any]:
         """A handle on the task with this id.
@@ -466,12 +466,6 @@ class TaskManager:
             ConfigurationError: no durable backend, or one that stores no results.
         """
         return await self._durable.recent(queue, config_int(limit, "limit", 1))
-
-    async def _submit_task(self, task: Task[T]) -> TaskHandle[T]:
-        pending = self._register(task)
-        if pending is not None:
-            await pending
-        return self._local.handle(task)
 
     # ----------------------------------------------------------------------------------- results, settings
 

@@ -14,15 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from inspect import CO_COROUTINE as _CO_COROUTINE
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, TypeVar, Unpack, final, overload
 
-from ._calls import AsyncCall, Call, generator_refusal, is_coroutine_callable
+from ._calls import GENERATOR_FLAGS, AsyncCall, Call, generator_refusal, is_coroutine_callable
 from .errors import InvalidTaskError
 from .options import start_at
 from .task import Task, TaskFields
 
 if TYPE_CHECKING:
     from .durable.types import DurableTask
+    from .events import Pending
     from .handles import TaskHandle
 
 __all__ = (
@@ -101,13 +104,18 @@ class Recipe:
         Raises:
             InvalidTaskError: ``fn`` is not callable, or an option is invalid.
         """
-        if not callable(fn):
-            raise InvalidTaskError(f"submit needs a callable, got {type(fn).__name__}")
-        refusal = generator_refusal(fn, "the submitted function")
-        if refusal is not None:
-            raise InvalidTaskError(refusal)
-        execute = AsyncCall(fn, args, kwargs) if is_coroutine_callable(fn) else Call(fn, args, kwargs)
-        name = self.name or _name_of(fn)
+        execute: AsyncCall | Call
+        if type(fn) is FunctionType and not fn.__code__.co_flags & GENERATOR_FLAGS:  # the usual case, inline
+            execute = AsyncCall(fn, args, kwargs) if fn.__code__.co_flags & _CO_COROUTINE else Call(fn, args, kwargs)
+            name = self.name or fn.__qualname__
+        else:
+            if not callable(fn):
+                raise InvalidTaskError(f"submit needs a callable, got {type(fn).__name__}")
+            refusal = generator_refusal(fn, "the submitted function")
+            if refusal is not None:
+                raise InvalidTaskError(refusal)
+            execute = AsyncCall(fn, args, kwargs) if is_coroutine_callable(fn) else Call(fn, args, kwargs)
+            name = self.name or _name_of(fn)
         fields = self.fields
         metadata = fields.get("metadata")
         if metadata:  # each task its own copy: one task's changes are never another's
@@ -208,10 +216,16 @@ def _name_of(fn: Callable[..., Any]) -> str:
 class Submitter:
     """``tm.with_options(...)``: submits tasks with these options (see the module docs for the order)."""
 
-    __slots__ = ("_recipe", "_register")
+    __slots__ = ("_handle", "_recipe", "_register")
 
-    def __init__(self, register: Callable[[Task[Any]], Awaitable[TaskHandle[Any]]], recipe: Recipe) -> None:
-        self._register = register
+    def __init__(
+        self,
+        register: Callable[[Task[Any]], Pending],
+        handle: Callable[[Task[Any]], TaskHandle[Any]],
+        recipe: Recipe,
+    ) -> None:
+        self._register = register  # the manager's registration up to its hook: what is left to await, if anything
+        self._handle = handle
         self._recipe = recipe
 
     def with_options(self, **options: Unpack[SubmitOptions]) -> Submitter:
@@ -222,7 +236,7 @@ class Submitter:
             InvalidTaskError: an option value of the wrong type or range.
         """
         merged: SubmitOptions = {**self._recipe.options, **options}
-        return Submitter(self._register, checked_options(merged, "with_options"))
+        return Submitter(self._register, self._handle, checked_options(merged, "with_options"))
 
     @overload
     async def submit(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[T]: ...
@@ -232,7 +246,11 @@ class Submitter:
 
     async def submit(self, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[Any]:
         """Run ``fn(*args, **kwargs)`` as a task with these options; its handle (see ``TaskManager.submit``)."""
-        return await self._register(build_task(fn, args, kwargs, self._recipe))
+        task = build_task(fn, args, kwargs, self._recipe)
+        pending = self._register(task)  # as TaskManager.submit: no coroutine of its own per task
+        if pending is not None:
+            await pending
+        return self._handle(task)
 
 
 AnyTask = TypeVar("AnyTask", "Task[Any]", "DurableTask")

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, TypeVar, Unpack, overload
 
-from ._calls import GENERATOR_FLAGS, generator_refusal, is_coroutine_callable
+from ._calls import GENERATOR_FLAGS, AsyncCall, Call, generator_refusal, is_coroutine_callable
 from .errors import InvalidTaskError
 from .options import is_plain_int, to_seconds
 from .status import TaskStatus
@@ -237,6 +237,10 @@ class Task(Generic[T]):
             if flags & GENERATOR_FLAGS:
                 raise InvalidTaskError(generator_refusal(fn, "execute"))
             self._is_async = bool(flags & _CO_COROUTINE)
+        elif type(fn) is AsyncCall:  # made by submit, after its function was checked
+            self._is_async = True
+        elif type(fn) is Call:
+            self._is_async = False
         else:
             refusal = generator_refusal(fn, "execute")
             if refusal is not None:
