@@ -72,7 +72,7 @@ class RedisDurableBackend:
             ``decode_responses=False`` (payloads are bytes). :meth:`from_url` builds one.
         prefix: the deployment's key prefix; wrapped in a hash tag (``{go-worker}``) so that every key
             of a script lives in one Cluster slot. A stray brace is a :class:`ConfigurationError`.
-        default_queue: the queue of tasks that name none (the TaskManager overrides it at start).
+        default_queue: the queue of tasks that name none (kept unless the TaskManager is given its own).
         queue_weights: share of dequeues per queue (smooth weighted round robin, effective on every
             dequeue call, not only inside one batch as in go-worker); a missing queue weighs 1.
         batch_size: go-worker's scan window: due (and expired) entries one queue inspects per call.
