@@ -1,7 +1,9 @@
 """What a submitted task runs: ``fn(*args, **kwargs)``, ignoring the attempt's ``ctx``.
 
 One object per task (a closure would be a function and three cells, each tracked by the garbage collector),
-and a type :func:`is_coroutine_callable` knows without asking ``inspect``.
+and a type :func:`is_coroutine_callable` knows without asking ``inspect``. A call with no keyword arguments
+keeps one shared empty mapping rather than its own empty dict: a dict kept per task counts towards every
+collection the garbage collector triggers, as a tracked object does.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any, Final, final
 __all__ = ("GENERATOR_FLAGS", "AsyncCall", "Call", "generator_refusal", "is_coroutine_callable")
 
 _CO_COROUTINE: Final = inspect.CO_COROUTINE
+#: The keyword arguments of every call that has none (never changed: ``**`` unpacking copies it).
+_NO_KWARGS: Final[dict[str, Any]] = {}
 #: Code flags of a function whose call only makes a generator (its body runs when someone iterates it).
 GENERATOR_FLAGS: Final = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 
@@ -31,7 +35,7 @@ class AsyncCall:
     def __init__(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.fn = fn
         self.args = args
-        self.kwargs = kwargs
+        self.kwargs = kwargs or _NO_KWARGS
 
     def __call__(self, ctx: object) -> Awaitable[Any]:
         return self.fn(*self.args, **self.kwargs)
@@ -49,7 +53,7 @@ class Call:
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.fn = fn
         self.args = args
-        self.kwargs = kwargs
+        self.kwargs = kwargs or _NO_KWARGS
 
     def __call__(self, ctx: object) -> Any:
         return self.fn(*self.args, **self.kwargs)
