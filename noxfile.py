@@ -154,7 +154,10 @@ def tests(session: nox.Session, package: str) -> None:
     """
     extras = [arg for extra in _own_extras(package) for arg in ("--extra", extra)]
     _sync(session, "--package", package, *extras, "--group", "test")
-    session.run("pytest", f"packages/{package}/tests", *session.posargs)
+    # Spread over the cores (pytest-xdist): the suites mostly wait on servers and child processes. Every test
+    # starts what it needs on free ports and in its own temporary directory, so they run side by side as they
+    # do on a busy machine. `uvx nox -s tests -- -n 0` runs one at a time.
+    session.run("pytest", f"packages/{package}/tests", "--numprocesses=auto", *session.posargs)
 
 
 @nox.session(python=PYTHONS[0])
