@@ -55,6 +55,29 @@ async def test_submit_runs_an_async_function_with_its_arguments() -> None:
         assert tm.get_task(handle.id).name == "add"
 
 
+async def test_a_function_changing_its_own_keyword_arguments_changes_no_other_call_or_attempt() -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def grab(**kw: Any) -> None:
+        seen.append(dict(kw))
+        kw["added"] = True  # a fresh dict each call: neither this task's next attempt nor another task sees it
+        if len(seen) == 1:
+            raise Boom("once more")
+
+    def grab_plain(**kw: Any) -> None:
+        seen.append(dict(kw))
+        kw["added"] = True
+
+    async with manager() as tm:
+        retried = await tm.with_options(retries=1, retry_delay=0.001).submit(grab, a=1)
+        async with asyncio.timeout(GUARD):
+            await retried
+            await (await tm.submit(grab))  # no keyword arguments: they share one empty mapping, never changed
+            await (await tm.submit(grab_plain))
+            await (await tm.submit(grab, b=2))
+    assert seen == [{"a": 1}, {"a": 1}, {}, {}, {"b": 2}]
+
+
 async def test_submit_runs_a_plain_function_in_a_thread() -> None:
     seen: list[str] = []
 

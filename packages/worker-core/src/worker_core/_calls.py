@@ -1,47 +1,27 @@
-"""What a submitted task runs: ``fn(*args, **kwargs)``, ignoring the attempt's ``ctx``.
+"""What a submitted plain function runs: ``fn(*args, **kwargs)``, ignoring the attempt's ``ctx``.
 
-One object per task (a closure would be a function and three cells, each tracked by the garbage collector),
-and a type :func:`is_coroutine_callable` knows without asking ``inspect``. A call with no keyword arguments
-keeps one shared empty mapping rather than its own empty dict: a dict kept per task counts towards every
-collection the garbage collector triggers, as a tracked object does.
+A submitted ``async def`` needs no such object: its task keeps the arguments (``worker_core.task.call_with``)
+and the attempt calls ``fn(*args, **kwargs)`` itself, one object less per task for the garbage collector to
+count. A plain function runs in a thread or a pool process, which take one callable of one argument (and a
+pool process pickles it): :class:`Call` is that callable, one object per task (a closure would be a function
+and three cells, each tracked by the garbage collector). A call with no keyword arguments keeps one shared
+empty mapping rather than its own empty dict.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from types import FunctionType
 from typing import Any, Final, final
 
-__all__ = ("GENERATOR_FLAGS", "AsyncCall", "Call", "generator_refusal", "is_coroutine_callable")
+__all__ = ("GENERATOR_FLAGS", "NO_KWARGS", "Call", "generator_refusal", "is_coroutine_callable")
 
 _CO_COROUTINE: Final = inspect.CO_COROUTINE
 #: The keyword arguments of every call that has none (never changed: ``**`` unpacking copies it).
-_NO_KWARGS: Final[dict[str, Any]] = {}
+NO_KWARGS: Final[dict[str, Any]] = {}
 #: Code flags of a function whose call only makes a generator (its body runs when someone iterates it).
 GENERATOR_FLAGS: Final = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
-
-
-@final
-class AsyncCall:
-    """``fn(*args, **kwargs)`` as a task's ``execute(ctx)``: the coroutine ``fn`` makes, which the attempt awaits.
-
-    A plain method returning ``fn``'s own coroutine (not an ``async def`` awaiting it): one coroutine per run
-    instead of two.
-    """
-
-    __slots__ = ("args", "fn", "kwargs")
-
-    def __init__(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs or _NO_KWARGS
-
-    def __call__(self, ctx: object) -> Awaitable[Any]:
-        return self.fn(*self.args, **self.kwargs)
-
-    def __repr__(self) -> str:
-        return f"AsyncCall({getattr(self.fn, '__qualname__', self.fn)!r})"
 
 
 @final
@@ -53,7 +33,7 @@ class Call:
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.fn = fn
         self.args = args
-        self.kwargs = kwargs or _NO_KWARGS
+        self.kwargs = kwargs or NO_KWARGS
 
     def __call__(self, ctx: object) -> Any:
         return self.fn(*self.args, **self.kwargs)
@@ -72,10 +52,6 @@ def is_coroutine_callable(fn: object) -> bool:
     kind = type(fn)
     if kind is FunctionType:
         return bool(fn.__code__.co_flags & _CO_COROUTINE)  # type: ignore[attr-defined]
-    if kind is AsyncCall:
-        return True
-    if kind is Call:
-        return False
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
 
 
@@ -86,10 +62,8 @@ def generator_refusal(fn: object, what: str) -> str | None:
     as their own error (``InvalidTaskError``, ``HandlerRegistrationError``); ``what`` names ``fn`` in it.
     """
     fn_type = type(fn)
-    if fn_type is FunctionType:  # the usual case, read from the code flags (inspect costs ~10 us per call)
-        if not fn.__code__.co_flags & GENERATOR_FLAGS:  # type: ignore[attr-defined]
-            return None
-    elif fn_type is AsyncCall or fn_type is Call:  # made by submit, after its function was checked
+    # The usual case, read from the code flags (inspect costs ~10 us per call).
+    if fn_type is FunctionType and not fn.__code__.co_flags & GENERATOR_FLAGS:  # type: ignore[attr-defined]
         return None
     kind = _generator_kind(fn)
     if kind is None:

@@ -18,7 +18,8 @@ from inspect import CO_COROUTINE as _CO_COROUTINE
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, TypeVar, Unpack, final, overload
 
-from ._calls import GENERATOR_FLAGS, AsyncCall, Call, generator_refusal, is_coroutine_callable
+from . import task as records
+from ._calls import GENERATOR_FLAGS, Call, generator_refusal, is_coroutine_callable
 from .errors import InvalidTaskError
 from .options import start_at
 from .task import Task, TaskFields
@@ -104,9 +105,9 @@ class Recipe:
         Raises:
             InvalidTaskError: ``fn`` is not callable, or an option is invalid.
         """
-        execute: AsyncCall | Call
+        execute: Callable[..., Any]
         if type(fn) is FunctionType and not fn.__code__.co_flags & GENERATOR_FLAGS:  # the usual case, inline
-            execute = AsyncCall(fn, args, kwargs) if fn.__code__.co_flags & _CO_COROUTINE else Call(fn, args, kwargs)
+            is_async = bool(fn.__code__.co_flags & _CO_COROUTINE)
             name = self.name or fn.__qualname__
         else:
             if not callable(fn):
@@ -114,18 +115,25 @@ class Recipe:
             refusal = generator_refusal(fn, "the submitted function")
             if refusal is not None:
                 raise InvalidTaskError(refusal)
-            execute = AsyncCall(fn, args, kwargs) if is_coroutine_callable(fn) else Call(fn, args, kwargs)
+            is_async = is_coroutine_callable(fn)
             name = self.name or _name_of(fn)
+        # An async def runs as itself with the arguments kept on its task (records.call_with); a plain function
+        # through a Call, the one-argument callable a thread or a pool process takes.
+        execute = fn if is_async else Call(fn, args, kwargs)
         fields = self.fields
         metadata = fields.get("metadata")
         if metadata:  # each task its own copy: one task's changes are never another's
             fields = {**fields, "metadata": dict(metadata)}
         try:
             if self.delay is None:
-                return Task(execute, name=name, **fields)
-            return Task(execute, name=name, run_at=start_at(delay=self.delay), **fields)
+                task: Task[Any] = Task(execute, name=name, **fields)
+            else:
+                task = Task(execute, name=name, run_at=start_at(delay=self.delay), **fields)
         except TypeError as exc:  # a caller that bypassed the typed options with a name Task does not take
             raise InvalidTaskError(str(exc)) from None
+        if is_async:
+            records.call_with(task, args, kwargs)
+        return task
 
 
 NO_OPTIONS: Final = Recipe({})

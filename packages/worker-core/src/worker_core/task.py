@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, TypeVar, Unpack, overload
 
-from ._calls import GENERATOR_FLAGS, AsyncCall, Call, generator_refusal, is_coroutine_callable
+from ._calls import GENERATOR_FLAGS, NO_KWARGS, Call, generator_refusal, is_coroutine_callable
 from .errors import InvalidTaskError
 from .options import is_plain_int, to_seconds
 from .status import TaskStatus
@@ -132,9 +132,14 @@ class Task(Generic[T]):
 
     After registration the task exposes ``status``, ``result``, ``error``, ``started_at``,
     ``completed_at`` and ``attempts``; the manager changes them, nothing else does.
+
+    A task made by ``submit(fn, *args, **kwargs)`` keeps its arguments itself: its ``execute`` is ``fn`` when
+    ``fn`` is an ``async def`` (each attempt awaits ``fn(*args, **kwargs)``), and a ``Call`` wrapping ``fn``
+    and its arguments when it is a plain function.
     """
 
     __slots__ = (
+        "_args",
         "_attempt",
         "_backoff",
         "_completed_mono",
@@ -142,6 +147,7 @@ class Task(Generic[T]):
         "_error",
         "_is_async",
         "_key",
+        "_kwargs",
         "_result",
         "_retries_left",
         "_started_mono",
@@ -237,15 +243,15 @@ class Task(Generic[T]):
             if flags & GENERATOR_FLAGS:
                 raise InvalidTaskError(generator_refusal(fn, "execute"))
             self._is_async = bool(flags & _CO_COROUTINE)
-        elif type(fn) is AsyncCall:  # made by submit, after its function was checked
-            self._is_async = True
-        elif type(fn) is Call:
+        elif type(fn) is Call:  # made by submit, after its function was checked
             self._is_async = False
         else:
             refusal = generator_refusal(fn, "execute")
             if refusal is not None:
                 raise InvalidTaskError(refusal)
             self._is_async = is_coroutine_callable(fn)
+        self._args: tuple[Any, ...] | None = None  # a submitted async call's arguments (see call_with)
+        self._kwargs: dict[str, Any] = NO_KWARGS
         self._status: TaskStatus | None = None
         self._result: Any = None
         self._error: BaseException | None = None
@@ -329,6 +335,24 @@ def key(task: Task[Any]) -> int:
 def is_async(task: Task[Any]) -> bool:
     """Whether ``task.execute`` is a coroutine function (else it runs in a thread)."""
     return task._is_async
+
+
+def call_with(task: Task[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """``task.execute`` is a submitted ``async def``: each attempt awaits ``execute(*args, **kwargs)``.
+
+    Kept on the task itself, not in a callable wrapping ``execute``: one object less per task. Set by
+    ``submit`` before registration, never after.
+    """
+    task._args = args
+    task._kwargs = kwargs or NO_KWARGS
+
+
+def run_async(task: Task[Any], ctx: TaskContext) -> Awaitable[Any]:
+    """What an attempt of an async task awaits: ``execute(ctx)``, or a submitted call's ``execute(*args, **kwargs)``."""
+    args = task._args
+    if args is None:
+        return task.execute(ctx)
+    return task.execute(*args, **task._kwargs)
 
 
 def bind(task: Task[Any], retries: int, backoff_s: float) -> None:

@@ -283,7 +283,7 @@ class AttemptRunner:
                 if events.tracer is not None:
                     span = events.open_span(task, ctx)
                 if records.is_async(task):
-                    result = await task.execute(ctx)
+                    result = await records.run_async(task, ctx)
                 else:
                     processes = self._processes
                     if processes is None:
