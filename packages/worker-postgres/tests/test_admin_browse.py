@@ -123,3 +123,17 @@ async def test_a_version_1_schema_migrates_and_keeps_its_tasks(
         leased_or_ready = {t.handler for s in ("ready", "processing") for t in (await admin.browse_tasks(s)).tasks}
     assert [(t.handler, t.last_error) for t in dead] == [("dead", "boom")]
     assert leased_or_ready == {"old"}
+
+
+async def test_an_empty_queue_name_means_the_backends_default_queue(pg_url: str, make_backend: MakeBackend) -> None:
+    backend = await make_backend(default_queue="mail")
+    await backend.enqueue(task())  # no queue: the backend's default, "mail"
+    async with PostgresAdmin.from_url(f"{pg_url}&default_queue=mail") as admin:
+        assert admin.default_queue == "mail"
+        assert [q.name for q in (await admin.overview([""])).queues] == ["mail"]
+        await admin.pause_queue("")
+        assert (await admin.pause_state()).paused_queues == ("mail",)
+        page = await admin.browse_tasks("ready", queue=" ")
+        assert [t.queue for t in page.tasks] == ["mail"]
+    async with PostgresAdmin.from_url(pg_url) as admin:
+        assert admin.default_queue == "default"

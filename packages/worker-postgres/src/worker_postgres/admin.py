@@ -61,9 +61,17 @@ class PostgresAdmin:
         self._moves = Moves(self._rows)
         self._dlq = DeadLetters(self._rows, self._moves)
 
+    @property
+    def default_queue(self) -> str:
+        """The queue an empty queue name means: the backend's (``?default_queue=`` or its ``default_queue``)."""
+        return self._backend.queue_settings()[0]
+
+    def _queue(self, name: str) -> str:
+        return normalize_queue(name, self.default_queue)
+
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
-        """An admin for ``url`` (the same URL and ``?schema=`` as the backend's); no I/O yet."""
+        """An admin for ``url`` (the same URL, ``?schema=`` and ``?default_queue=`` as the backend's); no I/O yet."""
         options.setdefault("listen", False)
         options.setdefault("pool_max", 2)
         return cls(PostgresDurableBackend.from_url(url, **options), owns_backend=True)
@@ -121,7 +129,7 @@ class PostgresAdmin:
 
     async def pause_queue(self, name: str, *, paused: bool = True) -> None:
         """Pause (or resume) one queue; an unknown queue is a ConfigurationError and changes nothing."""
-        await self._control.set_queue_paused(normalize_queue(name), paused)  # a resume wakes idle workers
+        await self._control.set_queue_paused(self._queue(name), paused)  # a resume wakes idle workers
 
     async def resume_queue(self, name: str) -> None:
         """Resume one paused queue."""
@@ -134,7 +142,7 @@ class PostgresAdmin:
     # -- counts ------------------------------------------------------------------------------------
     async def overview(self, queues: Sequence[str] = (), *, count_dead: bool = True) -> Overview:
         """Per-queue ready (delayed included), due, processing and dead counts, the DLQ length, the pause flags."""
-        names = [normalize_queue(q) for q in queues] or None
+        names = [self._queue(q) for q in queues] or None
         found = await self._rows(OVERVIEW, {"names": names})
         state = await self.pause_state()
         infos = queue_infos(found, names, count_dead=count_dead)
@@ -185,7 +193,7 @@ class PostgresAdmin:
         offset: int = 0,
     ) -> TaskPage:
         """A page of tasks in ``state`` (ready, delayed, processing, dead), newest first (see ``TaskBrowser``)."""
-        wanted = normalize_queue(queue) if queue.strip() else ""
+        wanted = self._queue(queue) if queue.strip() else ""
         bounds = {"since_ms": since_ms, "until_ms": until_ms, "limit": limit, "offset": offset}
         query = browse_query(state, queue=wanted, handler=handler, **bounds)
         await self._backend.connect()
@@ -243,7 +251,7 @@ class PostgresAdmin:
         delete_hash: bool = False,
     ) -> PurgeResult:
         """Delete up to ``limit`` (0: all) tasks of the chosen states and queues (every queue when empty)."""
-        names = [normalize_queue(q) for q in queues] or None
+        names = [self._queue(q) for q in queues] or None
         counts: dict[str, dict[str, int]] = {"ready": {}, "leased": {}}
         dead: int | None = None
         for state, chosen in (("ready", ready), ("leased", processing), ("dead", dlq)):
@@ -282,5 +290,5 @@ class PostgresAdmin:
                 " ORDER BY priority, weight DESC, ready_at, seq LIMIT %(n)s"
             )
             state = "ready" if source == "ready" else "leased"
-            params = {"state": state, "queue": normalize_queue(from_queue), "n": bound}
+            params = {"state": state, "queue": self._queue(from_queue), "n": bound}
         return [i for (i,) in await self._rows(query, params)]
