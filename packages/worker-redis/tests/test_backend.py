@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 from redis_helpers import MakeBackend, task, until
-from worker_core.errors import DurableTaskExistsError, InvalidTaskError, LeaseLostError
+from worker_core.errors import ConfigurationError, DurableTaskExistsError, InvalidTaskError, LeaseLostError
 from worker_redis import Keys
+from worker_redis.admin import RedisAdmin
 
 # -- go-worker's tests/durable_redis_integration_test.go ---------------------------------------------
 
@@ -399,6 +400,16 @@ async def test_queues_idle_for_15_minutes_are_forgotten_and_come_back_with_a_tas
     await backend.dequeue(10, 30.0)
     assert await raw.smembers(keys.queues) == {b"held"}
     assert await raw.hlen(idle) == 0
+    assert set(await raw.zrange(keys.queues_forgotten, 0, -1)) == {f"q{i}".encode() for i in range(50)}
+    admin = RedisAdmin(raw, prefix=backend.keys.raw_prefix)  # not closed here: it shares the test's client
+    await admin.pause_queue("q3")  # forgotten, not unknown: an idle queue can be paused before its next task
+    with pytest.raises(ConfigurationError, match="unknown queue"):
+        await admin.pause_queue("q-never-used")
+    await backend.enqueue(task(queue="q3"))
+    assert await backend.dequeue(10, 30.0) == []  # paused while it was forgotten: still paused
+    await admin.resume_queue("q3")
+    (held,) = await backend.dequeue(10, 30.0)
+    await backend.ack(held)
     await backend.enqueue(task(queue="q7"))  # a task brings its queue back, unmarked
     assert b"q7" in await raw.smembers(keys.queues)
     (lease,) = await backend.dequeue(10, 30.0)

@@ -12,6 +12,8 @@ key                           type    content
 ``P:dead``                    LIST    dead-lettered task ids, newest at the head (LPUSH); expired ones pruned
 ``P:queues``                  SET     known queue names (ours: forgotten after 15 minutes without a task)
 ``P:queues:idle``             HASH    ours: queue name -> epoch ms since which it has had no task
+``P:queues:forgotten``        ZSET    ours: queue name -> epoch ms it was forgotten (the 10,000 latest, kept 30
+                                      days): an admin may still pause such a queue before its next task
 ``P:paused``                  STRING  ``"1"`` pauses every dequeue
 ``P:paused_queues``           SET     paused queue names
 ``P:wake``                    LIST    ours: wake-up tokens for idle workers (BLPOP), capped
@@ -125,6 +127,11 @@ class Keys:
     def queues(self) -> str:
         """SET of queue names."""
         return f"{self.prefix}:queues"
+
+    @property
+    def queues_forgotten(self) -> str:
+        """ZSET of queue names forgotten for want of tasks: name -> when, epoch ms (ours)."""
+        return f"{self.prefix}:queues:forgotten"
 
     @property
     def paused(self) -> str:

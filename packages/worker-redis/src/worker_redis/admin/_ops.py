@@ -178,12 +178,17 @@ class AdminOps:
             await self.client.delete(self.keys.paused)
 
     async def pause_queue(self, name: str, *, paused: bool = True) -> None:
-        """Pause (or resume) one queue; an unknown queue is a ConfigurationError and changes nothing."""
+        """Pause (or resume) one queue; an unknown queue is a ConfigurationError and changes nothing.
+
+        Known: the default queue, a queue with tasks or a weight, a paused one, and one forgotten after 15 minutes
+        without a task (for 30 days, the 10,000 latest), so that an idle queue can be paused before its next task.
+        """
         queue = normalize_queue(name, self.default_queue)
         k = self.keys
         with redis_errors(self.where):
             ok = await self.scripts.pause_queue(
-                keys=[k.queues, k.paused_queues, k.wake], args=[queue, self.default_queue, int(paused), _WAKE_CAP]
+                keys=[k.queues, k.paused_queues, k.wake, k.queues_forgotten],
+                args=[queue, self.default_queue, int(paused), _WAKE_CAP],
             )
         if not ok:
             raise ConfigurationError(f"unknown queue {queue!r}")

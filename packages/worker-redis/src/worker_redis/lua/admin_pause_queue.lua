@@ -3,13 +3,14 @@
 -- KEYS[1]  P:queues         SET   known queue names
 -- KEYS[2]  P:paused_queues  SET   paused queue names
 -- KEYS[3]  P:wake           LIST  wake-up tokens (a resumed queue may have ready work)
+-- KEYS[4]  P:queues:forgotten ZSET queues forgotten for want of tasks (still known to an operator)
 -- ARGV[1]  queue name
 -- ARGV[2]  default queue    always known
 -- ARGV[3]  "1" pause, "0" resume
 -- ARGV[4]  wake cap
 -- Returns 1, or 0 when the queue is unknown (nothing changed).
 if ARGV[1] ~= ARGV[2] and redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0
-    and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
+    and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 and not redis.call('ZSCORE', KEYS[4], ARGV[1]) then
   return 0
 end
 if ARGV[3] == '1' then

@@ -19,7 +19,7 @@
 -- ARGV[12..11+k]            those queue names
 -- ARGV[12+k..] per queue with a weight or a current weight, 3 values: name, weight, smooth-WRR current weight
 --               (the caller sends its configured queues and the busy queues of its last call)
--- Touches: queues, queues:idle, paused, paused_queues, P:ready:<q>, P:processing:<q>, P:task:<id>, P:dead,
+-- Touches: queues, queues:idle, queues:forgotten, paused, paused_queues, P:ready:<q>, P:processing:<q>, P:task:<id>, P:dead,
 --          P:quarantine, P:dequeue:<request>, P:idem:<key> (of pruned dead tasks).
 --
 -- 0. A call re-sent with the same request id (the client retried after a lost reply) returns the leases the
@@ -184,6 +184,9 @@ end
 local paused = {}
 for _, q in ipairs(redis.call('SMEMBERS', KEYS[3])) do paused[q] = true end
 local idle_key = KEYS[1] .. ':idle'
+local forgotten_key = KEYS[1] .. ':forgotten'
+local FORGOTTEN_KEEP_MS = 30 * 86400000
+local FORGOTTEN_MAX = 10000
 local QUEUE_IDLE_MS = 900000
 
 -- 1. expired leases, every queue; a queue with no task for 15 minutes (and not paused) leaves P:queues, so
@@ -220,6 +223,10 @@ for _, q in ipairs(names) do
       elseif now - since >= QUEUE_IDLE_MS then
         redis.call('SREM', KEYS[1], q)
         redis.call('HDEL', idle_key, q)
+        -- still recognised by an admin pause (admin_pause_queue.lua), never walked here: bounded by age and count
+        redis.call('ZADD', forgotten_key, now, q)
+        redis.call('ZREMRANGEBYSCORE', forgotten_key, '-inf', now - FORGOTTEN_KEEP_MS)
+        redis.call('ZREMRANGEBYRANK', forgotten_key, 0, -FORGOTTEN_MAX - 1)
       end
     end
   end
