@@ -9,12 +9,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,9 +20,7 @@ from conftest import MakeBackend
 from pg_helpers import until
 from psycopg import AsyncConnection, sql
 from worker_core.schedules import ScheduleEvent
-
-NODE = Path(__file__).with_name("schedule_worker.py")
-SCHEDULE = "every-second"
+from worker_core.testing.schedule_node import SCHEDULE, ScheduleNodes
 
 
 async def enqueued(fleet: Nodes) -> list[ScheduleEvent]:
@@ -48,42 +44,18 @@ async def enqueued_ticks(fleet: Nodes) -> Counter[int]:
 
 @dataclass
 class Nodes:
-    url: str
+    """The schedule nodes, and where their schema is (read on a connection of the test's own)."""
+
+    procs: ScheduleNodes
     conninfo: str
     schema: str
-    folder: Path
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def spawn(self) -> Path:
-        log = self.folder / f"node-{len(self.procs)}.log"
-        with log.with_suffix(".err").open("wb") as err:
-            self.procs.append(
-                subprocess.Popen(
-                    [sys.executable, str(NODE), self.url, str(log)],
-                    stdout=subprocess.DEVNULL,
-                    stderr=err,
-                    env={**os.environ, "WORKER_PLUGINS_AUTOLOAD": "0"},
-                )
-            )
-        return log
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
 
 
 @pytest.fixture
 async def nodes(make_backend: MakeBackend, pg_url: str, tmp_path: Path) -> AsyncIterator[Nodes]:
     backend = await make_backend()  # migrates the test's schema
-    fleet = Nodes(pg_url, backend.conninfo, backend.schema, tmp_path)
-    yield fleet
+    fleet = ScheduleNodes(f"{pg_url}&pool_max=4", tmp_path, plugins=("worker_postgres.plugin",))
+    yield Nodes(fleet, backend.conninfo, backend.schema)
     fleet.stop()
 
 
@@ -106,20 +78,20 @@ def _ticks_at_least(fleet: Nodes, n: int) -> Callable[[], Awaitable[bool]]:
 
 
 async def test_three_processes_one_killed_and_restarted_enqueue_every_tick_once(nodes: Nodes) -> None:
-    logs = [nodes.spawn() for _ in range(3)]
+    logs = [nodes.procs.spawn() for _ in range(3)]
     for log in logs:
         await _wait_ready(log)
     await until(_ticks_at_least(nodes, 6), timeout=30)
-    victim = nodes.procs[1]
+    victim = nodes.procs.procs[1]
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(timeout=10)
     killed_with = len(await enqueued_ticks(nodes))
     await until(_ticks_at_least(nodes, killed_with + 3), timeout=30)  # the two others go on alone
-    logs.append(nodes.spawn())
+    logs.append(nodes.procs.spawn())
     await _wait_ready(logs[-1])
     await until(_ticks_at_least(nodes, 16), timeout=40)
     end_ms = int(time.time() * 1000)
-    nodes.stop()
+    nodes.procs.stop()
     counts = await enqueued_ticks(nodes)
     doubled = {tick: n for tick, n in counts.items() if n != 1}
     assert not doubled, doubled

@@ -11,13 +11,10 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +31,9 @@ from worker_core.schedules import (
     TickResult,
     tick_task_id,
 )
+from worker_core.testing.schedule_node import SCHEDULE, ScheduleNodes
 from worker_redis import Keys, RedisDurableBackend
 from worker_redis.testing import RedisServer
-
-NODE = Path(__file__).with_name("schedule_worker.py")
-SCHEDULE = "every-second"
 
 
 def enqueued_ticks(raw: list[bytes | str]) -> Counter[int]:
@@ -223,41 +218,9 @@ async def test_a_restarted_node_does_not_enqueue_a_tick_already_fired(
 # ------------------------------------------------------------------------------------ the process fleet
 
 
-@dataclass
-class Fleet:
-    url: str
-    prefix: str
-    folder: Path
-    nodes: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def spawn(self, index: int) -> Path:
-        log = self.folder / f"node-{index}-{len(self.nodes)}.log"
-        with log.with_suffix(".err").open("wb") as err:
-            self.nodes.append(
-                subprocess.Popen(
-                    [sys.executable, str(NODE), self.url, self.prefix, str(log)],
-                    stdout=subprocess.DEVNULL,
-                    stderr=err,
-                    env={**os.environ, "WORKER_PLUGINS_AUTOLOAD": "0"},
-                )
-            )
-        return log
-
-    def stop(self) -> None:
-        for node in self.nodes:
-            if node.poll() is None:
-                node.terminate()
-        for node in self.nodes:
-            try:
-                node.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                node.kill()
-                node.wait(timeout=5)
-
-
 @pytest.fixture
-def fleet(redis_srv: RedisServer, prefix: str, tmp_path: Path) -> Iterator[Fleet]:
-    fleet = Fleet(redis_srv.url, prefix, tmp_path)
+def fleet(redis_srv: RedisServer, prefix: str, tmp_path: Path) -> Iterator[ScheduleNodes]:
+    fleet = ScheduleNodes(f"{redis_srv.url}?prefix={prefix}", tmp_path, plugins=("worker_redis.plugin",))
     yield fleet
     fleet.stop()
 
@@ -270,21 +233,23 @@ async def _wait_ready(log: Path) -> None:
     await until(lambda: _ready(any(p[0] == "READY" for p in _lines(log))), timeout=30, every=0.05)
 
 
-async def test_three_processes_one_killed_and_restarted_enqueue_every_tick_once(fleet: Fleet, raw: Redis) -> None:
-    logs = [fleet.spawn(i) for i in range(3)]
+async def test_three_processes_one_killed_and_restarted_enqueue_every_tick_once(
+    fleet: ScheduleNodes, raw: Redis, prefix: str
+) -> None:
+    logs = [fleet.spawn() for _ in range(3)]
     for log in logs:
         await _wait_ready(log)
-    events_key = Keys.for_prefix(fleet.prefix).schedule_events(SCHEDULE)
+    events_key = Keys.for_prefix(prefix).schedule_events(SCHEDULE)
 
     async def ticks_enqueued(n: int) -> bool:
         return len(enqueued_ticks(await raw.lrange(events_key, 0, -1))) >= n
 
     await until(lambda: ticks_enqueued(8), timeout=30)
-    victim = fleet.nodes[1]
+    victim = fleet.procs[1]
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(timeout=10)
     await until(lambda: ticks_enqueued(11), timeout=30)  # the two others go on alone
-    logs.append(fleet.spawn(1))
+    logs.append(fleet.spawn())
     await _wait_ready(logs[-1])
     await until(lambda: ticks_enqueued(20), timeout=40)
     end_ms = int(time.time() * 1000)
@@ -296,4 +261,4 @@ async def test_three_processes_one_killed_and_restarted_enqueue_every_tick_once(
     assert set(settled) <= ran, sorted(set(settled) - ran)
     assert len(counts) >= 20
     restarted = {p[2] for p in _lines(logs[-1]) if p[0] == "R"}
-    assert restarted == {str(fleet.nodes[-1].pid)} or not restarted  # the new process took part, or had no lease
+    assert restarted == {str(fleet.procs[-1].pid)} or not restarted  # the new process took part, or had no lease

@@ -9,20 +9,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from helpers import rows, until
 from worker_core.schedules import ScheduleEvent
-
-NODE = Path(__file__).with_name("schedule_worker.py")
-SCHEDULE = "every-second"
+from worker_core.testing.schedule_node import SCHEDULE, ScheduleNodes
 
 
 def enqueued(path: Path) -> list[ScheduleEvent]:
@@ -40,40 +35,9 @@ def enqueued_ticks(path: Path) -> Counter[int]:
     return Counter(event.tick_ms for event in enqueued(path) if event.tick_ms is not None)
 
 
-@dataclass
-class Nodes:
-    path: Path
-    folder: Path
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def spawn(self) -> Path:
-        log = self.folder / f"node-{len(self.procs)}.log"
-        with log.with_suffix(".err").open("wb") as err:
-            self.procs.append(
-                subprocess.Popen(
-                    [sys.executable, str(NODE), str(self.path), str(log)],
-                    stdout=subprocess.DEVNULL,
-                    stderr=err,
-                    env={**os.environ, "WORKER_PLUGINS_AUTOLOAD": "0"},
-                )
-            )
-        return log
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-
-
 @pytest.fixture
-def nodes(db_path: Path, tmp_path: Path) -> Iterator[Nodes]:
-    fleet = Nodes(db_path, tmp_path)
+def nodes(db_path: Path, tmp_path: Path) -> Iterator[ScheduleNodes]:
+    fleet = ScheduleNodes(f"sqlite:///{db_path}", tmp_path, plugins=("worker_sqlite.plugin",))
     yield fleet
     fleet.stop()
 
@@ -86,11 +50,13 @@ async def _wait_ready(log: Path) -> None:
     await until(lambda: any(p[0] == "READY" for p in _lines(log)), timeout=30, every=0.05)
 
 
-async def test_three_processes_one_killed_and_restarted_enqueue_every_tick_once(nodes: Nodes) -> None:
+async def test_three_processes_one_killed_and_restarted_enqueue_every_tick_once(
+    nodes: ScheduleNodes, db_path: Path
+) -> None:
     logs = [nodes.spawn() for _ in range(3)]
     for log in logs:
         await _wait_ready(log)
-    path = nodes.path
+    path = db_path
     await until(lambda: len(enqueued_ticks(path)) >= 6, timeout=30)
     victim = nodes.procs[1]
     os.kill(victim.pid, signal.SIGKILL)
