@@ -170,6 +170,26 @@ async def test_a_lock_held_too_long_is_backend_unavailable_and_loses_nothing(
     assert lease.lease_id == str(accepted.id)
 
 
+async def test_a_write_waits_for_another_process_transaction_and_then_goes_through(
+    make_backend: MakeBackend, db_path: Path
+) -> None:
+    backend = await make_backend(busy_timeout=30.0)
+    await backend.enqueue(task())  # the file is open and migrated
+    other = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process's write transaction, ended while ours waits
+    waited = task()
+    async with asyncio.TaskGroup() as group:
+        waiting = group.create_task(backend.enqueue(waited))
+        try:
+            done, _ = await asyncio.wait([waiting], timeout=0.3)
+            assert not done  # it waits for the lock, up to busy_timeout
+        finally:
+            other.execute("COMMIT")
+            other.close()
+    leased = {lease.lease_id for lease in await backend.dequeue(5, 30.0)}
+    assert str(waited.id) in leased
+
+
 async def test_a_full_disk_is_backend_unavailable_and_loses_nothing(make_backend: MakeBackend, db_path: Path) -> None:
     backend = await make_backend()
     kept = [task(payload=b"k%d" % i) for i in range(5)]
