@@ -36,7 +36,7 @@ from typing import Any, TextIO
 from worker_core import TaskContext, TaskManager
 from worker_core.durable import DurableHandlerSpec, DurableTaskLease
 from worker_core.errors import LeaseLostError
-from worker_core.plugins import DEFAULT_PLUGINS, Plugins
+from worker_core.testing._nodes import open_backend, run_until_sigterm
 
 __all__ = ("main", "parse_args", "run")
 
@@ -116,18 +116,13 @@ async def run(args: argparse.Namespace, log: TextIO) -> None:
             await asyncio.sleep(pause)
         write(f"D {ctx.task_id} {ctx.attempt} {time.time():.4f}")
 
-    plugins = (
-        Plugins(autoload=False, builtins=dict.fromkeys((*DEFAULT_PLUGINS, *args.plugin))) if args.plugin else Plugins()
-    )
-    backend = plugins.backends().get(args.url.split("://", 1)[0])(args.url)
+    backend, plugins = open_backend(args.url, args.plugin)
     _log_settles(backend, write)
     renewing: dict[str, Any] = {"durable_lease_renewal_interval": args.lease / 4}  # a live, slow worker keeps leases
     if args.renewal == "default":
         renewing = {}
     elif args.renewal is not None:
         renewing["durable_lease_renewal_interval"] = float(args.renewal)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     tm = TaskManager(
         max_workers=args.workers,
         tasks_per_second=None,
@@ -140,14 +135,7 @@ async def run(args: argparse.Namespace, log: TextIO) -> None:
         plugins=plugins,
         **renewing,
     )
-    try:
-        async with tm:
-            write(f"READY {os.getpid()} {time.time():.4f}")
-            await stop.wait()
-    finally:
-        aclose = getattr(backend, "aclose", None)
-        if aclose is not None:
-            await aclose()
+    await run_until_sigterm(tm, backend, lambda: write(f"READY {os.getpid()} {time.time():.4f}"))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

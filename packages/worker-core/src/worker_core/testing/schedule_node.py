@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,8 +22,8 @@ from typing import TextIO
 
 from worker_core import TaskContext, TaskManager
 from worker_core.durable import DurableHandlerSpec, DurableTask
-from worker_core.plugins import DEFAULT_PLUGINS, Plugins
 from worker_core.schedules import META_SCHEDULE_TICK
+from worker_core.testing._nodes import open_backend, run_until_sigterm
 
 __all__ = ("SCHEDULE", "ScheduleNodes", "main")
 
@@ -38,14 +37,7 @@ async def _run(url: str, plugin_modules: Sequence[str], log: TextIO) -> None:
         log.write(f"R {metadata.get(META_SCHEDULE_TICK, '-')} {os.getpid()} {time.time():.4f}\n")
         log.flush()
 
-    plugins = (
-        Plugins(autoload=False, builtins=dict.fromkeys((*DEFAULT_PLUGINS, *plugin_modules)))
-        if plugin_modules
-        else Plugins()
-    )
-    backend = plugins.backends().get(url.split("://", 1)[0])(url)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    backend, plugins = open_backend(url, plugin_modules)
     tm = TaskManager(
         max_workers=4,
         durable_backend=backend,
@@ -56,15 +48,12 @@ async def _run(url: str, plugin_modules: Sequence[str], log: TextIO) -> None:
         plugins=plugins,
     )
     tm.register_durable_cron_task(SCHEDULE, "* * * * * *", lambda: DurableTask("tick", {"n": 1}))
-    try:
-        async with tm:
-            log.write(f"READY {time.time():.4f}\n")
-            log.flush()
-            await stop.wait()
-    finally:
-        aclose = getattr(backend, "aclose", None)
-        if aclose is not None:
-            await aclose()
+
+    def ready() -> None:
+        log.write(f"READY {time.time():.4f}\n")
+        log.flush()
+
+    await run_until_sigterm(tm, backend, ready)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
