@@ -415,3 +415,29 @@ async def test_queues_idle_for_15_minutes_are_forgotten_and_come_back_with_a_tas
     (lease,) = await backend.dequeue(10, 30.0)
     assert lease.task.queue == "q7"
     assert not await raw.hexists(idle, "q7")  # leased: not empty, not marked
+
+
+async def test_foreign_values_at_the_idle_and_forgotten_keys_never_stop_a_dequeue_an_enqueue_or_a_pause(
+    make_backend: MakeBackend, raw: Redis
+) -> None:
+    backend = await make_backend()
+    keys = backend.keys
+    await raw.set(keys.queues + ":idle", "not a hash")  # another program's value at our additive keys
+    await raw.set(keys.queues_forgotten, "not a sorted set")
+    await backend.enqueue(task(queue="mail"))
+    (lease,) = await backend.dequeue(10, 30.0)
+    await backend.ack(lease)
+    assert await backend.dequeue(10, 30.0) == []  # the drained queue can be neither marked nor forgotten: kept
+    assert b"mail" in await raw.smembers(keys.queues)
+    await raw.delete(keys.queues + ":idle")
+    long_ago = int((time.time() - 16 * 60) * 1000)
+    await raw.hset(keys.queues + ":idle", "mail", long_ago)
+    assert await backend.dequeue(10, 30.0) == []  # forgotten: the memory of it cannot be kept, the dequeue goes on
+    assert b"mail" not in await raw.smembers(keys.queues)
+    admin = RedisAdmin(raw, prefix=keys.raw_prefix)  # shares the test's client: not closed here
+    with pytest.raises(ConfigurationError, match="unknown queue"):
+        await admin.pause_queue("mail")
+    await backend.enqueue(task(queue="mail"))  # its next task brings it back, as ever
+    await admin.pause_queue("mail")
+    assert await raw.get(keys.queues_forgotten) == b"not a sorted set"  # never overwritten
+

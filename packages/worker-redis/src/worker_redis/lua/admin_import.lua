@@ -32,5 +32,5 @@ else
 end
 local queue = redis.call('HGET', KEYS[1], 'queue')
 redis.call('SADD', KEYS[5], queue)
-redis.call('HDEL', KEYS[5] .. ':idle', queue)  -- the queue has a task again: not idle
+redis.pcall('HDEL', KEYS[5] .. ':idle', queue)  -- the queue has a task again: not idle
 return 1

@@ -9,8 +9,10 @@
 -- ARGV[3]  "1" pause, "0" resume
 -- ARGV[4]  wake cap
 -- Returns 1, or 0 when the queue is unknown (nothing changed).
+local forgotten = redis.pcall('ZSCORE', KEYS[4], ARGV[1])  -- a foreign value there: nothing is forgotten
+if type(forgotten) == 'table' and forgotten.err then forgotten = false end
 if ARGV[1] ~= ARGV[2] and redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0
-    and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 and not redis.call('ZSCORE', KEYS[4], ARGV[1]) then
+    and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 and not forgotten then
   return 0
 end
 if ARGV[3] == '1' then

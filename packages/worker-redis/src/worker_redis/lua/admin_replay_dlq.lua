@@ -33,7 +33,7 @@ for _ = 1, limit do
     end
     redis.call('ZADD', p .. 'ready:' .. q, ARGV[2], id)
     redis.call('SADD', KEYS[2], q)
-    redis.call('HDEL', KEYS[2] .. ':idle', q)  -- the queue has a task again: not idle
+    redis.pcall('HDEL', KEYS[2] .. ':idle', q)  -- the queue has a task again: not idle
     replayed = replayed + 1
   end
 end

@@ -44,7 +44,7 @@ for i = 9, #ARGV do
     end
     redis.call('ZADD', p .. 'ready:' .. target, ARGV[3], id)
     redis.call('SADD', KEYS[2], target)
-    redis.call('HDEL', KEYS[2] .. ':idle', target)  -- the queue has a task again: not idle
+    redis.pcall('HDEL', KEYS[2] .. ':idle', target)  -- the queue has a task again: not idle
     moved = moved + 1
   else
     missing[#missing + 1] = id

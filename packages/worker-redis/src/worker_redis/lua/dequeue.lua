@@ -217,16 +217,21 @@ for _, q in ipairs(names) do
     elseif q ~= ARGV[6] and not paused[q] and redis.call('EXISTS', rk) == 0 then
       -- empty: marked idle the first time, forgotten once idle for QUEUE_IDLE_MS (the mark is cleared by
       -- whatever gives the queue a task again: enqueue and every admin move)
-      local since = tonumber(redis.call('HGET', idle_key, q))
-      if not since then
-        redis.call('HSET', idle_key, q, now)
-      elseif now - since >= QUEUE_IDLE_MS then
-        redis.call('SREM', KEYS[1], q)
-        redis.call('HDEL', idle_key, q)
-        -- still recognised by an admin pause (admin_pause_queue.lua), never walked here: bounded by age and count
-        redis.call('ZADD', forgotten_key, now, q)
-        redis.call('ZREMRANGEBYSCORE', forgotten_key, '-inf', now - FORGOTTEN_KEEP_MS)
-        redis.call('ZREMRANGEBYRANK', forgotten_key, 0, -FORGOTTEN_MAX - 1)
+      local mark = redis.pcall('HGET', idle_key, q)
+      if type(mark) ~= 'table' then  -- an error reply (a foreign value at the key): nothing marked nor forgotten
+        local since = tonumber(mark)
+        if not since then
+          redis.call('HSET', idle_key, q, now)
+        elseif now - since >= QUEUE_IDLE_MS then
+          redis.call('SREM', KEYS[1], q)
+          redis.call('HDEL', idle_key, q)
+          -- still recognised by an admin pause (admin_pause_queue.lua), never walked here: bounded by age and
+          -- count; best effort, as the mark: a foreign value at that key costs the admin this memory, not a dequeue
+          if type(redis.pcall('ZADD', forgotten_key, now, q)) ~= 'table' then
+            redis.call('ZREMRANGEBYSCORE', forgotten_key, '-inf', now - FORGOTTEN_KEEP_MS)
+            redis.call('ZREMRANGEBYRANK', forgotten_key, 0, -FORGOTTEN_MAX - 1)
+          end
+        end
       end
     end
   end

@@ -55,7 +55,7 @@ for i = 5, #ARGV, 11 do
     if not touched[q] then  -- once per queue per call
       touched[q] = true
       redis.call('SADD', KEYS[1], q)
-      redis.call('HDEL', KEYS[1] .. ':idle', q)  -- the queue has a task again: not idle
+      redis.pcall('HDEL', KEYS[1] .. ':idle', q)  -- the queue has a task again: not idle
     end
     redis.call('ZADD', p .. 'ready:' .. q, ARGV[i + 2], id)
     out[#out + 1] = 1

@@ -36,7 +36,7 @@ redis.call('HSET', tk,
   'weight', ARGV[18], 'retries', ARGV[15], 'retry_delay_ms', ARGV[16], 'attempts', 0,
   'ready_at_ms', ARGV[11], 'updated_at_ms', ARGV[2], 'metadata', ARGV[17])
 redis.call('SADD', KEYS[1], q)
-redis.call('HDEL', KEYS[1] .. ':idle', q)  -- the queue has a task again: not idle
+redis.pcall('HDEL', KEYS[1] .. ':idle', q)  -- the queue has a task again: not idle
 redis.call('ZADD', p .. 'ready:' .. q, ARGV[11], id)
 redis.call('LPUSH', KEYS[2], '1')
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
