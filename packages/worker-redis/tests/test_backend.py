@@ -440,4 +440,3 @@ async def test_foreign_values_at_the_idle_and_forgotten_keys_never_stop_a_dequeu
     await backend.enqueue(task(queue="mail"))  # its next task brings it back, as ever
     await admin.pause_queue("mail")
     assert await raw.get(keys.queues_forgotten) == b"not a sorted set"  # never overwritten
-

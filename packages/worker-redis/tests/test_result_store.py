@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 from redis_helpers import MakeBackend, task
-from result_tasks import Job, job
+from result_tasks import Job, job, registry
 from worker_core import TaskManager, TaskStatus
 from worker_core.durable.outcomes import RemoteTaskError, TaskOutcome
 from worker_core.errors import BackendUnavailableError, ConfigurationError, PayloadError
@@ -353,3 +353,27 @@ async def test_configure_outcomes_none_stores_no_outcome_for_moved_tasks(redis_s
         assert await backend.get_outcome(record.id) is None
     finally:
         await backend.aclose()
+
+
+async def test_foreign_values_at_the_wake_list_and_the_recent_list_stop_no_task_and_lose_no_outcome(
+    redis_srv: RedisServer, prefix: str, raw: Redis
+) -> None:
+    """Another program's string at two of our additive keys: before, every enqueue failed with WRONGTYPE after
+    it had stored the task (the wake-up push came last), and every ack with an outcome after it had settled."""
+    url = f"{redis_srv.url}?prefix={prefix}"
+    keys = RedisDurableBackend.from_url(url).keys
+    await raw.set(keys.wake, "not a list")
+    await raw.set(keys.recent("default"), "not a list")
+    worker = TaskManager(
+        durable_backend=url, durable_handlers=registry.handlers(), durable_poll_interval=0.05, max_workers=4
+    )
+    async with worker:
+        ids = [await worker.register_durable_task(job.task(Job(n))) for n in range(5)]
+        results = [await worker.handle(task_id).result(timeout=GUARD) for task_id in ids]
+    assert results == [{"double": 2 * n} for n in range(5)]
+    assert await raw.get(keys.wake) == b"not a list"  # never overwritten
+    reader = RedisDurableBackend.from_url(url)
+    try:
+        assert (await reader.get_outcome(ids[0])) is not None  # stored, though not listed
+    finally:
+        await reader.aclose()

@@ -43,9 +43,10 @@ for i = 4, #ARGV, 6 do
         local ttl = ARGV[i + 5]
         local rk = p .. 'recent:' .. queue
         redis.call('SET', p .. 'result:' .. id, outcome, 'PX', ttl)
-        redis.call('LPUSH', rk, id)
-        redis.call('LTRIM', rk, 0, bound - 1)
-        if redis.call('PTTL', rk) < tonumber(ttl) then redis.call('PEXPIRE', rk, ttl) end
+        if type(redis.pcall('LPUSH', rk, id)) ~= 'table' then  -- a foreign value there: stored, not listed
+          redis.call('LTRIM', rk, 0, bound - 1)
+          if redis.call('PTTL', rk) < tonumber(ttl) then redis.call('PEXPIRE', rk, ttl) end
+        end
         local sent = redis.pcall('SPUBLISH', p .. 'done:' .. id, outcome)
         if type(sent) == 'table' and sent.err then redis.call('PUBLISH', p .. 'done:' .. id, outcome) end
       end

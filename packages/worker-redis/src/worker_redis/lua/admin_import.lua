@@ -27,8 +27,8 @@ elseif ARGV[2] == 'processing' then
   redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 else
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-  redis.call('LPUSH', KEYS[6], '1')
-  redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[5]) - 1)
+  redis.pcall('LPUSH', KEYS[6], '1')
+  redis.pcall('LTRIM', KEYS[6], 0, tonumber(ARGV[5]) - 1)
 end
 local queue = redis.call('HGET', KEYS[1], 'queue')
 redis.call('SADD', KEYS[5], queue)

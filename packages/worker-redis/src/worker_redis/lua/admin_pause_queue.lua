@@ -19,7 +19,7 @@ if ARGV[3] == '1' then
   redis.call('SADD', KEYS[2], ARGV[1])
 else
   redis.call('SREM', KEYS[2], ARGV[1])
-  redis.call('LPUSH', KEYS[3], '1')
-  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[4]) - 1)
+  redis.pcall('LPUSH', KEYS[3], '1')
+  redis.pcall('LTRIM', KEYS[3], 0, tonumber(ARGV[4]) - 1)
 end
 return 1

@@ -38,7 +38,7 @@ for _ = 1, limit do
   end
 end
 if replayed > 0 then
-  redis.call('LPUSH', KEYS[3], '1')
-  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[7]) - 1)
+  redis.pcall('LPUSH', KEYS[3], '1')
+  redis.pcall('LTRIM', KEYS[3], 0, tonumber(ARGV[7]) - 1)
 end
 return {replayed, popped}

@@ -51,7 +51,7 @@ for i = 9, #ARGV do
   end
 end
 if moved > 0 then
-  redis.call('LPUSH', KEYS[3], '1')
-  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[8]) - 1)
+  redis.pcall('LPUSH', KEYS[3], '1')
+  redis.pcall('LTRIM', KEYS[3], 0, tonumber(ARGV[8]) - 1)
 end
 return {moved, missing}

@@ -68,8 +68,8 @@ if added > 0 then
   local n = math.min(added, cap)
   local tokens = {}
   for j = 1, n do tokens[j] = '1' end
-  redis.call('LPUSH', KEYS[2], unpack(tokens))
-  redis.call('LTRIM', KEYS[2], 0, cap - 1)
+  redis.pcall('LPUSH', KEYS[2], unpack(tokens))
+  redis.pcall('LTRIM', KEYS[2], 0, cap - 1)
   -- (a call that stored nothing changed nothing: run again, it answers the same)
   redis.call('SET', request_key, table.concat(out), 'PX', 60000)
 end

@@ -38,8 +38,8 @@ redis.call('HSET', tk,
 redis.call('SADD', KEYS[1], q)
 redis.pcall('HDEL', KEYS[1] .. ':idle', q)  -- the queue has a task again: not idle
 redis.call('ZADD', p .. 'ready:' .. q, ARGV[11], id)
-redis.call('LPUSH', KEYS[2], '1')
-redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
+redis.pcall('LPUSH', KEYS[2], '1')
+redis.pcall('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
 local last_key = p .. 'schedule:last'
 local last = tonumber(redis.call('HGET', last_key, name) or '-1')
 if tonumber(ARGV[5]) > last then

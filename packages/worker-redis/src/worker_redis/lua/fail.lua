@@ -44,9 +44,10 @@ if dead_ttl > 0 then prune_dead(ARGV[12], KEYS[3], tonumber(ARGV[4]) - dead_ttl,
 local outcome = ARGV[8]
 if outcome and outcome ~= '' then
   redis.call('SET', KEYS[5], outcome, 'PX', ARGV[9])
-  redis.call('LPUSH', KEYS[6], ARGV[1])
-  redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[10]) - 1)
-  if redis.call('PTTL', KEYS[6]) < tonumber(ARGV[9]) then redis.call('PEXPIRE', KEYS[6], ARGV[9]) end
+  if type(redis.pcall('LPUSH', KEYS[6], ARGV[1])) ~= 'table' then  -- a foreign value there: stored, not listed
+    redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[10]) - 1)
+    if redis.call('PTTL', KEYS[6]) < tonumber(ARGV[9]) then redis.call('PEXPIRE', KEYS[6], ARGV[9]) end
+  end
   local sent = redis.pcall('SPUBLISH', ARGV[11], outcome)
   if type(sent) == 'table' and sent.err then redis.call('PUBLISH', ARGV[11], outcome) end
 end

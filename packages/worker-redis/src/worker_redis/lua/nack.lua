@@ -24,6 +24,6 @@ end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[3], 'ready_at_ms', ARGV[4], 'updated_at_ms', ARGV[5])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-redis.call('LPUSH', KEYS[4], '1')
-redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[6]) - 1)
+redis.pcall('LPUSH', KEYS[4], '1')
+redis.pcall('LTRIM', KEYS[4], 0, tonumber(ARGV[6]) - 1)
 return 1

@@ -13,9 +13,10 @@
 -- Safe to run twice: an outcome already stored is kept.
 -- Returns 1 when it stored the outcome, 0 when one was stored already (nothing changed).
 if redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3], 'NX') == false then return 0 end
-redis.call('LPUSH', KEYS[2], ARGV[1])
-redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
-if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+if type(redis.pcall('LPUSH', KEYS[2], ARGV[1])) ~= 'table' then  -- a foreign value there: stored, not listed
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
+  if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+end
 local sent = redis.pcall('SPUBLISH', ARGV[5], ARGV[2])
 if type(sent) == 'table' and sent.err then redis.call('PUBLISH', ARGV[5], ARGV[2]) end
 return 1

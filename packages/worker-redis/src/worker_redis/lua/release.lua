@@ -30,7 +30,7 @@ for i = 4, #ARGV, 4 do
   end
 end
 if released > 0 then
-  redis.call('LPUSH', KEYS[1], '1')
-  redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+  redis.pcall('LPUSH', KEYS[1], '1')
+  redis.pcall('LTRIM', KEYS[1], 0, tonumber(ARGV[3]) - 1)
 end
 return released
