@@ -19,8 +19,8 @@
 -- ARGV[12..11+k]            those queue names
 -- ARGV[12+k..] per queue with a weight or a current weight, 3 values: name, weight, smooth-WRR current weight
 --               (the caller sends its configured queues and the busy queues of its last call)
--- Touches: queues, queues:idle, queues:forgotten, paused, paused_queues, P:ready:<q>, P:processing:<q>, P:task:<id>, P:dead,
---          P:quarantine, P:dequeue:<request>, P:idem:<key> (of pruned dead tasks).
+-- Touches: queues, queues:idle, queues:forgotten, paused, paused_queues, P:ready:<q>, P:processing:<q>,
+--          P:task:<id>, P:dead, P:quarantine, P:dequeue:<request>, P:idem:<key> (of pruned dead tasks).
 --
 -- 0. A call re-sent with the same request id (the client retried after a lost reply) returns the leases the
 --    first run made that are still held, and changes nothing else.
