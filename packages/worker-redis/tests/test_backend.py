@@ -440,3 +440,21 @@ async def test_foreign_values_at_the_idle_and_forgotten_keys_never_stop_a_dequeu
     await backend.enqueue(task(queue="mail"))  # its next task brings it back, as ever
     await admin.pause_queue("mail")
     assert await raw.get(keys.queues_forgotten) == b"not a sorted set"  # never overwritten
+
+
+async def test_a_foreign_value_at_the_node_list_never_fails_a_lease_renewal(
+    make_backend: MakeBackend, raw: Redis
+) -> None:
+    """The heartbeat rides on the renewal call: before, a foreign value at P:nodes failed every renewal, after it
+    had extended the leases, and the manager took them for lost."""
+    backend = await make_backend()
+    backend.register_node({"host": "h", "pid": 1}, lambda: 1)
+    await raw.set(backend.keys.nodes, "not a sorted set")
+    await backend.enqueue(task())
+    (lease,) = await backend.dequeue(1, 5.0)
+    assert await backend.extend_many([lease], 60.0) == [True]
+    expiry = await raw.zscore(backend.keys.processing("default"), lease.lease_id)
+    assert expiry is not None
+    assert expiry > (time.time() + 50) * 1000  # renewed: a minute from now, not five seconds
+    await backend.ack(lease)
+    assert await raw.get(backend.keys.nodes) == b"not a sorted set"  # left as it was

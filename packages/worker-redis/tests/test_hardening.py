@@ -135,8 +135,15 @@ def corrupt_hash(
     return write
 
 
+async def wrong_type_and_no_quarantine(raw: Redis, keys: Keys) -> tuple[str, bytes]:
+    await raw.set(keys.quarantine, "not a hash")  # a foreign value where the note would go: it cannot be written
+    task_id, _ = await wrong_type(raw, keys)
+    return task_id, b"unnoted"
+
+
 CORRUPT: dict[str, Callable[..., Awaitable[Any]]] = {
     "task key of the wrong type": wrong_type,
+    "task key of the wrong type, P:quarantine foreign too": wrong_type_and_no_quarantine,
     "handler not UTF-8": corrupt_hash(str(uuid.uuid4()), handler=b"\xff\xfework"),
     "queue name not UTF-8": corrupt_hash(str(uuid.uuid4()), queue=b"q\xff"),
     "retries=1e400": corrupt_hash(str(uuid.uuid4()), retries=b"1e400"),
@@ -184,6 +191,10 @@ async def test_a_corrupt_record_is_moved_aside_and_the_other_199_tasks_run(
         assert reason is not None
         assert b"not a hash" in reason
         assert await raw.type(keys.task(bad_id)) == b"list"  # moved aside, left as it was
+    elif where == b"unnoted":
+        assert await raw.get(keys.quarantine) == b"not a hash"  # left as it was; the record moved aside all the same
+        assert await raw.type(keys.task(bad_id)) == b"list"
+        assert not await raw.zscore(keys.ready("default"), bad_id)
     else:
         assert await raw.lrange(keys.dead, 0, -1) == [bad_id.encode()]
         reason = await raw.hget(f"{keys.prefix}:task:{bad_id}", "last_error")

@@ -61,7 +61,7 @@ local dead_ttl = tonumber(ARGV[9])
 local prune_bound = tonumber(ARGV[10])
 local only_n = tonumber(ARGV[11])
 local dead_key = p .. 'dead'
-local quarantine = p .. 'quarantine'
+local quarantine = p .. 'quarantine'  -- written with pcall: a foreign value there never stops a dequeue
 local request_key = p .. 'dequeue:' .. request
 
 local function utf8_ok(s)
@@ -114,7 +114,7 @@ local function dead(q, id, tk, reason)
 end
 local function aside(zkey, id, tk, reason)
   redis.call('ZREM', zkey, id)
-  redis.call('HSET', quarantine, tk, reason)
+  redis.pcall('HSET', quarantine, tk, reason)
   moved[#moved + 1] = id
   moved[#moved + 1] = reason
 end
@@ -195,7 +195,7 @@ for _, q in ipairs(names) do
   local pk = p .. 'processing:' .. q
   local expired = redis.pcall('ZRANGEBYSCORE', pk, '-inf', now, 'LIMIT', 0, window)
   if expired.err then
-    redis.call('HSET', quarantine, pk, 'processing key is not a sorted set: queue skipped')
+    redis.pcall('HSET', quarantine, pk, 'processing key is not a sorted set: queue skipped')
     expired = {}
   else
     local rk = p .. 'ready:' .. q
@@ -204,7 +204,7 @@ for _, q in ipairs(names) do
       local tk = p .. 'task:' .. id
       local at = redis.pcall('HGET', tk, 'ready_at_ms')
       if type(at) == 'table' and at.err then
-        redis.call('HSET', quarantine, tk, wrong_type(tk))
+        redis.pcall('HSET', quarantine, tk, wrong_type(tk))
       elseif at then
         local when = int_of(at) or now
         redis.pcall('ZADD', rk, when, id)
@@ -251,7 +251,7 @@ for _, q in ipairs(names) do
     local rk = p .. 'ready:' .. q
     local ids = redis.pcall('ZRANGEBYSCORE', rk, '-inf', now, 'LIMIT', 0, scan)
     if ids.err then
-      redis.call('HSET', quarantine, rk, 'ready key is not a sorted set: queue skipped')
+      redis.pcall('HSET', quarantine, rk, 'ready key is not a sorted set: queue skipped')
       ids = {}
     end
     local good_name = utf8_ok(q) and q ~= ''

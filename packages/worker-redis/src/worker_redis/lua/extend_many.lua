@@ -38,12 +38,16 @@ local backlog = {}
 if node ~= '' then
   local ttl = tonumber(ARGV[5])
   local t = tonumber(now)
-  redis.call('ZREMRANGEBYSCORE', p .. 'nodes', '-inf', t)
-  redis.call('ZADD', p .. 'nodes', t + ttl, node)
+  -- The heartbeat is best effort: a foreign value at P:nodes or at the node's key must never fail the renewal
+  -- above (already written), which the caller would take for lost leases.
+  if type(redis.pcall('ZREMRANGEBYSCORE', p .. 'nodes', '-inf', t)) ~= 'table' then
+    redis.call('ZADD', p .. 'nodes', t + ttl, node)
+  end
   local nk = p .. 'node:' .. node
-  if ARGV[6] ~= '' then redis.call('HSET', nk, 'info', ARGV[6]) end
-  redis.call('HSET', nk, 'last_seen_ms', now, 'leases', #out)
-  redis.call('PEXPIRE', nk, ttl)
+  if type(redis.pcall('HSET', nk, 'last_seen_ms', now, 'leases', #out)) ~= 'table' then
+    if ARGV[6] ~= '' then redis.call('HSET', nk, 'info', ARGV[6]) end
+    redis.call('PEXPIRE', nk, ttl)
+  end
   if redis.call('SCARD', p .. 'queues') <= 100 then
     for _, q in ipairs(redis.call('SMEMBERS', p .. 'queues')) do
       local rk = p .. 'ready:' .. q
