@@ -78,6 +78,34 @@ async def test_a_function_changing_its_own_keyword_arguments_changes_no_other_ca
     assert seen == [{"a": 1}, {"a": 1}, {}, {}, {"b": 2}]
 
 
+class Account:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def deposit(self, amount: int) -> int:
+        self.seen.append("async")
+        return amount + 1
+
+    def withdraw(self, amount: int) -> int:
+        self.seen.append(threading.current_thread().name)
+        return amount - 1
+
+    def history(self) -> Any:
+        yield from self.seen
+
+
+async def test_submit_runs_bound_methods_async_and_plain_and_refuses_a_generator_method() -> None:
+    account = Account()
+    async with manager() as tm:
+        async with asyncio.timeout(GUARD):
+            assert await (await tm.submit(account.deposit, 41)) == 42
+            assert await (await tm.submit(account.withdraw, 43)) == 42
+        with pytest.raises(InvalidTaskError, match="a generator function"):
+            await tm.submit(account.history)
+    assert account.seen[0] == "async"
+    assert account.seen[1] != threading.current_thread().name  # the plain method ran in the thread pool
+
+
 async def test_submit_runs_a_plain_function_in_a_thread() -> None:
     seen: list[str] = []
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from types import FunctionType
+from types import FunctionType, MethodType
 from typing import Any, Final, final
 
 __all__ = ("GENERATOR_FLAGS", "NO_KWARGS", "Call", "generator_refusal", "is_coroutine_callable")
@@ -45,13 +45,15 @@ class Call:
 def is_coroutine_callable(fn: object) -> bool:
     """Whether calling ``fn`` returns a coroutine (no cache: a cache would keep users' callables alive).
 
-    A plain function is read from its code flags (what ``inspect`` does, minus its generality); anything else
-    (a ``functools.partial``, a callable object, a method) goes through ``inspect``. A callable that is not
-    detected and returns a coroutine all the same is still awaited (see ``Task``).
+    A plain function or a bound method is read from its code flags (what ``inspect`` does, minus its generality):
+    ``submit`` and ``Task`` each ask once per task. Anything else (a ``functools.partial``, a callable object)
+    goes through ``inspect``. A callable that is not detected and returns a coroutine all the same is still
+    awaited (see ``Task``).
     """
-    kind = type(fn)
-    if kind is FunctionType:
-        return bool(fn.__code__.co_flags & _CO_COROUTINE)  # type: ignore[attr-defined]
+    if type(fn) is MethodType:  # a bound method: its function's flags (no inspect: it runs once per submit)
+        fn = fn.__func__
+    if type(fn) is FunctionType:
+        return bool(fn.__code__.co_flags & _CO_COROUTINE)
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
 
 
@@ -61,9 +63,9 @@ def generator_refusal(fn: object, what: str) -> str | None:
     The task would "complete" with the generator object and its body would never run. Callers raise the message
     as their own error (``InvalidTaskError``, ``HandlerRegistrationError``); ``what`` names ``fn`` in it.
     """
-    fn_type = type(fn)
-    # The usual case, read from the code flags (inspect costs ~10 us per call).
-    if fn_type is FunctionType and not fn.__code__.co_flags & GENERATOR_FLAGS:  # type: ignore[attr-defined]
+    # The usual cases, a function or a bound method, read from the code flags (inspect costs ~10 us per call).
+    func = fn.__func__ if type(fn) is MethodType else fn
+    if type(func) is FunctionType and not func.__code__.co_flags & GENERATOR_FLAGS:
         return None
     kind = _generator_kind(fn)
     if kind is None:
