@@ -224,3 +224,56 @@ async def test_stale_python_lease_is_fenced_after_a_go_worker_redelivery(
         with pytest.raises(LeaseLostError):
             await backend.ack(ours)
         assert await raw.exists(keys.task(task_id))
+
+
+async def test_a_go_worker_task_in_a_queue_marked_idle_is_leased_and_its_expired_go_lease_taken_back(
+    redis_srv: RedisServer, raw: Redis, prefix: str
+) -> None:
+    """Drained queues are checked 500 at a time by key existence, not walked; go-worker's enqueue and dequeue
+    clear no idle mark, so only the keys themselves can tell that such a queue has work again."""
+    keys = Keys.for_prefix(prefix)
+    idle = keys.queues + ":idle"
+    n = 1_200  # three chunks
+    async with RedisDurableBackend.from_url(redis_srv.url, prefix=prefix) as backend:
+        tasks = [DurableTask("greet", payload=b"", id=uuid.uuid4(), queue=f"q{i}") for i in range(n)]
+        await backend.enqueue_many(tasks)
+        drained = 0
+        while drained < n:
+            leases = await backend.dequeue(500, 30.0)
+            for lease in leases:
+                await backend.ack(lease)
+            drained += len(leases)
+        assert await backend.dequeue(10, 30.0) == []  # marks every drained queue idle
+        assert await raw.hlen(idle) == n
+
+        waiting = str(uuid.uuid4())
+        await go_enqueue(raw, keys, waiting, b"", queue="q700")
+        assert await raw.hexists(idle, "q700")  # go-worker left the mark
+        [lease] = await backend.dequeue(10, 30.0)
+        assert (str(lease.task.id), lease.task.queue) == (waiting, "q700")
+        await backend.ack(lease)
+
+        orphaned = str(uuid.uuid4())  # leased by a go-worker worker that died at once: its lease already expired
+        await go_enqueue(raw, keys, orphaned, b"", queue="q900")
+        go_dequeue = raw.register_script(GO_DEQUEUE)
+        reply = await go_dequeue(
+            [keys.ready("q900"), keys.processing("q900"), keys.task_prefix], [int(time.time() * 1000), 0, 50]
+        )
+        assert reply[0] == orphaned.encode()
+        assert await raw.hexists(idle, "q900")
+        assert not await raw.exists(keys.ready("q900"))
+        [lease] = await backend.dequeue(10, 30.0)
+        assert (str(lease.task.id), lease.attempts) == (orphaned, 2)
+        await backend.ack(lease)
+
+        assert await backend.dequeue(10, 30.0) == []
+        kept = str(uuid.uuid4())
+        await go_enqueue(raw, keys, kept, b"", queue="q5")
+        long_ago = int((time.time() - 16 * 60) * 1000)
+        await raw.hset(idle, mapping={f"q{i}": long_ago for i in range(n)})
+        [lease] = await backend.dequeue(10, 30.0)  # every idle queue is forgotten but the one with a task
+        assert str(lease.task.id) == kept
+        names = cast("set[bytes]", await raw.smembers(keys.queues))
+        assert b"q5" in names
+        assert not any(name.startswith(b"q") for name in names - {b"q5"})
+        assert await raw.zcard(keys.queues_forgotten) == n - 1
