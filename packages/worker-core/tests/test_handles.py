@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import uuid
 from collections.abc import MutableMapping
@@ -104,6 +105,28 @@ async def test_submit_runs_bound_methods_async_and_plain_and_refuses_a_generator
             await tm.submit(account.history)
     assert account.seen[0] == "async"
     assert account.seen[1] != threading.current_thread().name  # the plain method ran in the thread pool
+
+
+async def test_submit_runs_partials_of_functions_and_methods_async_in_the_loop_and_plain_in_a_thread() -> None:
+    account = Account()
+
+    async def scaled(a: int, factor: int) -> tuple[int, str]:
+        return a * factor, threading.current_thread().name
+
+    def plain(a: int, b: int) -> str:
+        return threading.current_thread().name
+
+    async with manager() as tm:
+        async with asyncio.timeout(GUARD):
+            assert await (await tm.submit(functools.partial(scaled, factor=3), 14)) == (
+                42,
+                threading.current_thread().name,
+            )
+            assert await (await tm.submit(functools.partial(functools.partial(account.deposit), 41))) == 42
+            assert await (await tm.submit(functools.partial(plain, 1), 2)) != threading.current_thread().name
+        with pytest.raises(InvalidTaskError, match="a generator function"):
+            await tm.submit(functools.partial(account.history))
+    assert account.seen == ["async"]
 
 
 async def test_submit_runs_a_plain_function_in_a_thread() -> None:

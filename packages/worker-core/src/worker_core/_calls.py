@@ -10,6 +10,7 @@ empty mapping rather than its own empty dict.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from types import FunctionType, MethodType
@@ -45,15 +46,14 @@ class Call:
 def is_coroutine_callable(fn: object) -> bool:
     """Whether calling ``fn`` returns a coroutine (no cache: a cache would keep users' callables alive).
 
-    A plain function or a bound method is read from its code flags (what ``inspect`` does, minus its generality):
-    ``submit`` and ``Task`` each ask once per task. Anything else (a ``functools.partial``, a callable object)
-    goes through ``inspect``. A callable that is not detected and returns a coroutine all the same is still
-    awaited (see ``Task``).
+    A plain function, a bound method or a ``functools.partial`` of either is read from its function's code flags
+    (what ``inspect`` does, minus its generality): ``submit`` and ``Task`` each ask once per task. Anything else
+    (a callable object, say) goes through ``inspect``. A callable that is not detected and returns a coroutine
+    all the same is still awaited (see ``Task``).
     """
-    if type(fn) is MethodType:  # a bound method: its function's flags (no inspect: it runs once per submit)
-        fn = fn.__func__
-    if type(fn) is FunctionType:
-        return bool(fn.__code__.co_flags & _CO_COROUTINE)
+    func = _function_of(fn)
+    if type(func) is FunctionType:
+        return bool(func.__code__.co_flags & _CO_COROUTINE)
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
 
 
@@ -63,8 +63,8 @@ def generator_refusal(fn: object, what: str) -> str | None:
     The task would "complete" with the generator object and its body would never run. Callers raise the message
     as their own error (``InvalidTaskError``, ``HandlerRegistrationError``); ``what`` names ``fn`` in it.
     """
-    # The usual cases, a function or a bound method, read from the code flags (inspect costs ~10 us per call).
-    func = fn.__func__ if type(fn) is MethodType else fn
+    # The usual cases, a function, a bound method or a partial, read from the code flags (inspect costs ~10 us).
+    func = _function_of(fn)
     if type(func) is FunctionType and not func.__code__.co_flags & GENERATOR_FLAGS:
         return None
     kind = _generator_kind(fn)
@@ -75,6 +75,17 @@ def generator_refusal(fn: object, what: str) -> str | None:
         f"{what} is {kind} function ({name}): calling it only makes {kind}, so its body would never run;"
         " make it an async def (or a plain def) that returns what the task produces"
     )
+
+
+def _function_of(fn: object) -> object:
+    """The function under bound methods and ``functools.partial`` wrappers (as ``inspect`` unwraps them)."""
+    while True:
+        if type(fn) is MethodType:
+            fn = fn.__func__
+        elif type(fn) is functools.partial:
+            fn = fn.func
+        else:
+            return fn
 
 
 def _generator_kind(fn: object) -> str | None:
