@@ -251,6 +251,7 @@ async def test_a_go_worker_task_in_a_queue_marked_idle_is_leased_and_its_expired
         assert await raw.hexists(idle, "q700")  # go-worker left the mark
         [lease] = await backend.dequeue(10, 30.0)
         assert (str(lease.task.id), lease.task.queue) == (waiting, "q700")
+        assert not await raw.hexists(idle, "q700")  # it had work again: once drained, its 15 minutes start anew
         await backend.ack(lease)
 
         orphaned = str(uuid.uuid4())  # leased by a go-worker worker that died at once: its lease already expired
@@ -264,6 +265,7 @@ async def test_a_go_worker_task_in_a_queue_marked_idle_is_leased_and_its_expired
         assert not await raw.exists(keys.ready("q900"))
         [lease] = await backend.dequeue(10, 30.0)
         assert (str(lease.task.id), lease.attempts) == (orphaned, 2)
+        assert not await raw.hexists(idle, "q900")
         await backend.ack(lease)
 
         assert await backend.dequeue(10, 30.0) == []
@@ -273,6 +275,7 @@ async def test_a_go_worker_task_in_a_queue_marked_idle_is_leased_and_its_expired
         await raw.hset(idle, mapping={f"q{i}": long_ago for i in range(n)})
         [lease] = await backend.dequeue(10, 30.0)  # every idle queue is forgotten but the one with a task
         assert str(lease.task.id) == kept
+        assert not await raw.hexists(idle, "q5")
         names = cast("set[bytes]", await raw.smembers(keys.queues))
         assert b"q5" in names
         assert not any(name.startswith(b"q") for name in names - {b"q5"})

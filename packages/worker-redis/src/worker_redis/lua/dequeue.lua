@@ -28,7 +28,8 @@
 --    lease token cleared. Ids whose hash is gone are dropped. A queue with no ready, delayed or leased task
 --    that is neither paused nor the default is marked in P:queues:idle, and leaves P:queues once it has been
 --    so for 15 minutes (ours: go-worker never forgets a queue name, so each call walked every name ever
---    used: 10,000 drained queues cost 91 ms of Redis time per dequeue). Giving the queue a task clears the mark.
+--    used: 10,000 drained queues cost 91 ms of Redis time per dequeue). Giving the queue a task clears the mark,
+--    and so does a dequeue that finds a marked queue with a task (one a go-worker client enqueued).
 --    Until then, marked queues whose ready and processing keys are both absent are checked 500 at a time with
 --    one EXISTS instead of being walked (0b below).
 -- 2. Global pause: nothing is leased. Paused queues (and, with a filter, queues not listed) are skipped.
@@ -210,8 +211,8 @@ end
 local IDLE_CHUNK = 500
 local marks = redis.pcall('HGETALL', idle_key)
 local walk = names
+local since_of = {}
 if type(marks) == 'table' and not marks.err and #marks > 0 then
-  local since_of = {}
   for i = 1, #marks, 2 do since_of[marks[i]] = tonumber(marks[i + 1]) end
   walk = {}
   local quiet = {}
@@ -267,6 +268,7 @@ for _, q in ipairs(names) do
     local first = redis.call('ZRANGE', pk, 0, 0, 'WITHSCORES')
     if first[2] then
       consider(tonumber(first[2]))
+      if since_of[q] then redis.pcall('HDEL', idle_key, q) end  -- it has work again (a go-worker enqueue)
     elseif q ~= ARGV[6] and not paused[q] and redis.call('EXISTS', rk) == 0 then
       -- empty: marked idle the first time, forgotten once idle for QUEUE_IDLE_MS (the mark is cleared by
       -- whatever gives the queue a task again: enqueue and every admin move)
@@ -279,6 +281,8 @@ for _, q in ipairs(names) do
           forget(q)
         end
       end
+    elseif since_of[q] and redis.call('EXISTS', rk) == 1 then
+      redis.pcall('HDEL', idle_key, q)  -- marked, and it has a task again (one a go-worker client enqueued)
     end
   end
 end
