@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from core_helpers import GUARD, manager
 from worker_core import (
+    ConfigurationError,
     InvalidTaskError,
     ManagerStoppedError,
     NotInTaskError,
@@ -177,6 +178,33 @@ async def test_a_result_timeout_is_a_plain_timeout_and_the_task_goes_on() -> Non
         gate.set()
         async with asyncio.timeout(GUARD):
             assert await handle.result(timeout=timedelta(seconds=GUARD)) == "done"
+
+
+async def test_a_result_timeout_of_zero_answers_now_as_a_future_does() -> None:
+    gate = asyncio.Event()
+
+    async def blocked() -> str:
+        await gate.wait()
+        return "done"
+
+    async def broken() -> None:
+        raise ValueError("no")
+
+    async with manager() as tm:
+        handle = await tm.submit(blocked)
+        with pytest.raises(TimeoutError):
+            await handle.result(timeout=0)  # not finished: at once, and the task goes on
+        assert not handle.done()
+        gate.set()
+        failing = await tm.submit(broken)
+        async with asyncio.timeout(GUARD):
+            await tm.wait()
+        assert await handle.result(timeout=0) == "done"
+        assert await handle.result(timeout=timedelta(0)) == "done"
+        with pytest.raises(ValueError, match="no"):
+            await failing.result(timeout=0)
+        with pytest.raises(ConfigurationError, match="timeout"):
+            await handle.result(timeout=-1)
 
 
 async def test_cancel_through_the_handle() -> None:

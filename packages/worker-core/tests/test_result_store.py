@@ -135,6 +135,18 @@ async def test_a_cancelled_durable_task_is_reported_cancelled() -> None:
             await producer.handle(task_id)
 
 
+async def test_a_stored_result_with_a_timeout_of_zero_is_read_once() -> None:
+    backend = InMemoryDurableBackend()
+    producer = TaskManager(durable_backend=backend, durable_handlers=[job])  # never started
+    task_id = await producer.register_durable_task(job.task(Job(n=4)))
+    handle = producer.handle(task_id)
+    with pytest.raises(TimeoutError):
+        await handle.result(timeout=0)  # nothing stored yet: at once
+    async with worker(backend), asyncio.timeout(GUARD):
+        assert await producer.handle(task_id).result(timeout=GUARD) == {"double": 8}
+    assert await handle.result(timeout=0) == {"double": 8}  # stored meanwhile: one read finds it
+
+
 async def test_storing_results_can_be_turned_off() -> None:
     backend = InMemoryDurableBackend()
     producer = TaskManager(durable_backend=backend, durable_handlers=[job])

@@ -91,12 +91,15 @@ class TaskHandle(Generic[T]):
     async def result(self, timeout: float | timedelta | None = None) -> T:  # noqa: ASYNC109 - a wait bound, as in Future.result
         """Wait for the task to finish (at most ``timeout`` seconds) and return its result or raise its error.
 
+        ``timeout=0`` answers now, as ``concurrent.futures.Future.result(timeout=0)`` does: the result (or the
+        error) of a finished task, else :class:`TimeoutError` (a durable task's stored outcome is read once).
+
         Raises:
             TimeoutError: ``timeout`` passed before the task finished (the task goes on; a
                 :class:`~worker_core.TaskTimeoutError` is the task's own timeout instead).
-            ConfigurationError: ``timeout`` is not seconds (> 0) nor a ``timedelta``.
+            ConfigurationError: ``timeout`` is not seconds (>= 0) nor a ``timedelta``.
         """
-        result: T = await self._source.outcome(self._ref, config_seconds(timeout, "timeout"))
+        result: T = await self._source.outcome(self._ref, config_seconds(timeout, "timeout", allow_zero=True))
         return result
 
     def __await__(self) -> Generator[Any, None, T]:
@@ -217,7 +220,10 @@ class StoredTasks:
         """The task's result once its outcome is stored, or its error raised."""
         outcome = ref.outcome
         if outcome is None:
-            outcome = await self._store.wait_outcome(ref.id, timeout_s)
+            if timeout_s == 0:  # answer now: one read, no wait
+                outcome = await self._store.get_outcome(ref.id)
+            else:
+                outcome = await self._store.wait_outcome(ref.id, timeout_s)
             if outcome is None:
                 raise TimeoutError(f"no outcome of durable task {ref.id} within {timeout_s}s")
             ref.outcome = outcome
