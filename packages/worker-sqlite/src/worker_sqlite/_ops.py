@@ -36,6 +36,11 @@ _CHUNK: Final = 500  # ids per statement (SQLite's bound-parameter limit is far 
 _FENCE: Final = "id = ? AND state = 'leased' AND token = ?"
 
 
+_EARLIEST_DELAYED: Final = "SELECT MIN(ready_at) FROM tasks WHERE state = 'delayed'"
+_EARLIEST_UNPAUSED: Final = (
+    "SELECT MIN((SELECT MIN(ready_at) FROM tasks WHERE queue = q.name AND state IN ('ready', 'delayed') "
+    "AND state = 'delayed')) FROM queues AS q WHERE q.paused = 0"
+)
 _READY_QUEUES: Final = """WITH RECURSIVE ready(name) AS (
         SELECT (SELECT MIN(queue) FROM tasks WHERE state = 'ready')
         UNION ALL
@@ -321,10 +326,12 @@ def next_event_time(db: sqlite3.Connection, now: float) -> float | None:
         ).fetchone()
         if due is not None:
             return now
-        delayed = db.execute(
-            "SELECT MIN(ready_at) FROM tasks WHERE state = 'delayed' "
-            "AND queue IN (SELECT name FROM queues WHERE paused = 0)"
-        ).fetchone()[0]
+        # With a queue paused, its delayed tasks must not cost a walk: the earliest of each unpaused queue is
+        # one probe of its (queue, ready_at) index (none of them has a ready task, checked just above). The
+        # earliest of the delayed index filtered by queue walked every delayed task of the paused queues
+        # first: 100,000 of them made each idle poll take 22 ms.
+        any_paused = db.execute("SELECT 1 FROM queues WHERE paused = 1 LIMIT 1").fetchone() is not None
+        delayed = db.execute(_EARLIEST_UNPAUSED if any_paused else _EARLIEST_DELAYED).fetchone()[0]
         if isinstance(delayed, int | float):
             times.append(float(delayed))
     return min(times) if times else None
