@@ -44,3 +44,20 @@ async def test_nodes_lists_a_registered_node_after_its_first_dequeue(make_backen
         assert (node.host, node.pid, node.running, node.started_ms) == ("box", 42, 3, 1_700_000_000_000)
         await backend.unregister_node()
         assert await admin.nodes() == []
+
+
+async def test_an_admin_on_a_missing_file_refuses_and_creates_nothing(tmp_path: Path) -> None:
+    """A mistyped path was created, empty, and reported as queues with nothing in them."""
+    path = tmp_path / "typo.db"
+    admin = SqliteAdmin.from_url(f"sqlite:///{path}")
+    with pytest.raises(ConfigurationError, match="no such database file"):
+        await admin.overview()
+    with pytest.raises(ConfigurationError, match="no such database file"):
+        async with admin:
+            pass
+    assert not path.exists()
+    async with SqliteAdmin(str(path), create=True) as creating:
+        await creating.ping()
+    assert path.exists()
+    async with SqliteAdmin(str(path)) as admin:  # the file exists now
+        await admin.ping()

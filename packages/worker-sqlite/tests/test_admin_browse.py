@@ -21,7 +21,7 @@ from worker_sqlite.admin import SqliteAdmin
 
 @pytest.fixture
 async def admin(db_path: Path) -> AsyncIterator[SqliteAdmin]:
-    async with SqliteAdmin(str(db_path)) as admin:
+    async with SqliteAdmin(str(db_path), create=True) as admin:  # the first to open the file
         yield admin
 
 

@@ -21,7 +21,7 @@ class TestSqliteAdminConformance(DurableAdminConformance, TaskBrowserConformance
         await backend.aclose()
 
     @pytest.fixture
-    async def admin(self, db_path: Path) -> AsyncIterator[SqliteAdmin]:
+    async def admin(self, backend: SqliteDurableBackend, db_path: Path) -> AsyncIterator[SqliteAdmin]:
         admin = open_admin(f"sqlite:///{db_path}")  # through the plugin, as workerctl opens it
         assert isinstance(admin, SqliteAdmin)
         async with admin:

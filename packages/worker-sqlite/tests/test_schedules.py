@@ -47,7 +47,7 @@ class TestSqliteScheduleAdmin(ScheduleAdminConformance):
         return await make_backend()
 
     @pytest.fixture
-    async def admin(self, db_path: Path) -> AsyncIterator[SqliteAdmin]:
+    async def admin(self, backend: SqliteDurableBackend, db_path: Path) -> AsyncIterator[SqliteAdmin]:
         admin = open_admin(f"sqlite:///{db_path}")  # through the plugin, as workerctl opens it
         assert isinstance(admin, SqliteAdmin)
         async with admin:

@@ -53,6 +53,16 @@ async def _run_node(path: Path, until_triggered: bool = False) -> None:
 def test_list_pause_trigger_events_resume_on_a_sqlite_store(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
     url = f"sqlite:///{path}"
+    missing = CliRunner().invoke(cli, ["durable", "schedules", "list", "--url", url])
+    assert missing.exit_code == 1
+    assert "no such database file" in missing.stderr
+    assert not path.exists()  # inspecting a mistyped path creates nothing
+
+    async def create() -> None:
+        async with SqliteDurableBackend(path):
+            pass
+
+    asyncio.run(create())
     assert "no durable schedules" in ok("durable", "schedules", "list", "--url", url)
     asyncio.run(_run_node(path))
     listed = ok("durable", "schedules", "list", "--url", url)

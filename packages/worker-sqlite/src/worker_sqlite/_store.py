@@ -8,7 +8,10 @@ commit the writer thread tells the hub whom the committed operations concern (:c
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any, final
+
+from worker_core.errors import ConfigurationError
 
 from ._conn import Op, Reader, Writer, open_connection, retry_while_busy
 from ._ops import Wake
@@ -30,6 +33,7 @@ class Store:
         synchronous: the ``PRAGMA synchronous`` level.
         interval: seconds between the cross-process watcher's ``PRAGMA data_version`` reads.
         existing: which of some task ids have an outcome stored (the watcher's look-up).
+        create: create the file (with its schema) when it is missing; else opening it is a ConfigurationError.
     """
 
     def __init__(
@@ -42,8 +46,10 @@ class Store:
         synchronous: str,
         interval: float,
         existing: ExistingOutcomes,
+        create: bool = True,
     ) -> None:
         self._path = path
+        self._create = create
         self._name = name
         self._where = where
         self._busy = busy_timeout
@@ -82,13 +88,19 @@ class Store:
                 return
             writer = Writer(f"{self._name}-w", self._where, self._after_commit)
             reader = Reader(f"{self._name}-r", self._where)
-            path, busy, sync, where = self._path, self._busy, self._sync, self._where
-            try:
-                await writer.open(
-                    lambda: retry_while_busy(
-                        lambda: open_migrated(path, busy_timeout=busy, synchronous=sync, where=where), busy
+            path, busy, sync, where, create = self._path, self._busy, self._sync, self._where, self._create
+
+            def open_writer() -> Any:  # in the writer's thread
+                if not create and not os.path.exists(path):
+                    raise ConfigurationError(
+                        f"{where}: no such database file (workers and producers create it; check the path)"
                     )
+                return retry_while_busy(
+                    lambda: open_migrated(path, busy_timeout=busy, synchronous=sync, where=where), busy
                 )
+
+            try:
+                await writer.open(open_writer)
                 await reader.open(
                     lambda: retry_while_busy(
                         lambda: open_connection(path, busy_timeout=busy, synchronous=sync, where=where), busy

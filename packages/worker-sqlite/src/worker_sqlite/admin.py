@@ -46,13 +46,19 @@ class SqliteAdmin:
     """Inspect and repair the durable queues of one SQLite file (``DurableAdmin``).
 
     Args:
-        path: the database file (created with its schema when missing, as the backend does).
+        path: the database file. A missing file is a ConfigurationError at the first call (a mistyped path
+            would otherwise be created, empty, and reported as queues with nothing in them); ``create=True``
+            creates it with its schema, as the backend does.
         default_queue: the queue an empty queue name means.
         busy_timeout: seconds a change waits for a worker's transaction before BackendUnavailableError.
     """
 
-    def __init__(self, path: str, *, default_queue: str = "default", busy_timeout: float = 5.0) -> None:
-        self._backend = SqliteDurableBackend(path, default_queue=default_queue, busy_timeout=busy_timeout)
+    def __init__(
+        self, path: str, *, default_queue: str = "default", busy_timeout: float = 5.0, create: bool = False
+    ) -> None:
+        self._backend = SqliteDurableBackend(
+            path, default_queue=default_queue, busy_timeout=busy_timeout, create=create
+        )
         self.default_queue = default_queue.strip() or "default"
         self.where = self._backend.where
         self._schedules = ScheduleStoreAdmin(self._backend)

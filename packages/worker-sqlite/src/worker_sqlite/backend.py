@@ -57,6 +57,8 @@ class SqliteDurableBackend:
         synchronous: ``PRAGMA synchronous``: ``full`` (default: a returned write survives power loss), ``normal``
             (survives a crash of the process; a power loss may drop the last commits), ``off``, ``extra``.
         wake_interval: seconds between ``PRAGMA data_version`` reads while a worker or a result waiter idles.
+        create: create a missing file (the default); ``False`` makes a missing file a ConfigurationError at
+            open (what :class:`~worker_sqlite.admin.SqliteAdmin` does: inspecting must not create).
 
     Every SQLite call runs in the thread of its connection (one writer, one reader per backend object), never
     on the event loop. Writes use ``BEGIN IMMEDIATE``; writes queued while one runs share the next
@@ -82,6 +84,7 @@ class SqliteDurableBackend:
         synchronous: str = "full",
         wake_interval: float = DEFAULT_WAKE_INTERVAL,
         dead_ttl: float | None = DEFAULT_DEAD_TTL,
+        create: bool = True,
     ) -> None:
         self.path = resolve_path(path)  # type: ignore[arg-type]
         self.where = f"sqlite at {self.path}"
@@ -105,6 +108,7 @@ class SqliteDurableBackend:
             synchronous=sync,
             interval=interval,
             existing=self._results.existing,
+            create=create,
         )
         self._node = Node(self.owner, self._write)
         self._leases = Leases(

@@ -9,7 +9,7 @@ A backend's tests subclass :class:`ScheduleAdminConformance` and provide two fix
             return await make_backend()
 
         @pytest.fixture
-        async def admin(self, db_path):
+        async def admin(self, backend, db_path):  # after the backend: an admin does not create the file
             async with SqliteAdmin(str(db_path)) as admin:
                 yield admin
 """
