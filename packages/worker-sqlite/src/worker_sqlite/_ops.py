@@ -37,6 +37,8 @@ _FENCE: Final = "id = ? AND state = 'leased' AND token = ?"
 
 
 _EARLIEST_DELAYED: Final = "SELECT MIN(ready_at) FROM tasks WHERE state = 'delayed'"
+# Per unpaused queue, through tasks_waiting_queue (queue, ready_at): its partial-index condition is repeated
+# word for word (state IN ...), which is what lets SQLite use that index; the planner took tasks_delayed otherwise.
 _EARLIEST_UNPAUSED: Final = (
     "SELECT MIN((SELECT MIN(ready_at) FROM tasks WHERE queue = q.name AND state IN ('ready', 'delayed') "
     "AND state = 'delayed')) FROM queues AS q WHERE q.paused = 0"

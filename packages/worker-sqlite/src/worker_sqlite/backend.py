@@ -57,8 +57,7 @@ class SqliteDurableBackend:
         synchronous: ``PRAGMA synchronous``: ``full`` (default: a returned write survives power loss), ``normal``
             (survives a crash of the process; a power loss may drop the last commits), ``off``, ``extra``.
         wake_interval: seconds between ``PRAGMA data_version`` reads while a worker or a result waiter idles.
-        create: create a missing file (the default); ``False`` makes a missing file a ConfigurationError at
-            open (what :class:`~worker_sqlite.admin.SqliteAdmin` does: inspecting must not create).
+        create: create a missing file (the default); ``False``: a ConfigurationError at open (the admin's choice).
 
     Every SQLite call runs in the thread of its connection (one writer, one reader per backend object), never
     on the event loop. Writes use ``BEGIN IMMEDIATE``; writes queued while one runs share the next
